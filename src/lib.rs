@@ -1,0 +1,14 @@
+//! davsync: two-way sync of calendars and contacts.
+//!
+//! The library never prints and never reads the terminal; the `davsync` binary is glue around
+//! it. Data flows config → storages → listing → [`plan`] → [`sync`] executor → status database.
+//! See `docs/ARCHITECTURE.md`.
+
+pub mod config;
+pub mod item;
+pub mod model;
+pub mod plan;
+pub mod status;
+pub mod storage;
+pub mod sync;
+pub mod vobject;

@@ -1,0 +1,118 @@
+//! Plain data shared by the storages, the status database, the planner and the executor.
+//!
+//! Nothing here does I/O. These types are the vocabulary of a sync: which side, which item
+//! version, what the status database remembers about the last agreement of both sides.
+
+use std::fmt;
+
+/// One of the two sides of a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    /// The storage named `a` in the pair.
+    A,
+    /// The storage named `b` in the pair.
+    B,
+}
+
+impl Side {
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+
+    /// Lower-case letter used in messages and in the status database.
+    pub fn letter(self) -> &'static str {
+        match self {
+            Side::A => "a",
+            Side::B => "b",
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.letter())
+    }
+}
+
+/// The identity of an item within a collection: its UID, or for an item without a UID a
+/// string derived from its normalized content hash (`"sha256:<hex>"`), as vdirsyncer does.
+pub type Ident = String;
+
+/// What is known about one item on one side: where it lives, the storage's version tag and the
+/// normalized content hash.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ItemVersion {
+    /// Storage-specific location of the item (file name in a vdir, href on a server).
+    pub href: String,
+    /// Storage version tag; see [`is_weak_etag`] for the tags that must not be trusted.
+    pub etag: String,
+    /// Normalized content hash (hex), see [`crate::vobject::normalized_hash`].
+    pub hash: String,
+}
+
+/// One item as listed (and, where needed, fetched) on one side in this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedItem {
+    /// The item's identity (UID or content-derived).
+    pub ident: Ident,
+    /// Location, version tag and hash as seen in this run.
+    pub version: ItemVersion,
+}
+
+/// An entry that was listed but could not be read or understood in this run (malformed content,
+/// a read error). The planner never treats such an href as deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableItem {
+    /// Where the item lives.
+    pub href: String,
+    /// Human-readable reason, already naming the file or href.
+    pub reason: String,
+}
+
+/// Everything one side of one collection holds in this run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Items that were understood.
+    pub items: Vec<ListedItem>,
+    /// Items that exist but could not be read; they are never taken for deletions.
+    pub unreadable: Vec<UnreadableItem>,
+}
+
+impl Listing {
+    /// True when the side holds nothing at all, not even unreadable items.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty() && self.unreadable.is_empty()
+    }
+}
+
+/// The status database's record of the last state both sides agreed on for one ident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusItem {
+    /// The item's identity.
+    pub ident: Ident,
+    /// Version on side A when last synced.
+    pub a: ItemVersion,
+    /// Version on side B when last synced.
+    pub b: ItemVersion,
+}
+
+impl StatusItem {
+    /// The version recorded for `side`.
+    pub fn side(&self, side: Side) -> &ItemVersion {
+        match side {
+            Side::A => &self.a,
+            Side::B => &self.b,
+        }
+    }
+}
+
+/// A weak ETag (`W/...`) names a version that may change without the tag changing: a vdir file
+/// modified within the file system's timestamp granularity, or a server's weak validator. A weak
+/// tag never proves that an item is unchanged; the content hash has to decide.
+pub fn is_weak_etag(etag: &str) -> bool {
+    etag.starts_with("W/")
+}

@@ -1,0 +1,153 @@
+//! The storage abstraction every backend implements (vdir now; CalDAV, CardDAV, single file,
+//! webcal and cloud APIs later), and the errors storages report.
+//!
+//! A storage holds named collections; a collection holds items addressed by href. Every write
+//! is conditional on the version tag seen when listing, so a storage never overwrites or deletes
+//! a version davsync has not seen.
+
+pub mod vdir;
+
+use thiserror::Error;
+
+/// A collection as found on a storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionInfo {
+    /// Name used to pair collections of two storages (a vdir subdirectory name).
+    pub name: String,
+    /// Storage-specific address of the collection (a directory path, a URL).
+    pub id: String,
+}
+
+/// One entry of a collection listing: where an item lives and its current version tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    /// Location of the item within the collection.
+    pub href: String,
+    /// Version tag; weak tags (`W/...`) must be confirmed by content.
+    pub etag: String,
+}
+
+/// An item's bytes with the version tag they were read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The exact bytes stored.
+    pub bytes: Vec<u8>,
+    /// Version tag of these bytes.
+    pub etag: String,
+}
+
+/// Where a write put the item and the version tag it now has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Location of the item.
+    pub href: String,
+    /// Version tag after the write.
+    pub etag: String,
+}
+
+/// A failure that concerns one item; the sync goes on with the others.
+#[derive(Debug, Error)]
+pub enum ItemError {
+    /// The item changed (or appeared, or vanished) since it was listed; nothing was written.
+    #[error("{href}: changed since it was listed, left for the next sync")]
+    Changed {
+        /// The item's location.
+        href: String,
+    },
+    /// The item is gone.
+    #[error("{href}: not found")]
+    NotFound {
+        /// The item's location.
+        href: String,
+    },
+    /// The storage refused the item.
+    #[error("{href}: refused: {reason}")]
+    Refused {
+        /// The item's location.
+        href: String,
+        /// What the storage said.
+        reason: String,
+    },
+    /// A local I/O failure on this item.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A failure that concerns a whole collection or storage: nothing in it can be synced this run.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// A local I/O failure.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory concerned.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The collection does not exist.
+    #[error("collection {id} does not exist")]
+    NoSuchCollection {
+        /// The collection's address.
+        id: String,
+    },
+    /// Anything else the storage reports about itself.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The operations the sync engine needs from a storage.
+///
+/// Implementations must make every write conditional: `update` and `delete` only act when the
+/// item still has `expected_etag`, `create` never replaces an existing item.
+pub trait Storage: Send + Sync {
+    /// The collections this storage holds now.
+    fn list_collections(&self) -> Result<Vec<CollectionInfo>, StorageError>;
+
+    /// The storage itself as one collection (used when a pair has no `collections` setting).
+    fn root_collection(&self) -> CollectionInfo;
+
+    /// Creates a collection named `name` and returns it.
+    fn create_collection(&self, name: &str) -> Result<CollectionInfo, StorageError>;
+
+    /// Lists the items of a collection with their version tags.
+    fn list(&self, collection: &CollectionInfo) -> Result<Vec<ListEntry>, StorageError>;
+
+    /// Reads several items; each href gets its own result.
+    fn get_many(
+        &self,
+        collection: &CollectionInfo,
+        hrefs: &[&str],
+    ) -> Vec<(String, Result<Fetched, ItemError>)>;
+
+    /// Stores a new item. `name_hint` is the item's UID, used for the href when safe.
+    fn create(
+        &self,
+        collection: &CollectionInfo,
+        name_hint: &str,
+        bytes: &[u8],
+    ) -> Result<Written, ItemError>;
+
+    /// Replaces the item at `href` if it still has `expected_etag`.
+    fn update(
+        &self,
+        collection: &CollectionInfo,
+        href: &str,
+        expected_etag: &str,
+        bytes: &[u8],
+    ) -> Result<Written, ItemError>;
+
+    /// Deletes the item at `href` if it still has `expected_etag`.
+    fn delete(
+        &self,
+        collection: &CollectionInfo,
+        href: &str,
+        expected_etag: &str,
+    ) -> Result<(), ItemError>;
+}
