@@ -1,1 +1,52 @@
-//! TODO
+//! An item as davsync moves it: the exact bytes, plus the identity and normalized hash computed
+//! from them by the content-line layer in [`crate::vobject`].
+
+use crate::model::Ident;
+use crate::vobject;
+
+/// One calendar object or vCard, kept as the exact bytes it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    bytes: Vec<u8>,
+    uid: Option<String>,
+    hash: String,
+}
+
+impl Item {
+    /// Checks the bytes' structure and computes UID and normalized hash.
+    pub fn parse(bytes: Vec<u8>) -> Result<Item, vobject::Malformed> {
+        vobject::check(&bytes)?;
+        let uid = vobject::uid(&bytes);
+        let hash = vobject::normalized_hash(&bytes);
+        Ok(Item { bytes, uid, hash })
+    }
+
+    /// The exact bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Gives up the bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// The UID, if the item has one.
+    pub fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
+    }
+
+    /// The normalized content hash (hex).
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The identity used to pair this item with its copy on the other side: the UID, or for an
+    /// item without one, its content hash (so an edit to such an item is a delete plus a create).
+    pub fn ident(&self) -> Ident {
+        match &self.uid {
+            Some(uid) => uid.clone(),
+            None => format!("sha256:{}", self.hash),
+        }
+    }
+}

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod item;
 pub mod model;
+pub mod pairing;
 pub mod plan;
 pub mod status;
 pub mod storage;

@@ -1,1 +1,1353 @@
-//! TODO
+//! The per-pair status database and the pair lock.
+//!
+//! Every pair has one SQLite database (the caller chooses the path, usually
+//! `<status_path>/<pair>.db`). It remembers, per collection and ident, the last versions both
+//! sides agreed on ([`StatusItem`]) together with the last synced content (zlib-compressed), which
+//! is the common ancestor for later conflict resolution. It also keeps, per collection, the time
+//! and counts of the last run, the open conflicts and failed items of that run, and a small
+//! key/value store for storages (e.g. a DAV sync token); a pair-wide key/value store exists too.
+//!
+//! Every change is written as soon as the corresponding action succeeded, each in its own short
+//! transaction: an interrupted sync loses at most the action in flight. Updates and deletions are
+//! compare-and-swap: they only apply while the row still holds what the caller expects.
+//!
+//! The database runs in WAL mode with `synchronous=NORMAL` and a busy timeout; its schema version
+//! lives in `PRAGMA user_version` and is brought up to date by [`MIGRATIONS`] on open.
+//!
+//! [`PairLock`] makes sure that two davsync processes never sync the same pair at once.
+//!
+//! This module never reads clocks: times are unix seconds passed in by the caller.
+
+use std::cell::RefCell;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use flate2::read::ZlibDecoder;
+use flate2::{Compress, Compression, FlushCompress};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+
+use crate::model::{ItemVersion, StatusItem};
+
+/// Identifier of a collection within one status database, as returned by
+/// [`StatusDb::collection`]. Only meaningful for the database that returned it.
+pub type CollectionId = i64;
+
+/// How long a statement waits for another connection's lock before failing with "busy".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema migrations, applied in order. `MIGRATIONS[i]` brings a database from
+/// `user_version = i` to `i + 1`; a new database starts at version 0. Never edit an entry that
+/// has been released, only append.
+pub const MIGRATIONS: &[&str] = &[
+    // Version 1: initial schema.
+    "
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE collections (
+        id           INTEGER PRIMARY KEY,
+        name         TEXT NOT NULL UNIQUE,
+        last_sync    INTEGER,
+        last_created INTEGER,
+        last_updated INTEGER,
+        last_deleted INTEGER
+    );
+
+    CREATE TABLE collection_meta (
+        collection INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+        key        TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        PRIMARY KEY (collection, key)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE items (
+        id         INTEGER PRIMARY KEY,
+        collection INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+        ident      TEXT NOT NULL,
+        a_href     TEXT NOT NULL,
+        a_etag     TEXT NOT NULL,
+        a_hash     TEXT NOT NULL,
+        b_href     TEXT NOT NULL,
+        b_etag     TEXT NOT NULL,
+        b_hash     TEXT NOT NULL,
+        UNIQUE (collection, ident)
+    );
+
+    -- Kept apart from `items` so that listing the items never reads the content pages.
+    CREATE TABLE contents (
+        item INTEGER PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE,
+        data BLOB NOT NULL
+    );
+
+    -- Open conflicts and failed items of the last run, replaced by every run.
+    CREATE TABLE problems (
+        collection INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+        kind       TEXT NOT NULL CHECK (kind IN ('conflict', 'failure')),
+        seq        INTEGER NOT NULL,
+        ident      TEXT NOT NULL,
+        message    TEXT NOT NULL,
+        PRIMARY KEY (collection, kind, seq)
+    ) WITHOUT ROWID;
+    ",
+];
+
+/// Errors of the status database. Every variant names the database file.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// Creating the directory or the file, or setting their permissions, failed.
+    #[error("status database {}: {source}", path.display())]
+    Io {
+        /// The database file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// SQLite reported an error.
+    #[error("status database {}: {source}", path.display())]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer davsync whose schema this binary does not know.
+    #[error(
+        "status database {}: schema version {found} is newer than this davsync supports ({supported}); upgrade davsync",
+        path.display()
+    )]
+    SchemaTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// The version found in the database.
+        found: i64,
+        /// The newest version this binary knows.
+        supported: i64,
+    },
+    /// A compare-and-swap failed: the row for `ident` is not (or no longer) what the caller
+    /// expected, or an inserted ident already exists.
+    #[error(
+        "status database {}: the entry for {ident:?} in collection {collection} changed unexpectedly",
+        path.display()
+    )]
+    RowChanged {
+        /// The database file.
+        path: PathBuf,
+        /// The collection.
+        collection: CollectionId,
+        /// The ident whose row differed.
+        ident: String,
+    },
+    /// [`StatusDb::replace`] was asked to change an item's ident, which it does not do.
+    #[error(
+        "status database {}: cannot replace the entry for {expected:?} with one for {new:?}",
+        path.display()
+    )]
+    IdentMismatch {
+        /// The database file.
+        path: PathBuf,
+        /// The ident of the expected row.
+        expected: String,
+        /// The ident of the new row.
+        new: String,
+    },
+    /// The collection id does not exist in this database.
+    #[error("status database {}: no collection with id {collection}", path.display())]
+    NoSuchCollection {
+        /// The database file.
+        path: PathBuf,
+        /// The unknown id.
+        collection: CollectionId,
+    },
+    /// SQLite refused to switch the database to WAL journal mode (e.g. on a network file system).
+    #[error(
+        "status database {}: cannot use WAL journal mode (journal mode is {mode})",
+        path.display()
+    )]
+    NoWal {
+        /// The database file.
+        path: PathBuf,
+        /// The journal mode SQLite reported instead.
+        mode: String,
+    },
+    /// The stored content of an item could not be decompressed.
+    #[error("status database {}: stored content of {ident:?} is corrupt: {source}", path.display())]
+    CorruptContent {
+        /// The database file.
+        path: PathBuf,
+        /// The item whose content is corrupt.
+        ident: String,
+        /// The decompression error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// An open conflict or a failed item of the last run, for `davsync status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The item's ident.
+    pub ident: String,
+    /// Human-readable description.
+    pub message: String,
+}
+
+/// The outcome of one sync run of one collection, recorded by [`StatusDb::record_run`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunRecord {
+    /// When the run finished (unix seconds, from the caller); becomes the collection's last sync.
+    pub finished_at: i64,
+    /// Items created (on either side).
+    pub created: u64,
+    /// Items updated (on either side).
+    pub updated: u64,
+    /// Items deleted (on either side).
+    pub deleted: u64,
+    /// Conflicts left open by the run.
+    pub conflicts: Vec<Problem>,
+    /// Items that failed in the run.
+    pub failures: Vec<Problem>,
+}
+
+/// The counts of the last run of a collection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    /// Items created.
+    pub created: u64,
+    /// Items updated.
+    pub updated: u64,
+    /// Items deleted.
+    pub deleted: u64,
+}
+
+/// What `davsync status` shows about one collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionStatus {
+    /// The collection's name.
+    pub name: String,
+    /// Number of items in the status database.
+    pub items: u64,
+    /// When the last run finished (unix seconds), if there was one.
+    pub last_sync: Option<i64>,
+    /// Counts of the last run, if there was one.
+    pub last_run: Option<RunCounts>,
+    /// Conflicts left open by the last run, in the order they were recorded.
+    pub conflicts: Vec<Problem>,
+    /// Items that failed in the last run, in the order they were recorded.
+    pub failures: Vec<Problem>,
+}
+
+/// An open status database of one pair.
+#[derive(Debug)]
+pub struct StatusDb {
+    conn: Connection,
+    path: PathBuf,
+    compressor: RefCell<Compress>,
+}
+
+impl StatusDb {
+    /// Opens (creating if needed) the status database at `path` and brings its schema up to date.
+    ///
+    /// Missing parent directories are created with mode 0700 and a new database file with mode
+    /// 0600; an existing file readable or writable by group or others is restricted to its
+    /// owner, since it holds copies of calendar and contact data. Fails with
+    /// [`StatusError::SchemaTooNew`] if a newer davsync wrote the database.
+    pub fn open(path: &Path) -> Result<StatusDb, StatusError> {
+        let io_err = |source| StatusError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        create_private_parent(path).map_err(io_err)?;
+        create_private_file(path).map_err(io_err)?;
+
+        let sql_err = |source| StatusError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        // Without SQLITE_OPEN_URI, so that a path starting with `file:` is just a path.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(sql_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(sql_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StatusError::NoWal {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql_err)?;
+
+        let db = StatusDb {
+            conn,
+            path: path.to_owned(),
+            compressor: RefCell::new(Compress::new(Compression::default(), true)),
+        };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version of the open database (equal to `MIGRATIONS.len()` after [`open`]).
+    ///
+    /// [`open`]: StatusDb::open
+    pub fn schema_version(&self) -> Result<i64, StatusError> {
+        self.conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Applies the migrations the database lacks, in one transaction.
+    fn migrate(&self) -> Result<(), StatusError> {
+        let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        let check = |found: i64| {
+            if found > supported {
+                Err(StatusError::SchemaTooNew {
+                    path: self.path.clone(),
+                    found,
+                    supported,
+                })
+            } else {
+                Ok(found)
+            }
+        };
+        if check(self.schema_version()?)? == supported {
+            return Ok(());
+        }
+        let tx = self.begin()?;
+        // Another process may have migrated between the check and the lock.
+        let found = check(self.schema_version()?)?;
+        let done = usize::try_from(found).unwrap_or(0);
+        for migration in MIGRATIONS.iter().skip(done) {
+            tx.execute_batch(migration).map_err(|e| self.sql(e))?;
+        }
+        tx.pragma_update(None, "user_version", supported)
+            .map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))
+    }
+
+    /// The id of the collection `name`, creating it if needed.
+    pub fn collection(&self, name: &str) -> Result<CollectionId, StatusError> {
+        let find = |conn: &Connection| {
+            conn.prepare_cached("SELECT id FROM collections WHERE name = ?1")?
+                .query_row([name], |row| row.get::<_, CollectionId>(0))
+                .optional()
+        };
+        if let Some(id) = find(&self.conn).map_err(|e| self.sql(e))? {
+            return Ok(id);
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT INTO collections (name) VALUES (?1) ON CONFLICT (name) DO NOTHING",
+            )
+            .and_then(|mut stmt| stmt.execute([name]))
+            .map_err(|e| self.sql(e))?;
+        find(&self.conn)
+            .map_err(|e| self.sql(e))?
+            .ok_or_else(|| self.sql(rusqlite::Error::QueryReturnedNoRows))
+    }
+
+    /// All status entries of a collection, ordered by ident. Does not load the stored content.
+    pub fn items(&self, coll: CollectionId) -> Result<Vec<StatusItem>, StatusError> {
+        let run = || -> rusqlite::Result<Vec<StatusItem>> {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT ident, a_href, a_etag, a_hash, b_href, b_etag, b_hash
+                 FROM items WHERE collection = ?1 ORDER BY ident",
+            )?;
+            let rows = stmt.query_map([coll], row_to_item)?;
+            rows.collect()
+        };
+        run().map_err(|e| self.sql(e))
+    }
+
+    /// The status entry for `ident` in a collection, if there is one.
+    pub fn item(&self, coll: CollectionId, ident: &str) -> Result<Option<StatusItem>, StatusError> {
+        self.conn
+            .prepare_cached(
+                "SELECT ident, a_href, a_etag, a_hash, b_href, b_etag, b_hash
+                 FROM items WHERE collection = ?1 AND ident = ?2",
+            )
+            .and_then(|mut stmt| stmt.query_row(params![coll, ident], row_to_item).optional())
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Records a newly synced item with its content. Fails with [`StatusError::RowChanged`] if
+    /// the collection already has an entry for the ident.
+    pub fn insert(
+        &self,
+        coll: CollectionId,
+        item: &StatusItem,
+        content: &[u8],
+    ) -> Result<(), StatusError> {
+        let data = self.compress(content)?;
+        let tx = self.begin()?;
+        let id = tx
+            .prepare_cached(
+                "INSERT INTO items
+                 (collection, ident, a_href, a_etag, a_hash, b_href, b_etag, b_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (collection, ident) DO NOTHING
+                 RETURNING id",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![
+                        coll,
+                        item.ident,
+                        item.a.href,
+                        item.a.etag,
+                        item.a.hash,
+                        item.b.href,
+                        item.b.etag,
+                        item.b.hash,
+                    ],
+                    |row| row.get::<_, i64>(0),
+                )
+                .optional()
+            })
+            .map_err(|e| self.sql(e))?
+            .ok_or_else(|| self.row_changed(coll, &item.ident))?;
+        tx.prepare_cached("INSERT INTO contents (item, data) VALUES (?1, ?2)")
+            .and_then(|mut stmt| stmt.execute(params![id, data]))
+            .map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))
+    }
+
+    /// Replaces the entry `expected` with `new` (same ident), provided the stored row still
+    /// equals `expected` in every column; otherwise fails with [`StatusError::RowChanged`].
+    /// `content` replaces the stored content; `None` keeps it.
+    pub fn replace(
+        &self,
+        coll: CollectionId,
+        expected: &StatusItem,
+        new: &StatusItem,
+        content: Option<&[u8]>,
+    ) -> Result<(), StatusError> {
+        if expected.ident != new.ident {
+            return Err(StatusError::IdentMismatch {
+                path: self.path.clone(),
+                expected: expected.ident.clone(),
+                new: new.ident.clone(),
+            });
+        }
+        let data = content.map(|c| self.compress(c)).transpose()?;
+        let tx = self.begin()?;
+        let id = tx
+            .prepare_cached(
+                "UPDATE items
+                 SET a_href = ?9, a_etag = ?10, a_hash = ?11,
+                     b_href = ?12, b_etag = ?13, b_hash = ?14
+                 WHERE collection = ?1 AND ident = ?2
+                   AND a_href = ?3 AND a_etag = ?4 AND a_hash = ?5
+                   AND b_href = ?6 AND b_etag = ?7 AND b_hash = ?8
+                 RETURNING id",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![
+                        coll,
+                        expected.ident,
+                        expected.a.href,
+                        expected.a.etag,
+                        expected.a.hash,
+                        expected.b.href,
+                        expected.b.etag,
+                        expected.b.hash,
+                        new.a.href,
+                        new.a.etag,
+                        new.a.hash,
+                        new.b.href,
+                        new.b.etag,
+                        new.b.hash,
+                    ],
+                    |row| row.get::<_, i64>(0),
+                )
+                .optional()
+            })
+            .map_err(|e| self.sql(e))?
+            .ok_or_else(|| self.row_changed(coll, &expected.ident))?;
+        if let Some(data) = data {
+            tx.prepare_cached("UPDATE contents SET data = ?2 WHERE item = ?1")
+                .and_then(|mut stmt| stmt.execute(params![id, data]))
+                .map_err(|e| self.sql(e))?;
+        }
+        tx.commit().map_err(|e| self.sql(e))
+    }
+
+    /// Removes the entry `expected` (and its content), provided the stored row still equals it
+    /// in every column; otherwise fails with [`StatusError::RowChanged`].
+    pub fn remove(&self, coll: CollectionId, expected: &StatusItem) -> Result<(), StatusError> {
+        // The content goes with the row (ON DELETE CASCADE), so one statement suffices.
+        let changed = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM items
+                 WHERE collection = ?1 AND ident = ?2
+                   AND a_href = ?3 AND a_etag = ?4 AND a_hash = ?5
+                   AND b_href = ?6 AND b_etag = ?7 AND b_hash = ?8",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    coll,
+                    expected.ident,
+                    expected.a.href,
+                    expected.a.etag,
+                    expected.a.hash,
+                    expected.b.href,
+                    expected.b.etag,
+                    expected.b.hash,
+                ])
+            })
+            .map_err(|e| self.sql(e))?;
+        if changed == 0 {
+            return Err(self.row_changed(coll, &expected.ident));
+        }
+        Ok(())
+    }
+
+    /// The content last synced for `ident` (decompressed), if the collection has an entry for it.
+    pub fn synced_content(
+        &self,
+        coll: CollectionId,
+        ident: &str,
+    ) -> Result<Option<Vec<u8>>, StatusError> {
+        let data: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached(
+                "SELECT contents.data FROM items JOIN contents ON contents.item = items.id
+                 WHERE items.collection = ?1 AND items.ident = ?2",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![coll, ident], |row| row.get(0))
+                    .optional()
+            })
+            .map_err(|e| self.sql(e))?;
+        let Some(data) = data else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(data.len().saturating_mul(4));
+        ZlibDecoder::new(data.as_slice())
+            .read_to_end(&mut out)
+            .map_err(|source| StatusError::CorruptContent {
+                path: self.path.clone(),
+                ident: ident.to_owned(),
+                source,
+            })?;
+        Ok(Some(out))
+    }
+
+    /// Records the outcome of a run of a collection in one transaction: sets its last sync time
+    /// and counts and replaces its open conflicts and failed items with those of `run`.
+    pub fn record_run(&self, coll: CollectionId, run: &RunRecord) -> Result<(), StatusError> {
+        let tx = self.begin()?;
+        let changed = tx
+            .prepare_cached(
+                "UPDATE collections
+                 SET last_sync = ?2, last_created = ?3, last_updated = ?4, last_deleted = ?5
+                 WHERE id = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    coll,
+                    run.finished_at,
+                    saturating_i64(run.created),
+                    saturating_i64(run.updated),
+                    saturating_i64(run.deleted),
+                ])
+            })
+            .map_err(|e| self.sql(e))?;
+        if changed == 0 {
+            return Err(StatusError::NoSuchCollection {
+                path: self.path.clone(),
+                collection: coll,
+            });
+        }
+        let write = || -> rusqlite::Result<()> {
+            tx.prepare_cached("DELETE FROM problems WHERE collection = ?1")?
+                .execute([coll])?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO problems (collection, kind, seq, ident, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (kind, list) in [("conflict", &run.conflicts), ("failure", &run.failures)] {
+                for (seq, problem) in list.iter().enumerate() {
+                    stmt.execute(params![
+                        coll,
+                        kind,
+                        saturating_i64(seq as u64),
+                        problem.ident,
+                        problem.message
+                    ])?;
+                }
+            }
+            Ok(())
+        };
+        write().map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))
+    }
+
+    /// Every collection with its item count, last run and open problems, ordered by name.
+    pub fn collections(&self) -> Result<Vec<CollectionStatus>, StatusError> {
+        let run = || -> rusqlite::Result<Vec<CollectionStatus>> {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT c.id, c.name, c.last_sync, c.last_created, c.last_updated, c.last_deleted,
+                        (SELECT count(*) FROM items i WHERE i.collection = c.id)
+                 FROM collections c ORDER BY c.name",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                let id: CollectionId = row.get(0)?;
+                let last_sync: Option<i64> = row.get(2)?;
+                let counts = (
+                    row.get::<_, Option<i64>>(3)?,
+                    row.get::<_, Option<i64>>(4)?,
+                    row.get::<_, Option<i64>>(5)?,
+                );
+                let last_run = match counts {
+                    (Some(c), Some(u), Some(d)) => Some(RunCounts {
+                        created: saturating_u64(c),
+                        updated: saturating_u64(u),
+                        deleted: saturating_u64(d),
+                    }),
+                    _ => None,
+                };
+                Ok((
+                    id,
+                    CollectionStatus {
+                        name: row.get(1)?,
+                        items: saturating_u64(row.get(6)?),
+                        last_sync,
+                        last_run,
+                        conflicts: Vec::new(),
+                        failures: Vec::new(),
+                    },
+                ))
+            })?;
+            let collections = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+
+            let mut problems = self.conn.prepare_cached(
+                "SELECT kind, ident, message FROM problems
+                 WHERE collection = ?1 ORDER BY kind, seq",
+            )?;
+            let mut out = Vec::with_capacity(collections.len());
+            for (id, mut status) in collections {
+                let mut rows = problems.query([id])?;
+                while let Some(row) = rows.next()? {
+                    let kind: String = row.get(0)?;
+                    let problem = Problem {
+                        ident: row.get(1)?,
+                        message: row.get(2)?,
+                    };
+                    if kind == "conflict" {
+                        status.conflicts.push(problem);
+                    } else {
+                        status.failures.push(problem);
+                    }
+                }
+                out.push(status);
+            }
+            Ok(out)
+        };
+        run().map_err(|e| self.sql(e))
+    }
+
+    /// The value stored under `key` for a collection (e.g. a DAV sync token), if any.
+    pub fn collection_meta(
+        &self,
+        coll: CollectionId,
+        key: &str,
+    ) -> Result<Option<String>, StatusError> {
+        self.conn
+            .prepare_cached("SELECT value FROM collection_meta WHERE collection = ?1 AND key = ?2")
+            .and_then(|mut stmt| {
+                stmt.query_row(params![coll, key], |row| row.get(0))
+                    .optional()
+            })
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Stores `value` under `key` for a collection, replacing any previous value.
+    pub fn set_collection_meta(
+        &self,
+        coll: CollectionId,
+        key: &str,
+        value: &str,
+    ) -> Result<(), StatusError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO collection_meta (collection, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value",
+            )
+            .and_then(|mut stmt| stmt.execute(params![coll, key, value]))
+            .map_err(|e| self.sql(e))?;
+        Ok(())
+    }
+
+    /// Removes the value stored under `key` for a collection, if any.
+    pub fn remove_collection_meta(&self, coll: CollectionId, key: &str) -> Result<(), StatusError> {
+        self.conn
+            .prepare_cached("DELETE FROM collection_meta WHERE collection = ?1 AND key = ?2")
+            .and_then(|mut stmt| stmt.execute(params![coll, key]))
+            .map_err(|e| self.sql(e))?;
+        Ok(())
+    }
+
+    /// The pair-wide value stored under `key`, if any.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StatusError> {
+        self.conn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")
+            .and_then(|mut stmt| stmt.query_row([key], |row| row.get(0)).optional())
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Stores the pair-wide `value` under `key`, replacing any previous value.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StatusError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .and_then(|mut stmt| stmt.execute([key, value]))
+            .map_err(|e| self.sql(e))?;
+        Ok(())
+    }
+
+    /// Starts a short write transaction. `IMMEDIATE` takes the write lock up front, so waiting
+    /// for another connection goes through the busy timeout instead of failing on upgrade.
+    /// Dropping the transaction without committing rolls it back.
+    fn begin(&self) -> Result<Transaction<'_>, StatusError> {
+        Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Compresses `content` as a zlib stream, reusing the compressor: setting one up costs
+    /// several times more than compressing a typical item.
+    fn compress(&self, content: &[u8]) -> Result<Vec<u8>, StatusError> {
+        let mut compressor = self.compressor.borrow_mut();
+        compressor.reset();
+        let mut out = Vec::with_capacity(content.len() / 2 + 64);
+        loop {
+            let consumed = usize::try_from(compressor.total_in()).unwrap_or(content.len());
+            let input = content.get(consumed..).unwrap_or_default();
+            let status = compressor
+                .compress_vec(input, &mut out, FlushCompress::Finish)
+                .map_err(|e| StatusError::Io {
+                    path: self.path.clone(),
+                    source: io::Error::other(e),
+                })?;
+            if status == flate2::Status::StreamEnd {
+                return Ok(out);
+            }
+            out.reserve(out.capacity().max(64));
+        }
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> StatusError {
+        StatusError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn row_changed(&self, collection: CollectionId, ident: &str) -> StatusError {
+        StatusError::RowChanged {
+            path: self.path.clone(),
+            collection,
+            ident: ident.to_owned(),
+        }
+    }
+}
+
+fn row_to_item(row: &rusqlite::Row<'_>) -> rusqlite::Result<StatusItem> {
+    Ok(StatusItem {
+        ident: row.get(0)?,
+        a: ItemVersion {
+            href: row.get(1)?,
+            etag: row.get(2)?,
+            hash: row.get(3)?,
+        },
+        b: ItemVersion {
+            href: row.get(4)?,
+            etag: row.get(5)?,
+            hash: row.get(6)?,
+        },
+    })
+}
+
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn saturating_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Creates the missing parent directories of `path` with mode 0700.
+fn create_private_parent(path: &Path) -> io::Result<()> {
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(parent)
+}
+
+/// Opens (creating with mode 0600 if missing) the file at `path` for reading and writing,
+/// without truncating it, and restricts an existing file that group or others may access.
+fn create_private_file(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            file.set_permissions(fs::Permissions::from_mode(mode & 0o700))?;
+        }
+    }
+    Ok(file)
+}
+
+/// Errors of [`PairLock::acquire`]. Every variant names the lock file.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another process (or another lock in this process) holds the lock.
+    #[error(
+        "{}: another davsync{} is already syncing this pair",
+        path.display(),
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    Held {
+        /// The lock file.
+        path: PathBuf,
+        /// The holder's process id as written into the lock file, if it could be read.
+        pid: Option<u32>,
+    },
+    /// Creating, locking or writing the lock file failed.
+    #[error("lock file {}: {source}", path.display())]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Exclusive lock so two davsync processes never sync the same pair at once.
+///
+/// The lock is an advisory lock on an open file (`flock` on Unix), held as long as the value
+/// lives and released on drop or when the process dies, so a crashed process never leaves a
+/// stale lock behind. The lock file itself stays; while held it contains the holder's pid.
+#[derive(Debug)]
+pub struct PairLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl PairLock {
+    /// Takes the lock at `path` (e.g. `<status_path>/<pair>.lock`), creating the file (mode 0600)
+    /// and missing parent directories (mode 0700) as needed, and writes our pid into it.
+    ///
+    /// Never waits: if the lock is held, even by another `PairLock` of this process, fails with
+    /// [`LockError::Held`] carrying the pid read from the file.
+    pub fn acquire(path: &Path) -> Result<PairLock, LockError> {
+        let io_err = |source| LockError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        create_private_parent(path).map_err(io_err)?;
+        // Not truncated on open: the holder's pid must survive a failed attempt.
+        let mut file = create_private_file(path).map_err(io_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(LockError::Held {
+                    path: path.to_owned(),
+                    pid: read_pid(&mut file),
+                });
+            }
+            Err(fs::TryLockError::Error(source)) => return Err(io_err(source)),
+        }
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| writeln!(file, "{}", std::process::id()))
+            .and_then(|()| file.flush())
+            .map_err(io_err)?;
+        Ok(PairLock {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for PairLock {
+    fn drop(&mut self) {
+        // Clear the pid while still holding the lock, so nobody reads a stale one; closing the
+        // file releases the lock even if these fail.
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
+    }
+}
+
+fn read_pid(file: &mut File) -> Option<u32> {
+    let mut text = String::new();
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.take(64).read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn version(side: &str, n: u32) -> ItemVersion {
+        ItemVersion {
+            href: format!("{side}-{n}.ics"),
+            etag: format!("\"{side}{n}\""),
+            hash: format!("hash{n}"),
+        }
+    }
+
+    fn item(ident: &str, n: u32) -> StatusItem {
+        StatusItem {
+            ident: ident.to_owned(),
+            a: version("a", n),
+            b: version("b", n),
+        }
+    }
+
+    fn open_temp() -> (tempfile::TempDir, StatusDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StatusDb::open(&dir.path().join("pair.db")).unwrap();
+        (dir, db)
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn open_creates_private_dir_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status").join("nested").join("pair.db");
+        let db = StatusDb::open(&path).unwrap();
+        assert_eq!(db.path(), path);
+        assert_eq!(mode(&dir.path().join("status")), 0o700);
+        assert_eq!(mode(&dir.path().join("status/nested")), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        let journal: String = db
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(journal, "wal");
+        let sync: i64 = db
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 1, "NORMAL");
+        // Writing creates the WAL, which SQLite gives the database file's mode.
+        db.set_meta("k", "v").unwrap();
+        let wal = dir.path().join("status/nested/pair.db-wal");
+        assert_eq!(mode(&wal), 0o600);
+    }
+
+    #[test]
+    fn open_tightens_loose_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pair.db");
+        fs::write(&path, b"").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        StatusDb::open(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn migrations_idempotent_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pair.db");
+        let db = StatusDb::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let coll = db.collection("cal").unwrap();
+        db.insert(coll, &item("u1", 1), b"BEGIN:VCALENDAR").unwrap();
+        db.set_meta("k", "v").unwrap();
+        drop(db);
+
+        let db = StatusDb::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let coll2 = db.collection("cal").unwrap();
+        assert_eq!(coll, coll2);
+        assert_eq!(db.items(coll).unwrap(), vec![item("u1", 1)]);
+        assert_eq!(db.meta("k").unwrap().as_deref(), Some("v"));
+    }
+
+    #[test]
+    fn schema_too_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pair.db");
+        drop(StatusDb::open(&path).unwrap());
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1)
+                .unwrap();
+        }
+        match StatusDb::open(&path) {
+            Err(StatusError::SchemaTooNew {
+                path: p,
+                found,
+                supported,
+            }) => {
+                assert_eq!(p, path);
+                assert_eq!(found, MIGRATIONS.len() as i64 + 1);
+                assert_eq!(supported, MIGRATIONS.len() as i64);
+            }
+            other => panic!("expected SchemaTooNew, got {other:?}"),
+        }
+        let msg = StatusDb::open(&path).unwrap_err().to_string();
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+    }
+
+    #[test]
+    fn collections_are_get_or_create() {
+        let (_dir, db) = open_temp();
+        let a = db.collection("a").unwrap();
+        let b = db.collection("b").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(db.collection("a").unwrap(), a);
+    }
+
+    #[test]
+    fn insert_replace_remove_with_cas() {
+        let (_dir, db) = open_temp();
+        let coll = db.collection("cal").unwrap();
+        let other = db.collection("other").unwrap();
+        let v1 = item("u1", 1);
+
+        db.insert(coll, &v1, b"one").unwrap();
+        // Same ident again: refused, the existing row is untouched.
+        let err = db.insert(coll, &item("u1", 9), b"nine").unwrap_err();
+        assert!(
+            matches!(&err, StatusError::RowChanged { ident, .. } if ident == "u1"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("pair.db"), "{err}");
+        assert_eq!(db.items(coll).unwrap(), vec![v1.clone()]);
+        assert_eq!(db.synced_content(coll, "u1").unwrap().unwrap(), b"one");
+        // The same ident in another collection is a different row.
+        db.insert(other, &v1, b"elsewhere").unwrap();
+
+        // Replace with a stale expectation fails and changes nothing.
+        let v2 = item("u1", 2);
+        let mut stale = v1.clone();
+        stale.b.etag = "\"old\"".into();
+        assert!(matches!(
+            db.replace(coll, &stale, &v2, Some(b"two")),
+            Err(StatusError::RowChanged { .. })
+        ));
+        assert_eq!(db.item(coll, "u1").unwrap(), Some(v1.clone()));
+        assert_eq!(db.synced_content(coll, "u1").unwrap().unwrap(), b"one");
+
+        // Replace without content keeps the content.
+        db.replace(coll, &v1, &v2, None).unwrap();
+        assert_eq!(db.item(coll, "u1").unwrap(), Some(v2.clone()));
+        assert_eq!(db.synced_content(coll, "u1").unwrap().unwrap(), b"one");
+        // Replace with content.
+        let v3 = item("u1", 3);
+        db.replace(coll, &v2, &v3, Some(b"three")).unwrap();
+        assert_eq!(db.items(coll).unwrap(), vec![v3.clone()]);
+        assert_eq!(db.synced_content(coll, "u1").unwrap().unwrap(), b"three");
+        // The other collection was not touched.
+        assert_eq!(db.items(other).unwrap(), vec![v1.clone()]);
+        assert_eq!(
+            db.synced_content(other, "u1").unwrap().unwrap(),
+            b"elsewhere"
+        );
+
+        // Changing the ident is refused.
+        assert!(matches!(
+            db.replace(coll, &v3, &item("u2", 3), None),
+            Err(StatusError::IdentMismatch { .. })
+        ));
+        // Replacing a missing row is a CAS failure.
+        assert!(matches!(
+            db.replace(coll, &item("nope", 1), &item("nope", 2), None),
+            Err(StatusError::RowChanged { .. })
+        ));
+
+        // Remove with a stale expectation fails.
+        assert!(matches!(
+            db.remove(coll, &v2),
+            Err(StatusError::RowChanged { .. })
+        ));
+        assert_eq!(db.items(coll).unwrap().len(), 1);
+        db.remove(coll, &v3).unwrap();
+        assert!(db.items(coll).unwrap().is_empty());
+        assert_eq!(db.item(coll, "u1").unwrap(), None);
+        assert_eq!(db.synced_content(coll, "u1").unwrap(), None);
+        // Removing again fails.
+        assert!(matches!(
+            db.remove(coll, &v3),
+            Err(StatusError::RowChanged { .. })
+        ));
+        // The content went with the row.
+        let orphans: i64 = db
+            .conn
+            .query_row(
+                "SELECT count(*) FROM contents WHERE item NOT IN (SELECT id FROM items)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(orphans, 0);
+        // Re-inserting after removal works.
+        db.insert(coll, &v1, b"again").unwrap();
+        assert_eq!(db.synced_content(coll, "u1").unwrap().unwrap(), b"again");
+    }
+
+    #[test]
+    fn items_are_ordered_by_ident() {
+        let (_dir, db) = open_temp();
+        let coll = db.collection("cal").unwrap();
+        for ident in ["c", "a", "b"] {
+            db.insert(coll, &item(ident, 1), b"x").unwrap();
+        }
+        let idents: Vec<_> = db
+            .items(coll)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.ident)
+            .collect();
+        assert_eq!(idents, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn content_round_trip_is_compressed() {
+        let (_dir, db) = open_temp();
+        let coll = db.collection("cal").unwrap();
+        let content = "BEGIN:VCALENDAR\r\nSUMMARY:ünïcödé\r\nEND:VCALENDAR\r\n".repeat(200);
+        db.insert(coll, &item("u1", 1), content.as_bytes()).unwrap();
+        db.insert(coll, &item("empty", 1), b"").unwrap();
+        assert_eq!(
+            db.synced_content(coll, "u1").unwrap().unwrap(),
+            content.as_bytes()
+        );
+        assert_eq!(db.synced_content(coll, "empty").unwrap().unwrap(), b"");
+        assert_eq!(db.synced_content(coll, "missing").unwrap(), None);
+        let stored: Vec<u8> = db
+            .conn
+            .query_row(
+                "SELECT data FROM contents JOIN items ON items.id = contents.item
+                 WHERE items.ident = 'u1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(stored.len() < content.len() / 10, "{}", stored.len());
+        assert_eq!(stored[0], 0x78, "zlib header");
+
+        // Large, incompressible content needs several rounds of the compressor.
+        let mut noise = Vec::with_capacity(1 << 20);
+        let mut x: u32 = 12345;
+        for _ in 0..(1 << 20) {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            noise.push((x >> 16) as u8);
+        }
+        db.insert(coll, &item("noise", 1), &noise).unwrap();
+        assert_eq!(db.synced_content(coll, "noise").unwrap().unwrap(), noise);
+        db.replace(coll, &item("noise", 1), &item("noise", 2), Some(b"small"))
+            .unwrap();
+        assert_eq!(db.synced_content(coll, "noise").unwrap().unwrap(), b"small");
+        assert_eq!(
+            db.synced_content(coll, "u1").unwrap().unwrap(),
+            content.as_bytes()
+        );
+
+        db.conn
+            .execute("UPDATE contents SET data = x'00112233'", [])
+            .unwrap();
+        assert!(matches!(
+            db.synced_content(coll, "u1"),
+            Err(StatusError::CorruptContent { .. })
+        ));
+    }
+
+    #[test]
+    fn record_run_replaces_problems_and_reports_collections() {
+        let (_dir, db) = open_temp();
+        let work = db.collection("work").unwrap();
+        let home = db.collection("home").unwrap();
+        for n in 0..3 {
+            db.insert(work, &item(&format!("w{n}"), n), b"x").unwrap();
+        }
+        db.insert(home, &item("h", 0), b"x").unwrap();
+
+        let before = db.collections().unwrap();
+        assert_eq!(before.len(), 2);
+        assert_eq!(before[0].name, "home");
+        assert_eq!(before[0].items, 1);
+        assert_eq!(before[0].last_sync, None);
+        assert_eq!(before[0].last_run, None);
+        assert!(before[0].conflicts.is_empty() && before[0].failures.is_empty());
+
+        let problem = |ident: &str, message: &str| Problem {
+            ident: ident.into(),
+            message: message.into(),
+        };
+        let first = RunRecord {
+            finished_at: 1_700_000_000,
+            created: 3,
+            updated: 1,
+            deleted: 2,
+            conflicts: vec![problem("w2", "both changed"), problem("w1", "both changed")],
+            failures: vec![problem("w0", "403 Forbidden")],
+        };
+        db.record_run(work, &first).unwrap();
+        let after = db.collections().unwrap();
+        assert_eq!(after[0].name, "home");
+        assert_eq!(after[0].last_sync, None);
+        let w = &after[1];
+        assert_eq!(w.name, "work");
+        assert_eq!(w.items, 3);
+        assert_eq!(w.last_sync, Some(1_700_000_000));
+        assert_eq!(
+            w.last_run,
+            Some(RunCounts {
+                created: 3,
+                updated: 1,
+                deleted: 2
+            })
+        );
+        assert_eq!(w.conflicts, first.conflicts);
+        assert_eq!(w.failures, first.failures);
+
+        let second = RunRecord {
+            finished_at: 1_700_000_100,
+            conflicts: vec![problem("w1", "still both changed")],
+            ..RunRecord::default()
+        };
+        db.record_run(work, &second).unwrap();
+        let w = &db.collections().unwrap()[1];
+        assert_eq!(w.last_sync, Some(1_700_000_100));
+        assert_eq!(w.last_run, Some(RunCounts::default()));
+        assert_eq!(w.conflicts, second.conflicts);
+        assert!(w.failures.is_empty());
+
+        assert!(matches!(
+            db.record_run(9999, &second),
+            Err(StatusError::NoSuchCollection {
+                collection: 9999,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn meta_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pair.db");
+        let db = StatusDb::open(&path).unwrap();
+        let a = db.collection("a").unwrap();
+        let b = db.collection("b").unwrap();
+        assert_eq!(db.meta("version").unwrap(), None);
+        assert_eq!(db.collection_meta(a, "sync-token").unwrap(), None);
+
+        db.set_meta("version", "1").unwrap();
+        db.set_meta("version", "2").unwrap();
+        db.set_collection_meta(a, "sync-token", "tok-1").unwrap();
+        db.set_collection_meta(a, "sync-token", "tok-2").unwrap();
+        db.set_collection_meta(b, "sync-token", "other").unwrap();
+        drop(db);
+
+        let db = StatusDb::open(&path).unwrap();
+        assert_eq!(db.meta("version").unwrap().as_deref(), Some("2"));
+        assert_eq!(
+            db.collection_meta(a, "sync-token").unwrap().as_deref(),
+            Some("tok-2")
+        );
+        assert_eq!(
+            db.collection_meta(b, "sync-token").unwrap().as_deref(),
+            Some("other")
+        );
+        // Pair-wide and per-collection keys are separate namespaces.
+        assert_eq!(db.meta("sync-token").unwrap(), None);
+        db.remove_collection_meta(a, "sync-token").unwrap();
+        assert_eq!(db.collection_meta(a, "sync-token").unwrap(), None);
+        assert!(db.collection_meta(b, "sync-token").unwrap().is_some());
+    }
+
+    #[test]
+    fn lock_is_exclusive_within_the_process_and_reports_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locks").join("pair.lock");
+        let lock = PairLock::acquire(&path).unwrap();
+        assert_eq!(lock.path(), path);
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.path().join("locks")), 0o700);
+        assert_eq!(
+            fs::read_to_string(&path).unwrap().trim(),
+            std::process::id().to_string()
+        );
+
+        let err = PairLock::acquire(&path).unwrap_err();
+        match &err {
+            LockError::Held { path: p, pid } => {
+                assert_eq!(p, &path);
+                assert_eq!(*pid, Some(std::process::id()));
+            }
+            other => panic!("expected Held, got {other:?}"),
+        }
+        assert!(err.to_string().contains("pair.lock"), "{err}");
+        // A failed attempt does not wipe the holder's pid.
+        assert_eq!(
+            fs::read_to_string(&path).unwrap().trim(),
+            std::process::id().to_string()
+        );
+
+        drop(lock);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "");
+        let again = PairLock::acquire(&path).unwrap();
+        drop(again);
+    }
+
+    #[test]
+    fn lock_held_without_pid_reports_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pair.lock");
+        let file = File::create(&path).unwrap();
+        file.lock().unwrap();
+        assert!(matches!(
+            PairLock::acquire(&path),
+            Err(LockError::Held { pid: None, .. })
+        ));
+        drop(file);
+        PairLock::acquire(&path).unwrap();
+    }
+}

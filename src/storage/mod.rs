@@ -9,6 +9,9 @@ pub mod vdir;
 
 use thiserror::Error;
 
+use crate::config::StorageConfig;
+use crate::model::ItemVersion;
+
 /// A collection as found on a storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectionInfo {
@@ -43,6 +46,26 @@ pub struct Written {
     pub href: String,
     /// Version tag after the write.
     pub etag: String,
+}
+
+impl Written {
+    /// The version this write created; its content is `source`'s, so is its hash.
+    pub fn version_of(self, source: &ItemVersion) -> ItemVersion {
+        ItemVersion {
+            href: self.href,
+            etag: self.etag,
+            hash: source.hash.clone(),
+        }
+    }
+}
+
+/// Opens the storage a config section describes.
+pub fn open(config: &StorageConfig) -> Box<dyn Storage> {
+    match config {
+        StorageConfig::Vdir { path, fileext } => {
+            Box::new(vdir::VdirStorage::new(path.clone(), fileext.clone()))
+        }
+    }
 }
 
 /// A failure that concerns one item; the sync goes on with the others.

@@ -1,1 +1,440 @@
-//! TODO
+//! The vdir storage: a directory of collections, each a directory holding one file per item,
+//! the layout khal, khard and todoman read.
+//!
+//! Version tags are `<mtime in ns>-<size>-<inode>`. A file modified less than [`WEAK_WINDOW`]
+//! before it was looked at gets a weak tag (`W/…`): another write within the file system's
+//! timestamp granularity could leave mtime, size and inode as they were, so only the content
+//! hash can prove such a file unchanged. Files davsync writes itself get an mtime of
+//! [`WEAK_WINDOW`] in the past, so any later edit, however soon, changes the tag.
+//!
+//! Writes go to a hidden temporary file in the same directory that is then renamed over the
+//! target, so no reader ever sees a torn or empty file, even after `kill -9`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use super::{CollectionInfo, Fetched, ItemError, ListEntry, Storage, StorageError, Written};
+
+/// How recent a modification makes a version tag weak.
+pub const WEAK_WINDOW: Duration = Duration::from_secs(2);
+
+/// Longest file name davsync derives from a UID, in bytes, extension included.
+const MAX_NAME_LEN: usize = 200;
+
+/// Marker in the names of temporary files, which start with a dot so every vdir reader skips
+/// them.
+const TEMP_MARKER: &str = ".davsync-tmp-";
+
+/// Temporary files older than this are leftovers of a killed run and are removed when listing.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
+
+/// A vdir: `path` holds one subdirectory per collection; items end in `fileext`.
+#[derive(Debug, Clone)]
+pub struct VdirStorage {
+    path: PathBuf,
+    fileext: String,
+}
+
+impl VdirStorage {
+    /// A vdir rooted at `path` whose items end in `fileext` (such as `.ics`).
+    pub fn new(path: PathBuf, fileext: String) -> VdirStorage {
+        VdirStorage { path, fileext }
+    }
+
+    fn is_item_name(&self, name: &str) -> bool {
+        !name.starts_with('.') && name.len() > self.fileext.len() && name.ends_with(&self.fileext)
+    }
+
+    /// The path of `href` inside the collection, refusing anything that is not a plain file
+    /// name of this vdir: an href never reaches outside its collection directory.
+    fn item_path(&self, collection: &CollectionInfo, href: &str) -> Result<PathBuf, ItemError> {
+        if href.contains('/') || href.contains('\0') || !self.is_item_name(href) {
+            return Err(ItemError::Refused {
+                href: href.to_owned(),
+                reason: "not a file name of this vdir".into(),
+            });
+        }
+        Ok(Path::new(&collection.id).join(href))
+    }
+
+    /// File name for a new item: the UID itself when it is short and plainly safe, otherwise
+    /// a name derived from a hash of the UID.
+    fn new_name(&self, name_hint: &str) -> String {
+        let safe = !name_hint.is_empty()
+            && !name_hint.starts_with('.')
+            && name_hint.len() + self.fileext.len() <= MAX_NAME_LEN
+            && name_hint
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.@+=".contains(&c));
+        if safe {
+            format!("{name_hint}{}", self.fileext)
+        } else {
+            let digest = Sha256::digest(name_hint.as_bytes());
+            format!("{}{}", hex(&digest[..16]), self.fileext)
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn io_item(path: &Path, source: io::Error) -> ItemError {
+    if source.kind() == io::ErrorKind::NotFound {
+        ItemError::NotFound {
+            href: path.display().to_string(),
+        }
+    } else {
+        ItemError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+fn io_storage(path: &Path, source: io::Error) -> StorageError {
+    StorageError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The version tag of a file with metadata `meta`, looked at `now`.
+fn etag(meta: &fs::Metadata, now: SystemTime) -> String {
+    let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    let tag = format!("{mtime_ns}-{}-{}", meta.size(), meta.ino());
+    let recent = match meta.modified() {
+        Ok(modified) => now.duration_since(modified).map_or(true, |age| age < WEAK_WINDOW),
+        Err(_) => true,
+    };
+    if recent { format!("W/{tag}") } else { tag }
+}
+
+/// The tag without its weakness marker: what must still match for a conditional write.
+fn strong_part(etag: &str) -> &str {
+    etag.strip_prefix("W/").unwrap_or(etag)
+}
+
+/// Checks that the file at `path` still has the version `expected`.
+fn check_unchanged(path: &Path, href: &str, expected: &str) -> Result<(), ItemError> {
+    let meta = fs::metadata(path).map_err(|e| io_item(path, e))?;
+    if strong_part(&etag(&meta, SystemTime::now())) == strong_part(expected) {
+        Ok(())
+    } else {
+        Err(ItemError::Changed {
+            href: href.to_owned(),
+        })
+    }
+}
+
+/// Writes `bytes` to a new hidden temporary file beside `target`, synced to disk, with its
+/// mtime set back by [`WEAK_WINDOW`] (see the module comment).
+fn write_temp(target: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(
+        "{TEMP_MARKER}{}-{}-{name}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.set_modified(SystemTime::now() - WEAK_WINDOW)?;
+        file.sync_all()
+    })();
+    match result {
+        Ok(()) => Ok(temp),
+        Err(e) => {
+            let _ = fs::remove_file(&temp);
+            Err(e)
+        }
+    }
+}
+
+fn written(path: &Path, href: String) -> Result<Written, ItemError> {
+    let meta = fs::metadata(path).map_err(|e| io_item(path, e))?;
+    Ok(Written {
+        href,
+        etag: etag(&meta, SystemTime::now()),
+    })
+}
+
+fn remove_stale_temp(path: &Path, now: SystemTime) {
+    let stale = fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|m| now.duration_since(m).ok())
+        .is_some_and(|age| age > STALE_TEMP_AGE);
+    if stale {
+        // Best effort: a leftover that cannot be removed is harmless, readers skip it.
+        let _ = fs::remove_file(path);
+    }
+}
+
+impl Storage for VdirStorage {
+    fn list_collections(&self) -> Result<Vec<CollectionInfo>, StorageError> {
+        let entries = fs::read_dir(&self.path).map_err(|e| io_storage(&self.path, e))?;
+        let mut collections = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_storage(&self.path, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !entry.path().is_dir() {
+                continue;
+            }
+            collections.push(CollectionInfo {
+                id: entry.path().display().to_string(),
+                name,
+            });
+        }
+        collections.sort_by(|x, y| x.name.cmp(&y.name));
+        Ok(collections)
+    }
+
+    fn root_collection(&self) -> CollectionInfo {
+        CollectionInfo {
+            name: String::new(),
+            id: self.path.display().to_string(),
+        }
+    }
+
+    fn create_collection(&self, name: &str) -> Result<CollectionInfo, StorageError> {
+        if name.is_empty() || name.starts_with('.') || name.contains(['/', '\0']) {
+            return Err(StorageError::Other(format!(
+                "{}: {name:?} is not a usable collection directory name",
+                self.path.display()
+            )));
+        }
+        let path = self.path.join(name);
+        fs::create_dir_all(&path).map_err(|e| io_storage(&path, e))?;
+        Ok(CollectionInfo {
+            name: name.to_owned(),
+            id: path.display().to_string(),
+        })
+    }
+
+    fn list(&self, collection: &CollectionInfo) -> Result<Vec<ListEntry>, StorageError> {
+        let dir = Path::new(&collection.id);
+        let entries = fs::read_dir(dir).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StorageError::NoSuchCollection {
+                id: collection.id.clone(),
+            },
+            _ => io_storage(dir, e),
+        })?;
+        let now = SystemTime::now();
+        let mut listing = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_storage(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(TEMP_MARKER) {
+                remove_stale_temp(&entry.path(), now);
+                continue;
+            }
+            if !self.is_item_name(&name) {
+                continue;
+            }
+            let meta = match fs::metadata(entry.path()) {
+                Ok(meta) if meta.is_file() => meta,
+                // Vanished since read_dir, or not a file: not an item.
+                _ => continue,
+            };
+            listing.push(ListEntry {
+                href: name,
+                etag: etag(&meta, now),
+            });
+        }
+        Ok(listing)
+    }
+
+    fn get_many(
+        &self,
+        collection: &CollectionInfo,
+        hrefs: &[&str],
+    ) -> Vec<(String, Result<Fetched, ItemError>)> {
+        let now = SystemTime::now();
+        hrefs
+            .iter()
+            .map(|href| {
+                let result = self.item_path(collection, href).and_then(|path| {
+                    // Tag and bytes come from the same open file, so they belong together
+                    // even if the file is replaced meanwhile.
+                    let mut file = File::open(&path).map_err(|e| io_item(&path, e))?;
+                    let meta = file.metadata().map_err(|e| io_item(&path, e))?;
+                    let mut bytes = Vec::with_capacity(meta.len() as usize);
+                    file.read_to_end(&mut bytes)
+                        .map_err(|e| io_item(&path, e))?;
+                    Ok(Fetched {
+                        bytes,
+                        etag: etag(&meta, now),
+                    })
+                });
+                ((*href).to_owned(), result)
+            })
+            .collect()
+    }
+
+    fn create(
+        &self,
+        collection: &CollectionInfo,
+        name_hint: &str,
+        bytes: &[u8],
+    ) -> Result<Written, ItemError> {
+        let preferred = self.new_name(name_hint);
+        let dir = Path::new(&collection.id);
+        let temp = write_temp(&dir.join(&preferred), bytes).map_err(|e| io_item(dir, e))?;
+        // hard_link never replaces an existing file, which makes it an atomic "create if
+        // absent". A taken name falls back to hashed names with a counter.
+        let stem = preferred.trim_end_matches(&self.fileext).to_owned();
+        let mut result = Err(ItemError::Refused {
+            href: preferred.clone(),
+            reason: "no free file name".into(),
+        });
+        for attempt in 0..100u32 {
+            let name = match attempt {
+                0 => preferred.clone(),
+                n => self.new_name(&format!("{stem}\0{n}")),
+            };
+            let target = dir.join(&name);
+            match fs::hard_link(&temp, &target) {
+                Ok(()) => {
+                    result = written(&target, name);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    result = Err(io_item(&target, e));
+                    break;
+                }
+            }
+        }
+        let _ = fs::remove_file(&temp);
+        result
+    }
+
+    fn update(
+        &self,
+        collection: &CollectionInfo,
+        href: &str,
+        expected_etag: &str,
+        bytes: &[u8],
+    ) -> Result<Written, ItemError> {
+        let path = self.item_path(collection, href)?;
+        let temp = write_temp(&path, bytes).map_err(|e| io_item(&path, e))?;
+        // Checked as late as possible: the file system offers no compare-and-swap, so the
+        // window between this check and the rename is kept to two system calls.
+        let replaced = check_unchanged(&path, href, expected_etag)
+            .and_then(|()| fs::rename(&temp, &path).map_err(|e| io_item(&path, e)));
+        if let Err(e) = replaced {
+            let _ = fs::remove_file(&temp);
+            return Err(e);
+        }
+        written(&path, href.to_owned())
+    }
+
+    fn delete(
+        &self,
+        collection: &CollectionInfo,
+        href: &str,
+        expected_etag: &str,
+    ) -> Result<(), ItemError> {
+        let path = self.item_path(collection, href)?;
+        check_unchanged(&path, href, expected_etag)?;
+        fs::remove_file(&path).map_err(|e| io_item(&path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, VdirStorage, CollectionInfo) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = VdirStorage::new(dir.path().to_owned(), ".ics".into());
+        let coll = storage.create_collection("cal").unwrap();
+        (dir, storage, coll)
+    }
+
+    #[test]
+    fn hostile_uid_never_leaves_the_collection() {
+        let (dir, storage, coll) = setup();
+        for uid in ["../../etc/x", "/abs", ".hidden", "a/b", &"x".repeat(300), ""] {
+            let written = storage.create(&coll, uid, b"BEGIN:VCALENDAR\r\n").unwrap();
+            assert!(!written.href.contains('/'), "{uid}: {}", written.href);
+            assert!(!written.href.starts_with('.'), "{uid}: {}", written.href);
+            assert!(written.href.len() <= MAX_NAME_LEN);
+        }
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["cal"], "nothing written beside the collection");
+    }
+
+    #[test]
+    fn safe_uid_names_the_file_and_taken_names_fall_back() {
+        let (_dir, storage, coll) = setup();
+        let first = storage.create(&coll, "abc@example.com", b"1").unwrap();
+        assert_eq!(first.href, "abc@example.com.ics");
+        let second = storage.create(&coll, "abc@example.com", b"2").unwrap();
+        assert_ne!(second.href, first.href);
+        let listed = storage.list(&coll).unwrap();
+        assert_eq!(listed.len(), 2);
+    }
+
+    #[test]
+    fn conditional_update_and_delete() {
+        let (_dir, storage, coll) = setup();
+        let w = storage.create(&coll, "u", b"one").unwrap();
+        assert!(!w.etag.starts_with("W/"), "own writes are backdated: {}", w.etag);
+        let w2 = storage.update(&coll, &w.href, &w.etag, b"two!").unwrap();
+        assert!(matches!(
+            storage.update(&coll, &w.href, &w.etag, b"three"),
+            Err(ItemError::Changed { .. })
+        ));
+        assert!(matches!(
+            storage.delete(&coll, &w.href, &w.etag),
+            Err(ItemError::Changed { .. })
+        ));
+        let fetched = storage.get_many(&coll, &[&w.href]);
+        assert_eq!(fetched[0].1.as_ref().unwrap().bytes, b"two!");
+        storage.delete(&coll, &w.href, &w2.etag).unwrap();
+        assert!(storage.list(&coll).unwrap().is_empty());
+    }
+
+    #[test]
+    fn in_place_rewrite_of_same_size_is_seen() {
+        let (_dir, storage, coll) = setup();
+        let w = storage.create(&coll, "u", b"aaaa").unwrap();
+        let path = Path::new(&coll.id).join(&w.href);
+        fs::write(&path, b"bbbb").unwrap();
+        let listed = storage.list(&coll).unwrap();
+        assert_ne!(listed[0].etag, w.etag);
+        assert!(listed[0].etag.starts_with("W/"), "fresh edit is weak");
+    }
+
+    #[test]
+    fn hidden_foreign_and_metadata_files_are_not_items() {
+        let (_dir, storage, coll) = setup();
+        let dir = Path::new(&coll.id);
+        for name in [".hidden.ics", "displayname", "color", "notes.txt", ".ics"] {
+            fs::write(dir.join(name), b"x").unwrap();
+        }
+        fs::write(dir.join("real.ics"), b"x").unwrap();
+        let names: Vec<_> = storage.list(&coll).unwrap().into_iter().map(|e| e.href).collect();
+        assert_eq!(names, ["real.ics"]);
+    }
+}

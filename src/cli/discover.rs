@@ -1,0 +1,41 @@
+//! `davsync discover`: show the collections on both sides and how they pair up.
+
+use clap::Args;
+use davsync::sync::pair_collections;
+
+use super::{Cli, CliError, PairStorages, display_name, load_config, select_pairs};
+
+/// Show the collections on both sides of pairs and how they pair up
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// Pairs to look at (all when none is named)
+    #[arg(value_name = "PAIR")]
+    pairs: Vec<String>,
+}
+
+pub fn cmd_discover(cli: &Cli, args: &DiscoverArgs) -> Result<(), CliError> {
+    let config = load_config(cli)?;
+    let mut clean = true;
+    for (pair, _) in select_pairs(&config, &args.pairs)? {
+        let storages = PairStorages::open(&config, pair)?;
+        println!("pair {}: a = {}, b = {}", pair.name, pair.a, pair.b);
+        let collections = match pair_collections(&pair.collections, &storages.sides()) {
+            Ok(collections) => collections,
+            Err(e) => {
+                eprintln!("error: {}: {e}", pair.name);
+                clean = false;
+                continue;
+            }
+        };
+        for c in collections {
+            let side = |name: &str, found: &Option<davsync::storage::CollectionInfo>| match found {
+                Some(info) => info.id.clone(),
+                None => format!("{name} (missing, created by the next sync)"),
+            };
+            println!("  {}", display_name(&pair.name, &c.name));
+            println!("    a: {}", side(&c.a_name, &c.a));
+            println!("    b: {}", side(&c.b_name, &c.b));
+        }
+    }
+    if clean { Ok(()) } else { Err(CliError::Unsynced) }
+}

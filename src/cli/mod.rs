@@ -1,0 +1,206 @@
+//! Command-line definition, shared plumbing and the exit-code map. One file per command.
+
+mod discover;
+mod generate;
+mod status;
+mod sync;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use davsync::config::{self, Config, PairConfig, ProcessEnv};
+use davsync::status::{LockError, PairLock, StatusDb, StatusError};
+use davsync::storage::{self, Storage, StorageError};
+use davsync::sync::Sides;
+
+/// Two-way sync of calendars and contacts between vdirs and other storages.
+#[derive(Debug, Parser)]
+#[command(name = "davsync", version, about, long_about = None, max_term_width = 100)]
+pub struct Cli {
+    /// Config file [default: $XDG_CONFIG_HOME/davsync/config.toml]
+    #[arg(short, long, global = true, env = "DAVSYNC_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Say more: every action applied (repeatable)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Say less: only problems
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Sync(sync::SyncArgs),
+    Discover(discover::DiscoverArgs),
+    Status(status::StatusArgs),
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
+}
+
+/// How much the user wants to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+/// The one error type of the binary; its variant decides the exit status.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// Bad arguments or configuration: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// The run could not do its job (a status database failure, a held lock): exit 1.
+    #[error("{0}")]
+    Failed(String),
+    /// Problems were already reported; the run finished with something left unsynced: exit 1.
+    #[error("some items or collections were left unsynced")]
+    Unsynced,
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Failed(_) | CliError::Unsynced => 1,
+        }
+    }
+}
+
+impl From<config::ConfigError> for CliError {
+    fn from(e: config::ConfigError) -> Self {
+        CliError::Usage(e.to_string())
+    }
+}
+
+impl From<StatusError> for CliError {
+    fn from(e: StatusError) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+impl From<LockError> for CliError {
+    fn from(e: LockError) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+impl From<StorageError> for CliError {
+    fn from(e: StorageError) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+/// Runs the command line and maps the result to the exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbosity = match (cli.quiet, cli.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (false, 0) => Verbosity::Normal,
+        (false, _) => Verbosity::Verbose,
+    };
+    let result = match &cli.command {
+        Command::Sync(args) => sync::cmd_sync(&cli, args, verbosity),
+        Command::Discover(args) => discover::cmd_discover(&cli, args),
+        Command::Status(args) => status::cmd_status(&cli, args),
+        Command::Generate(args) => generate::cmd_generate(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("davsync: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config, CliError> {
+    let path = config::config_path(cli.config.as_deref(), &ProcessEnv)?;
+    Ok(config::load(&path, &ProcessEnv)?)
+}
+
+/// The pairs named on the command line (`PAIR` or `PAIR/COLLECTION`), or all pairs, each with
+/// the collection names it is limited to (empty: all).
+fn select_pairs<'c>(
+    config: &'c Config,
+    names: &[String],
+) -> Result<Vec<(&'c PairConfig, Vec<String>)>, CliError> {
+    if names.is_empty() {
+        return Ok(config.pairs.values().map(|p| (p, Vec::new())).collect());
+    }
+    let mut selected: Vec<(&PairConfig, Vec<String>)> = Vec::new();
+    for name in names {
+        let (pair_name, collection) = match name.split_once('/') {
+            Some((p, c)) => (p, Some(c.to_owned())),
+            None => (name.as_str(), None),
+        };
+        let pair = config.pairs.get(pair_name).ok_or_else(|| {
+            let known: Vec<&str> = config.pairs.keys().map(String::as_str).collect();
+            CliError::Usage(format!(
+                "no pair named {pair_name:?} in {} (pairs: {})",
+                config.path.display(),
+                known.join(", ")
+            ))
+        })?;
+        match selected.iter_mut().find(|(p, _)| p.name == pair.name) {
+            Some((_, collections)) => collections.extend(collection),
+            None => selected.push((pair, collection.into_iter().collect())),
+        }
+    }
+    Ok(selected)
+}
+
+/// The two storages of a pair, opened from the config.
+struct PairStorages {
+    a: Box<dyn Storage>,
+    b: Box<dyn Storage>,
+}
+
+impl PairStorages {
+    fn open(config: &Config, pair: &PairConfig) -> Result<PairStorages, CliError> {
+        let open = |name: &String| {
+            config.storages.get(name).map(storage::open).ok_or_else(|| {
+                CliError::Usage(format!("pair {}: no storage named {name:?}", pair.name))
+            })
+        };
+        Ok(PairStorages {
+            a: open(&pair.a)?,
+            b: open(&pair.b)?,
+        })
+    }
+
+    fn sides(&self) -> Sides<'_> {
+        Sides {
+            a: self.a.as_ref(),
+            b: self.b.as_ref(),
+        }
+    }
+}
+
+fn status_db_path(config: &Config, pair: &str) -> PathBuf {
+    config.status_path.join(format!("{pair}.db"))
+}
+
+/// Takes the pair's lock, then opens its status database.
+fn open_status(config: &Config, pair: &str) -> Result<(PairLock, StatusDb), CliError> {
+    let lock = PairLock::acquire(&config.status_path.join(format!("{pair}.lock")))?;
+    let db = StatusDb::open(&status_db_path(config, pair))?;
+    Ok((lock, db))
+}
+
+/// How a collection is named in messages: `pair/collection`, or the pair alone.
+fn display_name(pair: &str, collection: &str) -> String {
+    if collection.is_empty() {
+        pair.to_owned()
+    } else {
+        format!("{pair}/{collection}")
+    }
+}
+
+fn exists(path: &Path) -> bool {
+    path.try_exists().unwrap_or(false)
+}

@@ -1,0 +1,76 @@
+//! `davsync status`: what the status database remembers about pairs.
+
+use clap::Args;
+use davsync::status::StatusDb;
+
+use super::{Cli, CliError, display_name, exists, load_config, select_pairs, status_db_path};
+
+/// Show collections, item counts, last sync time, open conflicts and failed items of pairs
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Pairs to show (all when none is named)
+    #[arg(value_name = "PAIR")]
+    pairs: Vec<String>,
+}
+
+pub fn cmd_status(cli: &Cli, args: &StatusArgs) -> Result<(), CliError> {
+    let config = load_config(cli)?;
+    for (pair, _) in select_pairs(&config, &args.pairs)? {
+        let path = status_db_path(&config, &pair.name);
+        if !exists(&path) {
+            println!("{}: never synced", pair.name);
+            continue;
+        }
+        let db = StatusDb::open(&path)?;
+        for c in db.collections()? {
+            let name = display_name(&pair.name, &c.name);
+            let last = c.last_sync.map_or("never".to_owned(), format_utc);
+            println!(
+                "{name}: {} items, last sync {last}, {} open conflicts, {} failed items",
+                c.items,
+                c.conflicts.len(),
+                c.failures.len()
+            );
+            for p in &c.conflicts {
+                println!("  conflict: {}: {}", p.ident, p.message);
+            }
+            for p in &c.failures {
+                println!("  failed: {}: {}", p.ident, p.message);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Formats unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (civil-from-days, proleptic Gregorian).
+fn format_utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_utc;
+
+    #[test]
+    fn formats_utc() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_utc(1_795_469_285), "2026-11-23 21:28:05 UTC");
+        assert_eq!(format_utc(951_825_600), "2000-02-29 12:00:00 UTC");
+    }
+}

@@ -1,0 +1,100 @@
+//! `davsync sync`: sync pairs.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use davsync::sync::{CollectionReport, Progress, SyncOptions, pair_collections, sync_collection};
+
+use super::{Cli, CliError, PairStorages, Verbosity, display_name, load_config, open_status, select_pairs};
+
+/// Sync pairs (all pairs when none is named)
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Pairs to sync, as PAIR or PAIR/COLLECTION
+    #[arg(value_name = "PAIR[/COLLECTION]")]
+    pairs: Vec<String>,
+    /// Print what would be done, change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Propagate deletions from a side that lists no items at all
+    #[arg(long)]
+    force_delete: bool,
+}
+
+pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), CliError> {
+    let config = load_config(cli)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let mut clean = true;
+    for (pair, only) in select_pairs(&config, &args.pairs)? {
+        let storages = PairStorages::open(&config, pair)?;
+        let sides = storages.sides();
+        let (_lock, status) = open_status(&config, &pair.name)?;
+        let collections = match pair_collections(&pair.collections, &sides) {
+            Ok(collections) => collections,
+            Err(e) => {
+                eprintln!("error: {}: {e}", pair.name);
+                clean = false;
+                continue;
+            }
+        };
+        for wanted in &only {
+            if !collections.iter().any(|c| &c.name == wanted) {
+                eprintln!("error: {}: no collection named {wanted:?} on either side", pair.name);
+                clean = false;
+            }
+        }
+        let options = SyncOptions {
+            force_delete: args.force_delete,
+            dry_run: args.dry_run,
+            resolution: pair.conflict_resolution.clone(),
+            now,
+        };
+        for collection in collections
+            .iter()
+            .filter(|c| only.is_empty() || only.contains(&c.name))
+        {
+            let name = display_name(&pair.name, &collection.name);
+            let mut progress = |event: Progress<'_>| match event {
+                Progress::Planned(action) => println!("{name}: {action}"),
+                Progress::Applied(action) if verbosity >= Verbosity::Verbose => {
+                    println!("{name}: {action}")
+                }
+                Progress::Applied(_) => {}
+                Progress::Failed(action, why) if verbosity >= Verbosity::Verbose => {
+                    eprintln!("{name}: failed: {action}: {why}")
+                }
+                Progress::Failed(..) => {}
+            };
+            let report = sync_collection(&sides, collection, &status, &options, &mut progress)?;
+            print_report(&name, &report, args.dry_run, verbosity);
+            clean &= report.is_clean();
+        }
+    }
+    if clean { Ok(()) } else { Err(CliError::Unsynced) }
+}
+
+fn print_report(name: &str, report: &CollectionReport, dry_run: bool, verbosity: Verbosity) {
+    if let Some(reason) = &report.refused {
+        eprintln!("error: {name}: not synced: {reason}");
+        return;
+    }
+    for conflict in &report.conflicts {
+        eprintln!("conflict: {name}: {}: {}", conflict.ident, conflict.message);
+    }
+    for error in &report.errors {
+        eprintln!("error: {name}: {}", error.message);
+    }
+    if verbosity >= Verbosity::Normal {
+        println!(
+            "{name}: {}{} created, {} updated, {} deleted, {} conflicts, {} errors",
+            if dry_run { "would be: " } else { "" },
+            report.created,
+            report.updated,
+            report.deleted,
+            report.conflicts.len(),
+            report.errors.len()
+        );
+    }
+}
