@@ -1,1 +1,1155 @@
-//! TODO
+//! Byte-level content-line layer for iCalendar (RFC 5545) and vCard (2.1, 3.0, 4.0).
+//!
+//! Items are never re-serialized: a sync must hand every byte of an item to the other side
+//! unchanged, so this module only reads bytes and computes facts about them (structure, UID,
+//! a normalized hash). The only bytes it produces come from [`split_calendar`] and
+//! [`join_calendar`], which copy original lines verbatim, line ends included.
+//!
+//! Everything is built on one private iterator over *logical* lines ([`Lines`]): it unfolds
+//! continuation lines, joins vCard 2.1 quoted-printable soft line breaks, skips blank lines and
+//! splits each line into name, parameters and value, borrowing from the input whenever the line
+//! was not folded. Input is `&[u8]`, not `&str`, because real-world files are not always UTF-8
+//! and must still get an identity and a hash.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+/// A structural problem, with the 1-based physical line number where it was found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {problem}")]
+pub struct Malformed {
+    /// 1-based physical line number (a CRLF, a lone LF or a lone CR ends a line).
+    pub line: usize,
+    /// What is wrong there.
+    pub problem: Problem,
+}
+
+/// The kinds of structural problems [`check`], [`split_calendar`] and [`join_calendar`] report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// The input holds no content line at all (empty, or only blank lines and a BOM).
+    #[error("no content")]
+    Empty,
+    /// The first content line is not `BEGIN:VCALENDAR` or `BEGIN:VCARD`.
+    #[error("expected BEGIN:VCALENDAR or BEGIN:VCARD")]
+    NoBegin,
+    /// The input is not valid UTF-8; the line is the one holding the first invalid byte.
+    #[error("not valid UTF-8")]
+    NotUtf8,
+    /// The input ended while the named component was still open.
+    #[error("BEGIN:{0} is never ended")]
+    MissingEnd(String),
+    /// An `END` names another component than the innermost open one.
+    #[error("expected END:{expected}, found END:{found}")]
+    UnexpectedEnd {
+        /// The innermost open component.
+        expected: String,
+        /// The component the `END` line names.
+        found: String,
+    },
+    /// Something other than blank lines follows the `END` of the object.
+    #[error("content after the end of the object")]
+    ContentAfterEnd,
+    /// A logical line is not `NAME[;PARAMS]:VALUE`.
+    #[error("not a content line")]
+    NotAContentLine,
+    /// A `BEGIN` or `END` line has an empty value.
+    #[error("BEGIN or END without a component name")]
+    NoComponentName,
+    /// [`split_calendar`] or [`join_calendar`] was given something other than VCALENDARs.
+    #[error("not an iCalendar object")]
+    NotCalendar,
+}
+
+/// Properties that servers and clients rewrite without any change of meaning; the hash leaves
+/// them out so that such rewrites do not look like edits.
+const VOLATILE: [&[u8]; 7] = [
+    b"PRODID",
+    b"DTSTAMP",
+    b"LAST-MODIFIED",
+    b"REV",
+    b"CREATED",
+    b"METHOD",
+    b"X-WR-CALNAME",
+];
+
+/// Where the physical line starting at `from` ends: (end of its content, start of the next line).
+///
+/// A line ends at LF, CRLF or a lone CR. A run of CRs before an LF (`\r\r\n`, written by tools
+/// that translate `\n` to `\r\n` in text that already had `\r\n`) counts as one line end: taking it
+/// for two would turn every following fold into the continuation of an empty line.
+fn line_end(bytes: &[u8], from: usize) -> (usize, usize) {
+    let rest = bytes.get(from..).unwrap_or_default();
+    let Some(i) = rest.iter().position(|&b| b == b'\r' || b == b'\n') else {
+        return (bytes.len(), bytes.len());
+    };
+    let end = from + i;
+    let crs = rest[i..].iter().take_while(|&&b| b == b'\r').count();
+    if rest.get(i + crs) == Some(&b'\n') {
+        (end, end + crs + 1)
+    } else {
+        (end, end + 1)
+    }
+}
+
+/// The 1-based physical line holding byte `offset`.
+fn line_of(bytes: &[u8], offset: usize) -> usize {
+    let mut line = 1;
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let (_, next) = line_end(bytes, pos);
+        if next > offset {
+            break;
+        }
+        pos = next;
+        line += 1;
+    }
+    line
+}
+
+/// One logical (unfolded) content line.
+struct Line<'a> {
+    /// 1-based physical line where it starts.
+    line: usize,
+    /// Byte range in the input, line end and folds included, for verbatim copies.
+    start: usize,
+    end: usize,
+    /// The unfolded text without line end; borrowed unless the line was folded.
+    text: Cow<'a, [u8]>,
+    /// End of the name: the first `;` or `:` (or the whole text).
+    name_end: usize,
+    /// The first `:` outside double quotes, which starts the value.
+    colon: Option<usize>,
+}
+
+/// What a line means for the component tree.
+enum Kind<'l> {
+    Begin(&'l [u8]),
+    End(&'l [u8]),
+    Prop,
+}
+
+impl<'a> Line<'a> {
+    fn parse(line: usize, start: usize, end: usize, text: Cow<'a, [u8]>) -> Self {
+        let name_end = text
+            .iter()
+            .position(|&b| b == b';' || b == b':')
+            .unwrap_or(text.len());
+        // Only parameters can be quoted; a quoted parameter value may contain ':'.
+        let mut quoted = false;
+        let colon = text[name_end..]
+            .iter()
+            .position(|&b| {
+                if b == b'"' {
+                    quoted = !quoted;
+                }
+                b == b':' && !quoted
+            })
+            .map(|i| name_end + i);
+        Line {
+            line,
+            start,
+            end,
+            text,
+            name_end,
+            colon,
+        }
+    }
+
+    fn name(&self) -> &[u8] {
+        &self.text[..self.name_end]
+    }
+
+    fn is(&self, name: &[u8]) -> bool {
+        self.name().eq_ignore_ascii_case(name)
+    }
+
+    /// The parameters including their leading `;`, empty when there are none.
+    fn params(&self) -> &[u8] {
+        &self.text[self.name_end..self.colon.unwrap_or(self.name_end)]
+    }
+
+    /// The value trimmed of surrounding whitespace; `None` when there is no `:`.
+    fn value(&self) -> Option<&[u8]> {
+        self.colon.map(|c| self.text[c + 1..].trim_ascii())
+    }
+
+    fn kind(&self) -> Kind<'_> {
+        match self.value() {
+            Some(v) if self.is(b"BEGIN") => Kind::Begin(v),
+            Some(v) if self.is(b"END") => Kind::End(v),
+            _ => Kind::Prop,
+        }
+    }
+
+    /// vCard 2.1 (and vCalendar 1.0) mark quoted-printable values with `ENCODING=QUOTED-PRINTABLE`
+    /// or a bare `QUOTED-PRINTABLE` parameter.
+    fn is_quoted_printable(&self) -> bool {
+        params(self.params()).any(|(k, v)| {
+            let qp = b"QUOTED-PRINTABLE";
+            (k.eq_ignore_ascii_case(b"ENCODING") && v.eq_ignore_ascii_case(qp))
+                || (v.is_empty() && k.eq_ignore_ascii_case(qp))
+        })
+    }
+}
+
+/// The parameters of `params` (as returned by [`Line::params`]) as (name, value) pairs, values
+/// without their surrounding double quotes. `;` inside quotes does not split.
+fn params(params: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut rest = params.strip_prefix(b";").unwrap_or(params);
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut quoted = false;
+        let len = rest
+            .iter()
+            .position(|&b| {
+                if b == b'"' {
+                    quoted = !quoted;
+                }
+                b == b';' && !quoted
+            })
+            .unwrap_or(rest.len());
+        let param = &rest[..len];
+        rest = rest.get(len + 1..).unwrap_or_default();
+        let (k, v) = match param.iter().position(|&b| b == b'=') {
+            Some(eq) => (&param[..eq], &param[eq + 1..]),
+            None => (param, &b""[..]),
+        };
+        let v = v
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(v);
+        Some((k.trim_ascii(), v))
+    })
+}
+
+/// Iterator over the logical lines of an input, skipping a leading BOM and blank lines.
+struct Lines<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    /// Physical line number of the line starting at `pos`.
+    line: usize,
+}
+
+impl<'a> Lines<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        let pos = if bytes.starts_with(b"\xEF\xBB\xBF") {
+            3
+        } else {
+            0
+        };
+        Lines {
+            bytes,
+            pos,
+            line: 1,
+        }
+    }
+}
+
+/// Removes folds (line end plus one space or tab) and quoted-printable soft breaks (`=` plus
+/// line end) from `raw`, which spans several physical lines.
+fn unfold(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut pos = 0;
+    while pos < raw.len() {
+        let (end, next) = line_end(raw, pos);
+        out.extend_from_slice(&raw[pos..end]);
+        pos = next;
+        // Every line end inside `raw` was joined by the iterator: a fold when the next line starts
+        // with whitespace, else a quoted-printable soft break (possibly before an empty line).
+        if end < next {
+            if matches!(raw.get(next), Some(b' ' | b'\t')) {
+                pos += 1;
+            } else if out.last() == Some(&b'=') {
+                out.pop();
+            }
+        }
+    }
+    out
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = Line<'a>;
+
+    fn next(&mut self) -> Option<Line<'a>> {
+        let bytes = self.bytes;
+        while self.pos < bytes.len() {
+            let (start, line) = (self.pos, self.line);
+            let (mut end, mut next) = line_end(bytes, start);
+            self.line += 1;
+            let mut joined = false;
+            loop {
+                while next < bytes.len() && (bytes[next] == b' ' || bytes[next] == b'\t') {
+                    (end, next) = line_end(bytes, next);
+                    self.line += 1;
+                    joined = true;
+                }
+                // A quoted-printable value ending in '=' continues on the next physical line,
+                // folded or not. Parsing the parameters is only worth it when the line ends in '='.
+                if end > start && bytes[end - 1] == b'=' && next < bytes.len() {
+                    let text = if joined {
+                        Cow::Owned(unfold(&bytes[start..end]))
+                    } else {
+                        Cow::Borrowed(&bytes[start..end])
+                    };
+                    if Line::parse(line, start, end, text).is_quoted_printable() {
+                        (end, next) = line_end(bytes, next);
+                        self.line += 1;
+                        joined = true;
+                        continue;
+                    }
+                }
+                break;
+            }
+            self.pos = next;
+            let text = if joined {
+                Cow::Owned(unfold(&bytes[start..end]))
+            } else {
+                Cow::Borrowed(&bytes[start..end])
+            };
+            if !text.trim_ascii().is_empty() {
+                return Some(Line::parse(line, start, next, text));
+            }
+        }
+        None
+    }
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Property and component names per RFC 5545 / RFC 6350 (IANA and X- names, vCard groups),
+/// plus `_`, which some producers use.
+fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Which top-level components [`structure`] admits.
+#[derive(Clone, Copy, PartialEq)]
+enum Roots {
+    /// Exactly one VCALENDAR or VCARD: [`check`].
+    One,
+    /// Exactly one VCALENDAR: the items of [`join_calendar`].
+    OneCalendar,
+    /// One or more VCALENDARs, a concatenated stream: [`split_calendar`].
+    Calendars,
+}
+
+/// Walks the component tree and reports the first structural problem.
+fn structure(bytes: &[u8], admit: Roots) -> Result<(), Malformed> {
+    let calendars_only = admit != Roots::One;
+    let fail = |line, problem| Err(Malformed { line, problem });
+    let mut stack: Vec<Vec<u8>> = Vec::new();
+    let mut roots = 0;
+    let mut last = 1;
+    for l in Lines::new(bytes) {
+        last = l.line;
+        if stack.is_empty() {
+            match l.kind() {
+                Kind::Begin(name) if roots == 0 || admit == Roots::Calendars => {
+                    let cal = name.eq_ignore_ascii_case(b"VCALENDAR");
+                    if calendars_only && name.eq_ignore_ascii_case(b"VCARD") {
+                        return fail(l.line, Problem::NotCalendar);
+                    }
+                    if !cal && !name.eq_ignore_ascii_case(b"VCARD") {
+                        return fail(l.line, Problem::NoBegin);
+                    }
+                    stack.push(name.to_vec());
+                    roots += 1;
+                }
+                _ if roots > 0 => return fail(l.line, Problem::ContentAfterEnd),
+                _ => return fail(l.line, Problem::NoBegin),
+            }
+            continue;
+        }
+        if l.colon.is_none() || !valid_name(l.name()) {
+            return fail(l.line, Problem::NotAContentLine);
+        }
+        match l.kind() {
+            Kind::Begin(b"") | Kind::End(b"") => return fail(l.line, Problem::NoComponentName),
+            Kind::Begin(name) => stack.push(name.to_vec()),
+            Kind::End(name) => match stack.pop() {
+                Some(open) if open.eq_ignore_ascii_case(name) => {}
+                open => {
+                    let expected = lossy(&open.unwrap_or_default());
+                    let found = lossy(name);
+                    return fail(l.line, Problem::UnexpectedEnd { expected, found });
+                }
+            },
+            Kind::Prop => {}
+        }
+    }
+    match stack.pop() {
+        _ if roots == 0 => fail(1, Problem::Empty),
+        Some(open) => fail(last, Problem::MissingEnd(lossy(&open))),
+        None => Ok(()),
+    }
+}
+
+/// Checks that the bytes are one well-formed object: optional UTF-8 BOM, first content line
+/// `BEGIN:VCALENDAR` or `BEGIN:VCARD`, every `BEGIN` matched by its `END` (names compared
+/// case-insensitively), nothing but blank lines after the last `END`, valid UTF-8 (reporting the
+/// line of the first invalid byte), and every logical line a name followed by `:` (parameters may
+/// contain quoted `:`). Blank lines inside the object are tolerated. When the input has several
+/// problems, the one on the earliest line is reported.
+pub fn check(bytes: &[u8]) -> Result<(), Malformed> {
+    let utf8 = std::str::from_utf8(bytes).err().map(|e| Malformed {
+        line: line_of(bytes, e.valid_up_to()),
+        problem: Problem::NotUtf8,
+    });
+    match (structure(bytes, Roots::One), utf8) {
+        (Err(s), Some(u)) if s.line < u.line => Err(s),
+        (_, Some(u)) => Err(u),
+        (s, None) => s,
+    }
+}
+
+/// The item's UID, unfolded: for iCalendar the UID of the first direct child component of
+/// VCALENDAR other than VTIMEZONE (never a VALARM's UID); for vCard the UID property of the
+/// VCARD. The value is taken after the first unquoted `:` and trimmed of whitespace; `None` when
+/// that component has no UID or an empty one. Works on any bytes: a non-UTF-8 UID is converted
+/// lossily. Components other than VCALENDAR at the top are treated like a VCARD.
+pub fn uid(bytes: &[u8]) -> Option<String> {
+    let mut depth = 0usize;
+    let mut calendar = false;
+    // Inside the first non-VTIMEZONE child of a VCALENDAR, the only place the UID may come from.
+    let mut target = false;
+    for l in Lines::new(bytes) {
+        match l.kind() {
+            Kind::Begin(name) => {
+                depth += 1;
+                if depth == 1 {
+                    calendar = name.eq_ignore_ascii_case(b"VCALENDAR");
+                } else if depth == 2 && calendar && !name.eq_ignore_ascii_case(b"VTIMEZONE") {
+                    target = true;
+                }
+            }
+            Kind::End(_) => {
+                // The component that would have held the UID ended without one.
+                if (target && depth == 2) || (!calendar && depth == 1) {
+                    return None;
+                }
+                depth = depth.saturating_sub(1);
+            }
+            Kind::Prop if l.is(b"UID") && ((target && depth == 2) || (!calendar && depth == 1)) => {
+                return l.value().filter(|v| !v.is_empty()).map(lossy);
+            }
+            Kind::Prop => {}
+        }
+    }
+    None
+}
+
+/// One open component while hashing.
+struct Frame<'a> {
+    /// Upper-cased component name; empty for the virtual root around the whole input.
+    name: Vec<u8>,
+    props: Vec<Line<'a>>,
+    children: Vec<[u8; 32]>,
+}
+
+/// Feeds `bytes` upper-cased without allocating.
+fn update_upper(h: &mut Sha256, bytes: &[u8]) {
+    let mut buf = [0u8; 64];
+    for chunk in bytes.chunks(buf.len()) {
+        let buf = &mut buf[..chunk.len()];
+        buf.copy_from_slice(chunk);
+        buf.make_ascii_uppercase();
+        h.update(buf);
+    }
+}
+
+/// The normalized form of a property line: upper-cased name, then parameters and value as they
+/// are. Used for sorting, so that property order does not matter.
+fn normal_form<'l>(l: &'l Line<'_>) -> impl Iterator<Item = u8> + 'l {
+    let name = l.name().iter().map(u8::to_ascii_uppercase);
+    name.chain(l.text[l.name_end..].iter().copied())
+}
+
+impl Frame<'_> {
+    /// A digest of the component that is independent of property and subcomponent order. Every
+    /// part is length- or count-prefixed so that different trees cannot feed the same bytes.
+    fn digest(mut self) -> [u8; 32] {
+        self.props
+            .sort_by(|a, b| normal_form(a).cmp(normal_form(b)));
+        self.children.sort_unstable();
+        let mut h = Sha256::new();
+        h.update((self.name.len() as u64).to_le_bytes());
+        h.update(&self.name);
+        h.update((self.props.len() as u64).to_le_bytes());
+        for p in &self.props {
+            h.update((p.text.len() as u64).to_le_bytes());
+            update_upper(&mut h, p.name());
+            h.update(&p.text[p.name_end..]);
+        }
+        h.update((self.children.len() as u64).to_le_bytes());
+        for c in &self.children {
+            h.update(c);
+        }
+        h.finalize().into()
+    }
+}
+
+/// Lowercase hex SHA-256 of a normalized form of the item.
+///
+/// Two copies hash the same when they differ only in: CRLF vs LF vs lone CR line ends, line
+/// folding, a UTF-8 BOM, blank lines, case of property and component names, order of properties
+/// within a component, order of sibling components, vCard 2.1 quoted-printable soft line breaks,
+/// and the volatile properties PRODID, DTSTAMP, LAST-MODIFIED, REV, CREATED, METHOD and
+/// X-WR-CALNAME, which are left out wherever they occur. Any other difference (a value, a
+/// parameter, parameter case) changes the hash. Works on any bytes, malformed or not: stray
+/// lines outside components are hashed as properties of a virtual root, and unclosed components
+/// are closed at the end.
+pub fn normalized_hash(bytes: &[u8]) -> String {
+    let root = Frame {
+        name: Vec::new(),
+        props: Vec::new(),
+        children: Vec::new(),
+    };
+    let mut stack = vec![root];
+    for l in Lines::new(bytes) {
+        match l.kind() {
+            Kind::Begin(name) => stack.push(Frame {
+                name: name.to_ascii_uppercase(),
+                props: Vec::new(),
+                children: Vec::new(),
+            }),
+            // An END closes the innermost component whatever it names: the hash must not fail.
+            Kind::End(_) => close(&mut stack),
+            Kind::Prop => {
+                let name = l.name();
+                let bare = name.rsplit(|&b| b == b'.').next().unwrap_or(name);
+                if !VOLATILE.iter().any(|v| bare.eq_ignore_ascii_case(v))
+                    && let Some(top) = stack.last_mut()
+                {
+                    top.props.push(l);
+                }
+            }
+        }
+    }
+    while stack.len() > 1 {
+        close(&mut stack);
+    }
+    let digest = stack.pop().map(Frame::digest).unwrap_or_default();
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        hex.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        hex.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    }
+    hex
+}
+
+/// Pops the innermost component into its parent's children; never pops the virtual root.
+fn close(stack: &mut Vec<Frame<'_>>) {
+    if stack.len() > 1
+        && let Some(frame) = stack.pop()
+        && let Some(parent) = stack.last_mut()
+    {
+        parent.children.push(frame.digest());
+    }
+}
+
+/// One VCALENDAR of a stream: its `BEGIN`/`END` lines and its own properties, verbatim.
+struct Calendar<'a> {
+    begin: &'a [u8],
+    end: &'a [u8],
+    header: Vec<&'a [u8]>,
+}
+
+/// A direct child of a VCALENDAR, verbatim from its `BEGIN` to its `END` line.
+struct Child {
+    calendar: usize,
+    /// Byte range of the child in the input.
+    start: usize,
+    end: usize,
+    uid: Option<Vec<u8>>,
+    /// For a VTIMEZONE its TZID (possibly empty), else `None`.
+    tzid: Option<Vec<u8>>,
+    /// TZIDs referenced by `TZID=` parameters anywhere inside, in order of first use.
+    refs: Vec<Vec<u8>>,
+}
+
+/// Cuts a validated VCALENDAR stream into calendars and their direct children.
+fn calendar_parts(bytes: &[u8]) -> (Vec<Calendar<'_>>, Vec<Child>) {
+    let (mut cals, mut children) = (Vec::<Calendar>::new(), Vec::<Child>::new());
+    let mut depth = 0usize;
+    for l in Lines::new(bytes) {
+        let raw = &bytes[l.start..l.end];
+        match (depth, l.kind(), cals.last_mut(), children.last_mut()) {
+            (0, _, _, _) => {
+                let header = Vec::new();
+                cals.push(Calendar {
+                    begin: raw,
+                    end: b"",
+                    header,
+                });
+                depth = 1;
+            }
+            (1, Kind::Prop, Some(cal), _) => cal.header.push(raw),
+            (1, Kind::End(_), Some(cal), _) => {
+                cal.end = raw;
+                depth = 0;
+            }
+            (1, Kind::Begin(name), _, _) => {
+                let timezone = name.eq_ignore_ascii_case(b"VTIMEZONE");
+                children.push(Child {
+                    calendar: cals.len().saturating_sub(1),
+                    start: l.start,
+                    end: l.end,
+                    uid: None,
+                    tzid: timezone.then(Vec::new),
+                    refs: Vec::new(),
+                });
+                depth = 2;
+            }
+            (_, kind, _, Some(child)) => {
+                match kind {
+                    Kind::Begin(_) => depth += 1,
+                    Kind::End(_) => depth -= 1,
+                    Kind::Prop => {
+                        let value = l.value().unwrap_or_default();
+                        if depth == 2 && l.is(b"UID") && child.uid.is_none() && !value.is_empty() {
+                            child.uid = Some(value.to_vec());
+                        }
+                        if depth == 2
+                            && l.is(b"TZID")
+                            && let Some(tz) = child.tzid.as_mut()
+                        {
+                            *tz = value.to_vec();
+                        }
+                        for (k, v) in params(l.params()) {
+                            if k.eq_ignore_ascii_case(b"TZID") && !child.refs.iter().any(|r| r == v)
+                            {
+                                child.refs.push(v.to_vec());
+                            }
+                        }
+                    }
+                }
+                child.end = l.end;
+            }
+            // Unreachable on validated input; ignoring keeps this total.
+            _ => {}
+        }
+    }
+    (cals, children)
+}
+
+/// Splits an iCalendar stream (one VCALENDAR holding many components, possibly several
+/// VCALENDARs concatenated) into one VCALENDAR per UID.
+///
+/// Each item holds the `BEGIN:VCALENDAR` line and all VCALENDAR-level properties (VERSION,
+/// PRODID, ...) of the calendar where its UID first appears, the VTIMEZONEs whose TZID its
+/// components reference through a `TZID=` parameter (in order of first reference, so that
+/// splitting is independent of where the time zones stood), then the master and all overrides
+/// (RECURRENCE-ID) in input order, and the `END:VCALENDAR` line. Components without UID each
+/// become their own item; VTIMEZONEs are never items of their own, so a calendar of only time
+/// zones gives no items. Lines are copied byte-for-byte, original line ends included; blank
+/// lines between components are dropped. Items come in order of first appearance.
+pub fn split_calendar(bytes: &[u8]) -> Result<Vec<Vec<u8>>, Malformed> {
+    structure(bytes, Roots::Calendars)?;
+    let (cals, children) = calendar_parts(bytes);
+    // The first definition of a TZID wins, as in join_calendar.
+    let mut zones: HashMap<&[u8], &Child> = HashMap::new();
+    for c in &children {
+        if let Some(tz) = &c.tzid {
+            zones.entry(tz).or_insert(c);
+        }
+    }
+    let mut groups: Vec<Vec<&Child>> = Vec::new();
+    let mut by_uid: HashMap<&[u8], usize> = HashMap::new();
+    for c in children.iter().filter(|c| c.tzid.is_none()) {
+        match c.uid.as_deref().and_then(|u| by_uid.get(u)) {
+            Some(&i) => groups[i].push(c),
+            None => {
+                if let Some(u) = &c.uid {
+                    by_uid.insert(u, groups.len());
+                }
+                groups.push(vec![c]);
+            }
+        }
+    }
+    let mut items = Vec::with_capacity(groups.len());
+    for group in groups {
+        let Some(cal) = group.first().and_then(|c| cals.get(c.calendar)) else {
+            continue;
+        };
+        let mut out = cal.begin.to_vec();
+        cal.header.iter().for_each(|h| out.extend_from_slice(h));
+        let mut used: Vec<&[u8]> = Vec::new();
+        for tz in group.iter().flat_map(|c| &c.refs) {
+            if let Some(zone) = zones.get(tz.as_slice())
+                && !used.contains(&tz.as_slice())
+            {
+                used.push(tz);
+                out.extend_from_slice(&bytes[zone.start..zone.end]);
+            }
+        }
+        group
+            .iter()
+            .for_each(|c| out.extend_from_slice(&bytes[c.start..c.end]));
+        out.extend_from_slice(cal.end);
+        items.push(out);
+    }
+    Ok(items)
+}
+
+/// Joins several single-object VCALENDAR items into one VCALENDAR, copying lines verbatim: the
+/// `BEGIN`/`END` lines and VCALENDAR-level properties of the first item, then each VTIMEZONE once
+/// (the first definition of each TZID), then all other components in item order. The inverse of
+/// [`split_calendar`] up to order. An error's line number refers to the offending item; joining
+/// no items is [`Problem::Empty`].
+pub fn join_calendar(items: &[&[u8]]) -> Result<Vec<u8>, Malformed> {
+    let mut zones: Vec<&[u8]> = Vec::new();
+    let mut zone_ids: Vec<&[u8]> = Vec::new();
+    let mut others: Vec<&[u8]> = Vec::new();
+    let mut parts = Vec::with_capacity(items.len());
+    for &item in items {
+        structure(item, Roots::OneCalendar)?;
+        let (cals, children) = calendar_parts(item);
+        parts.push((item, cals, children));
+    }
+    for (item, _, children) in &parts {
+        for c in children {
+            let raw = &item[c.start..c.end];
+            match &c.tzid {
+                Some(tz) if zone_ids.contains(&tz.as_slice()) => {}
+                Some(tz) => {
+                    zone_ids.push(tz);
+                    zones.push(raw);
+                }
+                None => others.push(raw),
+            }
+        }
+    }
+    let Some(first) = parts.first().and_then(|(_, cals, _)| cals.first()) else {
+        return Err(Malformed {
+            line: 1,
+            problem: Problem::Empty,
+        });
+    };
+    let mut out = first.begin.to_vec();
+    first.header.iter().for_each(|h| out.extend_from_slice(h));
+    zones
+        .iter()
+        .chain(&others)
+        .for_each(|c| out.extend_from_slice(c));
+    out.extend_from_slice(first.end);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(bytes: &str) -> Option<(usize, Problem)> {
+        check(bytes.as_bytes()).err().map(|m| (m.line, m.problem))
+    }
+
+    #[test]
+    fn check_problems() {
+        let s = String::from;
+        let cases: &[(&str, Option<(usize, Problem)>)] = &[
+            ("BEGIN:VCARD\r\nFN:x\r\nEND:VCARD\r\n", None),
+            ("\u{feff}begin:vcard\nfn:x\nend:VCARD\n\n\r\n", None),
+            ("BEGIN:VCARD\rFN:x\r\rEND:VCARD\r", None),
+            ("BEGIN:VCARD\nX;P=\"a:b;c\":v\n\nEND:VCARD", None),
+            ("BEGIN:VCARD\nitem1.X-AB_C:v\nEND:VCARD", None),
+            ("", Some((1, Problem::Empty))),
+            ("\u{feff}\r\n\r\n", Some((1, Problem::Empty))),
+            ("VERSION:2.0\r\n", Some((1, Problem::NoBegin))),
+            ("\nBEGIN:VEVENT\nEND:VEVENT\n", Some((2, Problem::NoBegin))),
+            (
+                "BEGIN:VCARD\nFN:x\n",
+                Some((2, Problem::MissingEnd(s("VCARD")))),
+            ),
+            (
+                "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\nEND:VCALENDAR\n",
+                Some((
+                    4,
+                    Problem::UnexpectedEnd {
+                        expected: s("VEVENT"),
+                        found: s("VCALENDAR"),
+                    },
+                )),
+            ),
+            (
+                "BEGIN:VCARD\nEND:VCARD\nFN:x\n",
+                Some((3, Problem::ContentAfterEnd)),
+            ),
+            (
+                "BEGIN:VCARD\nEND:VCARD\nBEGIN:VCARD\nEND:VCARD\n",
+                Some((3, Problem::ContentAfterEnd)),
+            ),
+            (
+                "BEGIN:VCARD\nFN:a\n b\nno colon\nEND:VCARD",
+                Some((4, Problem::NotAContentLine)),
+            ),
+            (
+                "BEGIN:VCARD\nX;P=\"a:b\"\nEND:VCARD",
+                Some((2, Problem::NotAContentLine)),
+            ),
+            (
+                "BEGIN:VCARD\n:value\nEND:VCARD",
+                Some((2, Problem::NotAContentLine)),
+            ),
+            (
+                "BEGIN:VCARD\nF N:x\nEND:VCARD",
+                Some((2, Problem::NotAContentLine)),
+            ),
+            (
+                "BEGIN:VCALENDAR\nBEGIN: \nEND:\nEND:VCALENDAR",
+                Some((2, Problem::NoComponentName)),
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(&err(input), want, "{input:?}");
+        }
+        let bad = b"BEGIN:VCARD\r\nN:a\r\n b\r\nFN:\xff\r\nEND:VCARD\r\n";
+        let got = check(bad).map_err(|m| (m.line, m.problem));
+        assert_eq!(got, Err((4, Problem::NotUtf8)));
+        // The earlier problem wins: here the structure breaks before the bad byte.
+        let both = b"BEGIN:VCARD\r\nEND:VCARD\r\nX:\xff\r\n";
+        assert_eq!(check(both).map_err(|m| m.line), Err(3));
+        let msg = Malformed {
+            line: 7,
+            problem: Problem::MissingEnd(s("VEVENT")),
+        };
+        assert_eq!(msg.to_string(), "line 7: BEGIN:VEVENT is never ended");
+    }
+
+    const TZ: &str = "BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nUID:tz-uid\r\nEND:VTIMEZONE\r\n";
+
+    #[test]
+    fn uid_extraction() {
+        let cal = |body: &str| format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{body}END:VCALENDAR\r\n");
+        let cases: Vec<(String, Option<&str>)> = vec![
+            (
+                cal("BEGIN:VEVENT\r\nUID:abc\r\nEND:VEVENT\r\n"),
+                Some("abc"),
+            ),
+            (
+                cal("BEGIN:VEVENT\r\nUID:ab\r\n c\r\n\td\r\nEND:VEVENT\r\n"),
+                Some("abcd"),
+            ),
+            (
+                cal("BEGIN:VEVENT\r\nuid;X=\"a:b\": x:y \r\nEND:VEVENT\r\n"),
+                Some("x:y"),
+            ),
+            (
+                cal(
+                    "BEGIN:VEVENT\r\nBEGIN:VALARM\r\nUID:alarm\r\nEND:VALARM\r\nUID:ev\r\nEND:VEVENT\r\n",
+                ),
+                Some("ev"),
+            ),
+            (
+                cal("BEGIN:VEVENT\r\nBEGIN:VALARM\r\nUID:alarm\r\nEND:VALARM\r\nEND:VEVENT\r\n"),
+                None,
+            ),
+            (
+                cal(&format!("{TZ}BEGIN:VTODO\r\nUID:todo\r\nEND:VTODO\r\n")),
+                Some("todo"),
+            ),
+            (
+                cal(&format!(
+                    "{TZ}BEGIN:VTODO\r\nEND:VTODO\r\nBEGIN:VEVENT\r\nUID:x\r\nEND:VEVENT\r\n"
+                )),
+                None,
+            ),
+            (cal(TZ), None),
+            (cal("BEGIN:VEVENT\r\nUID:  \r\nEND:VEVENT\r\n"), None),
+            (cal("UID:calendar-level\r\n"), None),
+            (
+                "BEGIN:VCARD\nVERSION:4.0\nUID:urn:uuid:1\nEND:VCARD\n".into(),
+                Some("urn:uuid:1"),
+            ),
+            (
+                "BEGIN:VCARD\nFN:x\nEND:VCARD\nBEGIN:VCARD\nUID:2\nEND:VCARD\n".into(),
+                None,
+            ),
+            (
+                "\u{feff}BEGIN:VCARD\rUID:cr\rEND:VCARD\r".into(),
+                Some("cr"),
+            ),
+            (String::new(), None),
+        ];
+        for (input, want) in &cases {
+            assert_eq!(uid(input.as_bytes()).as_deref(), *want, "{input:?}");
+        }
+        let latin1 = b"BEGIN:VCARD\r\nUID:caf\xe9\r\nEND:VCARD\r\n";
+        assert_eq!(uid(latin1).as_deref(), Some("caf\u{fffd}"));
+    }
+
+    const BASE: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//A//B//EN\r\n\
+        BEGIN:VEVENT\r\nUID:e1\r\nDTSTAMP:20240101T000000Z\r\nSUMMARY;LANGUAGE=en:A rather long summary that is surely longer than forty octets\r\n\
+        DTSTART;TZID=Europe/Berlin:20240102T100000\r\n\
+        BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT5M\r\nEND:VALARM\r\n\
+        BEGIN:VALARM\r\nACTION:AUDIO\r\nTRIGGER:-PT10M\r\nEND:VALARM\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+
+    /// Folds every line at `width` octets (ASCII input only).
+    fn refold(s: &str, width: usize) -> String {
+        let mut out = String::new();
+        for line in s.split("\r\n").filter(|l| !l.is_empty()) {
+            let (mut rest, mut w) = (line, width);
+            while rest.len() > w {
+                out.push_str(&rest[..w]);
+                out.push_str("\r\n ");
+                rest = &rest[w..];
+                w = width - 1;
+            }
+            out.push_str(rest);
+            out.push_str("\r\n");
+        }
+        out
+    }
+
+    #[test]
+    fn hash_invariances() {
+        let h = normalized_hash(BASE.as_bytes());
+        assert_eq!(h.len(), 64);
+        assert!(
+            h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
+        let same = [
+            BASE.replace("\r\n", "\n"),
+            BASE.replace("\r\n", "\r"),
+            BASE.replacen("\r\n", "\n", 3),
+            refold(BASE, 10),
+            refold(BASE, 75).replace("\r\n ", "\r\n\t"),
+            format!("\u{feff}{BASE}\r\n\r\n\n"),
+            BASE.replace("BEGIN:VEVENT", "begin:vevent")
+                .replace("END:VEVENT", "End:VEvent")
+                .replace("SUMMARY;", "summary;")
+                .replace("UID:", "Uid:"),
+            BASE.replace(
+                "UID:e1\r\nDTSTAMP:20240101T000000Z\r\n",
+                "DTSTAMP:20240101T000000Z\r\nUID:e1\r\n",
+            ),
+            BASE.replace("DTSTAMP:20240101T000000Z", "DTSTAMP:20250505T050505Z")
+                .replace(
+                    "PRODID:-//A//B//EN\r\n",
+                    "METHOD:PUBLISH\r\nX-WR-CALNAME:Work\r\n",
+                )
+                .replace(
+                    "UID:e1\r\n",
+                    "UID:e1\r\nLAST-MODIFIED:20240101T000000Z\r\nCREATED:20230101T000000Z\r\n",
+                ),
+            BASE.replace("DISPLAY\r\nTRIGGER:-PT5M", "@")
+                .replace("AUDIO\r\nTRIGGER:-PT10M", "DISPLAY\r\nTRIGGER:-PT5M")
+                .replace('@', "AUDIO\r\nTRIGGER:-PT10M"),
+        ];
+        for (i, s) in same.iter().enumerate() {
+            assert_eq!(normalized_hash(s.as_bytes()), h, "variant {i}: {s:?}");
+        }
+        let differ = [
+            BASE.replace("UID:e1", "UID:e2"),
+            BASE.replace("LANGUAGE=en", "LANGUAGE=de"),
+            BASE.replace("LANGUAGE=en", "language=en"),
+            BASE.replace("LANGUAGE=en:", "LANGUAGE=en;X=1:"),
+            BASE.replace("forty octets", "forty octets "),
+            BASE.replace("forty octets", "Forty octets"),
+            BASE.replace("VERSION:2.0\r\n", ""),
+            BASE.replace(
+                "TRIGGER:-PT5M\r\nEND:VALARM\r\n",
+                "END:VALARM\r\nTRIGGER:-PT5M\r\n",
+            ),
+            BASE.replace(
+                "BEGIN:VALARM\r\nACTION:DISPLAY",
+                "BEGIN:VALARMX\r\nACTION:DISPLAY",
+            ),
+            BASE.replace(
+                "\r\nBEGIN:VALARM\r\nACTION:AUDIO\r\nTRIGGER:-PT10M\r\nEND:VALARM",
+                "",
+            ),
+        ];
+        for (i, s) in differ.iter().enumerate() {
+            assert_ne!(normalized_hash(s.as_bytes()), h, "variant {i}: {s:?}");
+        }
+        // Sorting must not make different multisets collide.
+        let a = "BEGIN:VCARD\nA:1\nA:1\nB:2\nEND:VCARD\n";
+        let b = "BEGIN:VCARD\nA:1\nB:2\nB:2\nEND:VCARD\n";
+        assert_ne!(normalized_hash(a.as_bytes()), normalized_hash(b.as_bytes()));
+        // Malformed and non-UTF-8 input still hashes.
+        assert_eq!(normalized_hash(b"\xff\xfe garbage").len(), 64);
+        assert_eq!(normalized_hash(b"END:X\nEND:Y\nBEGIN:Z").len(), 64);
+    }
+
+    #[test]
+    fn hash_quoted_printable() {
+        let one = "BEGIN:VCARD\r\nVERSION:2.1\r\nNOTE;ENCODING=QUOTED-PRINTABLE:abc=0D=0Adef\r\nEND:VCARD\r\n";
+        let soft = "BEGIN:VCARD\r\nVERSION:2.1\r\nNOTE;ENCODING=QUOTED-PRINTABLE:abc=\r\n=0D=0A=\r\ndef\r\nEND:VCARD\r\n";
+        let bare = "BEGIN:VCARD\nVERSION:2.1\nNOTE;QUOTED-PRINTABLE:abc=\n=0D=0Adef\nEND:VCARD\n";
+        let h = normalized_hash(one.as_bytes());
+        assert_eq!(normalized_hash(soft.as_bytes()), h);
+        assert_eq!(normalized_hash(soft.replace("\r\n", "\n").as_bytes()), h);
+        assert_eq!(
+            normalized_hash(bare.replace("NOTE;", "NOTE;ENCODING=").as_bytes()),
+            h
+        );
+        assert_ne!(normalized_hash(bare.as_bytes()), h);
+        assert_eq!(check(soft.as_bytes()), Ok(()));
+        assert_eq!(check(bare.as_bytes()), Ok(()));
+        // Without the QP parameter a trailing '=' is just a character (base64 padding).
+        let b64 = "BEGIN:VCARD\nPHOTO;ENCODING=b:AAA=\nEND:VCARD\n";
+        assert_eq!(check(b64.as_bytes()), Ok(()));
+    }
+
+    fn stream() -> String {
+        let tz = |id: &str| {
+            format!(
+                "BEGIN:VTIMEZONE\r\nTZID:{id}\r\nBEGIN:STANDARD\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n"
+            )
+        };
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n{}{}{}\
+             BEGIN:VEVENT\r\nUID:a\r\nDTSTART;TZID=Zone/B:20240101T100000\r\nRRULE:FREQ=DAILY\r\nEND:VEVENT\r\n\
+             BEGIN:VEVENT\r\nUID:b\r\nDTSTART:20240101T100000Z\r\nEND:VEVENT\r\n\
+             \r\n\
+             BEGIN:VEVENT\nUID:a\nRECURRENCE-ID;TZID=\"Zone/B\":20240102T100000\nDTEND;TZID=Zone/A:20240102T110000\nEND:VEVENT\n\
+             BEGIN:VTODO\r\nSUMMARY:no uid\r\nEND:VTODO\r\n\
+             BEGIN:VJOURNAL\r\nSUMMARY:no uid either\r\nEND:VJOURNAL\r\n\
+             X-WR-CALNAME:late\r\nEND:VCALENDAR\r\n\
+             BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:second\r\n\
+             BEGIN:VEVENT\r\nUID:b\r\nRECURRENCE-ID:20240102T100000Z\r\nEND:VEVENT\r\n\
+             BEGIN:VEVENT\r\nUID:c\r\nDTSTART;TZID=Zone/C:20240101T100000\r\nEND:VEVENT\r\n\
+             END:VCALENDAR\r\n",
+            tz("Zone/A"),
+            tz("Zone/B"),
+            tz("Zone/C"),
+        )
+    }
+
+    #[test]
+    fn split_groups_by_uid_and_picks_time_zones() {
+        let input = stream();
+        let items = split_calendar(input.as_bytes()).expect("splits");
+        let texts: Vec<String> = items
+            .iter()
+            .map(|i| String::from_utf8_lossy(i).into_owned())
+            .collect();
+        assert_eq!(texts.len(), 5, "{texts:#?}");
+        for t in &texts {
+            assert_eq!(check(t.as_bytes()), Ok(()), "{t}");
+            assert!(
+                t.starts_with("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:"),
+                "{t}"
+            );
+            assert!(t.ends_with("END:VCALENDAR\r\n"), "{t}");
+        }
+        let a = &texts[0];
+        assert_eq!(uid(a.as_bytes()).as_deref(), Some("a"));
+        assert_eq!(a.matches("UID:a").count(), 2);
+        // First referenced zone first; Zone/C is not referenced; the LF lines stay LF.
+        let (b_at, a_at) = (a.find("TZID:Zone/B"), a.find("TZID:Zone/A"));
+        assert!(b_at.is_some() && a_at.is_some() && b_at < a_at, "{a}");
+        assert!(!a.contains("Zone/C"));
+        assert!(a.contains("\nUID:a\nRECURRENCE-ID"));
+        assert!(a.contains("X-WR-CALNAME:late\r\n"));
+        let b = &texts[1];
+        assert_eq!(b.matches("UID:b").count(), 2);
+        assert!(!b.contains("VTIMEZONE") && b.contains("PRODID:x"));
+        assert!(texts[2].contains("BEGIN:VTODO") && !texts[2].contains("VJOURNAL"));
+        assert!(texts[3].contains("BEGIN:VJOURNAL") && uid(texts[3].as_bytes()).is_none());
+        assert!(texts[4].contains("PRODID:second") && texts[4].contains("TZID:Zone/C"));
+    }
+
+    fn texts(items: &[Vec<u8>]) -> Vec<String> {
+        items
+            .iter()
+            .map(|i| String::from_utf8_lossy(i).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn split_join_round_trip() {
+        // One source calendar: split, join, split gives the very same items.
+        let full = stream();
+        let one = &full[..full.rfind("BEGIN:VCALENDAR").unwrap_or(0)];
+        let items = split_calendar(one.as_bytes()).expect("splits");
+        let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+        let joined = join_calendar(&refs).expect("joins");
+        assert_eq!(check(&joined), Ok(()));
+        assert_eq!(
+            texts(&split_calendar(&joined).expect("splits again")),
+            texts(&items)
+        );
+        // Each time zone once, before the other components.
+        let text = String::from_utf8_lossy(&joined);
+        assert_eq!(text.matches("TZID:Zone/B\r\n").count(), 1);
+        assert!(text.find("BEGIN:VTIMEZONE") < text.find("BEGIN:VEVENT"));
+        // Several calendars and any item order: the same items up to order, except that the
+        // joined calendar has the header of its first item.
+        let items = split_calendar(full.as_bytes()).expect("splits");
+        let mut refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+        refs.reverse();
+        let again = split_calendar(&join_calendar(&refs).expect("joins")).expect("splits");
+        let norm = |items: &[Vec<u8>]| {
+            let mut t = texts(items);
+            for i in &mut t {
+                *i = i
+                    .replace("PRODID:x", "PRODID:second")
+                    .replace("X-WR-CALNAME:late\r\n", "");
+            }
+            t.sort();
+            t
+        };
+        assert_eq!(norm(&again), norm(&items));
+    }
+
+    fn problem<T>(r: Result<T, Malformed>) -> Option<Problem> {
+        r.err().map(|m| m.problem)
+    }
+
+    #[test]
+    fn split_join_errors() {
+        let card = b"BEGIN:VCARD\r\nFN:x\r\nEND:VCARD\r\n";
+        assert_eq!(problem(split_calendar(card)), Some(Problem::NotCalendar));
+        assert_eq!(problem(join_calendar(&[card])), Some(Problem::NotCalendar));
+        assert_eq!(problem(join_calendar(&[])), Some(Problem::Empty));
+        assert_eq!(problem(split_calendar(b"")), Some(Problem::Empty));
+        let two = "BEGIN:VCALENDAR\nEND:VCALENDAR\nBEGIN:VCALENDAR\nEND:VCALENDAR\n";
+        assert_eq!(split_calendar(two.as_bytes()), Ok(Vec::new()));
+        assert_eq!(
+            problem(join_calendar(&[two.as_bytes()])),
+            Some(Problem::ContentAfterEnd)
+        );
+        let open = b"BEGIN:VCALENDAR\nBEGIN:VEVENT\nEND:VCALENDAR\n";
+        assert!(matches!(
+            problem(split_calendar(open)),
+            Some(Problem::UnexpectedEnd { .. })
+        ));
+    }
+
+    proptest::proptest! {
+        /// No input makes any function panic; pieces of real syntax make deep paths likely.
+        #[test]
+        fn never_panics(parts in proptest::collection::vec(proptest::prop_oneof![
+            proptest::prelude::Just(b"BEGIN:VCALENDAR".to_vec()),
+            proptest::prelude::Just(b"END:VCALENDAR".to_vec()),
+            proptest::prelude::Just(b"BEGIN:VEVENT\r\nUID:a".to_vec()),
+            proptest::prelude::Just(b"END:VEVENT".to_vec()),
+            proptest::prelude::Just(b"BEGIN:VTIMEZONE\nTZID:z".to_vec()),
+            proptest::prelude::Just(b"X;TZID=\"z\";ENCODING=QUOTED-PRINTABLE:a=".to_vec()),
+            proptest::prelude::Just(b"\r\n".to_vec()),
+            proptest::prelude::Just(b"\r\n ".to_vec()),
+            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..8),
+        ], 0..40)) {
+            let bytes = parts.concat();
+            let _ = check(&bytes);
+            let _ = uid(&bytes);
+            proptest::prop_assert_eq!(normalized_hash(&bytes).len(), 64);
+            if let Ok(items) = split_calendar(&bytes) {
+                let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+                let _ = join_calendar(&refs);
+            }
+        }
+    }
+}
