@@ -42,6 +42,15 @@ const SUPPORTED_STORAGE_TYPES: &[&str] = &["vdir"];
 /// Storage types that are planned but not implemented yet; they get a friendlier error.
 const PLANNED_STORAGE_TYPES: &[&str] = &["caldav", "carddav", "singlefile", "webcal"];
 
+/// Keys accepted at the top level of the file.
+pub const TOP_LEVEL_KEYS: &[&str] = &["status_path", "storage", "pair"];
+
+/// Keys accepted in a `[storage.<name>]` table of type `vdir`.
+pub const VDIR_KEYS: &[&str] = &["type", "path", "fileext"];
+
+/// Keys accepted in a `[pair.<name>]` table.
+pub const PAIR_KEYS: &[&str] = &["a", "b", "collections", "conflict_resolution"];
+
 /// A parsed and validated configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -574,7 +583,7 @@ impl Cx<'_> {
     }
 
     fn parse_document(&self, root: &DeTable<'_>) -> Result<Config, ConfigError> {
-        self.check_keys(root, "", &["status_path", "storage", "pair"])?;
+        self.check_keys(root, "", TOP_LEVEL_KEYS)?;
         let status_path = match root.get("status_path") {
             Some(value) => self.path_value(value, "status_path")?,
             None => default_status_path(self.env).ok_or_else(|| {
@@ -641,7 +650,7 @@ impl Cx<'_> {
         let supported = SUPPORTED_STORAGE_TYPES.join(", ");
         match storage_type {
             "vdir" => {
-                self.check_keys(table, key, &["type", "path", "fileext"])?;
+                self.check_keys(table, key, VDIR_KEYS)?;
                 let path_key = join_key(key, "path");
                 let path = self.path_value(self.required(value, table, key, "path")?, &path_key)?;
                 let fileext_key = join_key(key, "fileext");
@@ -683,11 +692,7 @@ impl Cx<'_> {
         storages: &BTreeMap<String, StorageConfig>,
     ) -> Result<PairConfig, ConfigError> {
         let table = self.table(value, key)?;
-        self.check_keys(
-            table,
-            key,
-            &["a", "b", "collections", "conflict_resolution"],
-        )?;
+        self.check_keys(table, key, PAIR_KEYS)?;
         let mut sides = Vec::with_capacity(2);
         for side in ["a", "b"] {
             let side_key = join_key(key, side);
@@ -1693,7 +1698,7 @@ cmd = ["merge-tool"]
         assert_eq!(
             unset,
             format!(
-                "{}:10: status_path: environment variable \"DAVSYNC_DEMO\" is not set",
+                "{}:9: status_path: environment variable \"DAVSYNC_DEMO\" is not set",
                 path.display()
             )
         );

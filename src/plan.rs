@@ -169,11 +169,9 @@ impl fmt::Display for Action {
                 from.other(),
                 from.other()
             ),
-            Action::Delete { ident, on, .. } => write!(
-                f,
-                "delete {ident}: on {on} (deleted on {})",
-                on.other()
-            ),
+            Action::Delete { ident, on, .. } => {
+                write!(f, "delete {ident}: on {on} (deleted on {})", on.other())
+            }
             Action::Record { ident, .. } => write!(f, "record {ident}: same on both sides"),
             Action::Forget { status } => {
                 write!(f, "forget {}: deleted on both sides", status.ident)
@@ -468,7 +466,11 @@ mod tests {
 
     /// Plans with an extra unrelated item on both sides and in the status, so that no case
     /// trips the emptied-side refusal, and returns the actions for ident `x` only.
-    fn plan_x(a: Option<ItemVersion>, b: Option<ItemVersion>, s: Option<StatusItem>) -> Vec<String> {
+    fn plan_x(
+        a: Option<ItemVersion>,
+        b: Option<ItemVersion>,
+        s: Option<StatusItem>,
+    ) -> Vec<String> {
         let keep = v("keep", "k", "hk");
         let mut la = vec![("keep", keep.clone())];
         let mut lb = vec![("keep", keep.clone())];
@@ -476,11 +478,16 @@ mod tests {
         lb.extend(b.map(|v| ("x", v)));
         let mut status = vec![st("keep", keep.clone(), keep)];
         status.extend(s);
-        plan(&listing(&la), &listing(&lb), &status, PlanOptions::default())
-            .expect("no refusal")
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        plan(
+            &listing(&la),
+            &listing(&lb),
+            &status,
+            PlanOptions::default(),
+        )
+        .expect("no refusal")
+        .iter()
+        .map(ToString::to_string)
+        .collect()
     }
 
     #[test]
@@ -494,23 +501,120 @@ mod tests {
         let a_moved = v("moved.ics", "ea9", "h1");
         let b_touched = v("b.ics", "eb9", "h1");
         #[rustfmt::skip]
-        let table: Vec<(&str, Option<ItemVersion>, Option<ItemVersion>, Option<StatusItem>, Vec<&str>)> = vec![
-            ("new on a", Some(a1.clone()), None, None, vec!["create x: a → b (new on a as a.ics)"]),
-            ("new on b", None, Some(b1.clone()), None, vec!["create x: b → a (new on b as b.ics)"]),
-            ("new both same", Some(a1.clone()), Some(b1.clone()), None, vec!["record x: same on both sides"]),
-            ("new both different", Some(a1.clone()), Some(b2.clone()), None, vec!["conflict x: created differently on both sides"]),
-            ("unchanged", Some(a1.clone()), Some(b1.clone()), Some(s1.clone()), vec![]),
-            ("moved on a", Some(a_moved.clone()), Some(b1.clone()), Some(s1.clone()), vec!["record x: same on both sides"]),
-            ("touched on b", Some(a1.clone()), Some(b_touched.clone()), Some(s1.clone()), vec!["record x: same on both sides"]),
-            ("changed on a", Some(a2.clone()), Some(b1.clone()), Some(s1.clone()), vec!["update x: a → b (changed on a)"]),
-            ("changed on b", Some(a1.clone()), Some(b2.clone()), Some(s1.clone()), vec!["update x: b → a (changed on b)"]),
-            ("changed both same", Some(a2.clone()), Some(b2.clone()), Some(s1.clone()), vec!["record x: same on both sides"]),
-            ("changed both different", Some(a2.clone()), Some(b3.clone()), Some(s1.clone()), vec!["conflict x: changed on both sides"]),
-            ("deleted a, unchanged b", None, Some(b1.clone()), Some(s1.clone()), vec!["delete x: on b (deleted on a)"]),
-            ("deleted a, changed b", None, Some(b2.clone()), Some(s1.clone()), vec!["restore x: b → a (deleted on a, changed on b)"]),
-            ("deleted b, unchanged a", Some(a1.clone()), None, Some(s1.clone()), vec!["delete x: on a (deleted on b)"]),
-            ("deleted b, changed a", Some(a2.clone()), None, Some(s1.clone()), vec!["restore x: a → b (deleted on b, changed on a)"]),
-            ("deleted both", None, None, Some(s1.clone()), vec!["forget x: deleted on both sides"]),
+        type Case<'a> = (&'a str, Option<ItemVersion>, Option<ItemVersion>, Option<StatusItem>, Vec<&'a str>);
+        let table: Vec<Case> = vec![
+            (
+                "new on a",
+                Some(a1.clone()),
+                None,
+                None,
+                vec!["create x: a → b (new on a as a.ics)"],
+            ),
+            (
+                "new on b",
+                None,
+                Some(b1.clone()),
+                None,
+                vec!["create x: b → a (new on b as b.ics)"],
+            ),
+            (
+                "new both same",
+                Some(a1.clone()),
+                Some(b1.clone()),
+                None,
+                vec!["record x: same on both sides"],
+            ),
+            (
+                "new both different",
+                Some(a1.clone()),
+                Some(b2.clone()),
+                None,
+                vec!["conflict x: created differently on both sides"],
+            ),
+            (
+                "unchanged",
+                Some(a1.clone()),
+                Some(b1.clone()),
+                Some(s1.clone()),
+                vec![],
+            ),
+            (
+                "moved on a",
+                Some(a_moved.clone()),
+                Some(b1.clone()),
+                Some(s1.clone()),
+                vec!["record x: same on both sides"],
+            ),
+            (
+                "touched on b",
+                Some(a1.clone()),
+                Some(b_touched.clone()),
+                Some(s1.clone()),
+                vec!["record x: same on both sides"],
+            ),
+            (
+                "changed on a",
+                Some(a2.clone()),
+                Some(b1.clone()),
+                Some(s1.clone()),
+                vec!["update x: a → b (changed on a)"],
+            ),
+            (
+                "changed on b",
+                Some(a1.clone()),
+                Some(b2.clone()),
+                Some(s1.clone()),
+                vec!["update x: b → a (changed on b)"],
+            ),
+            (
+                "changed both same",
+                Some(a2.clone()),
+                Some(b2.clone()),
+                Some(s1.clone()),
+                vec!["record x: same on both sides"],
+            ),
+            (
+                "changed both different",
+                Some(a2.clone()),
+                Some(b3.clone()),
+                Some(s1.clone()),
+                vec!["conflict x: changed on both sides"],
+            ),
+            (
+                "deleted a, unchanged b",
+                None,
+                Some(b1.clone()),
+                Some(s1.clone()),
+                vec!["delete x: on b (deleted on a)"],
+            ),
+            (
+                "deleted a, changed b",
+                None,
+                Some(b2.clone()),
+                Some(s1.clone()),
+                vec!["restore x: b → a (deleted on a, changed on b)"],
+            ),
+            (
+                "deleted b, unchanged a",
+                Some(a1.clone()),
+                None,
+                Some(s1.clone()),
+                vec!["delete x: on a (deleted on b)"],
+            ),
+            (
+                "deleted b, changed a",
+                Some(a2.clone()),
+                None,
+                Some(s1.clone()),
+                vec!["restore x: a → b (deleted on b, changed on a)"],
+            ),
+            (
+                "deleted both",
+                None,
+                None,
+                Some(s1.clone()),
+                vec!["forget x: deleted on both sides"],
+            ),
         ];
         for (case, a, b, s, expected) in table {
             assert_eq!(plan_x(a, b, s), expected, "case: {case}");
@@ -585,7 +689,12 @@ mod tests {
     fn emptied_side_is_refused_unless_forced() {
         let s = st("x", v("x", "e", "h"), v("x", "e", "h"));
         let b = listing(&[("x", v("x", "e", "h"))]);
-        let refused = plan(&Listing::default(), &b, &[s.clone()], PlanOptions::default());
+        let refused = plan(
+            &Listing::default(),
+            &b,
+            std::slice::from_ref(&s),
+            PlanOptions::default(),
+        );
         assert_eq!(
             refused,
             Err(Refusal::SideEmptied {

@@ -13,7 +13,9 @@ use std::process::Command;
 
 use crate::config::{CollectionsSpec, ConflictResolution};
 use crate::item::Item;
-use crate::model::{ItemVersion, ListedItem, Listing, Side, StatusItem, UnreadableItem, is_weak_etag};
+use crate::model::{
+    ItemVersion, ListedItem, Listing, Side, StatusItem, UnreadableItem, is_weak_etag,
+};
 use crate::pairing::{CollectionPair, match_collections};
 use crate::plan::{Action, PlanOptions, SkipReason, plan};
 use crate::status::{CollectionId, Problem, RunRecord, StatusDb, StatusError};
@@ -292,9 +294,7 @@ fn count_done(action: &Action, resolution: &ConflictResolution, report: &mut Col
     match action {
         Action::Create { .. } | Action::Restore { .. } => report.created += 1,
         Action::Update { .. } => report.updated += 1,
-        Action::Conflict { .. } if *resolution != ConflictResolution::Report => {
-            report.updated += 1
-        }
+        Action::Conflict { .. } if *resolution != ConflictResolution::Report => report.updated += 1,
         Action::Delete { .. } => report.deleted += 1,
         Action::Record { .. }
         | Action::Forget { .. }
@@ -394,7 +394,9 @@ impl Executor<'_> {
     }
 
     fn create(&self, on: Side, item: &Item) -> Result<Written, Failure> {
-        let hint = item.uid().map_or_else(|| item.hash().to_owned(), str::to_owned);
+        let hint = item
+            .uid()
+            .map_or_else(|| item.hash().to_owned(), str::to_owned);
         self.sides
             .get(on)
             .create(self.collection(on)?, &hint, item.bytes())
@@ -438,7 +440,8 @@ impl Executor<'_> {
                 let item = self.item(*from, &source.href)?;
                 let written = self.update(from.other(), target, item.bytes())?;
                 let new = row(ident, *from, source.clone(), written.version_of(source));
-                self.status.replace(self.coll, status, &new, Some(item.bytes()))?;
+                self.status
+                    .replace(self.coll, status, &new, Some(item.bytes()))?;
             }
             Action::Restore {
                 ident,
@@ -449,16 +452,16 @@ impl Executor<'_> {
                 let item = self.item(*from, &source.href)?;
                 let written = self.create(from.other(), item)?;
                 let new = row(ident, *from, source.clone(), written.version_of(source));
-                self.status.replace(self.coll, status, &new, Some(item.bytes()))?;
+                self.status
+                    .replace(self.coll, status, &new, Some(item.bytes()))?;
             }
             Action::Delete {
                 on, target, status, ..
             } => {
-                let deleted = self.sides.get(*on).delete(
-                    self.collection(*on)?,
-                    &target.href,
-                    &target.etag,
-                );
+                let deleted =
+                    self.sides
+                        .get(*on)
+                        .delete(self.collection(*on)?, &target.href, &target.etag);
                 match deleted {
                     // Already gone is what we wanted.
                     Ok(()) | Err(ItemError::NotFound { .. }) => {}
@@ -558,17 +561,29 @@ impl Executor<'_> {
         status: Option<&StatusItem>,
     ) -> Result<Outcome, Failure> {
         let ancestor = match status {
-            Some(_) => self.status.synced_content(self.coll, ident)?.unwrap_or_default(),
+            Some(_) => self
+                .status
+                .synced_content(self.coll, ident)?
+                .unwrap_or_default(),
             None => Vec::new(),
         };
-        let merged = run_merge(cmd, self.item(Side::A, &a.href)?.bytes(), self.item(Side::B, &b.href)?.bytes(), &ancestor);
+        let merged = run_merge(
+            cmd,
+            self.item(Side::A, &a.href)?.bytes(),
+            self.item(Side::B, &b.href)?.bytes(),
+            &ancestor,
+        );
         let merged = match merged {
             Ok(bytes) => bytes,
             Err(why) => return Ok(Outcome::Open(format!("merge command: {why}"))),
         };
         let item = match Item::parse(merged) {
             Ok(item) => item,
-            Err(e) => return Ok(Outcome::Open(format!("merge command produced a malformed item: {e}"))),
+            Err(e) => {
+                return Ok(Outcome::Open(format!(
+                    "merge command produced a malformed item: {e}"
+                )));
+            }
         };
         let wa = self.update(Side::A, a, item.bytes())?;
         let wb = self.update(Side::B, b, item.bytes())?;
@@ -603,7 +618,9 @@ fn run_merge(cmd: &[String], a: &[u8], b: &[u8], ancestor: &[u8]) -> Result<Vec<
         .status()
         .map_err(|e| format!("{program}: {e}"))?;
     if !status.success() {
-        return Err(format!("{program} exited with {status}; conflict left open"));
+        return Err(format!(
+            "{program} exited with {status}; conflict left open"
+        ));
     }
     std::fs::read(&paths[0]).map_err(|e| format!("{}: {e}", paths[0].display()))
 }

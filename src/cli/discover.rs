@@ -37,5 +37,9 @@ pub fn cmd_discover(cli: &Cli, args: &DiscoverArgs) -> Result<(), CliError> {
             println!("    b: {}", side(&c.b_name, &c.b));
         }
     }
-    if clean { Ok(()) } else { Err(CliError::Unsynced) }
+    if clean {
+        Ok(())
+    } else {
+        Err(CliError::Unsynced)
+    }
 }

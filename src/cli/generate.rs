@@ -21,7 +21,8 @@ pub struct GenerateArgs {
 }
 
 pub fn cmd_generate(args: &GenerateArgs) -> Result<(), CliError> {
-    let failed = |path: &PathBuf, e: std::io::Error| CliError::Failed(format!("{}: {e}", path.display()));
+    let failed =
+        |path: &PathBuf, e: std::io::Error| CliError::Failed(format!("{}: {e}", path.display()));
     if let Some(dir) = &args.man {
         fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
         for (name, page) in man_pages()? {

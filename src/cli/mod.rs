@@ -15,11 +15,30 @@ use davsync::storage::{self, Storage, StorageError};
 use davsync::sync::Sides;
 
 /// Two-way sync of calendars and contacts between vdirs and other storages.
+///
+/// davsync pairs two collections of calendar or contact items, remembers what both sides held
+/// after the last sync in a status database, and on each run copies every change made on one
+/// side to the other. Edits on both sides to the same item are conflicts: reported, or resolved
+/// as the pair's conflict_resolution says. Pairs are described in the config file, see
+/// davsync.toml(5).
+///
+/// Exit status: 0 when everything synced; 1 when the run finished but some item, conflict or
+/// collection was left unsynced, or the run could not start (a pair locked by another davsync,
+/// an unusable status database); 2 for usage or config errors.
+///
+/// Files: $XDG_CONFIG_HOME/davsync/config.toml (the config), <status_path>/<pair>.db (status
+/// database, mode 0600), <status_path>/<pair>.lock (held while a pair syncs).
 #[derive(Debug, Parser)]
-#[command(name = "davsync", version, about, long_about = None, max_term_width = 100)]
+#[command(name = "davsync", version, max_term_width = 100)]
 pub struct Cli {
     /// Config file [default: $XDG_CONFIG_HOME/davsync/config.toml]
-    #[arg(short, long, global = true, env = "DAVSYNC_CONFIG", value_name = "PATH")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "DAVSYNC_CONFIG",
+        value_name = "PATH"
+    )]
     config: Option<PathBuf>,
     /// Say more: every action applied (repeatable)
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]

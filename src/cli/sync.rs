@@ -5,7 +5,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::Args;
 use davsync::sync::{CollectionReport, Progress, SyncOptions, pair_collections, sync_collection};
 
-use super::{Cli, CliError, PairStorages, Verbosity, display_name, load_config, open_status, select_pairs};
+use super::{
+    Cli, CliError, PairStorages, Verbosity, display_name, load_config, open_status, select_pairs,
+};
 
 /// Sync pairs (all pairs when none is named)
 #[derive(Debug, Args)]
@@ -41,7 +43,10 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
         };
         for wanted in &only {
             if !collections.iter().any(|c| &c.name == wanted) {
-                eprintln!("error: {}: no collection named {wanted:?} on either side", pair.name);
+                eprintln!(
+                    "error: {}: no collection named {wanted:?} on either side",
+                    pair.name
+                );
                 clean = false;
             }
         }
@@ -72,7 +77,11 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             clean &= report.is_clean();
         }
     }
-    if clean { Ok(()) } else { Err(CliError::Unsynced) }
+    if clean {
+        Ok(())
+    } else {
+        Err(CliError::Unsynced)
+    }
 }
 
 fn print_report(name: &str, report: &CollectionReport, dry_run: bool, verbosity: Verbosity) {

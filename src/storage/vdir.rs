@@ -114,7 +114,9 @@ fn etag(meta: &fs::Metadata, now: SystemTime) -> String {
     let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
     let tag = format!("{mtime_ns}-{}-{}", meta.size(), meta.ino());
     let recent = match meta.modified() {
-        Ok(modified) => now.duration_since(modified).map_or(true, |age| age < WEAK_WINDOW),
+        Ok(modified) => now
+            .duration_since(modified)
+            .map_or(true, |age| age < WEAK_WINDOW),
         Err(_) => true,
     };
     if recent { format!("W/{tag}") } else { tag }
@@ -374,13 +376,23 @@ mod tests {
     #[test]
     fn hostile_uid_never_leaves_the_collection() {
         let (dir, storage, coll) = setup();
-        for uid in ["../../etc/x", "/abs", ".hidden", "a/b", &"x".repeat(300), ""] {
+        for uid in [
+            "../../etc/x",
+            "/abs",
+            ".hidden",
+            "a/b",
+            &"x".repeat(300),
+            "",
+        ] {
             let written = storage.create(&coll, uid, b"BEGIN:VCALENDAR\r\n").unwrap();
             assert!(!written.href.contains('/'), "{uid}: {}", written.href);
             assert!(!written.href.starts_with('.'), "{uid}: {}", written.href);
             assert!(written.href.len() <= MAX_NAME_LEN);
         }
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["cal"], "nothing written beside the collection");
     }
 
@@ -399,7 +411,11 @@ mod tests {
     fn conditional_update_and_delete() {
         let (_dir, storage, coll) = setup();
         let w = storage.create(&coll, "u", b"one").unwrap();
-        assert!(!w.etag.starts_with("W/"), "own writes are backdated: {}", w.etag);
+        assert!(
+            !w.etag.starts_with("W/"),
+            "own writes are backdated: {}",
+            w.etag
+        );
         let w2 = storage.update(&coll, &w.href, &w.etag, b"two!").unwrap();
         assert!(matches!(
             storage.update(&coll, &w.href, &w.etag, b"three"),
@@ -434,7 +450,12 @@ mod tests {
             fs::write(dir.join(name), b"x").unwrap();
         }
         fs::write(dir.join("real.ics"), b"x").unwrap();
-        let names: Vec<_> = storage.list(&coll).unwrap().into_iter().map(|e| e.href).collect();
+        let names: Vec<_> = storage
+            .list(&coll)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.href)
+            .collect();
         assert_eq!(names, ["real.ics"]);
     }
 }
