@@ -76,6 +76,96 @@ pub enum StorageConfig {
         /// Extension of item files, including the leading dot (`".ics"`, `".vcf"`).
         fileext: String,
     },
+    /// `type = "caldav"` or `type = "carddav"`: collections on a WebDAV server.
+    Dav(DavConfig),
+}
+
+/// Which protocol a DAV storage speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DavKind {
+    /// CalDAV (RFC 4791): calendars, `.ics` items.
+    CalDav,
+    /// CardDAV (RFC 6352): address books, `.vcf` items.
+    CardDav,
+}
+
+/// Where a secret (password or token) comes from. Resolved once per run, before any network
+/// I/O, and never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// Written in the config file.
+    Literal(String),
+    /// `{ cmd = ["pass", "show", "x"] }`: the first line of the command's standard output.
+    Command(Vec<String>),
+    /// `{ env = "VAR" }`: an environment variable.
+    Env(String),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a literal secret, not even in debug output.
+        match self {
+            Secret::Literal(_) => f.write_str("Literal(<hidden>)"),
+            Secret::Command(cmd) => write!(f, "Command({cmd:?})"),
+            Secret::Env(var) => write!(f, "Env({var:?})"),
+        }
+    }
+}
+
+/// HTTP authentication scheme of a DAV storage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AuthScheme {
+    /// HTTP Basic (the default when a username is given).
+    #[default]
+    Basic,
+    /// HTTP Digest.
+    Digest,
+    /// `Authorization: Bearer <token>`; the token comes from `password`.
+    Bearer,
+}
+
+/// How the server's TLS certificate is checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TlsVerify {
+    /// `verify = true` or absent: the system's trusted roots.
+    #[default]
+    System,
+    /// `verify = false`: no check at all (warned about on every run).
+    Off,
+    /// `verify = "path/ca.pem"`: this CA bundle (PEM) instead of the system roots.
+    CaFile(PathBuf),
+}
+
+/// A `[storage.<name>]` table of type `caldav` or `carddav`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DavConfig {
+    /// CalDAV or CardDAV.
+    pub kind: DavKind,
+    /// A service root, a home set, or one collection (`http://` or `https://`).
+    pub url: String,
+    /// User name for authentication.
+    pub username: Option<String>,
+    /// Password (or bearer token).
+    pub password: Option<Secret>,
+    /// Authentication scheme.
+    pub auth: AuthScheme,
+    /// TLS certificate checking.
+    pub verify: TlsVerify,
+    /// `fingerprint = "sha256:AB:CD:..."`: pin the server certificate's SHA-256 fingerprint
+    /// (lower-case hex without separators here).
+    pub fingerprint: Option<String>,
+    /// Client certificate and key (one PEM file).
+    pub client_cert: Option<PathBuf>,
+    /// Only these component types (`VEVENT`, `VTODO`, `VJOURNAL`) are synced; empty: all.
+    pub item_types: Vec<String>,
+    /// Timeout of one request.
+    pub timeout: std::time::Duration,
+    /// `User-Agent` header; default `davsync/<version>`.
+    pub user_agent: Option<String>,
+    /// Hrefs per multiget request (default 50).
+    pub batch_size: usize,
+    /// Requests in flight at once (default 4).
+    pub concurrency: usize,
 }
 
 /// One `[pair.<name>]` table: two storages kept in sync.

@@ -10,6 +10,7 @@ pub struct Item {
     bytes: Vec<u8>,
     uid: Option<String>,
     hash: String,
+    component: Option<String>,
 }
 
 impl Item {
@@ -18,7 +19,13 @@ impl Item {
         vobject::check(&bytes)?;
         let uid = vobject::uid(&bytes);
         let hash = vobject::normalized_hash(&bytes);
-        Ok(Item { bytes, uid, hash })
+        let component = vobject::component_type(&bytes);
+        Ok(Item {
+            bytes,
+            uid,
+            hash,
+            component,
+        })
     }
 
     /// The exact bytes.
@@ -34,6 +41,11 @@ impl Item {
     /// The UID, if the item has one.
     pub fn uid(&self) -> Option<&str> {
         self.uid.as_deref()
+    }
+
+    /// The main component type (`VEVENT`, `VTODO`, `VCARD`, ...).
+    pub fn component(&self) -> Option<&str> {
+        self.component.as_deref()
     }
 
     /// The normalized content hash (hex).

@@ -5,6 +5,7 @@
 //! See `docs/ARCHITECTURE.md`.
 
 pub mod config;
+pub mod dav;
 pub mod item;
 pub mod model;
 pub mod pairing;

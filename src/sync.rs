@@ -19,7 +19,7 @@ use crate::model::{
 use crate::pairing::{CollectionPair, match_collections};
 use crate::plan::{Action, PlanOptions, SkipReason, plan};
 use crate::status::{CollectionId, Problem, RunRecord, StatusDb, StatusError};
-use crate::storage::{CollectionInfo, ItemError, Storage, StorageError, Written};
+use crate::storage::{Changes, CollectionInfo, ItemError, Storage, StorageError, Written};
 
 /// How a run behaves.
 #[derive(Debug, Clone, Default)]
@@ -92,6 +92,8 @@ impl Sides<'_> {
 struct Prepared {
     listing: Listing,
     fetched: HashMap<String, Item>,
+    /// The storage's state to remember after a clean sync.
+    state: Option<String>,
 }
 
 /// The collections of a pair as they exist now on both sides.
@@ -113,6 +115,17 @@ pub fn pair_collections(
     Ok(match_collections(spec, &a, &b))
 }
 
+/// Status database keys of the storages' change-tracking states, per side.
+const STATE_KEYS: [&str; 2] = ["a:state", "b:state"];
+
+/// The component types both sides accept: one side's restriction, or both sides' common ones.
+fn allowed_types(a: &[String], b: &[String]) -> Vec<String> {
+    match (a, b) {
+        ([], only) | (only, []) => only.to_vec(),
+        (a, b) => a.iter().filter(|t| b.contains(t)).cloned().collect(),
+    }
+}
+
 /// Creates a collection that exists on one side only (not in a dry run, where the missing side
 /// is planned as empty).
 fn ensure_collection(
@@ -129,33 +142,55 @@ fn ensure_collection(
 }
 
 /// Lists one side, taking ident and hash from the status where an unchanged strong version tag
-/// vouches for them, and fetching and parsing everything else.
+/// vouches for them, and fetching and parsing everything else. With a storage that reports
+/// changes since a remembered state, items it does not mention are taken from the status.
+/// Items whose component type `allowed` excludes are left out, as if they were not there.
 fn prepare(
     storage: &dyn Storage,
     collection: Option<&CollectionInfo>,
     status: &[StatusItem],
     side: Side,
+    since: Option<&str>,
+    allowed: &[String],
 ) -> Result<Prepared, StorageError> {
     let mut prepared = Prepared {
         listing: Listing::default(),
         fetched: HashMap::new(),
+        state: None,
     };
     let Some(collection) = collection else {
         return Ok(prepared);
     };
-    let entries = storage.list(collection)?;
+    let change_set = storage.list_changes(collection, since)?;
+    prepared.state = change_set.state;
     let known: HashMap<&str, &StatusItem> = status
         .iter()
         .map(|s| (s.side(side).href.as_str(), s))
         .collect();
+    let from_status = |s: &StatusItem| ListedItem {
+        ident: s.ident.clone(),
+        version: s.side(side).clone(),
+    };
+    let entries = match change_set.changes {
+        Changes::Full(entries) => entries,
+        Changes::Unchanged => {
+            prepared.listing.items = status.iter().map(from_status).collect();
+            return Ok(prepared);
+        }
+        Changes::Delta { changed, removed } => {
+            let untouched = |s: &&StatusItem| {
+                let href = &s.side(side).href;
+                !removed.contains(href) && !changed.iter().any(|c| &c.href == href)
+            };
+            prepared.listing.items = status.iter().filter(untouched).map(from_status).collect();
+            changed
+        }
+    };
     let mut to_fetch = Vec::new();
     for entry in &entries {
         match known.get(entry.href.as_str()) {
             Some(s) if s.side(side).etag == entry.etag && !is_weak_etag(&entry.etag) => {
-                prepared.listing.items.push(ListedItem {
-                    ident: s.ident.clone(),
-                    version: s.side(side).clone(),
-                });
+                prepared.listing.items.push(from_status(s));
             }
             _ => to_fetch.push(entry.href.as_str()),
         }
@@ -163,6 +198,7 @@ fn prepare(
     for (href, result) in storage.get_many(collection, &to_fetch) {
         let reason = match result {
             Ok(fetched) => match Item::parse(fetched.bytes) {
+                Ok(item) if !allowed.is_empty() && !is_allowed(&item, allowed) => continue,
                 Ok(item) => {
                     prepared.listing.items.push(ListedItem {
                         ident: item.ident(),
@@ -189,6 +225,11 @@ fn prepare(
     Ok(prepared)
 }
 
+fn is_allowed(item: &Item, allowed: &[String]) -> bool {
+    item.component()
+        .is_some_and(|c| allowed.iter().any(|a| a.eq_ignore_ascii_case(c)))
+}
+
 fn item_location(collection: &CollectionInfo, href: &str) -> String {
     format!("{}/{href}", collection.id.trim_end_matches('/'))
 }
@@ -208,11 +249,28 @@ pub fn sync_collection(
     let coll = status.collection(&pair.name)?;
     let known = status.items(coll)?;
 
+    let allowed = allowed_types(sides.a.item_types(), sides.b.item_types());
+    let since_a = status.collection_meta(coll, STATE_KEYS[0])?;
+    let since_b = status.collection_meta(coll, STATE_KEYS[1])?;
     let prepared = (|| -> Result<_, StorageError> {
         let a_coll = ensure_collection(sides.a, &pair.a, &pair.a_name, options.dry_run)?;
         let b_coll = ensure_collection(sides.b, &pair.b, &pair.b_name, options.dry_run)?;
-        let a = prepare(sides.a, a_coll.as_ref(), &known, Side::A)?;
-        let b = prepare(sides.b, b_coll.as_ref(), &known, Side::B)?;
+        let a = prepare(
+            sides.a,
+            a_coll.as_ref(),
+            &known,
+            Side::A,
+            since_a.as_deref(),
+            &allowed,
+        )?;
+        let b = prepare(
+            sides.b,
+            b_coll.as_ref(),
+            &known,
+            Side::B,
+            since_b.as_deref(),
+            &allowed,
+        )?;
         Ok((a_coll, b_coll, a, b))
     })();
     let (a_coll, b_coll, a, b) = match prepared {
@@ -239,6 +297,7 @@ pub fn sync_collection(
         }
     };
 
+    let (a_state, b_state) = (a.state, b.state);
     let mut executor = Executor {
         sides,
         collections: [a_coll, b_coll],
@@ -274,6 +333,16 @@ pub fn sync_collection(
             Outcome::Skipped => {}
         }
     }
+    if !options.dry_run && report.is_clean() {
+        // Only a clean run may move the remembered states forward: a change left unsynced
+        // must be reported again by the next delta.
+        for (key, state) in STATE_KEYS.iter().zip([&a_state, &b_state]) {
+            match state {
+                Some(state) => status.set_collection_meta(coll, key, state)?,
+                None => status.remove_collection_meta(coll, key)?,
+            }
+        }
+    }
     if !options.dry_run {
         status.record_run(
             coll,
@@ -303,13 +372,16 @@ fn count_done(action: &Action, resolution: &ConflictResolution, report: &mut Col
     }
 }
 
-/// In a dry run, conflicts are counted as open and skips as errors, as a real run would.
+/// In a dry run, conflicts without a resolution are counted as open and skips as errors, as a
+/// real run would.
 fn count_planned(action: &Action, resolution: &ConflictResolution, report: &mut CollectionReport) {
     match action {
-        Action::Conflict { .. } => report.conflicts.push(Problem {
-            ident: action.ident().to_owned(),
-            message: action.to_string(),
-        }),
+        Action::Conflict { a, b, status, .. } if *resolution == ConflictResolution::Report => {
+            report.conflicts.push(Problem {
+                ident: action.ident().to_owned(),
+                message: conflict_message(a, b, status.as_ref()),
+            })
+        }
         Action::Skip {
             reason: SkipReason::DuplicateUid { .. },
             ..
@@ -319,6 +391,15 @@ fn count_planned(action: &Action, resolution: &ConflictResolution, report: &mut 
         }),
         _ => count_done(action, resolution, report),
     }
+}
+
+/// How an open conflict is reported: what happened, and the two files.
+fn conflict_message(a: &ItemVersion, b: &ItemVersion, status: Option<&StatusItem>) -> String {
+    let what = match status {
+        Some(_) => "changed on both sides",
+        None => "created differently on both sides",
+    };
+    format!("{what}: a {}, b {}", a.href, b.href)
 }
 
 enum Outcome {
@@ -497,9 +578,19 @@ impl Executor<'_> {
                 b,
                 status,
             } => return self.resolve(ident, a, b, status.as_ref()),
-            Action::Skip { reason, .. } => {
+            Action::Skip { ident, reason } => {
                 return Ok(match reason {
-                    SkipReason::DuplicateUid { .. } => Outcome::Failed(action.to_string()),
+                    SkipReason::DuplicateUid { side, hrefs } => {
+                        let paths: Vec<String> = match self.collection(*side) {
+                            Ok(c) => hrefs.iter().map(|h| item_location(c, h)).collect(),
+                            Err(_) => hrefs.clone(),
+                        };
+                        Outcome::Failed(format!(
+                            "{ident}: UID used by several items on {side}, none synced until \
+                             only one is left: {}",
+                            paths.join(", ")
+                        ))
+                    }
                     // The unreadable item itself is already reported with its parse error.
                     SkipReason::Unreadable { .. } => Outcome::Skipped,
                 });
@@ -516,12 +607,7 @@ impl Executor<'_> {
         status: Option<&StatusItem>,
     ) -> Result<Outcome, Failure> {
         let winner = match self.resolution {
-            ConflictResolution::Report => {
-                return Ok(Outcome::Open(format!(
-                    "changed on both sides: a {}, b {}",
-                    a.href, b.href
-                )));
-            }
+            ConflictResolution::Report => return Ok(Outcome::Open(conflict_message(a, b, status))),
             ConflictResolution::AWins => Side::A,
             ConflictResolution::BWins => Side::B,
             ConflictResolution::Command(cmd) => return self.merge(cmd, ident, a, b, status),

@@ -448,6 +448,31 @@ pub fn uid(bytes: &[u8]) -> Option<String> {
     None
 }
 
+/// The item's main component type, upper-cased: the first direct child of VCALENDAR other
+/// than VTIMEZONE (`VEVENT`, `VTODO`, `VJOURNAL`, ...), or the top-level component otherwise
+/// (`VCARD`). Used to honour a storage's `item_types`.
+pub fn component_type(bytes: &[u8]) -> Option<String> {
+    let mut depth = 0usize;
+    for l in Lines::new(bytes) {
+        match l.kind() {
+            Kind::Begin(name) => {
+                depth += 1;
+                let main = match depth {
+                    1 => !name.eq_ignore_ascii_case(b"VCALENDAR"),
+                    2 => !name.eq_ignore_ascii_case(b"VTIMEZONE"),
+                    _ => false,
+                };
+                if main {
+                    return Some(lossy(name).to_ascii_uppercase());
+                }
+            }
+            Kind::End(_) => depth = depth.saturating_sub(1),
+            Kind::Prop => {}
+        }
+    }
+    None
+}
+
 /// One open component while hashing.
 struct Frame<'a> {
     /// Upper-cased component name; empty for the virtual root around the whole input.
@@ -747,6 +772,16 @@ pub fn join_calendar(items: &[&[u8]]) -> Result<Vec<u8>, Malformed> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn component_type_skips_timezones() {
+        let ics = b"BEGIN:VCALENDAR\r\nBEGIN:VTIMEZONE\r\nTZID:X\r\nEND:VTIMEZONE\r\n\
+BEGIN:VTODO\r\nUID:1\r\nEND:VTODO\r\nEND:VCALENDAR\r\n";
+        assert_eq!(super::component_type(ics).as_deref(), Some("VTODO"));
+        let vcf = b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:x\r\nEND:VCARD\r\n";
+        assert_eq!(super::component_type(vcf).as_deref(), Some("VCARD"));
+        assert_eq!(super::component_type(b"nothing"), None);
+    }
+
     use super::*;
 
     fn err(bytes: &str) -> Option<(usize, Problem)> {

@@ -142,16 +142,35 @@ fn load_config(cli: &Cli) -> Result<Config, CliError> {
     Ok(config::load(&path, &ProcessEnv)?)
 }
 
+/// Which collections of a selected pair to work on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Selection {
+    /// The pair was named as a whole (or nothing was named).
+    All,
+    /// Only these collections were named.
+    Only(Vec<String>),
+}
+
+impl Selection {
+    fn includes(&self, collection: &str) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Only(names) => names.iter().any(|n| n == collection),
+        }
+    }
+}
+
 /// The pairs named on the command line (`PAIR` or `PAIR/COLLECTION`), or all pairs, each with
-/// the collection names it is limited to (empty: all).
+/// the collections it is limited to. Naming a pair as a whole wins over naming some of its
+/// collections.
 fn select_pairs<'c>(
     config: &'c Config,
     names: &[String],
-) -> Result<Vec<(&'c PairConfig, Vec<String>)>, CliError> {
+) -> Result<Vec<(&'c PairConfig, Selection)>, CliError> {
     if names.is_empty() {
-        return Ok(config.pairs.values().map(|p| (p, Vec::new())).collect());
+        return Ok(config.pairs.values().map(|p| (p, Selection::All)).collect());
     }
-    let mut selected: Vec<(&PairConfig, Vec<String>)> = Vec::new();
+    let mut selected: Vec<(&PairConfig, Selection)> = Vec::new();
     for name in names {
         let (pair_name, collection) = match name.split_once('/') {
             Some((p, c)) => (p, Some(c.to_owned())),
@@ -165,9 +184,18 @@ fn select_pairs<'c>(
                 known.join(", ")
             ))
         })?;
-        match selected.iter_mut().find(|(p, _)| p.name == pair.name) {
-            Some((_, collections)) => collections.extend(collection),
-            None => selected.push((pair, collection.into_iter().collect())),
+        let index = match selected.iter().position(|(p, _)| p.name == pair.name) {
+            Some(index) => index,
+            None => {
+                selected.push((pair, Selection::Only(Vec::new())));
+                selected.len() - 1
+            }
+        };
+        let selection = &mut selected[index].1;
+        match (collection, &mut *selection) {
+            (None, _) => *selection = Selection::All,
+            (Some(c), Selection::Only(names)) => names.push(c),
+            (Some(_), Selection::All) => {}
         }
     }
     Ok(selected)
@@ -181,10 +209,13 @@ struct PairStorages {
 
 impl PairStorages {
     fn open(config: &Config, pair: &PairConfig) -> Result<PairStorages, CliError> {
-        let open = |name: &String| {
-            config.storages.get(name).map(storage::open).ok_or_else(|| {
-                CliError::Usage(format!("pair {}: no storage named {name:?}", pair.name))
-            })
+        let open = |name: &String| match config.storages.get(name) {
+            Some(storage) => storage::open(storage)
+                .map_err(|e| CliError::Failed(format!("pair {}: storage {name}: {e}", pair.name))),
+            None => Err(CliError::Usage(format!(
+                "pair {}: no storage named {name:?}",
+                pair.name
+            ))),
         };
         Ok(PairStorages {
             a: open(&pair.a)?,

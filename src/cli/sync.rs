@@ -6,7 +6,8 @@ use clap::Args;
 use davsync::sync::{CollectionReport, Progress, SyncOptions, pair_collections, sync_collection};
 
 use super::{
-    Cli, CliError, PairStorages, Verbosity, display_name, load_config, open_status, select_pairs,
+    Cli, CliError, PairStorages, Selection, Verbosity, display_name, load_config, open_status,
+    select_pairs,
 };
 
 /// Sync pairs (all pairs when none is named)
@@ -41,7 +42,11 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
                 continue;
             }
         };
-        for wanted in &only {
+        let named: &[String] = match &only {
+            Selection::All => &[],
+            Selection::Only(names) => names,
+        };
+        for wanted in named {
             if !collections.iter().any(|c| &c.name == wanted) {
                 eprintln!(
                     "error: {}: no collection named {wanted:?} on either side",
@@ -56,10 +61,7 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             resolution: pair.conflict_resolution.clone(),
             now,
         };
-        for collection in collections
-            .iter()
-            .filter(|c| only.is_empty() || only.contains(&c.name))
-        {
+        for collection in collections.iter().filter(|c| only.includes(&c.name)) {
             let name = display_name(&pair.name, &collection.name);
             let mut progress = |event: Progress<'_>| match event {
                 Progress::Planned(action) => println!("{name}: {action}"),

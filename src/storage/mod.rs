@@ -30,6 +30,33 @@ pub struct ListEntry {
     pub etag: String,
 }
 
+/// How a collection stands compared with the state a storage reported after the last clean
+/// sync (a DAV sync token or ctag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changes {
+    /// The whole collection, as [`Storage::list`] gives it.
+    Full(Vec<ListEntry>),
+    /// Only these entries are new or changed and these hrefs are gone; every other item is as
+    /// the status database remembers it.
+    Delta {
+        /// New or changed entries.
+        changed: Vec<ListEntry>,
+        /// Hrefs that disappeared.
+        removed: Vec<String>,
+    },
+    /// Nothing changed.
+    Unchanged,
+}
+
+/// [`Changes`] plus the state to remember once this run has synced the collection cleanly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSet {
+    /// What changed.
+    pub changes: Changes,
+    /// The storage's new state, if it has such a thing.
+    pub state: Option<String>,
+}
+
 /// An item's bytes with the version tag they were read at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
@@ -60,11 +87,13 @@ impl Written {
 }
 
 /// Opens the storage a config section describes.
-pub fn open(config: &StorageConfig) -> Box<dyn Storage> {
+pub fn open(config: &StorageConfig) -> Result<Box<dyn Storage>, StorageError> {
     match config {
-        StorageConfig::Vdir { path, fileext } => {
-            Box::new(vdir::VdirStorage::new(path.clone(), fileext.clone()))
-        }
+        StorageConfig::Vdir { path, fileext } => Ok(Box::new(vdir::VdirStorage::new(
+            path.clone(),
+            fileext.clone(),
+        ))),
+        StorageConfig::Dav(dav) => crate::dav::open(dav),
     }
 }
 
@@ -141,6 +170,37 @@ pub trait Storage: Send + Sync {
 
     /// Lists the items of a collection with their version tags.
     fn list(&self, collection: &CollectionInfo) -> Result<Vec<ListEntry>, StorageError>;
+
+    /// What changed in a collection since `since`, the state this storage reported after the
+    /// last clean sync. Storages without such states list everything.
+    fn list_changes(
+        &self,
+        collection: &CollectionInfo,
+        since: Option<&str>,
+    ) -> Result<ChangeSet, StorageError> {
+        let _ = since;
+        Ok(ChangeSet {
+            changes: Changes::Full(self.list(collection)?),
+            state: None,
+        })
+    }
+
+    /// Where discovery ended last time (a DAV home set), worth remembering between runs.
+    fn discovery_hint(&self) -> Option<String> {
+        None
+    }
+
+    /// Starts discovery at a hint remembered from an earlier run; a hint that no longer works
+    /// is dropped and discovery starts from the beginning.
+    fn use_discovery_hint(&self, hint: &str) {
+        let _ = hint;
+    }
+
+    /// The component types (`VEVENT`, `VTODO`, ...) this storage is restricted to; empty for
+    /// all. Items of other types on the other side are left alone.
+    fn item_types(&self) -> &[String] {
+        &[]
+    }
 
     /// Reads several items; each href gets its own result.
     fn get_many(

@@ -1,0 +1,655 @@
+//! Scenario tests of the `davsync` binary on temporary vdirs, continued from `cli.rs`:
+//! conflict resolution, collections, `discover`, `status`, config errors, exit statuses and
+//! the pair lock.
+
+mod common;
+
+use common::{EventBuilder, Sandbox, event};
+
+/// The usual pair `cal` of two vdirs whose paths are the collections themselves.
+fn setup(extra: &str) -> Sandbox {
+    Sandbox::with_vdir_pair(extra)
+}
+
+const LUNCH: &str = "lunch@example.org";
+const LUNCH_FILE: &str = "lunch@example.org.ics";
+
+// ---------------------------------------------------------------------------------------------
+// Conflict resolution
+// ---------------------------------------------------------------------------------------------
+
+/// A synced item that was then changed differently on both sides; returns the two versions.
+fn conflicted(sb: &Sandbox) -> (String, String) {
+    sb.write("a/lunch.ics", event(LUNCH, "Lunch"));
+    sb.write("a/keep.ics", event("keep@example.org", "Keep"));
+    sb.run(&["sync"]).success();
+    let on_a = event(LUNCH, "Lunch on A");
+    let on_b = EventBuilder::new("Lunch on B").uid(LUNCH).lf().build();
+    sb.write("a/lunch.ics", &on_a);
+    sb.write(&format!("b/{LUNCH_FILE}"), &on_b);
+    (on_a, on_b)
+}
+
+#[test]
+fn conflict_a_wins() {
+    let sb = setup(r#"conflict_resolution = "a wins""#);
+    let (on_a, _) = conflicted(&sb);
+    let run = sb.run(&["sync"]);
+    run.success();
+    assert!(
+        run.stdout
+            .contains("cal: 0 created, 1 updated, 0 deleted, 0 conflicts"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(sb.read("a/lunch.ics"), on_a.as_bytes());
+    assert_eq!(sb.read(&format!("b/{LUNCH_FILE}")), on_a.as_bytes());
+    let again = sb.run(&["sync"]);
+    again.success();
+    assert!(
+        again
+            .stdout
+            .contains("cal: 0 created, 0 updated, 0 deleted"),
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn conflict_b_wins() {
+    let sb = setup(r#"conflict_resolution = "b wins""#);
+    let (_, on_b) = conflicted(&sb);
+    let run = sb.run(&["sync"]);
+    run.success();
+    assert!(
+        run.stdout
+            .contains("cal: 0 created, 1 updated, 0 deleted, 0 conflicts"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(sb.read("a/lunch.ics"), on_b.as_bytes());
+    assert_eq!(sb.read(&format!("b/{LUNCH_FILE}")), on_b.as_bytes());
+    let (a, b) = (sb.state("a"), sb.state("b"));
+    let again = sb.run(&["sync"]);
+    again.success();
+    assert!(
+        again
+            .stdout
+            .contains("cal: 0 created, 0 updated, 0 deleted"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(sb.state("a"), a);
+    assert_eq!(sb.state("b"), b);
+}
+
+#[test]
+fn conflict_b_wins_when_created_differently_on_both_sides() {
+    let sb = setup(r#"conflict_resolution = "b wins""#);
+    sb.write("a/lunch.ics", event(LUNCH, "Created on A"));
+    let on_b = event(LUNCH, "Created on B");
+    sb.write("b/lunch.ics", &on_b);
+    sb.run(&["sync"]).success();
+    assert_eq!(sb.read("a/lunch.ics"), on_b.as_bytes());
+    assert_eq!(sb.read("b/lunch.ics"), on_b.as_bytes());
+}
+
+/// A merge script that saves its arguments for inspection and leaves `merged.ics` in the
+/// first one.
+const MERGE_SCRIPT: &str = r#"#!/bin/sh
+mkdir -p "{root}/merge-args"
+echo "$#" > "{root}/merge-args/argc"
+cp "$1" "{root}/merge-args/a"
+cp "$2" "{root}/merge-args/b"
+cp "$3" "{root}/merge-args/base"
+cat "{root}/merged.ics" > "$1"
+"#;
+
+#[test]
+fn conflict_merged_by_a_command() {
+    let sb = setup(r#"conflict_resolution = { cmd = ["sh", "{root}/merge.sh"] }"#);
+    sb.write("merge.sh", sb.expand(MERGE_SCRIPT));
+    let merged = event(LUNCH, "Lunch on A and B");
+    sb.write("merged.ics", &merged);
+    let original = event(LUNCH, "Lunch");
+    let (on_a, on_b) = conflicted(&sb);
+    let run = sb.run(&["sync"]);
+    run.success();
+    assert!(
+        run.stdout
+            .contains("cal: 0 created, 1 updated, 0 deleted, 0 conflicts"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(sb.read("a/lunch.ics"), merged.as_bytes());
+    assert_eq!(sb.read(&format!("b/{LUNCH_FILE}")), merged.as_bytes());
+    assert_eq!(sb.read_string("merge-args/argc"), "3\n");
+    assert_eq!(sb.read_string("merge-args/a"), on_a);
+    assert_eq!(sb.read_string("merge-args/b"), on_b);
+    assert_eq!(
+        sb.read_string("merge-args/base"),
+        original,
+        "the third argument is the last synced version"
+    );
+    let again = sb.run(&["sync"]);
+    again.success();
+    assert!(
+        again
+            .stdout
+            .contains("cal: 0 created, 0 updated, 0 deleted"),
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn conflict_merge_command_gets_an_empty_base_for_items_created_on_both_sides() {
+    let sb = setup(r#"conflict_resolution = { cmd = ["sh", "{root}/merge.sh"] }"#);
+    sb.write("merge.sh", sb.expand(MERGE_SCRIPT));
+    let merged = event(LUNCH, "Merged");
+    sb.write("merged.ics", &merged);
+    sb.write("a/lunch.ics", event(LUNCH, "Created on A"));
+    sb.write("b/lunch.ics", event(LUNCH, "Created on B"));
+    sb.run(&["sync"]).success();
+    assert_eq!(sb.read_string("merge-args/base"), "");
+    assert_eq!(sb.read("a/lunch.ics"), merged.as_bytes());
+    assert_eq!(sb.read("b/lunch.ics"), merged.as_bytes());
+}
+
+#[test]
+fn failing_merge_command_leaves_the_conflict_open() {
+    let sb = setup(r#"conflict_resolution = { cmd = ["sh", "-c", "exit 1"] }"#);
+    conflicted(&sb);
+    let (a, b) = (sb.state("a"), sb.state("b"));
+    let run = sb.run(&["sync"]);
+    insta::assert_snapshot!(run.both(), @r"
+        cal: 0 created, 0 updated, 0 deleted, 1 conflicts, 0 errors
+        --- stderr
+        conflict: cal: lunch@example.org: merge command: sh exited with exit status: 1; conflict left open
+        davsync: some items or collections were left unsynced
+        --- exit 1
+        ");
+    assert_eq!(sb.state("a"), a);
+    assert_eq!(sb.state("b"), b);
+    let status = sb.run(&["status"]);
+    status.success();
+    assert!(
+        status.stdout.contains("1 open conflicts"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains(&format!("  conflict: {LUNCH}: ")),
+        "{}",
+        status.stdout
+    );
+}
+
+#[test]
+fn merge_command_leaving_a_malformed_item_leaves_the_conflict_open() {
+    let sb = setup(r#"conflict_resolution = { cmd = ["sh", "{root}/merge.sh"] }"#);
+    sb.write("merge.sh", sb.expand(MERGE_SCRIPT));
+    sb.write("merged.ics", "BEGIN:VCALENDAR\r\nVERSION:2.0\r\n");
+    conflicted(&sb);
+    let (a, b) = (sb.state("a"), sb.state("b"));
+    let run = sb.run(&["sync"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains(
+            "merge command produced a malformed item: line 2: BEGIN:VCALENDAR is never ended"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sb.state("a"), a);
+    assert_eq!(sb.state("b"), b);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Collections
+// ---------------------------------------------------------------------------------------------
+
+/// The pair `cal` of two vdirs whose subdirectories are collections, paired by `collections`.
+fn setup_collections(collections: &str) -> Sandbox {
+    Sandbox::with_vdir_pair(&format!("collections = {collections}"))
+}
+
+#[test]
+fn collections_from_a_creates_missing_collections_on_b() {
+    let sb = setup_collections(r#""from a""#);
+    let work = event("work@example.org", "Standup");
+    sb.write("a/work/standup.ics", &work);
+    sb.write("a/work/displayname", "Work");
+    sb.write("a/work/color", "#ff0000");
+    sb.mkdir("a/empty");
+    sb.mkdir("b/only-on-b");
+    sb.write("b/only-on-b/x.ics", event("x@example.org", "X"));
+    let run = sb.run(&["sync"]);
+    insta::assert_snapshot!(run.both(), @r"
+        cal/empty: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
+        cal/work: 1 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
+        --- exit 0
+        ");
+    assert_eq!(sb.ls("b"), ["empty", "only-on-b", "work"]);
+    assert_eq!(
+        sb.ls("b/work"),
+        ["work@example.org.ics"],
+        "metadata files are not synced"
+    );
+    assert_eq!(sb.read("b/work/work@example.org.ics"), work.as_bytes());
+    assert_eq!(
+        sb.ls("a"),
+        ["empty", "work"],
+        "b's own collection is not synced"
+    );
+    assert_eq!(sb.ls("a/work"), ["color", "displayname", "standup.ics"]);
+    assert_eq!(sb.read_string("a/work/displayname"), "Work");
+}
+
+#[test]
+fn collections_from_b() {
+    let sb = setup_collections(r#""from b""#);
+    sb.write(
+        "b/home/dentist.ics",
+        event("dentist@example.org", "Dentist"),
+    );
+    sb.write("a/work/standup.ics", event("work@example.org", "Standup"));
+    sb.run(&["sync"]).success();
+    assert_eq!(sb.ls("a"), ["home", "work"]);
+    assert_eq!(sb.ls("a/home"), ["dentist@example.org.ics"]);
+    assert_eq!(sb.ls("b"), ["home"]);
+}
+
+#[test]
+fn collections_all_is_the_union() {
+    let sb = setup_collections(r#""all""#);
+    sb.write("a/work/standup.ics", event("work@example.org", "Standup"));
+    sb.write(
+        "b/home/dentist.ics",
+        event("dentist@example.org", "Dentist"),
+    );
+    let run = sb.run(&["sync"]);
+    run.success();
+    assert_eq!(sb.ls("a"), ["home", "work"]);
+    assert_eq!(sb.ls("b"), ["home", "work"]);
+    assert_eq!(sb.ls("a/home"), ["dentist@example.org.ics"]);
+    assert_eq!(sb.ls("b/work"), ["work@example.org.ics"]);
+}
+
+#[test]
+fn collections_explicit_list_maps_different_names() {
+    let sb = setup_collections(r#"["work", { name = "private", a = "personal", b = "home" }]"#);
+    sb.write("a/work/standup.ics", event("work@example.org", "Standup"));
+    sb.write(
+        "a/personal/dentist.ics",
+        event("dentist@example.org", "Dentist"),
+    );
+    sb.write("a/ignored/x.ics", event("x@example.org", "Not listed"));
+    sb.write("b/home/gym.ics", event("gym@example.org", "Gym"));
+    let run = sb.run(&["sync"]);
+    insta::assert_snapshot!(run.both(), @r"
+        cal/work: 1 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
+        cal/private: 2 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
+        --- exit 0
+        ");
+    assert_eq!(sb.ls("b"), ["home", "work"]);
+    assert_eq!(sb.ls("b/home"), ["dentist@example.org.ics", "gym.ics"]);
+    assert_eq!(sb.ls("a/personal"), ["dentist.ics", "gym@example.org.ics"]);
+    assert_eq!(sb.ls("a"), ["ignored", "personal", "work"]);
+}
+
+#[test]
+fn metadata_files_of_a_collection_are_left_alone() {
+    let sb = setup_collections(r#""from a""#);
+    sb.write("a/work/standup.ics", event("work@example.org", "Standup"));
+    sb.write("a/work/displayname", "Work (laptop)");
+    sb.write("b/work/displayname", "Work (backup)");
+    sb.write("b/work/color", "#00ff00");
+    sb.run(&["sync"]).success();
+    sb.remove("a/work/displayname");
+    sb.run(&["sync"]).success();
+    assert_eq!(sb.read_string("b/work/displayname"), "Work (backup)");
+    assert_eq!(sb.read_string("b/work/color"), "#00ff00");
+    assert_eq!(sb.ls("a/work"), ["standup.ics"]);
+}
+
+#[test]
+fn emptied_collection_is_refused_by_name() {
+    let sb = setup_collections(r#""from a""#);
+    sb.write("a/work/standup.ics", event("work@example.org", "Standup"));
+    sb.write(
+        "a/home/dentist.ics",
+        event("dentist@example.org", "Dentist"),
+    );
+    sb.run(&["sync"]).success();
+    sb.remove("a/work/standup.ics");
+    sb.write("a/home/gym.ics", event("gym@example.org", "Gym"));
+    let b = sb.state("b/work");
+    let run = sb.run(&["sync"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains("error: cal/work: not synced: side a lists no items")
+            && run.stderr.contains("--force-delete"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sb.state("b/work"), b);
+    assert_eq!(
+        sb.ls("b/home"),
+        ["dentist@example.org.ics", "gym@example.org.ics"],
+        "other collections sync"
+    );
+    let run = sb.run(&["sync", "--force-delete"]);
+    run.success();
+    assert!(sb.ls("b/work").is_empty());
+}
+
+#[test]
+fn vanished_collection_directory_is_refused() {
+    let sb = setup_collections(r#""from a""#);
+    sb.write("a/work/standup.ics", event("work@example.org", "Standup"));
+    sb.write("a/work/review.ics", event("review@example.org", "Review"));
+    sb.run(&["sync"]).success();
+    // The whole collection directory on b is gone (a wrong path, an unmounted disk).
+    std::fs::remove_dir_all(sb.path("b/work")).expect("remove b/work");
+    let a = sb.state("a");
+    let run = sb.run(&["sync"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains(
+            "error: cal/work: not synced: side b lists no items but 2 were synced before"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sb.state("a"), a, "nothing deleted on a");
+}
+
+#[test]
+fn sync_of_one_collection_only() {
+    let sb = setup_collections(r#""from a""#);
+    sb.write("a/work/standup.ics", event("work@example.org", "Standup"));
+    sb.write(
+        "a/home/dentist.ics",
+        event("dentist@example.org", "Dentist"),
+    );
+    let run = sb.run(&["sync", "cal/work"]);
+    insta::assert_snapshot!(run.both(), @r"
+        cal/work: 1 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
+        --- exit 0
+        ");
+    assert_eq!(sb.ls("b"), ["work"]);
+
+    let run = sb.run(&["sync", "cal/nope"]);
+    insta::assert_snapshot!(run.both(), @r#"
+        --- stderr
+        error: cal: no collection named "nope" on either side
+        davsync: some items or collections were left unsynced
+        --- exit 1
+        "#);
+    assert_eq!(sb.ls("b"), ["work"]);
+}
+
+#[test]
+fn contacts_sync_too() {
+    let sb = Sandbox::new();
+    sb.mkdir("a/friends");
+    sb.mkdir("b");
+    sb.write_config(
+        r#"status_path = "{root}/status"
+[storage.phone]
+type = "vdir"
+path = "{root}/a"
+fileext = ".vcf"
+[storage.desktop]
+type = "vdir"
+path = "{root}/b"
+fileext = ".vcf"
+[pair.contacts]
+a = "phone"
+b = "desktop"
+collections = "from a"
+"#,
+    );
+    let ana = common::vcard("ana@example.org", "Ana Lima");
+    sb.write("a/friends/ana.vcf", &ana);
+    sb.write("a/friends/not-a-card.ics", event(LUNCH, "Wrong extension"));
+    sb.run(&["sync"]).success();
+    assert_eq!(sb.ls("b/friends"), ["ana@example.org.vcf"]);
+    assert_eq!(sb.read("b/friends/ana@example.org.vcf"), ana.as_bytes());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Other commands, config errors, exit statuses, the lock
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn unknown_pair_is_a_usage_error() {
+    let sb = setup("");
+    let run = sb.run(&["sync", "nope"]);
+    insta::assert_snapshot!(run.both(), @r#"
+        --- stderr
+        davsync: no pair named "nope" in [TMP]/config.toml (pairs: cal)
+        --- exit 2
+        "#);
+    assert!(!sb.exists("status"), "nothing was started");
+    for command in ["status", "discover"] {
+        let run = sb.run(&[command, "nope"]);
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains(r#"no pair named "nope""#),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn discover_shows_how_collections_pair_up() {
+    let sb = setup_collections(r#"["work", { name = "private", a = "personal", b = "home" }]"#);
+    sb.mkdir("a/work");
+    sb.mkdir("b/work");
+    sb.mkdir("a/personal");
+    let run = sb.run(&["discover"]);
+    insta::assert_snapshot!(run.both(), @r"
+        pair cal: a = laptop, b = backup
+          cal/work
+            a: [TMP]/a/work
+            b: [TMP]/b/work
+          cal/private
+            a: [TMP]/a/personal
+            b: home (missing, created by the next sync)
+        --- exit 0
+        ");
+    assert!(!sb.exists("b/home"), "discover creates nothing");
+    assert!(!sb.exists("status"));
+}
+
+#[test]
+fn status_shows_counts_time_and_problems() {
+    let sb = setup_collections(r#""from a""#);
+    sb.write("a/work/standup.ics", event("work@example.org", "Standup"));
+    sb.write("a/work/broken.ics", "BEGIN:VCALENDAR\r\nVERSION:2.0\r\n");
+    sb.write(
+        "a/home/dentist.ics",
+        event("dentist@example.org", "Dentist"),
+    );
+    sb.write(
+        "b/home/dentist.ics",
+        event("dentist@example.org", "Dentist, other time"),
+    );
+    let never = sb.run(&["status"]);
+    insta::assert_snapshot!(never.both(), @r"
+        cal: never synced
+        --- exit 0
+        ");
+    sb.run(&["sync"]).expect_code(1);
+    let run = sb.run(&["status"]);
+    insta::assert_snapshot!(common::redact_timestamps(&run.both()), @r"
+        cal/home: 0 items, last sync [TIME] UTC, 1 open conflicts, 0 failed items
+          conflict: dentist@example.org: created differently on both sides: a dentist.ics, b dentist.ics
+        cal/work: 1 items, last sync [TIME] UTC, 0 open conflicts, 1 failed items
+          failed: broken.ics: [TMP]/a/work/broken.ics: line 2: BEGIN:VCALENDAR is never ended
+        --- exit 0
+        ");
+}
+
+#[test]
+fn config_error_unknown_key() {
+    let sb = setup("conflict = \"a wins\"");
+    let run = sb.run(&["sync"]);
+    insta::assert_snapshot!(run.both(), @r"
+        --- stderr
+        davsync: [TMP]/config.toml:16: pair.cal.conflict: unknown key (expected one of: a, b, collections, conflict_resolution)
+        --- exit 2
+        ");
+}
+
+#[test]
+fn config_error_pair_names_a_missing_storage() {
+    let sb = Sandbox::new();
+    sb.write_config(
+        r#"[storage.laptop]
+type = "vdir"
+path = "{root}/a"
+fileext = ".ics"
+
+[pair.cal]
+a = "laptop"
+b = "backup"
+"#,
+    );
+    let run = sb.run(&["sync"]);
+    insta::assert_snapshot!(run.both(), @r#"
+        --- stderr
+        davsync: [TMP]/config.toml:8: pair.cal.b: storage "backup" is not defined (defined: laptop)
+        --- exit 2
+        "#);
+    let run = sb.run(&["status"]);
+    run.expect_code(2);
+}
+
+#[test]
+fn config_file_missing_and_config_option() {
+    let sb = Sandbox::new();
+    let run = sb.run(&["sync"]);
+    insta::assert_snapshot!(run.both(), @r"
+        --- stderr
+        davsync: [TMP]/config.toml: cannot read config file: No such file or directory (os error 2)
+        --- exit 2
+        ");
+    // `-c` beats $DAVSYNC_CONFIG.
+    let other = setup("");
+    let run = sb.run(&["-c", &other.config_path().display().to_string(), "status"]);
+    run.success();
+    assert!(run.stdout.contains("cal: never synced"), "{}", run.stdout);
+}
+
+#[test]
+fn default_status_path_is_under_xdg_data_home() {
+    let sb = Sandbox::new();
+    sb.mkdir("a");
+    sb.mkdir("b");
+    sb.write_config(
+        r#"[storage.laptop]
+type = "vdir"
+path = "{root}/a"
+fileext = ".ics"
+[storage.backup]
+type = "vdir"
+path = "{root}/b"
+fileext = ".ics"
+[pair.cal]
+a = "laptop"
+b = "backup"
+"#,
+    );
+    sb.run(&["sync"]).success();
+    assert!(sb.path("home/.local/share/davsync/cal.db").is_file());
+}
+
+#[test]
+fn exit_status_map() {
+    let sb = setup("");
+    sb.run(&["sync"]).expect_code(0);
+    let bad_flag = sb.run(&["sync", "--no-such-flag"]);
+    bad_flag.expect_code(2);
+    assert!(
+        bad_flag.stderr.contains("--no-such-flag"),
+        "{}",
+        bad_flag.stderr
+    );
+    sb.run(&["frobnicate"]).expect_code(2);
+    sb.run(&["sync", "-v", "-q"]).expect_code(2);
+    sb.write("a/x.ics", event("x@example.org", "On A"));
+    sb.write("b/x.ics", event("x@example.org", "On B"));
+    sb.run(&["sync"]).expect_code(1);
+    sb.run(&["status"]).expect_code(0);
+}
+
+#[test]
+fn quiet_prints_only_problems() {
+    let sb = setup("");
+    sb.write("a/lunch.ics", event(LUNCH, "Lunch"));
+    let run = sb.run(&["sync", "-q"]);
+    run.success();
+    assert_eq!(run.stdout, "");
+    assert_eq!(run.stderr, "");
+    assert_eq!(sb.ls("b"), [LUNCH_FILE]);
+}
+
+#[test]
+fn a_held_lock_is_reported_with_its_pid() {
+    use std::io::Write as _;
+    let sb = setup("");
+    sb.write("a/lunch.ics", event(LUNCH, "Lunch"));
+    sb.mkdir("status");
+    let mut lock = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(sb.path("status/cal.lock"))
+        .expect("open lock file");
+    lock.try_lock().expect("take the lock");
+    writeln!(lock, "4242").expect("write pid");
+    let run = sb.run(&["sync"]);
+    insta::assert_snapshot!(run.both(), @r"
+        --- stderr
+        davsync: [TMP]/status/cal.lock: another davsync (pid 4242) is already syncing this pair
+        --- exit 1
+        ");
+    assert!(sb.ls("b").is_empty(), "nothing synced while locked");
+    lock.unlock().expect("unlock");
+    drop(lock);
+    sb.run(&["sync"]).success();
+    assert_eq!(sb.ls("b"), [LUNCH_FILE]);
+}
+
+#[test]
+fn dry_run_with_a_wins_plans_the_resolution() {
+    let sb = setup(r#"conflict_resolution = "a wins""#);
+    conflicted(&sb);
+    let (a, b) = (sb.state("a"), sb.state("b"));
+    let run = sb.run(&["sync", "--dry-run"]);
+    insta::assert_snapshot!(run.both(), @r"
+        cal: conflict lunch@example.org: changed on both sides
+        cal: would be: 0 created, 1 updated, 0 deleted, 0 conflicts, 0 errors
+        --- exit 0
+        ");
+    assert_eq!(sb.state("a"), a);
+    assert_eq!(sb.state("b"), b);
+}
+
+#[test]
+fn naming_a_pair_and_one_of_its_collections_syncs_the_whole_pair() {
+    let sb = setup_collections(r#""from a""#);
+    sb.write("a/work/standup.ics", event("work@example.org", "Standup"));
+    sb.write(
+        "a/home/dentist.ics",
+        event("dentist@example.org", "Dentist"),
+    );
+    sb.run(&["sync", "cal/work", "cal"]).success();
+    assert_eq!(sb.ls("b"), ["home", "work"]);
+}
