@@ -3,7 +3,7 @@
 
 Subcommands:
   gen DIR N [--seed S]          write N realistic VEVENT items (<uid>.ics, CRLF,
-                                folded at 75 octets) into DIR
+                                folded at 75 octets) into DIR, dated a day back
   modify DIR SIDE               rewrite the deterministic 50-item selection for
                                 SIDE in place: side "a" gets a new SUMMARY,
                                 side "b" a new DESCRIPTION
@@ -173,13 +173,19 @@ def make_item(rng, idx):
 def cmd_gen(args):
     rng = random.Random(args.seed)
     os.makedirs(args.dir, exist_ok=True)
+    # A real calendar's items were written long before a sync looks at
+    # them; files modified a moment ago look "racy" to a tool that trusts
+    # mtimes (davsync re-reads those) and would skew the no-op figures.
+    old = time.time() - 86400
     total = 0
     for i in range(args.n):
         uid, text = make_item(rng, i)
         data = text.encode("utf-8")
         total += len(data)
-        with open(os.path.join(args.dir, uid + ".ics"), "wb") as f:
+        path = os.path.join(args.dir, uid + ".ics")
+        with open(path, "wb") as f:
             f.write(data)
+        os.utime(path, (old, old))
     print("generated %d items, %d bytes (avg %d) in %s"
           % (args.n, total, total // max(args.n, 1), args.dir))
 
@@ -224,6 +230,8 @@ def event_props(lines):
 def scan(directory):
     """UID -> (path, VEVENT properties) for every .ics file in directory."""
     items = {}
+    if not os.path.isdir(directory):
+        return items
     for name in os.listdir(directory):
         if not name.endswith(".ics"):
             continue
@@ -294,7 +302,8 @@ def cmd_modify(args):
 
 def cmd_verify(args):
     a, b = scan(args.dir_a), scan(args.dir_b)
-    problems = []
+    problems = ["%s is not a directory" % d for d in (args.dir_a, args.dir_b)
+                if not os.path.isdir(d)]
     for label, items in (("A", a), ("B", b)):
         if len(items) != args.n:
             problems.append("side %s holds %d items, expected %d"

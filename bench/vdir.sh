@@ -50,13 +50,16 @@ done
 want() { [[ " $tools " == *" $1 "* ]]; }
 
 command -v python3 >/dev/null || die "python3 is needed"
+# the interpreter itself, not a wrapper such as a pyenv shim (which adds
+# ~0.3 s to every call)
+py=$(python3 -c 'import sys; print(sys.executable)')
 
 # ------------------------------------------------------------ vdirsyncer
 venv="$here/.venv"
 if want vdirsyncer; then
     if [ ! -x "$venv/bin/python" ]; then
         echo "== creating $venv"
-        python3 -m venv "$venv"
+        "$py" -m venv "$venv"
         "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
     fi
     # newest 0.21.x, else the newest release there is
@@ -91,7 +94,7 @@ if want davsync; then
         echo "== cargo build --release"
         cargo build --release --manifest-path "$repo/Cargo.toml"
         target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path "$repo/Cargo.toml" \
-            | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+            | "$py" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
         davsync="$target_dir/release/davsync"
     fi
     [ -x "$davsync" ] || die "davsync binary not found at $davsync"
@@ -102,9 +105,9 @@ fi
 
 # ------------------------------------------------------------ measuring
 if [ -x /usr/bin/time ] && [ "${BENCH_NO_GNU_TIME:-0}" != 1 ]; then
-    meter="GNU time (/usr/bin/time -f '%e %M')"
+    meter="GNU time (/usr/bin/time -f '%e %M'), wall time from bash EPOCHREALTIME"
 else
-    meter="python resource.getrusage(RUSAGE_CHILDREN)"
+    meter="python wrapper (time.perf_counter, resource.getrusage(RUSAGE_CHILDREN))"
 fi
 
 # run_measured OUT LOG CMD... : run CMD (stdout+stderr to LOG); write
@@ -118,7 +121,7 @@ run_measured() {
     if [[ $meter == GNU* ]]; then
         /usr/bin/time -f '%e %M' -o "$out.raw" "$@" >"$log" 2>&1 || rc=$?
     else
-        python3 "$gen" measure "$out.raw" -- "$@" >"$log" 2>&1 || rc=$?
+        "$py" "$gen" measure "$out.raw" -- "$@" >"$log" 2>&1 || rc=$?
     fi
     t1=${EPOCHREALTIME:-}
     if [ "$rc" -ne 0 ]; then
@@ -127,8 +130,10 @@ run_measured() {
         die "command failed with exit status $rc: $*"
     fi
     read -r wall rss < <(tail -n1 "$out.raw")
-    if [ -n "$t0" ] && [ -n "$t1" ]; then
-        wall=$(python3 -c 'import sys; print("%.3f" % (float(sys.argv[2]) - float(sys.argv[1])))' "${t0/,/.}" "${t1/,/.}")
+    # GNU time: wall from EPOCHREALTIME; python fallback: its own figure,
+    # which leaves out the interpreter's start-up
+    if [[ $meter == GNU* ]] && [ -n "$t0" ] && [ -n "$t1" ]; then
+        wall=$("$py" -c 'import sys; print("%.3f" % (float(sys.argv[2]) - float(sys.argv[1])))' "${t0/,/.}" "${t1/,/.}")
     fi
     echo "$wall $rss" >"$out"
 }
@@ -141,7 +146,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== generating $items items in $scratch/src/cal"
-python3 "$gen" gen "$scratch/src/cal" "$items"
+"$py" "$gen" gen "$scratch/src/cal" "$items"
 
 declare -A step_label=(
     [first]="first sync (A -> empty B)"
@@ -218,14 +223,13 @@ step() {
     read -r w r <"$dir/$s.m"
     printf '%s\t%s\t%s\t%s\n' "$tool" "$s" "$w" "$r" >>"$scratch/results.tsv"
     printf '   %-28s %8s s %8.1f MB   ' "${step_label[$s]}" "$w" "$(bc_div "$r" 1024)"
-    if [ "$s" = changes ]; then
-        python3 "$gen" verify "$dir/A/cal" "$dir/B/cal" "$items" --changed
-    else
-        python3 "$gen" verify "$dir/A/cal" "$dir/B/cal" "$items"
-    fi
+    local -a changed=()
+    [ "$s" = changes ] && changed=(--changed)
+    "$py" "$gen" verify "$dir/A/cal" "$dir/B/cal" "$items" "${changed[@]}" \
+        || die "$tool left the vdirs wrong after the '$s' step; no figures reported"
 }
 
-bc_div() { python3 -c 'import sys; print("%.1f" % (float(sys.argv[1]) / float(sys.argv[2])))' "$1" "$2"; }
+bc_div() { "$py" -c 'import sys; print("%.1f" % (float(sys.argv[1]) / float(sys.argv[2])))' "$1" "$2"; }
 
 for tool in $tools; do
     echo "== $tool"
@@ -239,15 +243,15 @@ for tool in $tools; do
     fi
     step "$tool" first
     step "$tool" noop
-    python3 "$gen" modify "$dir/A/cal" a >/dev/null
-    python3 "$gen" modify "$dir/B/cal" b >/dev/null
+    "$py" "$gen" modify "$dir/A/cal" a >/dev/null
+    "$py" "$gen" modify "$dir/B/cal" b >/dev/null
     step "$tool" changes
 done
 
 # ------------------------------------------------------------ report
 ds_cmd="davsync -c DIR/davsync.toml -q sync"
 vs_cmd="vdirsyncer -v WARNING -c DIR/vdirsyncer.conf sync"
-python3 - "$items" "$scratch/results.tsv" <<'EOF'
+"$py" - "$items" "$scratch/results.tsv" <<'EOF'
 import sys
 items, results = sys.argv[1], sys.argv[2]
 vals = {}
@@ -292,7 +296,7 @@ for r in rows:
 EOF
 echo
 echo "speed-up = vdirsyncer s / davsync s. Targets: first sync >=5x faster, no-op sync >=20x faster."
-echo "measured with: $meter; wall time from bash EPOCHREALTIME"
+echo "measured with: $meter"
 echo "run:         $cmdline"
 want davsync && echo "davsync:     $ds_label: $ds_cmd"
 want vdirsyncer && echo "vdirsyncer:  $vs_label: $vs_cmd (after an untimed 'discover bench')"

@@ -15,11 +15,18 @@
 //! path = "/mnt/backup/calendars"
 //! fileext = ".ics"
 //!
+//! [storage.server]
+//! type = "caldav"                 # or "carddav"
+//! url = "https://dav.example.com/"
+//! username = "alice"
+//! password = { cmd = ["pass", "show", "dav/alice"] }   # or "literal", or { env = "VAR" }
+//!
 //! [pair.calendars]
 //! a = "laptop"
 //! b = "backup"
 //! collections = "from a"          # "from a" | "from b" | "all" | ["work", { name = "home", a = "personal", b = "home" }]
 //! conflict_resolution = "a wins"  # "a wins" | "b wins" | { cmd = ["prog", "arg"] }
+//! metadata = ["displayname", "color"]   # also "description", "order"
 //! ```
 //!
 //! [`parse`] walks the span-carrying TOML tree ([`toml::de::DeTable`]) by hand instead of
@@ -32,15 +39,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 /// Storage types that a config may use.
-const SUPPORTED_STORAGE_TYPES: &[&str] = &["vdir"];
+const SUPPORTED_STORAGE_TYPES: &[&str] = &["vdir", "caldav", "carddav"];
 
 /// Storage types that are planned but not implemented yet; they get a friendlier error.
-const PLANNED_STORAGE_TYPES: &[&str] = &["caldav", "carddav", "singlefile", "webcal"];
+const PLANNED_STORAGE_TYPES: &[&str] = &["singlefile", "webcal"];
 
 /// Keys accepted at the top level of the file.
 pub const TOP_LEVEL_KEYS: &[&str] = &["status_path", "storage", "pair"];
@@ -48,8 +57,39 @@ pub const TOP_LEVEL_KEYS: &[&str] = &["status_path", "storage", "pair"];
 /// Keys accepted in a `[storage.<name>]` table of type `vdir`.
 pub const VDIR_KEYS: &[&str] = &["type", "path", "fileext"];
 
+/// Keys accepted in a `[storage.<name>]` table of type `caldav` or `carddav`.
+pub const DAV_KEYS: &[&str] = &[
+    "type",
+    "url",
+    "username",
+    "password",
+    "auth",
+    "verify",
+    "fingerprint",
+    "client_cert",
+    "item_types",
+    "timeout",
+    "user_agent",
+    "batch_size",
+    "concurrency",
+];
+
 /// Keys accepted in a `[pair.<name>]` table.
-pub const PAIR_KEYS: &[&str] = &["a", "b", "collections", "conflict_resolution"];
+pub const PAIR_KEYS: &[&str] = &["a", "b", "collections", "conflict_resolution", "metadata"];
+
+/// Component types a CalDAV storage's `item_types` may list.
+const DAV_ITEM_TYPES: &[&str] = &["VEVENT", "VTODO", "VJOURNAL"];
+
+/// Default of a DAV storage's `timeout`, in seconds.
+const DEFAULT_TIMEOUT_SECS: u64 = 30;
+
+/// Default of a DAV storage's `batch_size`, and its allowed range.
+const DEFAULT_BATCH_SIZE: usize = 50;
+const BATCH_SIZE_RANGE: (i128, i128) = (1, 1000);
+
+/// Default of a DAV storage's `concurrency`, and its allowed range.
+const DEFAULT_CONCURRENCY: usize = 4;
+const CONCURRENCY_RANGE: (i128, i128) = (1, 32);
 
 /// A parsed and validated configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +150,121 @@ impl std::fmt::Debug for Secret {
             Secret::Env(var) => write!(f, "Env({var:?})"),
         }
     }
+}
+
+impl Secret {
+    /// The secret's value: a literal as written; an environment variable's value (unset or
+    /// empty is an error); or the first line (without its line ending) of what the command
+    /// prints on standard output.
+    ///
+    /// The command is run directly (no shell) with standard input connected to nothing and
+    /// standard error passed through (so `pass`/`gpg` can report problems); it must exit 0
+    /// and print a non-empty first line. Errors name the variable or the program and the exit
+    /// status, never the value nor anything the command printed.
+    pub fn resolve(&self, env: &dyn Env) -> Result<String, SecretError> {
+        match self {
+            Secret::Literal(value) => Ok(value.clone()),
+            Secret::Env(var) => match env.var(var) {
+                None => Err(SecretError::EnvUnset { var: var.clone() }),
+                Some(value) if value.is_empty() => Err(SecretError::EnvEmpty { var: var.clone() }),
+                Some(value) => Ok(value),
+            },
+            Secret::Command(cmd) => {
+                let Some(program) = cmd.first().filter(|p| !p.is_empty()) else {
+                    return Err(SecretError::EmptyCommand);
+                };
+                let output = Command::new(program)
+                    .args(&cmd[1..])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .map_err(|source| SecretError::Spawn {
+                        program: program.clone(),
+                        source,
+                    })?;
+                if !output.status.success() {
+                    return Err(SecretError::Failed {
+                        program: program.clone(),
+                        status: output.status,
+                    });
+                }
+                let stdout = output.stdout;
+                let end = stdout
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .unwrap_or(stdout.len());
+                let mut line = &stdout[..end];
+                if let Some(stripped) = line.strip_suffix(b"\r") {
+                    line = stripped;
+                }
+                if line.is_empty() {
+                    return Err(SecretError::NoOutput {
+                        program: program.clone(),
+                        status: output.status,
+                    });
+                }
+                String::from_utf8(line.to_vec()).map_err(|_| SecretError::NotUtf8 {
+                    program: program.clone(),
+                    status: output.status,
+                })
+            }
+        }
+    }
+}
+
+/// Why a [`Secret`] could not be resolved. The messages name the environment variable or the
+/// program, never the secret or anything the program printed.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// `{ env = "VAR" }` and the variable is unset (or not UTF-8).
+    #[error("environment variable {var:?} is not set")]
+    EnvUnset {
+        /// The variable's name.
+        var: String,
+    },
+    /// `{ env = "VAR" }` and the variable is set to the empty string.
+    #[error("environment variable {var:?} is empty")]
+    EnvEmpty {
+        /// The variable's name.
+        var: String,
+    },
+    /// `{ cmd = [] }` or an empty program name (only possible when built by hand; the config
+    /// parser rejects it).
+    #[error("the password command is empty")]
+    EmptyCommand,
+    /// The command could not be started.
+    #[error("cannot run password command {program:?}: {source}")]
+    Spawn {
+        /// The program (`cmd[0]`).
+        program: String,
+        /// Why it could not be started.
+        source: std::io::Error,
+    },
+    /// The command exited unsuccessfully.
+    #[error("password command {program:?} failed ({status})")]
+    Failed {
+        /// The program (`cmd[0]`).
+        program: String,
+        /// How it exited.
+        status: ExitStatus,
+    },
+    /// The command succeeded but its first line of output is empty.
+    #[error("password command {program:?} printed no password ({status})")]
+    NoOutput {
+        /// The program (`cmd[0]`).
+        program: String,
+        /// How it exited.
+        status: ExitStatus,
+    },
+    /// The command's first line of output is not UTF-8.
+    #[error("password command {program:?} printed a password that is not UTF-8 ({status})")]
+    NotUtf8 {
+        /// The program (`cmd[0]`).
+        program: String,
+        /// How it exited.
+        status: ExitStatus,
+    },
 }
 
 /// HTTP authentication scheme of a DAV storage.
@@ -182,6 +337,48 @@ pub struct PairConfig {
     pub collections: CollectionsSpec,
     /// What to do when both sides changed the same item differently.
     pub conflict_resolution: ConflictResolution,
+    /// Collection properties synced along with the items (`metadata = [...]`), in the order
+    /// written, without duplicates; empty (the default): none.
+    pub metadata: Vec<MetadataKey>,
+}
+
+/// A collection property a pair may sync (`metadata = ["displayname", "color"]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MetadataKey {
+    /// The collection's display name (DAV `displayname`).
+    DisplayName,
+    /// The collection's colour (`calendar-color` / Apple `calendar-color`).
+    Color,
+    /// The collection's description (`calendar-description` / `addressbook-description`).
+    Description,
+    /// The collection's sort order (Apple `calendar-order`).
+    Order,
+}
+
+impl MetadataKey {
+    /// Every key, in the documented order.
+    pub const ALL: [MetadataKey; 4] = [
+        MetadataKey::DisplayName,
+        MetadataKey::Color,
+        MetadataKey::Description,
+        MetadataKey::Order,
+    ];
+
+    /// The name of the vdir metadata file holding this property; also its name in the config
+    /// file.
+    pub fn file_name(&self) -> &'static str {
+        match self {
+            MetadataKey::DisplayName => "displayname",
+            MetadataKey::Color => "color",
+            MetadataKey::Description => "description",
+            MetadataKey::Order => "order",
+        }
+    }
+
+    /// The key named `name` in the config file (exactly, lower case).
+    pub fn from_name(name: &str) -> Option<MetadataKey> {
+        MetadataKey::ALL.into_iter().find(|k| k.file_name() == name)
+    }
 }
 
 /// The `collections` key of a pair.
@@ -508,6 +705,75 @@ fn is_var_name(name: &str) -> bool {
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
+/// Checks a DAV storage's `url`; the error text is the message for [`ConfigError::Invalid`].
+/// Messages never repeat the URL (it might hold a password).
+fn check_url(url: &str) -> Result<(), String> {
+    let scheme_ok = ["http://", "https://"].iter().any(|prefix| {
+        url.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    });
+    if !scheme_ok {
+        return Err("the URL must start with http:// or https://".to_string());
+    }
+    let authority = url.split_once("://").map_or("", |(_, rest)| {
+        rest.split(['/', '?', '#']).next().unwrap_or("")
+    });
+    if authority.is_empty() {
+        return Err("invalid URL: no host".to_string());
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("invalid URL: no host".to_string());
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(
+            "the URL must not contain a user name or password; use \"username\" and \
+             \"password\""
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// What makes two DAV URLs the same place: scheme, host and port compared case-insensitively
+/// (as the URL parser normalizes them), the path with trailing slashes ignored, and the query.
+fn url_identity(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => format!(
+            "{}://{}:{}{}?{}",
+            parsed.scheme(),
+            parsed.host_str().unwrap_or_default(),
+            parsed.port_or_known_default().unwrap_or_default(),
+            parsed.path().trim_end_matches('/'),
+            parsed.query().unwrap_or_default()
+        ),
+        // Not reachable for a parsed config (the URL was checked); compare as written.
+        Err(_) => url.trim_end_matches('/').to_string(),
+    }
+}
+
+/// `sha256:AB:CD:...` or `sha256:abcd...` (prefix case-insensitive) as 64 lower-case hex
+/// digits; `None` when malformed.
+fn parse_fingerprint(raw: &str) -> Option<String> {
+    const PREFIX: &str = "sha256:";
+    let head = raw.get(..PREFIX.len())?;
+    if !head.eq_ignore_ascii_case(PREFIX) {
+        return None;
+    }
+    let hex = &raw[PREFIX.len()..];
+    let digits: String = if hex.contains(':') {
+        let groups: Vec<&str> = hex.split(':').collect();
+        if groups.len() != 32 || groups.iter().any(|g| g.len() != 2) {
+            return None;
+        }
+        groups.concat()
+    } else {
+        hex.to_string()
+    };
+    (digits.len() == 64 && digits.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| digits.to_ascii_lowercase())
+}
+
 /// Storage and pair names: non-empty, only `[A-Za-z0-9_.-]`, not starting with `.`.
 fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -761,6 +1027,18 @@ impl Cx<'_> {
                     fileext: fileext.to_string(),
                 })
             }
+            "caldav" => Ok(StorageConfig::Dav(self.parse_dav(
+                value,
+                table,
+                key,
+                DavKind::CalDav,
+            )?)),
+            "carddav" => Ok(StorageConfig::Dav(self.parse_dav(
+                value,
+                table,
+                key,
+                DavKind::CardDav,
+            )?)),
             planned if PLANNED_STORAGE_TYPES.contains(&planned) => Err(self.at(
                 type_value.span(),
                 &type_key,
@@ -772,6 +1050,337 @@ impl Cx<'_> {
                 format!("unknown storage type {other:?} (supported: {supported})"),
             )),
         }
+    }
+
+    /// The keys of a `caldav`/`carddav` storage table (`table`, the value `value` at `key`).
+    fn parse_dav(
+        &self,
+        value: &Value<'_>,
+        table: &DeTable<'_>,
+        key: &str,
+        kind: DavKind,
+    ) -> Result<DavConfig, ConfigError> {
+        self.check_keys(table, key, DAV_KEYS)?;
+        let sub = |name: &str| join_key(key, name);
+
+        let url_value = self.required(value, table, key, "url")?;
+        let url = self.string(url_value, &sub("url"))?;
+        check_url(url).map_err(|msg| self.at(url_value.span(), &sub("url"), msg))?;
+
+        let username = match table.get("username") {
+            None => None,
+            Some(v) => {
+                let name = self.string(v, &sub("username"))?;
+                if name.is_empty() {
+                    return Err(self.at(
+                        v.span(),
+                        &sub("username"),
+                        "must not be empty (omit \"username\" for no authentication)",
+                    ));
+                }
+                Some(name.to_string())
+            }
+        };
+        let password = match table.get("password") {
+            None => None,
+            Some(v) => Some(self.parse_secret(v, &sub("password"))?),
+        };
+        let auth = match table.get("auth") {
+            None => AuthScheme::Basic,
+            Some(v) => match self.string(v, &sub("auth"))? {
+                "basic" => AuthScheme::Basic,
+                "digest" => AuthScheme::Digest,
+                "bearer" => AuthScheme::Bearer,
+                other => {
+                    return Err(self.at(
+                        v.span(),
+                        &sub("auth"),
+                        format!(
+                            "unknown value {other:?} (expected \"basic\", \"digest\" or \"bearer\")"
+                        ),
+                    ));
+                }
+            },
+        };
+        match (auth, table.get("auth"), table.get("password")) {
+            (AuthScheme::Bearer, Some(auth_value), None) => {
+                return Err(self.at(
+                    auth_value.span(),
+                    &sub("auth"),
+                    "auth = \"bearer\" needs the token in \"password\"",
+                ));
+            }
+            (AuthScheme::Basic | AuthScheme::Digest, _, Some(password_value))
+                if username.is_none() =>
+            {
+                return Err(self.at(
+                    password_value.span(),
+                    &sub("password"),
+                    "a password needs a \"username\" (for a bearer token, set auth = \"bearer\")",
+                ));
+            }
+            _ => {}
+        }
+
+        let verify = match table.get("verify") {
+            None => TlsVerify::System,
+            Some(v) => match v.get_ref() {
+                DeValue::Boolean(true) => TlsVerify::System,
+                DeValue::Boolean(false) => TlsVerify::Off,
+                DeValue::String(_) => TlsVerify::CaFile(self.path_value(v, &sub("verify"))?),
+                _ => {
+                    return Err(self.wrong_type(
+                        v,
+                        &sub("verify"),
+                        "true, false or the path of a CA file",
+                    ));
+                }
+            },
+        };
+        let fingerprint = match table.get("fingerprint") {
+            None => None,
+            Some(v) => {
+                let raw = self.string(v, &sub("fingerprint"))?;
+                Some(parse_fingerprint(raw).ok_or_else(|| {
+                    self.at(
+                        v.span(),
+                        &sub("fingerprint"),
+                        format!(
+                            "invalid fingerprint {raw:?}: expected \"sha256:\" and 32 bytes in hex \
+                             (64 hex digits, optionally as colon-separated pairs)"
+                        ),
+                    )
+                })?)
+            }
+        };
+        let client_cert = match table.get("client_cert") {
+            None => None,
+            Some(v) => Some(self.path_value(v, &sub("client_cert"))?),
+        };
+        let item_types = match table.get("item_types") {
+            None => Vec::new(),
+            Some(v) if kind == DavKind::CardDav => {
+                return Err(self.at(
+                    v.span(),
+                    &sub("item_types"),
+                    "only caldav storages have item types",
+                ));
+            }
+            Some(v) => self.parse_item_types(v, &sub("item_types"))?,
+        };
+        let timeout = match table.get("timeout") {
+            None => Duration::from_secs(DEFAULT_TIMEOUT_SECS),
+            Some(v) => {
+                let secs = self.integer_in(v, &sub("timeout"), 1, u64::MAX.into())?;
+                Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX))
+            }
+        };
+        let user_agent = match table.get("user_agent") {
+            None => None,
+            Some(v) => {
+                let agent = self.string(v, &sub("user_agent"))?;
+                if agent.is_empty() || agent.chars().any(char::is_control) {
+                    return Err(self.at(
+                        v.span(),
+                        &sub("user_agent"),
+                        "must be non-empty and contain no control characters",
+                    ));
+                }
+                Some(agent.to_string())
+            }
+        };
+        let batch_size = match table.get("batch_size") {
+            None => DEFAULT_BATCH_SIZE,
+            Some(v) => {
+                let (min, max) = BATCH_SIZE_RANGE;
+                let n = self.integer_in(v, &sub("batch_size"), min, max)?;
+                usize::try_from(n).unwrap_or(DEFAULT_BATCH_SIZE)
+            }
+        };
+        let concurrency = match table.get("concurrency") {
+            None => DEFAULT_CONCURRENCY,
+            Some(v) => {
+                let (min, max) = CONCURRENCY_RANGE;
+                let n = self.integer_in(v, &sub("concurrency"), min, max)?;
+                usize::try_from(n).unwrap_or(DEFAULT_CONCURRENCY)
+            }
+        };
+        Ok(DavConfig {
+            kind,
+            url: url.to_string(),
+            username,
+            password,
+            auth,
+            verify,
+            fingerprint,
+            client_cert,
+            item_types,
+            timeout,
+            user_agent,
+            batch_size,
+            concurrency,
+        })
+    }
+
+    /// `password`: a literal string, `{ cmd = [...] }` or `{ env = "VAR" }`.
+    fn parse_secret(&self, value: &Value<'_>, key: &str) -> Result<Secret, ConfigError> {
+        const EXPECTED: &str = "a string, { cmd = [...] } or { env = \"VAR\" }";
+        match value.get_ref() {
+            DeValue::String(s) => Ok(Secret::Literal(s.to_string())),
+            DeValue::Table(table) => {
+                self.check_keys(table, key, &["cmd", "env"])?;
+                match (table.get("cmd"), table.get("env")) {
+                    (Some(_), Some(_)) => Err(self.at(
+                        value.span(),
+                        key,
+                        "give either \"cmd\" or \"env\", not both",
+                    )),
+                    (None, None) => Err(self.at(
+                        value.span(),
+                        key,
+                        format!("expected {EXPECTED}, found an empty table"),
+                    )),
+                    (Some(cmd), None) => Ok(Secret::Command(
+                        self.command_value(cmd, &join_key(key, "cmd"))?,
+                    )),
+                    (None, Some(var_value)) => {
+                        let env_key = join_key(key, "env");
+                        let var = self.string(var_value, &env_key)?;
+                        if var.is_empty() || var.contains(['=', '\0']) {
+                            return Err(self.at(
+                                var_value.span(),
+                                &env_key,
+                                format!("invalid environment variable name {var:?}"),
+                            ));
+                        }
+                        Ok(Secret::Env(var.to_string()))
+                    }
+                }
+            }
+            _ => Err(self.wrong_type(value, key, EXPECTED)),
+        }
+    }
+
+    /// `item_types`: a non-empty array of component names, stored upper-case, no duplicates.
+    fn parse_item_types(&self, value: &Value<'_>, key: &str) -> Result<Vec<String>, ConfigError> {
+        let expected = DAV_ITEM_TYPES.join(", ");
+        let items = value
+            .get_ref()
+            .as_array()
+            .ok_or_else(|| self.wrong_type(value, key, "an array of component names"))?;
+        if items.is_empty() {
+            return Err(self.at(
+                value.span(),
+                key,
+                "the list must not be empty (omit \"item_types\" to sync every component)",
+            ));
+        }
+        let mut types: Vec<String> = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let item_key = format!("{key}[{index}]");
+            let name = self.string(item, &item_key)?;
+            let upper = name.to_ascii_uppercase();
+            if !DAV_ITEM_TYPES.contains(&upper.as_str()) {
+                return Err(self.at(
+                    item.span(),
+                    &item_key,
+                    format!("unknown component {name:?} (expected one of: {expected})"),
+                ));
+            }
+            if types.contains(&upper) {
+                return Err(self.at(
+                    item.span(),
+                    &item_key,
+                    format!("component {upper:?} is listed twice"),
+                ));
+            }
+            types.push(upper);
+        }
+        Ok(types)
+    }
+
+    /// An integer in `min..=max`.
+    fn integer_in(
+        &self,
+        value: &Value<'_>,
+        key: &str,
+        min: i128,
+        max: i128,
+    ) -> Result<i128, ConfigError> {
+        let integer = value
+            .get_ref()
+            .as_integer()
+            .ok_or_else(|| self.wrong_type(value, key, "an integer"))?;
+        match i128::from_str_radix(integer.as_str(), integer.radix()) {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => {
+                let message = if max >= i128::from(u64::MAX) {
+                    format!("must be at least {min}, found {integer}")
+                } else {
+                    format!("must be between {min} and {max}, found {integer}")
+                };
+                Err(self.at(value.span(), key, message))
+            }
+        }
+    }
+
+    /// A command: a non-empty array of strings whose first element (the program) is non-empty.
+    fn command_value(&self, value: &Value<'_>, key: &str) -> Result<Vec<String>, ConfigError> {
+        let items = value
+            .get_ref()
+            .as_array()
+            .ok_or_else(|| self.wrong_type(value, key, "an array of strings"))?;
+        let mut cmd = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            cmd.push(self.string(item, &format!("{key}[{index}]"))?.to_string());
+        }
+        match cmd.first() {
+            None => Err(self.at(
+                value.span(),
+                key,
+                "the command must not be empty (expected [\"program\", \"arg\", ...])",
+            )),
+            Some(program) if program.is_empty() => Err(self.at(
+                items[0].span(),
+                &format!("{key}[0]"),
+                "the program name must not be empty",
+            )),
+            Some(_) => Ok(cmd),
+        }
+    }
+
+    /// A pair's `metadata`: an array of metadata names, no duplicates.
+    fn parse_metadata(
+        &self,
+        value: &Value<'_>,
+        key: &str,
+    ) -> Result<Vec<MetadataKey>, ConfigError> {
+        let expected = MetadataKey::ALL.map(|k| k.file_name()).join(", ");
+        let items = value
+            .get_ref()
+            .as_array()
+            .ok_or_else(|| self.wrong_type(value, key, "an array of metadata names"))?;
+        let mut keys: Vec<MetadataKey> = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let item_key = format!("{key}[{index}]");
+            let name = self.string(item, &item_key)?;
+            let Some(metadata) = MetadataKey::from_name(name) else {
+                return Err(self.at(
+                    item.span(),
+                    &item_key,
+                    format!("unknown metadata {name:?} (expected one of: {expected})"),
+                ));
+            };
+            if keys.contains(&metadata) {
+                return Err(self.at(
+                    item.span(),
+                    &item_key,
+                    format!("metadata {name:?} is listed twice"),
+                ));
+            }
+            keys.push(metadata);
+        }
+        Ok(keys)
     }
 
     fn parse_pair(
@@ -817,12 +1426,17 @@ impl Cx<'_> {
                 self.parse_conflict_resolution(value, &join_key(key, "conflict_resolution"))?
             }
         };
+        let metadata = match table.get("metadata") {
+            None => Vec::new(),
+            Some(value) => self.parse_metadata(value, &join_key(key, "metadata"))?,
+        };
         Ok(PairConfig {
             name: name.to_string(),
             a: a.to_string(),
             b: b.to_string(),
             collections,
             conflict_resolution,
+            metadata,
         })
     }
 
@@ -871,6 +1485,19 @@ impl Cx<'_> {
                     span,
                     key,
                     format!("{message}; a pair needs two separate places"),
+                ))
+            }
+            (Some(StorageConfig::Dav(dav_a)), Some(StorageConfig::Dav(dav_b)))
+                if url_identity(&dav_a.url) == url_identity(&dav_b.url) =>
+            {
+                Err(self.at(
+                    span,
+                    key,
+                    format!(
+                        "storages {a:?} and {b:?} are the same URL {}; a pair needs two \
+                         separate places",
+                        dav_a.url
+                    ),
                 ))
             }
             _ => Ok(()),
@@ -1011,32 +1638,10 @@ impl Cx<'_> {
             },
             DeValue::Table(table) => {
                 self.check_keys(table, key, &["cmd"])?;
-                let cmd_key = join_key(key, "cmd");
                 let cmd_value = self.required(value, table, key, "cmd")?;
-                let items = cmd_value
-                    .get_ref()
-                    .as_array()
-                    .ok_or_else(|| self.wrong_type(cmd_value, &cmd_key, "an array of strings"))?;
-                let mut cmd = Vec::with_capacity(items.len());
-                for (index, item) in items.iter().enumerate() {
-                    cmd.push(
-                        self.string(item, &format!("{cmd_key}[{index}]"))?
-                            .to_string(),
-                    );
-                }
-                match cmd.first() {
-                    None => Err(self.at(
-                        cmd_value.span(),
-                        &cmd_key,
-                        "the command must not be empty (expected [\"program\", \"arg\", ...])",
-                    )),
-                    Some(program) if program.is_empty() => Err(self.at(
-                        items[0].span(),
-                        &format!("{cmd_key}[0]"),
-                        "the program name must not be empty",
-                    )),
-                    Some(_) => Ok(ConflictResolution::Command(cmd)),
-                }
+                Ok(ConflictResolution::Command(
+                    self.command_value(cmd_value, &join_key(key, "cmd"))?,
+                ))
             }
             _ => Err(self.wrong_type(value, key, EXPECTED)),
         }
@@ -1181,6 +1786,7 @@ cmd = ["merge-tool"]
                     b: b.to_string(),
                     collections: c,
                     conflict_resolution: r,
+                    metadata: Vec::new(),
                 },
             )
         };
@@ -1433,13 +2039,15 @@ cmd = ["merge-tool"]
             ),
             (
                 "planned storage type",
-                "[storage.s]\ntype = \"caldav\"\nurl = \"https://x\"\n".to_string(),
-                "2: storage.s.type: storage type \"caldav\" is not supported yet (supported: vdir)",
+                "[storage.s]\ntype = \"webcal\"\nurl = \"https://x\"\n".to_string(),
+                "2: storage.s.type: storage type \"webcal\" is not supported yet (supported: \
+                 vdir, caldav, carddav)",
             ),
             (
                 "unknown storage type",
                 "[storage.s]\ntype = \"ftp\"\n".to_string(),
-                "2: storage.s.type: unknown storage type \"ftp\" (supported: vdir)",
+                "2: storage.s.type: unknown storage type \"ftp\" (supported: vdir, caldav, \
+                 carddav)",
             ),
             (
                 "bad storage name",
@@ -1469,7 +2077,7 @@ cmd = ["merge-tool"]
                 "unknown pair key",
                 with_storages("[pair.p]\na = \"laptop\"\nb = \"backup\"\nconflict = \"a wins\"\n"),
                 "14: pair.p.conflict: unknown key (expected one of: a, b, collections, \
-                 conflict_resolution)",
+                 conflict_resolution, metadata)",
             ),
             (
                 "missing b",
@@ -1649,6 +2257,577 @@ cmd = ["merge-tool"]
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    }
+
+    /// A caldav storage `s` on line 1 (`[storage.s]`), `type` on line 2, `url` on line 3;
+    /// anything appended starts on line 4.
+    fn caldav(rest: &str) -> String {
+        format!("[storage.s]\ntype = \"caldav\"\nurl = \"https://dav.example.com/\"\n{rest}")
+    }
+
+    /// Like [`caldav`], of type carddav.
+    fn carddav(rest: &str) -> String {
+        format!("[storage.s]\ntype = \"carddav\"\nurl = \"https://dav.example.com/\"\n{rest}")
+    }
+
+    fn dav_defaults(kind: DavKind, url: &str) -> DavConfig {
+        DavConfig {
+            kind,
+            url: url.to_string(),
+            username: None,
+            password: None,
+            auth: AuthScheme::Basic,
+            verify: TlsVerify::System,
+            fingerprint: None,
+            client_cert: None,
+            item_types: Vec::new(),
+            timeout: Duration::from_secs(30),
+            user_agent: None,
+            batch_size: 50,
+            concurrency: 4,
+        }
+    }
+
+    #[test]
+    fn dav_storages() {
+        let text = r#"
+[storage.cal]
+type = "caldav"
+url = "https://dav.example.com/dav/calendars/alice/"
+username = "alice"
+password = { cmd = ["pass", "show", "dav/alice"] }
+auth = "digest"
+verify = "~/certs/ca.pem"
+fingerprint = "SHA256:AB:cd:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab"
+client_cert = "client.pem"
+item_types = ["vevent", "VTodo"]
+timeout = 90
+user_agent = "davsync-test/1"
+batch_size = 1000
+concurrency = 32
+
+[storage.contacts]
+type = "carddav"
+url = "http://localhost:5232/alice/contacts/"
+password = { env = "DAV_TOKEN" }
+auth = "bearer"
+verify = false
+fingerprint = "sha256:00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF"
+batch_size = 1
+concurrency = 1
+timeout = 1
+
+[storage.minimal]
+type = "caldav"
+url = "HTTPS://Dav.Example.com"
+
+[storage.literal]
+type = "carddav"
+url = "https://dav.example.com/card/"
+username = "bob"
+password = "hunter2"
+
+[storage.laptop]
+type = "vdir"
+path = "/home/u/cal"
+fileext = ".ics"
+
+[pair.cal]
+a = "laptop"
+b = "cal"
+collections = "from b"
+metadata = ["displayname", "color", "order", "description"]
+
+[pair.contacts]
+a = "contacts"
+b = "literal"
+metadata = []
+"#;
+        let config = parse_ok(text, &home_env());
+        let cal = DavConfig {
+            username: Some("alice".into()),
+            password: Some(Secret::Command(vec![
+                "pass".into(),
+                "show".into(),
+                "dav/alice".into(),
+            ])),
+            auth: AuthScheme::Digest,
+            verify: TlsVerify::CaFile(PathBuf::from("/home/u/certs/ca.pem")),
+            fingerprint: Some(
+                "abcd0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab".into(),
+            ),
+            client_cert: Some(PathBuf::from("/home/u/.config/davsync/client.pem")),
+            item_types: vec!["VEVENT".into(), "VTODO".into()],
+            timeout: Duration::from_secs(90),
+            user_agent: Some("davsync-test/1".into()),
+            batch_size: 1000,
+            concurrency: 32,
+            ..dav_defaults(
+                DavKind::CalDav,
+                "https://dav.example.com/dav/calendars/alice/",
+            )
+        };
+        let contacts = DavConfig {
+            password: Some(Secret::Env("DAV_TOKEN".into())),
+            auth: AuthScheme::Bearer,
+            verify: TlsVerify::Off,
+            fingerprint: Some(
+                "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into(),
+            ),
+            timeout: Duration::from_secs(1),
+            batch_size: 1,
+            concurrency: 1,
+            ..dav_defaults(DavKind::CardDav, "http://localhost:5232/alice/contacts/")
+        };
+        let literal = DavConfig {
+            username: Some("bob".into()),
+            password: Some(Secret::Literal("hunter2".into())),
+            ..dav_defaults(DavKind::CardDav, "https://dav.example.com/card/")
+        };
+        assert_eq!(config.storages["cal"], StorageConfig::Dav(cal));
+        assert_eq!(config.storages["contacts"], StorageConfig::Dav(contacts));
+        assert_eq!(
+            config.storages["minimal"],
+            StorageConfig::Dav(dav_defaults(DavKind::CalDav, "HTTPS://Dav.Example.com"))
+        );
+        assert_eq!(config.storages["literal"], StorageConfig::Dav(literal));
+        assert_eq!(
+            config.pairs["cal"].metadata,
+            vec![
+                MetadataKey::DisplayName,
+                MetadataKey::Color,
+                MetadataKey::Order,
+                MetadataKey::Description,
+            ]
+        );
+        assert_eq!(config.pairs["contacts"].metadata, Vec::new());
+    }
+
+    #[test]
+    fn dav_errors() {
+        let same_url = |url_a: &str, url_b: &str| {
+            format!(
+                "[storage.x]\ntype = \"caldav\"\nurl = \"{url_a}\"\n\
+                 [storage.y]\ntype = \"caldav\"\nurl = \"{url_b}\"\n\
+                 [pair.p]\na = \"x\"\nb = \"y\"\n"
+            )
+        };
+        let cases: Vec<(&str, String, &str)> = vec![
+            (
+                "bad url scheme",
+                "[storage.s]\ntype = \"caldav\"\nurl = \"ftp://dav.example.com/\"\n".to_string(),
+                "3: storage.s.url: the URL must start with http:// or https://",
+            ),
+            (
+                "url without scheme",
+                "[storage.s]\ntype = \"carddav\"\nurl = \"dav.example.com\"\n".to_string(),
+                "3: storage.s.url: the URL must start with http:// or https://",
+            ),
+            (
+                "url without host",
+                "[storage.s]\ntype = \"carddav\"\nurl = \"https:///cal\"\n".to_string(),
+                "3: storage.s.url: invalid URL: no host",
+            ),
+            (
+                "url with credentials",
+                "[storage.s]\ntype = \"caldav\"\nurl = \"https://u:secret@dav.example.com/\"\n"
+                    .to_string(),
+                "3: storage.s.url: the URL must not contain a user name or password; use \
+                 \"username\" and \"password\"",
+            ),
+            (
+                "missing url",
+                "[storage.s]\ntype = \"caldav\"\nusername = \"u\"\n".to_string(),
+                "1: storage.s: missing required key \"url\"",
+            ),
+            (
+                "url wrong type",
+                "[storage.s]\ntype = \"caldav\"\nurl = 1\n".to_string(),
+                "3: storage.s.url: expected a string, found an integer",
+            ),
+            (
+                "item_types on carddav",
+                carddav("item_types = [\"VEVENT\"]\n"),
+                "4: storage.s.item_types: only caldav storages have item types",
+            ),
+            (
+                "unknown component",
+                caldav("item_types = [\"VEVENT\", \"VCARD\"]\n"),
+                "4: storage.s.item_types[1]: unknown component \"VCARD\" (expected one of: \
+                 VEVENT, VTODO, VJOURNAL)",
+            ),
+            (
+                "duplicate component",
+                caldav("item_types = [\"vtodo\", \"VTODO\"]\n"),
+                "4: storage.s.item_types[1]: component \"VTODO\" is listed twice",
+            ),
+            (
+                "empty item_types",
+                caldav("item_types = []\n"),
+                "4: storage.s.item_types: the list must not be empty (omit \"item_types\" to \
+                 sync every component)",
+            ),
+            (
+                "fingerprint without prefix",
+                caldav("fingerprint = \"AB:CD\"\n"),
+                "4: storage.s.fingerprint: invalid fingerprint \"AB:CD\": expected \"sha256:\" \
+                 and 32 bytes in hex (64 hex digits, optionally as colon-separated pairs)",
+            ),
+            (
+                "fingerprint too short",
+                caldav(&format!("fingerprint = \"sha256:{}\"\n", "ab".repeat(31))),
+                "4: storage.s.fingerprint: invalid fingerprint \"sha256:abababababababababababab\
+                 ababababababababababababababababababab\": expected \"sha256:\" and 32 \
+                 bytes in hex (64 hex digits, optionally as colon-separated pairs)",
+            ),
+            (
+                "fingerprint not hex",
+                caldav(&format!("fingerprint = \"sha256:{}zz\"\n", "00".repeat(31))),
+                "4: storage.s.fingerprint: invalid fingerprint \"sha256:000000000000000000000000\
+                 00000000000000000000000000000000000000zz\": expected \"sha256:\" and 32 \
+                 bytes in hex (64 hex digits, optionally as colon-separated pairs)",
+            ),
+            (
+                "timeout 0",
+                caldav("timeout = 0\n"),
+                "4: storage.s.timeout: must be at least 1, found 0",
+            ),
+            (
+                "timeout negative",
+                caldav("timeout = -5\n"),
+                "4: storage.s.timeout: must be at least 1, found -5",
+            ),
+            (
+                "timeout float",
+                caldav("timeout = 1.5\n"),
+                "4: storage.s.timeout: expected an integer, found a float",
+            ),
+            (
+                "batch_size 0",
+                caldav("batch_size = 0\n"),
+                "4: storage.s.batch_size: must be between 1 and 1000, found 0",
+            ),
+            (
+                "batch_size too large",
+                caldav("batch_size = 1001\n"),
+                "4: storage.s.batch_size: must be between 1 and 1000, found 1001",
+            ),
+            (
+                "concurrency too large",
+                caldav("concurrency = 33\n"),
+                "4: storage.s.concurrency: must be between 1 and 32, found 33",
+            ),
+            (
+                "password with cmd and env",
+                caldav("username = \"u\"\npassword = { cmd = [\"pass\"], env = \"PW\" }\n"),
+                "5: storage.s.password: give either \"cmd\" or \"env\", not both",
+            ),
+            (
+                "password table with neither",
+                caldav("username = \"u\"\n\n[storage.s.password]\n"),
+                "6: storage.s.password: expected a string, { cmd = [...] } or \
+                 { env = \"VAR\" }, found an empty table",
+            ),
+            (
+                "password table unknown key",
+                caldav("username = \"u\"\npassword = { command = \"pass\" }\n"),
+                "5: storage.s.password.command: unknown key (expected one of: cmd, env)",
+            ),
+            (
+                "password empty cmd",
+                caldav("username = \"u\"\npassword = { cmd = [] }\n"),
+                "5: storage.s.password.cmd: the command must not be empty (expected \
+                 [\"program\", \"arg\", ...])",
+            ),
+            (
+                "password cmd not strings",
+                caldav("username = \"u\"\npassword = { cmd = \"pass show x\" }\n"),
+                "5: storage.s.password.cmd: expected an array of strings, found a string",
+            ),
+            (
+                "password empty env name",
+                caldav("username = \"u\"\npassword = { env = \"\" }\n"),
+                "5: storage.s.password.env: invalid environment variable name \"\"",
+            ),
+            (
+                "password wrong type",
+                caldav("username = \"u\"\npassword = 1234\n"),
+                "5: storage.s.password: expected a string, { cmd = [...] } or \
+                 { env = \"VAR\" }, found an integer",
+            ),
+            (
+                "bearer without password",
+                caldav("username = \"u\"\nauth = \"bearer\"\n"),
+                "5: storage.s.auth: auth = \"bearer\" needs the token in \"password\"",
+            ),
+            (
+                "password without username",
+                caldav("\npassword = { env = \"PW\" }\n"),
+                "5: storage.s.password: a password needs a \"username\" (for a bearer token, \
+                 set auth = \"bearer\")",
+            ),
+            (
+                "digest password without username",
+                caldav("auth = \"digest\"\npassword = \"pw\"\n"),
+                "5: storage.s.password: a password needs a \"username\" (for a bearer token, \
+                 set auth = \"bearer\")",
+            ),
+            (
+                "empty username",
+                caldav("username = \"\"\n"),
+                "4: storage.s.username: must not be empty (omit \"username\" for no \
+                 authentication)",
+            ),
+            (
+                "unknown auth",
+                caldav("auth = \"ntlm\"\n"),
+                "4: storage.s.auth: unknown value \"ntlm\" (expected \"basic\", \"digest\" or \
+                 \"bearer\")",
+            ),
+            (
+                "verify wrong type",
+                caldav("verify = 1\n"),
+                "4: storage.s.verify: expected true, false or the path of a CA file, found an \
+                 integer",
+            ),
+            (
+                "verify path with unset variable",
+                caldav("verify = \"$CA_DIR/ca.pem\"\n"),
+                "4: storage.s.verify: environment variable \"CA_DIR\" is not set",
+            ),
+            (
+                "user_agent with newline",
+                caldav("user_agent = \"a\\nb\"\n"),
+                "4: storage.s.user_agent: must be non-empty and contain no control characters",
+            ),
+            (
+                "unknown key in a dav storage",
+                caldav("path = \"/x\"\n"),
+                "4: storage.s.path: unknown key (expected one of: type, url, username, password, \
+                 auth, verify, fingerprint, client_cert, item_types, timeout, user_agent, \
+                 batch_size, concurrency)",
+            ),
+            (
+                "vdir key fileext in carddav",
+                carddav("fileext = \".vcf\"\n"),
+                "4: storage.s.fileext: unknown key (expected one of: type, url, username, \
+                 password, auth, verify, fingerprint, client_cert, item_types, timeout, \
+                 user_agent, batch_size, concurrency)",
+            ),
+            (
+                "same URL on both sides",
+                same_url(
+                    "https://dav.example.com/cal/",
+                    "https://dav.example.com/cal/",
+                ),
+                "9: pair.p.b: storages \"x\" and \"y\" are the same URL \
+                 https://dav.example.com/cal/; a pair needs two separate places",
+            ),
+            (
+                "same URL up to case and trailing slash",
+                same_url(
+                    "HTTPS://Dav.Example.COM/cal",
+                    "https://dav.example.com:443/cal/",
+                ),
+                "9: pair.p.b: storages \"x\" and \"y\" are the same URL \
+                 HTTPS://Dav.Example.COM/cal; a pair needs two separate places",
+            ),
+            (
+                "metadata unknown key",
+                with_storages(
+                    "[pair.p]\na = \"laptop\"\nb = \"backup\"\nmetadata = [\"color\", \"colour\"]\n",
+                ),
+                "14: pair.p.metadata[1]: unknown metadata \"colour\" (expected one of: \
+                 displayname, color, description, order)",
+            ),
+            (
+                "metadata listed twice",
+                with_storages(
+                    "[pair.p]\na = \"laptop\"\nb = \"backup\"\nmetadata = [\"color\", \"color\"]\n",
+                ),
+                "14: pair.p.metadata[1]: metadata \"color\" is listed twice",
+            ),
+            (
+                "metadata wrong type",
+                with_storages("[pair.p]\na = \"laptop\"\nb = \"backup\"\nmetadata = \"color\"\n"),
+                "14: pair.p.metadata: expected an array of metadata names, found a string",
+            ),
+        ];
+        let mut failures = Vec::new();
+        for (name, text, expected) in &cases {
+            let got = match parse(text, Path::new(FILE), &home_env()) {
+                Ok(config) => format!("unexpected success: {config:?}"),
+                Err(e) => e.to_string(),
+            };
+            let expected = format!("{FILE}:{expected}");
+            if got != expected {
+                failures.push(format!(
+                    "case {name}:\n{text}\n  got:      {got}\n  expected: {expected}"
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    }
+
+    #[test]
+    fn dav_storages_at_different_urls_pair() {
+        let pairs = [
+            (
+                "https://dav.example.com/cal/",
+                "https://dav.example.com/cal2/",
+            ),
+            (
+                "https://dav.example.com/cal/",
+                "http://dav.example.com/cal/",
+            ),
+            (
+                "https://dav.example.com/cal/",
+                "https://dav.example.com:8443/cal/",
+            ),
+            (
+                "https://dav.example.com/Cal/",
+                "https://dav.example.com/cal/",
+            ),
+        ];
+        for (a, b) in pairs {
+            let text = format!(
+                "[storage.x]\ntype = \"caldav\"\nurl = \"{a}\"\n\
+                 [storage.y]\ntype = \"carddav\"\nurl = \"{b}\"\n\
+                 [pair.p]\na = \"x\"\nb = \"y\"\n"
+            );
+            let config = parse_ok(&text, &home_env());
+            assert_eq!(config.pairs["p"].metadata, Vec::new(), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn fingerprints() {
+        let hex = "ab".repeat(32);
+        let colons = vec!["AB"; 32].join(":");
+        assert_eq!(
+            parse_fingerprint(&format!("sha256:{hex}")),
+            Some(hex.clone())
+        );
+        assert_eq!(
+            parse_fingerprint(&format!("SHA256:{colons}")),
+            Some(hex.clone())
+        );
+        assert_eq!(parse_fingerprint(&hex), None);
+        assert_eq!(parse_fingerprint(&format!("sha1:{hex}")), None);
+        assert_eq!(parse_fingerprint(&format!("sha256:{hex}ab")), None);
+        assert_eq!(parse_fingerprint(&format!("sha256:{colons}:")), None);
+        assert_eq!(
+            parse_fingerprint(&format!("sha256:{}", "abc:".repeat(16))),
+            None
+        );
+        assert_eq!(parse_fingerprint("sha256"), None);
+        assert_eq!(parse_fingerprint("sha256é:"), None);
+    }
+
+    #[test]
+    fn metadata_keys() {
+        let names: Vec<&str> = MetadataKey::ALL
+            .iter()
+            .map(MetadataKey::file_name)
+            .collect();
+        assert_eq!(names, ["displayname", "color", "description", "order"]);
+        for key in MetadataKey::ALL {
+            assert_eq!(MetadataKey::from_name(key.file_name()), Some(key));
+        }
+        assert_eq!(MetadataKey::from_name("Color"), None);
+    }
+
+    fn cmd(args: &[&str]) -> Secret {
+        Secret::Command(args.iter().map(|a| a.to_string()).collect())
+    }
+
+    fn resolve_err(secret: &Secret, env: &dyn Env) -> String {
+        match secret.resolve(env) {
+            Ok(value) => panic!("unexpected success: {} chars", value.len()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn secret_literal_and_env() {
+        let env = env(&[("DAV_PW", "s3cret"), ("EMPTY", "")]);
+        assert_eq!(
+            Secret::Literal("hunter2".into()).resolve(&env).ok(),
+            Some("hunter2".to_string())
+        );
+        assert_eq!(
+            Secret::Env("DAV_PW".into()).resolve(&env).ok(),
+            Some("s3cret".to_string())
+        );
+        assert_eq!(
+            resolve_err(&Secret::Env("NOPE".into()), &env),
+            "environment variable \"NOPE\" is not set"
+        );
+        assert_eq!(
+            resolve_err(&Secret::Env("EMPTY".into()), &env),
+            "environment variable \"EMPTY\" is empty"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secret_command() {
+        let env = env(&[]);
+        let ok = |secret: Secret| match secret.resolve(&env) {
+            Ok(value) => value,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(ok(cmd(&["printf", "tok3n\\nsecond line\\n"])), "tok3n");
+        assert_eq!(ok(cmd(&["printf", "tok3n\\r\\n"])), "tok3n");
+        assert_eq!(ok(cmd(&["printf", "no newline"])), "no newline");
+        // Arguments are passed as they are: no shell splits or expands them.
+        assert_eq!(ok(cmd(&["echo", "$HOME *"])), "$HOME *");
+
+        let failed = resolve_err(&cmd(&["sh", "-c", "echo leaked; exit 3"]), &env);
+        assert_eq!(failed, "password command \"sh\" failed (exit status: 3)");
+        assert_eq!(
+            resolve_err(&cmd(&["true"]), &env),
+            "password command \"true\" printed no password (exit status: 0)"
+        );
+        assert_eq!(
+            resolve_err(&cmd(&["printf", "\\nleaked\\n"]), &env),
+            "password command \"printf\" printed no password (exit status: 0)"
+        );
+        // Standard input is connected to nothing: `cat` sees end of file at once.
+        assert_eq!(
+            resolve_err(&cmd(&["cat"]), &env),
+            "password command \"cat\" printed no password (exit status: 0)"
+        );
+        let missing = resolve_err(&cmd(&["/nonexistent/davsync-secret"]), &env);
+        assert!(
+            missing.starts_with("cannot run password command \"/nonexistent/davsync-secret\": "),
+            "{missing}"
+        );
+        assert_eq!(
+            resolve_err(&cmd(&[]), &env),
+            "the password command is empty"
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let literal = Secret::Literal("hunter2".into());
+        assert_eq!(format!("{literal:?}"), "Literal(<hidden>)");
+        let dav = DavConfig {
+            username: Some("alice".into()),
+            password: Some(literal),
+            ..dav_defaults(DavKind::CalDav, "https://dav.example.com/")
+        };
+        let debug = format!("{dav:?} {:#?}", StorageConfig::Dav(dav.clone()));
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("alice"), "{debug}");
+
+        let config = parse_ok(
+            &caldav("username = \"alice\"\npassword = \"hunter2\"\n"),
+            &home_env(),
+        );
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
     }
 
     #[test]

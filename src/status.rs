@@ -244,6 +244,33 @@ pub struct CollectionStatus {
     pub failures: Vec<Problem>,
 }
 
+/// A write transaction of one call, or the surrounding batch's.
+enum WriteTx<'c> {
+    Own(Transaction<'c>),
+    InBatch(&'c Connection),
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            WriteTx::Own(tx) => tx,
+            WriteTx::InBatch(conn) => conn,
+        }
+    }
+}
+
+impl WriteTx<'_> {
+    /// Commits the call's own transaction; inside a batch the batch commits later.
+    fn commit(self) -> rusqlite::Result<()> {
+        match self {
+            WriteTx::Own(tx) => tx.commit(),
+            WriteTx::InBatch(_) => Ok(()),
+        }
+    }
+}
+
 /// An open status database of one pair.
 #[derive(Debug)]
 pub struct StatusDb {
@@ -731,10 +758,35 @@ impl StatusDb {
 
     /// Starts a short write transaction. `IMMEDIATE` takes the write lock up front, so waiting
     /// for another connection goes through the busy timeout instead of failing on upgrade.
-    /// Dropping the transaction without committing rolls it back.
-    fn begin(&self) -> Result<Transaction<'_>, StatusError> {
+    /// Dropping the transaction without committing rolls it back. Inside a batch
+    /// ([`StatusDb::begin_batch`]) the batch's transaction is used instead.
+    fn begin(&self) -> Result<WriteTx<'_>, StatusError> {
+        if !self.conn.is_autocommit() {
+            return Ok(WriteTx::InBatch(&self.conn));
+        }
         Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .map(WriteTx::Own)
             .map_err(|e| self.sql(e))
+    }
+
+    /// Starts a batch: the following writes share one transaction until
+    /// [`StatusDb::commit_batch`]. The executor groups a bounded number of recorded actions
+    /// this way (a group commit); a crash loses at most the uncommitted batch, which leaves the
+    /// status lagging the storages, a state the next sync resolves without writes.
+    pub fn begin_batch(&self) -> Result<(), StatusError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Commits the batch started by [`StatusDb::begin_batch`].
+    pub fn commit_batch(&self) -> Result<(), StatusError> {
+        self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))
+    }
+
+    /// Drops the batch started by [`StatusDb::begin_batch`].
+    pub fn rollback_batch(&self) -> Result<(), StatusError> {
+        self.conn.execute_batch("ROLLBACK").map_err(|e| self.sql(e))
     }
 
     /// Compresses `content` as a zlib stream, reusing the compressor: setting one up costs

@@ -210,7 +210,7 @@ struct PairStorages {
 impl PairStorages {
     fn open(config: &Config, pair: &PairConfig) -> Result<PairStorages, CliError> {
         let open = |name: &String| match config.storages.get(name) {
-            Some(storage) => storage::open(storage)
+            Some(storage) => storage::open(storage, &ProcessEnv)
                 .map_err(|e| CliError::Failed(format!("pair {}: storage {name}: {e}", pair.name))),
             None => Err(CliError::Usage(format!(
                 "pair {}: no storage named {name:?}",

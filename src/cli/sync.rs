@@ -3,7 +3,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use davsync::sync::{CollectionReport, Progress, SyncOptions, pair_collections, sync_collection};
+use davsync::sync::{
+    CollectionReport, Progress, SyncOptions, discover_with_hints, sync_collection,
+};
 
 use super::{
     Cli, CliError, PairStorages, Selection, Verbosity, display_name, load_config, open_status,
@@ -34,7 +36,7 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
         let storages = PairStorages::open(&config, pair)?;
         let sides = storages.sides();
         let (_lock, status) = open_status(&config, &pair.name)?;
-        let collections = match pair_collections(&pair.collections, &sides) {
+        let collections = match discover_with_hints(&pair.collections, &sides, &status)? {
             Ok(collections) => collections,
             Err(e) => {
                 eprintln!("error: {}: {e}", pair.name);

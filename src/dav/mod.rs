@@ -1,12 +1,26 @@
-//! CalDAV and CardDAV storages. (In progress: see issue 3.)
+//! CalDAV (RFC 4791) and CardDAV (RFC 6352) storages.
+//!
+//! - [`xml`] builds request bodies and parses multistatus answers (sans-IO).
+//! - [`href`] resolves, compares and encodes hrefs.
+//! - [`http`] sends requests: pooled connections, authentication, TLS, retries.
+//! - [`storage`] decides which requests to send: discovery, cheapest listing, batched fetching,
+//!   conditional writes.
 
-use crate::config::DavConfig;
+pub mod href;
+pub mod http;
+pub mod storage;
+pub mod xml;
+
+use crate::config::{DavConfig, Env};
 use crate::storage::StorageError;
 
-/// Opens a DAV storage. (In progress.)
-pub fn open(config: &DavConfig) -> Result<Box<dyn crate::storage::Storage>, StorageError> {
-    Err(StorageError::Other(format!(
-        "{}: CalDAV/CardDAV is not implemented yet",
-        config.url
-    )))
+pub use storage::DavStorage;
+
+/// Opens a DAV storage: resolves its secrets (before any network I/O) and sets up its client.
+pub fn open(config: &DavConfig, env: &dyn Env) -> Result<DavStorage, StorageError> {
+    let credentials = http::credentials(config, env)
+        .map_err(|e| StorageError::Other(format!("{}: {e}", config.url)))?;
+    let client = http::HttpClient::new(config, credentials)
+        .map_err(|e| StorageError::Other(e.to_string()))?;
+    Ok(DavStorage::new(config, client))
 }

@@ -9,7 +9,7 @@ pub mod vdir;
 
 use thiserror::Error;
 
-use crate::config::StorageConfig;
+use crate::config::{Env, StorageConfig};
 use crate::model::ItemVersion;
 
 /// A collection as found on a storage.
@@ -86,14 +86,15 @@ impl Written {
     }
 }
 
-/// Opens the storage a config section describes.
-pub fn open(config: &StorageConfig) -> Result<Box<dyn Storage>, StorageError> {
+/// Opens the storage a config section describes. Secrets are resolved now, from `env` and
+/// password commands, before any network I/O.
+pub fn open(config: &StorageConfig, env: &dyn Env) -> Result<Box<dyn Storage>, StorageError> {
     match config {
         StorageConfig::Vdir { path, fileext } => Ok(Box::new(vdir::VdirStorage::new(
             path.clone(),
             fileext.clone(),
         ))),
-        StorageConfig::Dav(dav) => crate::dav::open(dav),
+        StorageConfig::Dav(dav) => Ok(Box::new(crate::dav::open(dav, env)?)),
     }
 }
 
@@ -118,6 +119,14 @@ pub enum ItemError {
         /// The item's location.
         href: String,
         /// What the storage said.
+        reason: String,
+    },
+    /// The item could not be reached (connection, timeout, an unusable answer).
+    #[error("{href}: {reason}")]
+    Transport {
+        /// The item's location.
+        href: String,
+        /// What went wrong.
         reason: String,
     },
     /// A local I/O failure on this item.
@@ -194,6 +203,18 @@ pub trait Storage: Send + Sync {
     /// is dropped and discovery starts from the beginning.
     fn use_discovery_hint(&self, hint: &str) {
         let _ = hint;
+    }
+
+    /// Makes the writes made so far durable. The executor calls it before recording those
+    /// writes in the status database, so the status never claims a write a power loss could
+    /// still undo.
+    fn flush(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    /// How many writes to this storage may be under way at once.
+    fn concurrency(&self) -> usize {
+        1
     }
 
     /// The component types (`VEVENT`, `VTODO`, ...) this storage is restricted to; empty for

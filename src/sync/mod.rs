@@ -7,9 +7,9 @@
 //! ([`StatusError`], the run stops), anything concerning one item or one collection is
 //! collected in the [`CollectionReport`] and the run goes on.
 
+mod execute;
+
 use std::collections::HashMap;
-use std::io::Write as _;
-use std::process::Command;
 
 use crate::config::{CollectionsSpec, ConflictResolution};
 use crate::item::Item;
@@ -18,8 +18,9 @@ use crate::model::{
 };
 use crate::pairing::{CollectionPair, match_collections};
 use crate::plan::{Action, PlanOptions, SkipReason, plan};
-use crate::status::{CollectionId, Problem, RunRecord, StatusDb, StatusError};
-use crate::storage::{Changes, CollectionInfo, ItemError, Storage, StorageError, Written};
+use crate::status::{Problem, RunRecord, StatusDb, StatusError};
+use crate::storage::{Changes, CollectionInfo, ItemError, Storage, StorageError};
+use execute::{Executor, Outcome};
 
 /// How a run behaves.
 #[derive(Debug, Clone, Default)]
@@ -114,6 +115,33 @@ pub fn pair_collections(
     let b = sides.b.list_collections()?;
     Ok(match_collections(spec, &a, &b))
 }
+
+/// Like [`pair_collections`], but starting discovery where the last run's ended (remembered in
+/// the status database), and remembering where this one ended: on a DAV server that saves
+/// the principal and home-set lookups, leaving one request for a sync with nothing to do.
+pub fn discover_with_hints(
+    spec: &CollectionsSpec,
+    sides: &Sides<'_>,
+    status: &StatusDb,
+) -> Result<Result<Vec<CollectionPair>, StorageError>, StatusError> {
+    for (key, storage) in HINT_KEYS.iter().zip([sides.a, sides.b]) {
+        if let Some(hint) = status.meta(key)? {
+            storage.use_discovery_hint(&hint);
+        }
+    }
+    let collections = pair_collections(spec, sides);
+    if collections.is_ok() {
+        for (key, storage) in HINT_KEYS.iter().zip([sides.a, sides.b]) {
+            if let Some(hint) = storage.discovery_hint() {
+                status.set_meta(key, &hint)?;
+            }
+        }
+    }
+    Ok(collections)
+}
+
+/// Status database keys of the storages' discovery hints, per side.
+const HINT_KEYS: [&str; 2] = ["a:home", "b:home"];
 
 /// Status database keys of the storages' change-tracking states, per side.
 const STATE_KEYS: [&str; 2] = ["a:state", "b:state"];
@@ -298,23 +326,26 @@ pub fn sync_collection(
     };
 
     let (a_state, b_state) = (a.state, b.state);
-    let mut executor = Executor {
-        sides,
-        collections: [a_coll, b_coll],
-        fetched: [a.fetched, b.fetched],
-        status,
-        coll,
-        resolution: &options.resolution,
-    };
-    for action in &actions {
-        if options.dry_run {
+    if options.dry_run {
+        for action in &actions {
             count_planned(action, &options.resolution, &mut report);
             if !action.is_status_only() {
                 progress(Progress::Planned(action));
             }
-            continue;
         }
-        match executor.apply(action)? {
+        return Ok(report);
+    }
+    let executor = Executor {
+        sides,
+        collections: [a_coll, b_coll],
+        fetched: [a.fetched, b.fetched],
+        resolution: &options.resolution,
+    };
+    let flush_error = executor.run(
+        &actions,
+        status,
+        coll,
+        &mut |action, outcome| match outcome {
             Outcome::Done => {
                 count_done(action, &options.resolution, &mut report);
                 progress(Progress::Applied(action));
@@ -331,9 +362,15 @@ pub fn sync_collection(
                 });
             }
             Outcome::Skipped => {}
-        }
+        },
+    )?;
+    if let Some(message) = flush_error {
+        report.errors.push(Problem {
+            ident: String::new(),
+            message,
+        });
     }
-    if !options.dry_run && report.is_clean() {
+    if report.is_clean() {
         // Only a clean run may move the remembered states forward: a change left unsynced
         // must be reported again by the next delta.
         for (key, state) in STATE_KEYS.iter().zip([&a_state, &b_state]) {
@@ -343,19 +380,17 @@ pub fn sync_collection(
             }
         }
     }
-    if !options.dry_run {
-        status.record_run(
-            coll,
-            &RunRecord {
-                finished_at: options.now,
-                created: report.created,
-                updated: report.updated,
-                deleted: report.deleted,
-                conflicts: report.conflicts.clone(),
-                failures: report.errors.clone(),
-            },
-        )?;
-    }
+    status.record_run(
+        coll,
+        &RunRecord {
+            finished_at: options.now,
+            created: report.created,
+            updated: report.updated,
+            deleted: report.deleted,
+            conflicts: report.conflicts.clone(),
+            failures: report.errors.clone(),
+        },
+    )?;
     Ok(report)
 }
 
@@ -400,313 +435,4 @@ fn conflict_message(a: &ItemVersion, b: &ItemVersion, status: Option<&StatusItem
         None => "created differently on both sides",
     };
     format!("{what}: a {}, b {}", a.href, b.href)
-}
-
-enum Outcome {
-    /// Applied and recorded.
-    Done,
-    /// A conflict left open, with a description.
-    Open(String),
-    /// Not applied; the message says why.
-    Failed(String),
-    /// Nothing to apply (already reported elsewhere).
-    Skipped,
-}
-
-struct Executor<'a> {
-    sides: &'a Sides<'a>,
-    collections: [Option<CollectionInfo>; 2],
-    fetched: [HashMap<String, Item>; 2],
-    status: &'a StatusDb,
-    coll: CollectionId,
-    resolution: &'a ConflictResolution,
-}
-
-/// Why an action could not be applied; a fatal status error is kept apart.
-enum Failure {
-    Item(String),
-    Status(StatusError),
-}
-
-impl From<StatusError> for Failure {
-    fn from(e: StatusError) -> Self {
-        Failure::Status(e)
-    }
-}
-
-fn index(side: Side) -> usize {
-    match side {
-        Side::A => 0,
-        Side::B => 1,
-    }
-}
-
-/// A status row with `side`'s version replaced by `version` and the other side's by `other`.
-fn row(ident: &str, side: Side, version: ItemVersion, other: ItemVersion) -> StatusItem {
-    let (a, b) = match side {
-        Side::A => (version, other),
-        Side::B => (other, version),
-    };
-    StatusItem {
-        ident: ident.to_owned(),
-        a,
-        b,
-    }
-}
-
-impl Executor<'_> {
-    fn collection(&self, side: Side) -> Result<&CollectionInfo, Failure> {
-        self.collections[index(side)]
-            .as_ref()
-            .ok_or_else(|| Failure::Item(format!("side {side} has no such collection")))
-    }
-
-    fn item(&self, side: Side, href: &str) -> Result<&Item, Failure> {
-        self.fetched[index(side)].get(href).ok_or_else(|| {
-            Failure::Item(format!("{href} on {side} was not fetched (internal error)"))
-        })
-    }
-
-    fn item_failure(&self, side: Side, e: ItemError) -> Failure {
-        let place = self.collections[index(side)]
-            .as_ref()
-            .map_or(String::new(), |c| c.id.clone());
-        Failure::Item(format!("side {side} ({place}): {e}"))
-    }
-
-    fn create(&self, on: Side, item: &Item) -> Result<Written, Failure> {
-        let hint = item
-            .uid()
-            .map_or_else(|| item.hash().to_owned(), str::to_owned);
-        self.sides
-            .get(on)
-            .create(self.collection(on)?, &hint, item.bytes())
-            .map_err(|e| self.item_failure(on, e))
-    }
-
-    fn update(&self, on: Side, target: &ItemVersion, bytes: &[u8]) -> Result<Written, Failure> {
-        self.sides
-            .get(on)
-            .update(self.collection(on)?, &target.href, &target.etag, bytes)
-            .map_err(|e| self.item_failure(on, e))
-    }
-
-    fn apply(&mut self, action: &Action) -> Result<Outcome, StatusError> {
-        match self.try_apply(action) {
-            Ok(outcome) => Ok(outcome),
-            Err(Failure::Item(message)) => Ok(Outcome::Failed(message)),
-            Err(Failure::Status(e)) => Err(e),
-        }
-    }
-
-    fn try_apply(&mut self, action: &Action) -> Result<Outcome, Failure> {
-        match action {
-            Action::Create {
-                ident,
-                from,
-                source,
-            } => {
-                let item = self.item(*from, &source.href)?;
-                let written = self.create(from.other(), item)?;
-                let new = row(ident, *from, source.clone(), written.version_of(source));
-                self.status.insert(self.coll, &new, item.bytes())?;
-            }
-            Action::Update {
-                ident,
-                from,
-                source,
-                target,
-                status,
-            } => {
-                let item = self.item(*from, &source.href)?;
-                let written = self.update(from.other(), target, item.bytes())?;
-                let new = row(ident, *from, source.clone(), written.version_of(source));
-                self.status
-                    .replace(self.coll, status, &new, Some(item.bytes()))?;
-            }
-            Action::Restore {
-                ident,
-                from,
-                source,
-                status,
-            } => {
-                let item = self.item(*from, &source.href)?;
-                let written = self.create(from.other(), item)?;
-                let new = row(ident, *from, source.clone(), written.version_of(source));
-                self.status
-                    .replace(self.coll, status, &new, Some(item.bytes()))?;
-            }
-            Action::Delete {
-                on, target, status, ..
-            } => {
-                let deleted =
-                    self.sides
-                        .get(*on)
-                        .delete(self.collection(*on)?, &target.href, &target.etag);
-                match deleted {
-                    // Already gone is what we wanted.
-                    Ok(()) | Err(ItemError::NotFound { .. }) => {}
-                    Err(e) => return Err(self.item_failure(*on, e)),
-                }
-                self.status.remove(self.coll, status)?;
-            }
-            Action::Record {
-                ident,
-                a,
-                b,
-                status,
-            } => {
-                let new = row(ident, Side::A, a.clone(), b.clone());
-                let content = self.fetched[0]
-                    .get(&a.href)
-                    .or_else(|| self.fetched[1].get(&b.href))
-                    .map(Item::bytes);
-                match (status, content) {
-                    (Some(old), content) => self.status.replace(self.coll, old, &new, content)?,
-                    (None, Some(content)) => self.status.insert(self.coll, &new, content)?,
-                    (None, None) => {
-                        return Err(Failure::Item(format!(
-                            "{ident}: content to record was not fetched (internal error)"
-                        )));
-                    }
-                }
-            }
-            Action::Forget { status } => self.status.remove(self.coll, status)?,
-            Action::Conflict {
-                ident,
-                a,
-                b,
-                status,
-            } => return self.resolve(ident, a, b, status.as_ref()),
-            Action::Skip { ident, reason } => {
-                return Ok(match reason {
-                    SkipReason::DuplicateUid { side, hrefs } => {
-                        let paths: Vec<String> = match self.collection(*side) {
-                            Ok(c) => hrefs.iter().map(|h| item_location(c, h)).collect(),
-                            Err(_) => hrefs.clone(),
-                        };
-                        Outcome::Failed(format!(
-                            "{ident}: UID used by several items on {side}, none synced until \
-                             only one is left: {}",
-                            paths.join(", ")
-                        ))
-                    }
-                    // The unreadable item itself is already reported with its parse error.
-                    SkipReason::Unreadable { .. } => Outcome::Skipped,
-                });
-            }
-        }
-        Ok(Outcome::Done)
-    }
-
-    fn resolve(
-        &mut self,
-        ident: &str,
-        a: &ItemVersion,
-        b: &ItemVersion,
-        status: Option<&StatusItem>,
-    ) -> Result<Outcome, Failure> {
-        let winner = match self.resolution {
-            ConflictResolution::Report => return Ok(Outcome::Open(conflict_message(a, b, status))),
-            ConflictResolution::AWins => Side::A,
-            ConflictResolution::BWins => Side::B,
-            ConflictResolution::Command(cmd) => return self.merge(cmd, ident, a, b, status),
-        };
-        let (win, lose) = match winner {
-            Side::A => (a, b),
-            Side::B => (b, a),
-        };
-        let item = self.item(winner, &win.href)?;
-        let written = self.update(winner.other(), lose, item.bytes())?;
-        let new = row(ident, winner, win.clone(), written.version_of(win));
-        let bytes = item.bytes().to_vec();
-        self.record(status, &new, &bytes)?;
-        Ok(Outcome::Done)
-    }
-
-    fn record(
-        &self,
-        old: Option<&StatusItem>,
-        new: &StatusItem,
-        content: &[u8],
-    ) -> Result<(), StatusError> {
-        match old {
-            Some(old) => self.status.replace(self.coll, old, new, Some(content)),
-            None => self.status.insert(self.coll, new, content),
-        }
-    }
-
-    /// Runs the user's merge command on (A, B, last synced) and writes its result to both
-    /// sides. A failing command leaves the conflict open.
-    fn merge(
-        &mut self,
-        cmd: &[String],
-        ident: &str,
-        a: &ItemVersion,
-        b: &ItemVersion,
-        status: Option<&StatusItem>,
-    ) -> Result<Outcome, Failure> {
-        let ancestor = match status {
-            Some(_) => self
-                .status
-                .synced_content(self.coll, ident)?
-                .unwrap_or_default(),
-            None => Vec::new(),
-        };
-        let merged = run_merge(
-            cmd,
-            self.item(Side::A, &a.href)?.bytes(),
-            self.item(Side::B, &b.href)?.bytes(),
-            &ancestor,
-        );
-        let merged = match merged {
-            Ok(bytes) => bytes,
-            Err(why) => return Ok(Outcome::Open(format!("merge command: {why}"))),
-        };
-        let item = match Item::parse(merged) {
-            Ok(item) => item,
-            Err(e) => {
-                return Ok(Outcome::Open(format!(
-                    "merge command produced a malformed item: {e}"
-                )));
-            }
-        };
-        let wa = self.update(Side::A, a, item.bytes())?;
-        let wb = self.update(Side::B, b, item.bytes())?;
-        let hash = item.hash().to_owned();
-        let version = |w: Written| ItemVersion {
-            href: w.href,
-            etag: w.etag,
-            hash: hash.clone(),
-        };
-        let new = row(ident, Side::A, version(wa), version(wb));
-        self.record(status, &new, item.bytes())?;
-        Ok(Outcome::Done)
-    }
-}
-
-/// Writes the three versions to temporary files, runs `cmd` with their paths and returns what
-/// it left in the first one.
-fn run_merge(cmd: &[String], a: &[u8], b: &[u8], ancestor: &[u8]) -> Result<Vec<u8>, String> {
-    let (program, args) = cmd.split_first().ok_or("empty command")?;
-    let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
-    let mut paths = Vec::new();
-    for (name, bytes) in [("a", a), ("b", b), ("base", ancestor)] {
-        let path = dir.path().join(name);
-        std::fs::File::create(&path)
-            .and_then(|mut f| f.write_all(bytes))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        paths.push(path);
-    }
-    let status = Command::new(program)
-        .args(args)
-        .args(&paths)
-        .status()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if !status.success() {
-        return Err(format!(
-            "{program} exited with {status}; conflict left open"
-        ));
-    }
-    std::fs::read(&paths[0]).map_err(|e| format!("{}: {e}", paths[0].display()))
 }

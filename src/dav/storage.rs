@@ -1,0 +1,747 @@
+//! [`DavStorage`]: the [`Storage`] trait over CalDAV or CardDAV.
+//!
+//! Requests are built by [`super::xml`] and [`DavRequest`], sent by [`HttpClient`], and their
+//! answers parsed by [`super::xml`]; this file decides which requests to send. Cheapest first:
+//! a collection whose sync token or ctag (read in the one home-set PROPFIND) has not moved
+//! needs no request at all; otherwise RFC 6578 sync-collection returns only the changes, and
+//! only servers without it get a full listing.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::thread;
+
+use super::href;
+use super::http::{DavRequest, DavResponse, HttpClient, HttpError};
+use super::xml::{self, Multistatus, Props};
+use crate::config::{DavConfig, DavKind};
+use crate::item::Item;
+use crate::storage::{
+    ChangeSet, Changes, CollectionInfo, Fetched, ItemError, ListEntry, Storage, StorageError,
+    Written,
+};
+
+/// How many names a create tries before giving up (the UID, then hashed variants).
+const CREATE_ATTEMPTS: u32 = 10;
+
+/// Batch size used after a server failed a whole multiget, before falling back to single GETs.
+const SMALL_BATCH: usize = 10;
+
+/// What the home-set PROPFIND said about one collection.
+#[derive(Debug, Clone, Default)]
+struct CollectionState {
+    sync_token: Option<String>,
+    ctag: Option<String>,
+    supports_sync: bool,
+}
+
+/// The outcome of a sync-collection REPORT (with its continuations).
+struct SyncReport {
+    changed: Vec<ListEntry>,
+    removed: Vec<String>,
+    token: Option<String>,
+}
+
+/// A CalDAV or CardDAV server as a storage.
+#[derive(Debug)]
+pub struct DavStorage {
+    kind: DavKind,
+    url: String,
+    http: HttpClient,
+    item_types: Vec<String>,
+    batch_size: usize,
+    concurrency: usize,
+    home: Mutex<Option<String>>,
+    states: Mutex<HashMap<String, CollectionState>>,
+}
+
+fn http_error(e: HttpError) -> StorageError {
+    StorageError::Other(e.to_string())
+}
+
+/// A collection-level failure for an unexpected HTTP status, with a hint for the statuses users
+/// most often meet.
+fn status_error(request: &DavRequest, response: &DavResponse) -> StorageError {
+    let hint = match response.status {
+        401 => " (authentication failed: check username and password)",
+        403 => " (forbidden: check the account's permissions and the URL)",
+        404 => " (not found: check the URL)",
+        _ => "",
+    };
+    StorageError::Other(format!(
+        "{} {}: HTTP {}{hint}",
+        request.method, request.url, response.status
+    ))
+}
+
+fn parse(request: &DavRequest, response: &DavResponse) -> Result<Multistatus, StorageError> {
+    xml::parse_multistatus(&response.body).map_err(|e| {
+        StorageError::Other(format!(
+            "{} {}: unusable answer (HTTP {}): {e}",
+            request.method, request.url, response.status
+        ))
+    })
+}
+
+impl DavStorage {
+    /// A storage for `config`, with an HTTP client already set up.
+    pub fn new(config: &DavConfig, http: HttpClient) -> DavStorage {
+        DavStorage {
+            kind: config.kind,
+            url: with_slash(&config.url),
+            http,
+            item_types: config.item_types.clone(),
+            batch_size: config.batch_size.max(1),
+            concurrency: config.concurrency.max(1),
+            home: Mutex::new(None),
+            states: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Requests sent so far, for reports and tests.
+    pub fn requests_sent(&self) -> u64 {
+        self.http.requests_sent()
+    }
+
+    fn extension(&self) -> &'static str {
+        match self.kind {
+            DavKind::CalDav => ".ics",
+            DavKind::CardDav => ".vcf",
+        }
+    }
+
+    fn content_type(&self) -> &'static str {
+        match self.kind {
+            DavKind::CalDav => "text/calendar; charset=utf-8",
+            DavKind::CardDav => "text/vcard; charset=utf-8",
+        }
+    }
+
+    /// Sends a request whose answer must be a multistatus.
+    fn multistatus(&self, request: &DavRequest) -> Result<Multistatus, StorageError> {
+        let response = self.http.send(request).map_err(http_error)?;
+        if response.status != 207 {
+            return Err(status_error(request, &response));
+        }
+        parse(request, &response)
+    }
+
+    fn propfind(&self, url: &str, depth: &'static str, body: String) -> DavRequest {
+        DavRequest::new("PROPFIND", url)
+            .header("Depth", depth)
+            .xml(body)
+    }
+
+    /// Finds the home set: the remembered one, else the given URL's home-set property, else
+    /// its principal's, else the same via `/.well-known/`, else the URL itself.
+    fn home(&self) -> Result<String, StorageError> {
+        if let Some(home) = self.lock_home().clone() {
+            return Ok(home);
+        }
+        let well_known = href::join(
+            &self.url,
+            match self.kind {
+                DavKind::CalDav => "/.well-known/caldav",
+                DavKind::CardDav => "/.well-known/carddav",
+            },
+        );
+        let mut found = None;
+        for start in [self.url.clone(), well_known] {
+            if let Some(home) = self.home_from(&start)? {
+                found = Some(home);
+                break;
+            }
+        }
+        let home = found.unwrap_or_else(|| self.url.clone());
+        *self.lock_home() = Some(home.clone());
+        Ok(home)
+    }
+
+    fn lock_home(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.home
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_states(&self) -> std::sync::MutexGuard<'_, HashMap<String, CollectionState>> {
+        self.states
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// One step of discovery at `url`: its home set, directly or through its principal.
+    fn home_from(&self, url: &str) -> Result<Option<String>, StorageError> {
+        let mut at = url.to_owned();
+        // At most two hops: URL → principal → home set.
+        for _ in 0..2 {
+            let request = self.propfind(&at, "0", xml::propfind_home_sets(self.kind));
+            let response = self.http.send(&request).map_err(http_error)?;
+            match response.status {
+                207 => {}
+                401 => return Err(status_error(&request, &response)),
+                // Not a DAV resource here (a well-known URL the server lacks): try elsewhere.
+                _ => return Ok(None),
+            }
+            let status = parse(&request, &response)?;
+            let Some(first) = status.responses.first() else {
+                return Ok(None);
+            };
+            let homes = match self.kind {
+                DavKind::CalDav => &first.props.calendar_home_set,
+                DavKind::CardDav => &first.props.addressbook_home_set,
+            };
+            if let Some(home) = homes.first() {
+                return Ok(Some(with_slash(&href::join(&at, home))));
+            }
+            match &first.props.current_user_principal {
+                Some(principal) => at = href::join(&at, principal),
+                None => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    fn remember(&self, id: &str, props: &Props) {
+        self.lock_states().insert(
+            id.to_owned(),
+            CollectionState {
+                sync_token: props.sync_token.clone(),
+                ctag: props.ctag.clone(),
+                supports_sync: props.supports_sync_collection,
+            },
+        );
+    }
+
+    fn is_own_kind(&self, props: &Props) -> bool {
+        match self.kind {
+            DavKind::CalDav => props.is_calendar,
+            DavKind::CardDav => props.is_addressbook,
+        }
+    }
+
+    /// The state of a collection, read now if discovery did not already.
+    fn state(&self, collection: &CollectionInfo) -> Result<CollectionState, StorageError> {
+        if let Some(state) = self.lock_states().get(&collection.id) {
+            return Ok(state.clone());
+        }
+        let request = self.propfind(&collection.id, "0", xml::propfind_collections(self.kind));
+        let status = self.multistatus(&request)?;
+        let props = status
+            .responses
+            .iter()
+            .find(|r| href::same_href(&href::join(&collection.id, &r.href), &collection.id))
+            .map(|r| r.props.clone())
+            .unwrap_or_default();
+        self.remember(&collection.id, &props);
+        Ok(self
+            .lock_states()
+            .get(&collection.id)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Turns the item responses of a listing into entries, leaving out the collection itself.
+    fn entries(&self, collection: &CollectionInfo, status: &Multistatus) -> Vec<ListEntry> {
+        status
+            .responses
+            .iter()
+            .filter(|r| !r.props.is_collection)
+            .filter(|r| !href::same_href(&href::join(&collection.id, &r.href), &collection.id))
+            .filter_map(|r| {
+                Some(ListEntry {
+                    href: canonical_href(&r.href),
+                    etag: r.props.etag.clone()?,
+                })
+            })
+            .collect()
+    }
+
+    /// RFC 6578 sync-collection from `token` (None: from the start), following truncated
+    /// results. `Ok(None)` when the server rejects the token.
+    fn sync_collection(
+        &self,
+        collection: &CollectionInfo,
+        token: Option<&str>,
+    ) -> Result<Option<SyncReport>, StorageError> {
+        let mut changed: Vec<ListEntry> = Vec::new();
+        let mut removed: Vec<String> = Vec::new();
+        let mut token = token.map(str::to_owned);
+        // A server that keeps truncating without moving its token would loop forever.
+        for _ in 0..1000 {
+            let request = DavRequest::new("REPORT", &collection.id)
+                .header("Depth", "1")
+                .xml(xml::sync_collection(token.as_deref()));
+            let response = self.http.send(&request).map_err(http_error)?;
+            if matches!(response.status, 403 | 409 | 412) && token.is_some() {
+                return Ok(None);
+            }
+            if response.status != 207 {
+                return Err(status_error(&request, &response));
+            }
+            let status = parse(&request, &response)?;
+            for r in &status.responses {
+                let own = href::same_href(&href::join(&collection.id, &r.href), &collection.id);
+                if own || r.props.is_collection {
+                    continue;
+                }
+                let href = canonical_href(&r.href);
+                changed.retain(|e| e.href != href);
+                match (&r.props.etag, r.status) {
+                    (_, Some(404)) => removed.push(href),
+                    (Some(etag), _) => changed.push(ListEntry {
+                        href,
+                        etag: etag.clone(),
+                    }),
+                    (None, _) => {}
+                }
+            }
+            let moved = status.sync_token != token;
+            token = status.sync_token.clone().or(token);
+            if !status.truncated || !moved {
+                return Ok(Some(SyncReport {
+                    changed,
+                    removed,
+                    token,
+                }));
+            }
+        }
+        Err(StorageError::Other(format!(
+            "REPORT {}: the server kept truncating the sync-collection result",
+            collection.id
+        )))
+    }
+
+    /// One multiget; `None` when the server failed it as a whole.
+    fn multiget(
+        &self,
+        collection: &CollectionInfo,
+        hrefs: &[&str],
+    ) -> Option<Vec<(String, Result<Fetched, ItemError>)>> {
+        let request = DavRequest::new("REPORT", &collection.id)
+            .header("Depth", "1")
+            .xml(xml::multiget(self.kind, hrefs));
+        let response = self.http.send(&request).ok()?;
+        if response.status != 207 {
+            return None;
+        }
+        let status = xml::parse_multistatus(&response.body).ok()?;
+        let results = hrefs
+            .iter()
+            .map(|&wanted| {
+                let found = status
+                    .responses
+                    .iter()
+                    .find(|r| href::same_href(&r.href, wanted));
+                let result = match found {
+                    Some(r) => match (&r.props.data, &r.props.etag) {
+                        (Some(data), Some(etag)) => Ok(Fetched {
+                            bytes: data.clone(),
+                            etag: etag.clone(),
+                        }),
+                        _ => Err(ItemError::NotFound {
+                            href: wanted.to_owned(),
+                        }),
+                    },
+                    // Omitted: gone since listing.
+                    None => Err(ItemError::NotFound {
+                        href: wanted.to_owned(),
+                    }),
+                };
+                (wanted.to_owned(), result)
+            })
+            .collect();
+        Some(results)
+    }
+
+    fn get_one(&self, collection: &CollectionInfo, href: &str) -> Result<Fetched, ItemError> {
+        let request = DavRequest::new("GET", href::join(&collection.id, href));
+        let response = self.http.send(&request).map_err(|e| ItemError::Transport {
+            href: href.to_owned(),
+            reason: e.to_string(),
+        })?;
+        match response.status {
+            200 => Ok(Fetched {
+                etag: response.header("etag").unwrap_or_default().to_owned(),
+                bytes: response.body,
+            }),
+            404 | 410 => Err(ItemError::NotFound {
+                href: href.to_owned(),
+            }),
+            status => Err(refused(href, status, &response.body)),
+        }
+    }
+
+    /// Fetches a batch: one multiget, or after a whole-batch failure smaller ones, then GETs.
+    fn fetch_batch(
+        &self,
+        collection: &CollectionInfo,
+        hrefs: &[&str],
+    ) -> Vec<(String, Result<Fetched, ItemError>)> {
+        if let Some(results) = self.multiget(collection, hrefs) {
+            return results;
+        }
+        if hrefs.len() > SMALL_BATCH {
+            return hrefs
+                .chunks(SMALL_BATCH)
+                .flat_map(|chunk| self.fetch_batch(collection, chunk))
+                .collect();
+        }
+        hrefs
+            .iter()
+            .map(|&h| (h.to_owned(), self.get_one(collection, h)))
+            .collect()
+    }
+
+    /// The ETag of an item after a write whose answer carried none.
+    fn etag_after_write(&self, url: &str, response: &DavResponse) -> Result<String, ItemError> {
+        if let Some(etag) = response.header("etag") {
+            return Ok(etag.to_owned());
+        }
+        let request = self.propfind(url, "0", xml::propfind_etags());
+        let status = self
+            .multistatus(&request)
+            .map_err(|e| ItemError::Transport {
+                href: url.to_owned(),
+                reason: e.to_string(),
+            })?;
+        status
+            .responses
+            .iter()
+            .find_map(|r| r.props.etag.clone())
+            .ok_or_else(|| ItemError::Transport {
+                href: url.to_owned(),
+                reason: "the server gives no ETag for the item".into(),
+            })
+    }
+
+    /// After a 412 on a write that may have been sent twice: is what the server holds already
+    /// exactly what we meant to write? Then the first attempt succeeded.
+    fn already_written(&self, url: &str, bytes: &[u8]) -> Option<String> {
+        let request = DavRequest::new("GET", url);
+        let response = self.http.send(&request).ok()?;
+        if response.status != 200 {
+            return None;
+        }
+        let ours = Item::parse(bytes.to_vec()).ok()?;
+        let theirs = Item::parse(response.body.clone()).ok()?;
+        (ours.hash() == theirs.hash())
+            .then(|| response.header("etag").unwrap_or_default().to_owned())
+    }
+
+    fn put(
+        &self,
+        url: &str,
+        condition: (&'static str, String),
+        bytes: &[u8],
+    ) -> Result<DavResponse, ItemError> {
+        let mut request = DavRequest::new("PUT", url)
+            .header("Content-Type", self.content_type())
+            .header(condition.0, condition.1);
+        request.body = bytes.to_vec();
+        self.http.send(&request).map_err(|e| ItemError::Transport {
+            href: url.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// A per-item refusal with the start of the server's explanation.
+fn refused(href: &str, status: u16, body: &[u8]) -> ItemError {
+    let text = String::from_utf8_lossy(body);
+    let first_line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let excerpt: String = first_line.chars().take(200).collect();
+    ItemError::Refused {
+        href: href.to_owned(),
+        reason: if excerpt.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            format!("HTTP {status}: {excerpt}")
+        },
+    }
+}
+
+fn with_slash(url: &str) -> String {
+    if url.ends_with('/') {
+        url.to_owned()
+    } else {
+        format!("{url}/")
+    }
+}
+
+/// The one spelling of an href davsync keeps: each path segment percent-decoded and encoded
+/// again the same way, so `%40`, `%40` and `@` name the same item in the status database.
+fn canonical_href(raw: &str) -> String {
+    let path = match raw.find("://") {
+        Some(scheme_end) => raw[scheme_end + 3..]
+            .find('/')
+            .map_or("/", |i| &raw[scheme_end + 3 + i..]),
+        None => raw,
+    };
+    path.split('/')
+        .map(|segment| {
+            let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+            href::encode_segment(&decoded)
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+impl Storage for DavStorage {
+    fn list_collections(&self) -> Result<Vec<CollectionInfo>, StorageError> {
+        let home = self.home()?;
+        let request = self.propfind(&home, "1", xml::propfind_collections(self.kind));
+        let status = match self.multistatus(&request) {
+            Ok(status) => status,
+            Err(e) => {
+                // A remembered home set may have moved: forget it and discover once more.
+                let hinted = self.lock_home().take().is_some();
+                if !hinted {
+                    return Err(e);
+                }
+                let home = self.home()?;
+                self.multistatus(&self.propfind(&home, "1", xml::propfind_collections(self.kind)))?
+            }
+        };
+        let home = self.home()?;
+        let mut collections = Vec::new();
+        for r in &status.responses {
+            if !self.is_own_kind(&r.props) {
+                continue;
+            }
+            let id = with_slash(&href::join(&home, &r.href));
+            self.remember(&id, &r.props);
+            collections.push(CollectionInfo {
+                name: href::last_segment(&r.href),
+                id,
+            });
+        }
+        collections.sort_by(|x, y| x.name.cmp(&y.name));
+        Ok(collections)
+    }
+
+    fn root_collection(&self) -> CollectionInfo {
+        CollectionInfo {
+            name: String::new(),
+            id: self.url.clone(),
+        }
+    }
+
+    fn create_collection(&self, name: &str) -> Result<CollectionInfo, StorageError> {
+        let home = self.home()?;
+        let id = format!("{home}{}/", href::encode_segment(name));
+        let components: Vec<&str> = self.item_types.iter().map(String::as_str).collect();
+        let mut attempts = Vec::new();
+        if self.kind == DavKind::CalDav {
+            attempts.push(
+                DavRequest::new("MKCALENDAR", &id).xml(xml::mkcalendar(Some(name), &components)),
+            );
+        }
+        attempts
+            .push(DavRequest::new("MKCOL", &id).xml(xml::mkcol_extended(self.kind, Some(name))));
+        let mut last = None;
+        for request in &attempts {
+            let response = self.http.send(request).map_err(http_error)?;
+            if response.is_success() {
+                return Ok(CollectionInfo {
+                    name: name.to_owned(),
+                    id,
+                });
+            }
+            last = Some(status_error(request, &response));
+        }
+        Err(last.unwrap_or_else(|| StorageError::Other(format!("{id}: cannot create"))))
+    }
+
+    fn list(&self, collection: &CollectionInfo) -> Result<Vec<ListEntry>, StorageError> {
+        if self.kind == DavKind::CalDav && !self.item_types.is_empty() {
+            let mut entries = Vec::new();
+            for component in &self.item_types {
+                let request = DavRequest::new("REPORT", &collection.id)
+                    .header("Depth", "1")
+                    .xml(xml::calendar_query_etags(component));
+                entries.extend(self.entries(collection, &self.multistatus(&request)?));
+            }
+            return Ok(entries);
+        }
+        let request = self.propfind(&collection.id, "1", xml::propfind_etags());
+        Ok(self.entries(collection, &self.multistatus(&request)?))
+    }
+
+    fn list_changes(
+        &self,
+        collection: &CollectionInfo,
+        since: Option<&str>,
+    ) -> Result<ChangeSet, StorageError> {
+        let state = self.state(collection)?;
+        let current = state.sync_token.clone().or(state.ctag.clone());
+        if since.is_some() && current.as_deref() == since {
+            return Ok(ChangeSet {
+                changes: Changes::Unchanged,
+                state: current,
+            });
+        }
+        // sync-collection cannot filter by component type; a restricted storage lists with
+        // calendar-query instead.
+        if state.supports_sync && self.item_types.is_empty() {
+            if let Some(token) = since
+                && let Some(report) = self.sync_collection(collection, Some(token))?
+            {
+                return Ok(ChangeSet {
+                    changes: Changes::Delta {
+                        changed: report.changed,
+                        removed: report.removed,
+                    },
+                    state: report.token,
+                });
+            }
+            if let Some(report) = self.sync_collection(collection, None)? {
+                return Ok(ChangeSet {
+                    changes: Changes::Full(report.changed),
+                    state: report.token,
+                });
+            }
+        }
+        Ok(ChangeSet {
+            changes: Changes::Full(self.list(collection)?),
+            state: current,
+        })
+    }
+
+    fn discovery_hint(&self) -> Option<String> {
+        self.lock_home().clone()
+    }
+
+    fn use_discovery_hint(&self, hint: &str) {
+        *self.lock_home() = Some(hint.to_owned());
+    }
+
+    fn item_types(&self) -> &[String] {
+        &self.item_types
+    }
+
+    fn get_many(
+        &self,
+        collection: &CollectionInfo,
+        hrefs: &[&str],
+    ) -> Vec<(String, Result<Fetched, ItemError>)> {
+        let batches: Vec<&[&str]> = hrefs.chunks(self.batch_size).collect();
+        let next = Mutex::new(batches.into_iter().enumerate());
+        let results = Mutex::new(Vec::new());
+        thread::scope(|scope| {
+            for _ in 0..self.concurrency {
+                scope.spawn(|| {
+                    loop {
+                        let batch = next.lock().map(|mut it| it.next()).unwrap_or(None);
+                        let Some((index, batch)) = batch else { break };
+                        let fetched = self.fetch_batch(collection, batch);
+                        if let Ok(mut all) = results.lock() {
+                            all.push((index, fetched));
+                        }
+                    }
+                });
+            }
+        });
+        let mut batches = results.into_inner().unwrap_or_default();
+        batches.sort_by_key(|(index, _)| *index);
+        batches
+            .into_iter()
+            .flat_map(|(_, fetched)| fetched)
+            .collect()
+    }
+
+    fn create(
+        &self,
+        collection: &CollectionInfo,
+        name_hint: &str,
+        bytes: &[u8],
+    ) -> Result<Written, ItemError> {
+        for attempt in 0..CREATE_ATTEMPTS {
+            let hint = match attempt {
+                0 => name_hint.to_owned(),
+                n => format!("{name_hint}\0{n}"),
+            };
+            let name = href::item_name(&hint, self.extension());
+            let url = format!("{}{}", collection.id, href::encode_segment(&name));
+            let response = self.put(&url, ("If-None-Match", "*".into()), bytes)?;
+            match response.status {
+                200..=299 => {
+                    return Ok(Written {
+                        href: canonical_href(&url),
+                        etag: self.etag_after_write(&url, &response)?,
+                    });
+                }
+                // Either the name is taken, or a retried PUT of ours already went through.
+                412 => {
+                    if let Some(etag) = self.already_written(&url, bytes) {
+                        return Ok(Written {
+                            href: canonical_href(&url),
+                            etag,
+                        });
+                    }
+                }
+                status => return Err(refused(&url, status, &response.body)),
+            }
+        }
+        Err(ItemError::Refused {
+            href: name_hint.to_owned(),
+            reason: "no free name for the item".into(),
+        })
+    }
+
+    fn update(
+        &self,
+        collection: &CollectionInfo,
+        href: &str,
+        expected_etag: &str,
+        bytes: &[u8],
+    ) -> Result<Written, ItemError> {
+        let url = href::join(&collection.id, href);
+        let response = self.put(&url, ("If-Match", expected_etag.to_owned()), bytes)?;
+        match response.status {
+            200..=299 => Ok(Written {
+                href: href.to_owned(),
+                etag: self.etag_after_write(&url, &response)?,
+            }),
+            412 => match self.already_written(&url, bytes) {
+                Some(etag) => Ok(Written {
+                    href: href.to_owned(),
+                    etag,
+                }),
+                None => Err(ItemError::Changed {
+                    href: href.to_owned(),
+                }),
+            },
+            404 | 410 => Err(ItemError::Changed {
+                href: href.to_owned(),
+            }),
+            status => Err(refused(href, status, &response.body)),
+        }
+    }
+
+    fn delete(
+        &self,
+        collection: &CollectionInfo,
+        href: &str,
+        expected_etag: &str,
+    ) -> Result<(), ItemError> {
+        let url = href::join(&collection.id, href);
+        let request = DavRequest::new("DELETE", &url).header("If-Match", expected_etag);
+        let response = self.http.send(&request).map_err(|e| ItemError::Transport {
+            href: href.to_owned(),
+            reason: e.to_string(),
+        })?;
+        match response.status {
+            200..=299 => Ok(()),
+            404 | 410 => Err(ItemError::NotFound {
+                href: href.to_owned(),
+            }),
+            412 => Err(ItemError::Changed {
+                href: href.to_owned(),
+            }),
+            status => Err(refused(href, status, &response.body)),
+        }
+    }
+}

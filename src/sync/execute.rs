@@ -1,0 +1,519 @@
+//! The executor: applies a plan's actions to the storages and records each one in the status
+//! database as soon as it succeeded.
+//!
+//! Each action is split in two: [`Executor::perform`] does the storage writes and says what the
+//! status database must now hold (an [`Effect`]); [`Recorder::record`] writes that, with a
+//! compare-and-swap on the row. Storage writes of different items run concurrently (bounded by
+//! the storages' [`Storage::concurrency`]) on worker threads; the status database is only
+//! touched from the calling thread.
+//!
+//! Recording is a group commit: at most [`BATCH_ACTIONS`] actions or [`BATCH_TIME`] share one
+//! short transaction, committed after the storages made the batch's writes durable
+//! ([`Storage::flush`]). A crash loses at most one uncommitted batch of status rows; the
+//! storages are then ahead of the status, which the planner resolves without writes.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::process::Command;
+use std::sync::{Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::{Sides, conflict_message, item_location};
+use crate::config::ConflictResolution;
+use crate::item::Item;
+use crate::model::{ItemVersion, Side, StatusItem};
+use crate::plan::{Action, SkipReason};
+use crate::status::{CollectionId, StatusDb, StatusError};
+use crate::storage::{CollectionInfo, ItemError, Storage, Written};
+
+/// Most actions recorded in one status transaction.
+const BATCH_ACTIONS: usize = 500;
+
+/// Longest time a recorded action waits for its batch to commit.
+const BATCH_TIME: Duration = Duration::from_millis(500);
+
+/// What became of one action.
+pub(super) enum Outcome {
+    /// Applied and recorded.
+    Done,
+    /// A conflict left open, with a description.
+    Open(String),
+    /// Not applied; the message says why.
+    Failed(String),
+    /// Nothing to apply (already reported elsewhere).
+    Skipped,
+}
+
+/// What the status database must hold after an action's storage writes.
+enum Effect<'a> {
+    /// A new row.
+    Insert {
+        row: StatusItem,
+        content: Cow<'a, [u8]>,
+    },
+    /// A row replaced; `None` content keeps the stored one.
+    Replace {
+        old: &'a StatusItem,
+        row: StatusItem,
+        content: Option<Cow<'a, [u8]>>,
+    },
+    /// A row dropped.
+    Remove(&'a StatusItem),
+    /// Nothing to record; the outcome says why.
+    Nothing(Outcome),
+}
+
+/// Everything the storage half of an action needs; shared by the worker threads.
+pub(super) struct Executor<'a> {
+    pub(super) sides: &'a Sides<'a>,
+    pub(super) collections: [Option<CollectionInfo>; 2],
+    pub(super) fetched: [HashMap<String, Item>; 2],
+    pub(super) resolution: &'a ConflictResolution,
+}
+
+fn index(side: Side) -> usize {
+    match side {
+        Side::A => 0,
+        Side::B => 1,
+    }
+}
+
+/// A status row with `side`'s version replaced by `version` and the other side's by `other`.
+fn row(ident: &str, side: Side, version: ItemVersion, other: ItemVersion) -> StatusItem {
+    let (a, b) = match side {
+        Side::A => (version, other),
+        Side::B => (other, version),
+    };
+    StatusItem {
+        ident: ident.to_owned(),
+        a,
+        b,
+    }
+}
+
+/// Records effects in the status database in bounded batches (see the module comment).
+struct Recorder<'s> {
+    status: &'s StatusDb,
+    coll: CollectionId,
+    storages: [&'s dyn Storage; 2],
+    pending: usize,
+    opened: Option<Instant>,
+    /// Set when a batch could not be made durable and was not recorded.
+    flush_error: Option<String>,
+}
+
+impl Recorder<'_> {
+    /// Writes an effect. Only a database failure is an error.
+    fn record(&mut self, effect: Effect<'_>) -> Result<Outcome, StatusError> {
+        if let Effect::Nothing(outcome) = effect {
+            return Ok(outcome);
+        }
+        if self.opened.is_none() {
+            self.status.begin_batch()?;
+            self.opened = Some(Instant::now());
+        }
+        let (status, coll) = (self.status, self.coll);
+        match effect {
+            Effect::Insert { row, content } => status.insert(coll, &row, &content)?,
+            Effect::Replace { old, row, content } => {
+                status.replace(coll, old, &row, content.as_deref())?
+            }
+            Effect::Remove(old) => status.remove(coll, old)?,
+            Effect::Nothing(_) => {}
+        }
+        self.pending += 1;
+        if self.pending >= BATCH_ACTIONS || self.opened.is_some_and(|t| t.elapsed() >= BATCH_TIME) {
+            self.commit()?;
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// Makes the batch's writes durable on both storages, then commits it; if they cannot be
+    /// made durable the batch is not recorded (the next run finds the writes and records them).
+    fn commit(&mut self) -> Result<(), StatusError> {
+        if self.opened.take().is_none() {
+            return Ok(());
+        }
+        self.pending = 0;
+        for storage in self.storages {
+            if let Err(e) = storage.flush() {
+                self.flush_error = Some(format!(
+                    "could not make writes durable ({e}); they stay unrecorded until the next sync"
+                ));
+                return self.status.rollback_batch();
+            }
+        }
+        self.status.commit_batch()
+    }
+}
+fn failed(message: String) -> Effect<'static> {
+    Effect::Nothing(Outcome::Failed(message))
+}
+
+impl<'a> Executor<'a> {
+    /// Applies `actions`, calling `done` for each one on this thread as it completes. Returns
+    /// a message when the last writes could not be made durable and were left unrecorded.
+    pub(super) fn run(
+        &self,
+        actions: &'a [Action],
+        status: &StatusDb,
+        coll: CollectionId,
+        done: &mut dyn FnMut(&'a Action, Outcome),
+    ) -> Result<Option<String>, StatusError> {
+        // The merge command needs the last synced content, which only this thread may read.
+        let mut ancestors = HashMap::new();
+        if matches!(self.resolution, ConflictResolution::Command(_)) {
+            for action in actions {
+                if let Action::Conflict {
+                    ident,
+                    status: Some(_),
+                    ..
+                } = action
+                {
+                    let content = status.synced_content(coll, ident)?.unwrap_or_default();
+                    ancestors.insert(ident.as_str(), content);
+                }
+            }
+        }
+        let mut recorder = Recorder {
+            status,
+            coll,
+            storages: [self.sides.a, self.sides.b],
+            pending: 0,
+            opened: None,
+            flush_error: None,
+        };
+        let workers = self
+            .sides
+            .a
+            .concurrency()
+            .max(self.sides.b.concurrency())
+            .max(1);
+        if workers == 1 {
+            for action in actions {
+                let effect = self.perform(action, &ancestors);
+                done(action, recorder.record(effect)?);
+            }
+        } else {
+            self.run_concurrently(workers, actions, &ancestors, &mut recorder, done)?;
+        }
+        recorder.commit()?;
+        Ok(recorder.flush_error)
+    }
+
+    /// Performs actions on `workers` threads, recording each result on this thread.
+    fn run_concurrently(
+        &self,
+        workers: usize,
+        actions: &'a [Action],
+        ancestors: &HashMap<&str, Vec<u8>>,
+        recorder: &mut Recorder<'_>,
+        done: &mut dyn FnMut(&'a Action, Outcome),
+    ) -> Result<(), StatusError> {
+        let queue = Mutex::new(actions.iter());
+        let (sender, receiver) = mpsc::channel();
+        thread::scope(|scope| {
+            for _ in 0..workers {
+                let sender = sender.clone();
+                let queue = &queue;
+                scope.spawn(move || {
+                    loop {
+                        let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
+                        let Some(action) = next else { break };
+                        let effect = self.perform(action, ancestors);
+                        if sender.send((action, effect)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(sender);
+            for (action, effect) in receiver {
+                match recorder.record(effect) {
+                    Ok(outcome) => done(action, outcome),
+                    Err(e) => {
+                        // Stop handing out work; the writes already under way finish, and
+                        // the status lags them, which the next run resolves.
+                        if let Ok(mut q) = queue.lock() {
+                            q.by_ref().for_each(drop);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn collection(&self, side: Side) -> Result<&CollectionInfo, String> {
+        self.collections[index(side)]
+            .as_ref()
+            .ok_or_else(|| format!("side {side} has no such collection"))
+    }
+
+    fn item(&self, side: Side, href: &str) -> Result<&'_ Item, String> {
+        self.fetched[index(side)]
+            .get(href)
+            .ok_or_else(|| format!("{href} on {side} was not fetched (internal error)"))
+    }
+
+    fn item_failure(&self, side: Side, e: ItemError) -> String {
+        let place = self.collections[index(side)]
+            .as_ref()
+            .map_or(String::new(), |c| c.id.clone());
+        format!("side {side} ({place}): {e}")
+    }
+
+    fn create(&self, on: Side, item: &Item) -> Result<Written, String> {
+        let hint = item
+            .uid()
+            .map_or_else(|| item.hash().to_owned(), str::to_owned);
+        self.sides
+            .get(on)
+            .create(self.collection(on)?, &hint, item.bytes())
+            .map_err(|e| self.item_failure(on, e))
+    }
+
+    fn update(&self, on: Side, target: &ItemVersion, bytes: &[u8]) -> Result<Written, String> {
+        self.sides
+            .get(on)
+            .update(self.collection(on)?, &target.href, &target.etag, bytes)
+            .map_err(|e| self.item_failure(on, e))
+    }
+
+    /// The storage half of an action: writes, and what the status must record afterwards.
+    fn perform(&'a self, action: &'a Action, ancestors: &HashMap<&str, Vec<u8>>) -> Effect<'a> {
+        match self.try_perform(action, ancestors) {
+            Ok(effect) => effect,
+            Err(message) => failed(message),
+        }
+    }
+
+    fn try_perform(
+        &'a self,
+        action: &'a Action,
+        ancestors: &HashMap<&str, Vec<u8>>,
+    ) -> Result<Effect<'a>, String> {
+        Ok(match action {
+            Action::Create {
+                ident,
+                from,
+                source,
+            } => {
+                let item = self.item(*from, &source.href)?;
+                let written = self.create(from.other(), item)?;
+                Effect::Insert {
+                    row: row(ident, *from, source.clone(), written.version_of(source)),
+                    content: Cow::Borrowed(item.bytes()),
+                }
+            }
+            Action::Update {
+                ident,
+                from,
+                source,
+                target,
+                status,
+            } => {
+                let item = self.item(*from, &source.href)?;
+                let written = self.update(from.other(), target, item.bytes())?;
+                Effect::Replace {
+                    old: status,
+                    row: row(ident, *from, source.clone(), written.version_of(source)),
+                    content: Some(Cow::Borrowed(item.bytes())),
+                }
+            }
+            Action::Restore {
+                ident,
+                from,
+                source,
+                status,
+            } => {
+                let item = self.item(*from, &source.href)?;
+                let written = self.create(from.other(), item)?;
+                Effect::Replace {
+                    old: status,
+                    row: row(ident, *from, source.clone(), written.version_of(source)),
+                    content: Some(Cow::Borrowed(item.bytes())),
+                }
+            }
+            Action::Delete {
+                on, target, status, ..
+            } => {
+                let collection = self.collection(*on)?;
+                match self
+                    .sides
+                    .get(*on)
+                    .delete(collection, &target.href, &target.etag)
+                {
+                    // Already gone is what we wanted.
+                    Ok(()) | Err(ItemError::NotFound { .. }) => Effect::Remove(status),
+                    Err(e) => return Err(self.item_failure(*on, e)),
+                }
+            }
+            Action::Record {
+                ident,
+                a,
+                b,
+                status,
+            } => {
+                let new = row(ident, Side::A, a.clone(), b.clone());
+                let content = self.fetched[0]
+                    .get(&a.href)
+                    .or_else(|| self.fetched[1].get(&b.href))
+                    .map(|item| Cow::Borrowed(item.bytes()));
+                match (status, content) {
+                    (Some(old), content) => Effect::Replace {
+                        old,
+                        row: new,
+                        content,
+                    },
+                    (None, Some(content)) => Effect::Insert { row: new, content },
+                    (None, None) => {
+                        return Err(format!(
+                            "{ident}: content to record was not fetched (internal error)"
+                        ));
+                    }
+                }
+            }
+            Action::Forget { status } => Effect::Remove(status),
+            Action::Conflict {
+                ident,
+                a,
+                b,
+                status,
+            } => self.resolve(ident, a, b, status.as_ref(), ancestors)?,
+            Action::Skip { ident, reason } => Effect::Nothing(match reason {
+                SkipReason::DuplicateUid { side, hrefs } => {
+                    let paths: Vec<String> = match self.collection(*side) {
+                        Ok(c) => hrefs.iter().map(|h| item_location(c, h)).collect(),
+                        Err(_) => hrefs.clone(),
+                    };
+                    Outcome::Failed(format!(
+                        "{ident}: UID used by several items on {side}, none synced until \
+                         only one is left: {}",
+                        paths.join(", ")
+                    ))
+                }
+                // The unreadable item itself is already reported with its parse error.
+                SkipReason::Unreadable { .. } => Outcome::Skipped,
+            }),
+        })
+    }
+
+    fn resolve(
+        &'a self,
+        ident: &str,
+        a: &ItemVersion,
+        b: &ItemVersion,
+        status: Option<&'a StatusItem>,
+        ancestors: &HashMap<&str, Vec<u8>>,
+    ) -> Result<Effect<'a>, String> {
+        let winner = match self.resolution {
+            ConflictResolution::Report => {
+                return Ok(Effect::Nothing(Outcome::Open(conflict_message(
+                    a, b, status,
+                ))));
+            }
+            ConflictResolution::AWins => Side::A,
+            ConflictResolution::BWins => Side::B,
+            ConflictResolution::Command(cmd) => {
+                let ancestor = ancestors.get(ident).map_or(&[][..], Vec::as_slice);
+                return self.merge(cmd, ident, a, b, status, ancestor);
+            }
+        };
+        let (win, lose) = match winner {
+            Side::A => (a, b),
+            Side::B => (b, a),
+        };
+        let item = self.item(winner, &win.href)?;
+        let written = self.update(winner.other(), lose, item.bytes())?;
+        let new = row(ident, winner, win.clone(), written.version_of(win));
+        Ok(settled(status, new, Cow::Borrowed(item.bytes())))
+    }
+
+    /// Runs the user's merge command on (A, B, last synced) and writes its result to both
+    /// sides. A failing command leaves the conflict open.
+    fn merge(
+        &'a self,
+        cmd: &[String],
+        ident: &str,
+        a: &ItemVersion,
+        b: &ItemVersion,
+        status: Option<&'a StatusItem>,
+        ancestor: &[u8],
+    ) -> Result<Effect<'a>, String> {
+        let merged = run_merge(
+            cmd,
+            self.item(Side::A, &a.href)?.bytes(),
+            self.item(Side::B, &b.href)?.bytes(),
+            ancestor,
+        );
+        let merged = match merged {
+            Ok(bytes) => bytes,
+            Err(why) => {
+                return Ok(Effect::Nothing(Outcome::Open(format!(
+                    "merge command: {why}"
+                ))));
+            }
+        };
+        let item = match Item::parse(merged) {
+            Ok(item) => item,
+            Err(e) => {
+                return Ok(Effect::Nothing(Outcome::Open(format!(
+                    "merge command produced a malformed item: {e}"
+                ))));
+            }
+        };
+        let wa = self.update(Side::A, a, item.bytes())?;
+        let wb = self.update(Side::B, b, item.bytes())?;
+        let hash = item.hash().to_owned();
+        let version = |w: Written| ItemVersion {
+            href: w.href,
+            etag: w.etag,
+            hash: hash.clone(),
+        };
+        let new = row(ident, Side::A, version(wa), version(wb));
+        Ok(settled(status, new, Cow::Owned(item.into_bytes())))
+    }
+}
+
+/// The effect of a resolved conflict: a new row, or a replaced one.
+fn settled<'a>(old: Option<&'a StatusItem>, row: StatusItem, content: Cow<'a, [u8]>) -> Effect<'a> {
+    match old {
+        Some(old) => Effect::Replace {
+            old,
+            row,
+            content: Some(content),
+        },
+        None => Effect::Insert { row, content },
+    }
+}
+
+/// Writes the three versions to temporary files, runs `cmd` with their paths and returns what
+/// it left in the first one.
+fn run_merge(cmd: &[String], a: &[u8], b: &[u8], ancestor: &[u8]) -> Result<Vec<u8>, String> {
+    let (program, args) = cmd.split_first().ok_or("empty command")?;
+    let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+    let mut paths = Vec::new();
+    for (name, bytes) in [("a", a), ("b", b), ("base", ancestor)] {
+        let path = dir.path().join(name);
+        std::fs::File::create(&path)
+            .and_then(|mut f| f.write_all(bytes))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        paths.push(path);
+    }
+    let status = Command::new(program)
+        .args(args)
+        .args(&paths)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "{program} exited with {status}; conflict left open"
+        ));
+    }
+    std::fs::read(&paths[0]).map_err(|e| format!("{}: {e}", paths[0].display()))
+}
