@@ -7,6 +7,7 @@
 pub mod config;
 pub mod dav;
 pub mod item;
+pub mod metadata;
 pub mod model;
 pub mod pairing;
 pub mod plan;

@@ -23,6 +23,14 @@ impl Side {
         }
     }
 
+    /// 0 for A, 1 for B: the index of this side in a `[_; 2]` of per-side values.
+    pub fn index(self) -> usize {
+        match self {
+            Side::A => 0,
+            Side::B => 1,
+        }
+    }
+
     /// Lower-case letter used in messages and in the status database.
     pub fn letter(self) -> &'static str {
         match self {

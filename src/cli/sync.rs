@@ -62,6 +62,7 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             dry_run: args.dry_run,
             resolution: pair.conflict_resolution.clone(),
             now,
+            metadata: pair.metadata.clone(),
         };
         for collection in collections.iter().filter(|c| only.includes(&c.name)) {
             let name = display_name(&pair.name, &collection.name);
@@ -75,6 +76,10 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
                     eprintln!("{name}: failed: {action}: {why}")
                 }
                 Progress::Failed(..) => {}
+                Progress::Property(what) if args.dry_run || verbosity >= Verbosity::Verbose => {
+                    println!("{name}: {what}")
+                }
+                Progress::Property(_) => {}
             };
             let report = sync_collection(&sides, collection, &status, &options, &mut progress)?;
             print_report(&name, &report, args.dry_run, verbosity);

@@ -280,7 +280,7 @@ fn read(
     let body = response.bytes().map_err(|e| HttpError::Transport {
         method: request.method,
         url: request.url.clone(),
-        reason: format!("reading the response body: {}", chain(&e)),
+        reason: format!("reading the response body (HTTP {status}): {}", chain(&e)),
     })?;
     Ok(DavResponse {
         status,

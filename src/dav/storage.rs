@@ -13,7 +13,7 @@ use std::thread;
 use super::href;
 use super::http::{DavRequest, DavResponse, HttpClient, HttpError};
 use super::xml::{self, Multistatus, Props};
-use crate::config::{DavConfig, DavKind};
+use crate::config::{DavConfig, DavKind, MetadataKey};
 use crate::item::Item;
 use crate::storage::{
     ChangeSet, Changes, CollectionInfo, Fetched, ItemError, ListEntry, Storage, StorageError,
@@ -32,6 +32,21 @@ struct CollectionState {
     sync_token: Option<String>,
     ctag: Option<String>,
     supports_sync: bool,
+    displayname: Option<String>,
+    color: Option<String>,
+    description: Option<String>,
+    order: Option<String>,
+}
+
+impl CollectionState {
+    fn property(&mut self, key: MetadataKey) -> &mut Option<String> {
+        match key {
+            MetadataKey::DisplayName => &mut self.displayname,
+            MetadataKey::Color => &mut self.color,
+            MetadataKey::Description => &mut self.description,
+            MetadataKey::Order => &mut self.order,
+        }
+    }
 }
 
 /// The outcome of a sync-collection REPORT (with its continuations).
@@ -207,6 +222,11 @@ impl DavStorage {
                 sync_token: props.sync_token.clone(),
                 ctag: props.ctag.clone(),
                 supports_sync: props.supports_sync_collection,
+                // An empty display name is no display name.
+                displayname: props.displayname.clone().filter(|v| !v.is_empty()),
+                color: props.color.clone(),
+                description: props.description.clone().filter(|v| !v.is_empty()),
+                order: props.order.clone(),
             },
         );
     }
@@ -218,10 +238,12 @@ impl DavStorage {
         }
     }
 
-    /// The state of a collection, read now if discovery did not already.
+    /// The state of a collection, read now if discovery did not already. What discovery read
+    /// is used once: asked again (a storage that lives on after another client's change), the
+    /// collection is asked again.
     fn state(&self, collection: &CollectionInfo) -> Result<CollectionState, StorageError> {
-        if let Some(state) = self.lock_states().get(&collection.id) {
-            return Ok(state.clone());
+        if let Some(state) = self.lock_states().remove(&collection.id) {
+            return Ok(state);
         }
         let request = self.propfind(&collection.id, "0", xml::propfind_collections(self.kind));
         let status = self.multistatus(&request)?;
@@ -234,8 +256,7 @@ impl DavStorage {
         self.remember(&collection.id, &props);
         Ok(self
             .lock_states()
-            .get(&collection.id)
-            .cloned()
+            .remove(&collection.id)
             .unwrap_or_default())
     }
 
@@ -341,10 +362,10 @@ impl DavStorage {
                             href: wanted.to_owned(),
                         }),
                     },
-                    // Omitted: gone since listing.
-                    None => Err(ItemError::NotFound {
-                        href: wanted.to_owned(),
-                    }),
+                    // Omitted: gone since listing, or a server that leaves items out. Taking
+                    // it as gone would delete a known item on the other side, and a new one
+                    // would never be fetched once the sync token moved on: ask for it alone.
+                    None => self.get_one(collection, wanted),
                 };
                 (wanted.to_owned(), result)
             })
@@ -463,6 +484,22 @@ fn refused(href: &str, status: u16, body: &[u8]) -> ItemError {
     }
 }
 
+/// The multistatus, unless it says the requested resource itself does not exist (Xandikos
+/// answers a PROPFIND on a missing path with 207 and a 404 response for that path).
+fn found(request: &DavRequest, status: Multistatus) -> Result<Multistatus, StorageError> {
+    let missing = status.responses.iter().any(|r| {
+        matches!(r.status, Some(404 | 410))
+            && href::same_href(&href::join(&request.url, &r.href), &request.url)
+    });
+    if missing {
+        return Err(StorageError::Other(format!(
+            "{} {}: HTTP 404 (not found: check the URL)",
+            request.method, request.url
+        )));
+    }
+    Ok(status)
+}
+
 fn with_slash(url: &str) -> String {
     if url.ends_with('/') {
         url.to_owned()
@@ -493,7 +530,10 @@ impl Storage for DavStorage {
     fn list_collections(&self) -> Result<Vec<CollectionInfo>, StorageError> {
         let home = self.home()?;
         let request = self.propfind(&home, "1", xml::propfind_collections(self.kind));
-        let status = match self.multistatus(&request) {
+        let status = match self
+            .multistatus(&request)
+            .and_then(|status| found(&request, status))
+        {
             Ok(status) => status,
             Err(e) => {
                 // A remembered home set may have moved: forget it and discover once more.
@@ -502,7 +542,8 @@ impl Storage for DavStorage {
                     return Err(e);
                 }
                 let home = self.home()?;
-                self.multistatus(&self.propfind(&home, "1", xml::propfind_collections(self.kind)))?
+                let request = self.propfind(&home, "1", xml::propfind_collections(self.kind));
+                found(&request, self.multistatus(&request)?)?
             }
         };
         let home = self.home()?;
@@ -620,6 +661,44 @@ impl Storage for DavStorage {
 
     fn item_types(&self) -> &[String] {
         &self.item_types
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    fn metadata(
+        &self,
+        collection: &CollectionInfo,
+        key: MetadataKey,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(self.state(collection)?.property(key).clone())
+    }
+
+    fn set_metadata(
+        &self,
+        collection: &CollectionInfo,
+        key: MetadataKey,
+        value: Option<&str>,
+    ) -> Result<(), StorageError> {
+        let body = match value {
+            Some(value) => xml::proppatch(self.kind, &[(key, value)], &[]),
+            None => xml::proppatch(self.kind, &[], &[key]),
+        };
+        let request = DavRequest::new("PROPPATCH", &collection.id).xml(body);
+        let status = self.multistatus(&request)?;
+        let refused = status.responses.iter().any(|r| !r.missing.is_empty());
+        if refused {
+            return Err(StorageError::Other(format!(
+                "PROPPATCH {}: the server refused to set {}",
+                collection.id,
+                key.file_name()
+            )));
+        }
+        if let Some(state) = self.lock_states().get_mut(&collection.id) {
+            *state.property(key) = value.map(str::to_owned);
+        }
+        Ok(())
     }
 
     fn get_many(

@@ -14,7 +14,7 @@ use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 use thiserror::Error;
 
-use crate::config::DavKind;
+use crate::config::{DavKind, MetadataKey};
 
 const NS_DAV: &str = "DAV:";
 const NS_CALDAV: &str = "urn:ietf:params:xml:ns:caldav";
@@ -105,31 +105,15 @@ impl Ns {
 // Request bodies
 // ---------------------------------------------------------------------------------------------
 
-/// A collection property that davsync syncs and can set with PROPPATCH.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MetaProp {
-    /// `DAV:displayname`.
-    DisplayName,
-    /// `calendar-color` in Apple's iCal namespace. There is no standard property for this; for
-    /// CardDAV the same Apple property is used, which servers keep as a dead property, so one
-    /// mapping serves both kinds.
-    Color,
-    /// `CalDAV:calendar-description` or `CardDAV:addressbook-description`.
-    Description,
-    /// `calendar-order` in Apple's iCal namespace (used for CardDAV too, as for
-    /// [`MetaProp::Color`]).
-    Order,
-}
-
-impl MetaProp {
+impl MetadataKey {
     /// The prefixed element name, using the prefixes declared by [`root_open`].
     fn qname(self, kind: DavKind) -> &'static str {
         match (self, kind) {
-            (MetaProp::DisplayName, _) => "d:displayname",
-            (MetaProp::Color, _) => "ic:calendar-color",
-            (MetaProp::Order, _) => "ic:calendar-order",
-            (MetaProp::Description, DavKind::CalDav) => "c:calendar-description",
-            (MetaProp::Description, DavKind::CardDav) => "card:addressbook-description",
+            (MetadataKey::DisplayName, _) => "d:displayname",
+            (MetadataKey::Color, _) => "ic:calendar-color",
+            (MetadataKey::Order, _) => "ic:calendar-order",
+            (MetadataKey::Description, DavKind::CalDav) => "c:calendar-description",
+            (MetadataKey::Description, DavKind::CardDav) => "card:addressbook-description",
         }
     }
 }
@@ -361,9 +345,9 @@ pub fn mkcol_extended(kind: DavKind, displayname: Option<&str>) -> String {
 }
 
 /// PROPPATCH body (RFC 4918 `propertyupdate`) setting and removing collection properties,
-/// each mapped to its namespace for `kind` (see [`MetaProp`]). With both lists empty the body
+/// each mapped to its namespace for `kind` (see [`MetadataKey`]). With both lists empty the body
 /// is an empty `propertyupdate`, which servers reject: don't send it.
-pub fn proppatch(kind: DavKind, set: &[(MetaProp, &str)], remove: &[MetaProp]) -> String {
+pub fn proppatch(kind: DavKind, set: &[(MetadataKey, &str)], remove: &[MetadataKey]) -> String {
     let mut out = String::new();
     root_open(
         &mut out,
@@ -1077,12 +1061,12 @@ mod tests {
         let body = proppatch(
             DavKind::CalDav,
             &[
-                (MetaProp::DisplayName, "A & B"),
-                (MetaProp::Color, "#FF0000FF"),
-                (MetaProp::Description, "line\r\nline"),
-                (MetaProp::Order, "3"),
+                (MetadataKey::DisplayName, "A & B"),
+                (MetadataKey::Color, "#FF0000FF"),
+                (MetadataKey::Description, "line\r\nline"),
+                (MetadataKey::Order, "3"),
             ],
-            &[MetaProp::Color],
+            &[MetadataKey::Color],
         );
         let root = parse_body(&body, Ns::Dav, "propertyupdate");
         assert_eq!(names(&root), [(Ns::Dav, "set"), (Ns::Dav, "remove")]);
@@ -1106,8 +1090,8 @@ mod tests {
 
         let body = proppatch(
             DavKind::CardDav,
-            &[(MetaProp::Description, "d")],
-            &[MetaProp::DisplayName, MetaProp::Order],
+            &[(MetadataKey::Description, "d")],
+            &[MetadataKey::DisplayName, MetadataKey::Order],
         );
         let root = parse_body(&body, Ns::Dav, "propertyupdate");
         let set = child(child(&root, Ns::Dav, "set"), Ns::Dav, "prop");

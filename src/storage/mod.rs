@@ -9,7 +9,7 @@ pub mod vdir;
 
 use thiserror::Error;
 
-use crate::config::{Env, StorageConfig};
+use crate::config::{Env, MetadataKey, StorageConfig};
 use crate::model::ItemVersion;
 
 /// A collection as found on a storage.
@@ -211,6 +211,21 @@ pub trait Storage: Send + Sync {
     fn flush(&self) -> Result<(), StorageError> {
         Ok(())
     }
+
+    /// A collection property (display name, colour, ...); `None` when absent.
+    fn metadata(
+        &self,
+        collection: &CollectionInfo,
+        key: MetadataKey,
+    ) -> Result<Option<String>, StorageError>;
+
+    /// Sets (`Some`) or removes (`None`) a collection property.
+    fn set_metadata(
+        &self,
+        collection: &CollectionInfo,
+        key: MetadataKey,
+        value: Option<&str>,
+    ) -> Result<(), StorageError>;
 
     /// How many writes to this storage may be under way at once.
     fn concurrency(&self) -> usize {

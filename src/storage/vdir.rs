@@ -23,6 +23,8 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
+use crate::config::MetadataKey;
+
 use super::{CollectionInfo, Fetched, ItemError, ListEntry, Storage, StorageError, Written};
 
 /// How recent a modification makes a version tag weak.
@@ -149,16 +151,23 @@ fn check_unchanged(path: &Path, href: &str, expected: &str) -> Result<(), ItemEr
     }
 }
 
+/// A written temporary file and the version tag it will keep once renamed into place (a
+/// rename changes neither inode nor mtime).
+struct TempFile {
+    path: PathBuf,
+    etag: String,
+}
+
 /// Writes `bytes` to a new hidden temporary file beside `target`, with its mtime set back by
 /// [`WEAK_WINDOW`] (see the module comment).
-fn write_temp(target: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+fn write_temp(target: &Path, bytes: &[u8]) -> io::Result<TempFile> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = target.parent().unwrap_or(Path::new("."));
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = dir.join(format!(
+    let path = dir.join(format!(
         "{TEMP_MARKER}{}-{}-{name}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
@@ -167,25 +176,49 @@ fn write_temp(target: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&temp)?;
+            .open(&path)?;
         file.write_all(bytes)?;
-        file.set_modified(SystemTime::now() - WEAK_WINDOW)
+        let now = SystemTime::now();
+        file.set_modified(now - WEAK_WINDOW)?;
+        Ok(etag(&file.metadata()?, now))
     })();
     match result {
-        Ok(()) => Ok(temp),
+        Ok(etag) => Ok(TempFile { path, etag }),
         Err(e) => {
-            let _ = fs::remove_file(&temp);
+            let _ = fs::remove_file(&path);
             Err(e)
         }
     }
 }
 
-fn written(path: &Path, href: String) -> Result<Written, ItemError> {
-    let meta = fs::metadata(path).map_err(|e| io_item(path, e))?;
-    Ok(Written {
-        href,
-        etag: etag(&meta, SystemTime::now()),
-    })
+/// Moves `from` to `to` unless `to` exists, atomically: `renameat2(RENAME_NOREPLACE)`, or
+/// where the file system lacks it, a hard link (which never replaces either) and an unlink.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
+    let (from_c, to_c) = (c(from)?, c(to)?);
+    // SAFETY: both strings are valid NUL-terminated paths that outlive the call.
+    let result = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from_c.as_ptr(),
+            libc::AT_FDCWD,
+            to_c.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if result == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EINVAL | libc::ENOSYS | libc::ENOTSUP) => {
+            fs::hard_link(from, to)?;
+            fs::remove_file(from)
+        }
+        _ => Err(error),
+    }
 }
 
 fn remove_stale_temp(path: &Path, now: SystemTime) {
@@ -261,7 +294,13 @@ impl Storage for VdirStorage {
             if !self.is_item_name(&name) {
                 continue;
             }
-            let meta = match fs::metadata(entry.path()) {
+            // DirEntry::metadata stats relative to the open directory, much cheaper than a
+            // full path lookup per file; it does not follow symlinks, so those get a second look.
+            let meta = match entry.metadata() {
+                Ok(meta) if meta.file_type().is_symlink() => fs::metadata(entry.path()),
+                other => other,
+            };
+            let meta = match meta {
                 Ok(meta) if meta.is_file() => meta,
                 // Vanished since read_dir, or not a file: not an item.
                 _ => continue,
@@ -311,8 +350,7 @@ impl Storage for VdirStorage {
         let dir = Path::new(&collection.id);
         self.unflushed.store(true, Ordering::Relaxed);
         let temp = write_temp(&dir.join(&preferred), bytes).map_err(|e| io_item(dir, e))?;
-        // hard_link never replaces an existing file, which makes it an atomic "create if
-        // absent". A taken name falls back to hashed names with a counter.
+        // A taken name falls back to hashed names with a counter.
         let stem = preferred.trim_end_matches(&self.fileext).to_owned();
         let mut result = Err(ItemError::Refused {
             href: preferred.clone(),
@@ -324,9 +362,12 @@ impl Storage for VdirStorage {
                 n => self.new_name(&format!("{stem}\0{n}")),
             };
             let target = dir.join(&name);
-            match fs::hard_link(&temp, &target) {
+            match rename_noreplace(&temp.path, &target) {
                 Ok(()) => {
-                    result = written(&target, name);
+                    result = Ok(Written {
+                        href: name,
+                        etag: temp.etag.clone(),
+                    });
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -336,7 +377,9 @@ impl Storage for VdirStorage {
                 }
             }
         }
-        let _ = fs::remove_file(&temp);
+        if result.is_err() {
+            let _ = fs::remove_file(&temp.path);
+        }
         result
     }
 
@@ -353,12 +396,15 @@ impl Storage for VdirStorage {
         // Checked as late as possible: the file system offers no compare-and-swap, so the
         // window between this check and the rename is kept to two system calls.
         let replaced = check_unchanged(&path, href, expected_etag)
-            .and_then(|()| fs::rename(&temp, &path).map_err(|e| io_item(&path, e)));
+            .and_then(|()| fs::rename(&temp.path, &path).map_err(|e| io_item(&path, e)));
         if let Err(e) = replaced {
-            let _ = fs::remove_file(&temp);
+            let _ = fs::remove_file(&temp.path);
             return Err(e);
         }
-        written(&path, href.to_owned())
+        Ok(Written {
+            href: href.to_owned(),
+            etag: temp.etag,
+        })
     }
 
     fn delete(
@@ -371,6 +417,45 @@ impl Storage for VdirStorage {
         check_unchanged(&path, href, expected_etag)?;
         self.unflushed.store(true, Ordering::Relaxed);
         fs::remove_file(&path).map_err(|e| io_item(&path, e))
+    }
+
+    fn metadata(
+        &self,
+        collection: &CollectionInfo,
+        key: MetadataKey,
+    ) -> Result<Option<String>, StorageError> {
+        let path = Path::new(&collection.id).join(key.file_name());
+        match fs::read(&path) {
+            // khal and vdirsyncer write the bare value; a trailing newline from an editor is
+            // not part of it.
+            Ok(bytes) => Ok(Some(
+                String::from_utf8_lossy(&bytes)
+                    .trim_end_matches(['\n', '\r'])
+                    .to_owned(),
+            )),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_storage(&path, e)),
+        }
+    }
+
+    fn set_metadata(
+        &self,
+        collection: &CollectionInfo,
+        key: MetadataKey,
+        value: Option<&str>,
+    ) -> Result<(), StorageError> {
+        let path = Path::new(&collection.id).join(key.file_name());
+        self.unflushed.store(true, Ordering::Relaxed);
+        let result = match value {
+            Some(value) => {
+                write_temp(&path, value.as_bytes()).and_then(|temp| fs::rename(&temp.path, &path))
+            }
+            None => fs::remove_file(&path).or_else(|e| match e.kind() {
+                io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            }),
+        };
+        result.map_err(|e| io_storage(&path, e))
     }
 
     fn flush(&self) -> Result<(), StorageError> {

@@ -73,13 +73,6 @@ pub(super) struct Executor<'a> {
     pub(super) resolution: &'a ConflictResolution,
 }
 
-fn index(side: Side) -> usize {
-    match side {
-        Side::A => 0,
-        Side::B => 1,
-    }
-}
-
 /// A status row with `side`'s version replaced by `version` and the other side's by `other`.
 fn row(ident: &str, side: Side, version: ItemVersion, other: ItemVersion) -> StatusItem {
     let (a, b) = match side {
@@ -248,19 +241,19 @@ impl<'a> Executor<'a> {
     }
 
     fn collection(&self, side: Side) -> Result<&CollectionInfo, String> {
-        self.collections[index(side)]
+        self.collections[side.index()]
             .as_ref()
             .ok_or_else(|| format!("side {side} has no such collection"))
     }
 
     fn item(&self, side: Side, href: &str) -> Result<&'_ Item, String> {
-        self.fetched[index(side)]
+        self.fetched[side.index()]
             .get(href)
             .ok_or_else(|| format!("{href} on {side} was not fetched (internal error)"))
     }
 
     fn item_failure(&self, side: Side, e: ItemError) -> String {
-        let place = self.collections[index(side)]
+        let place = self.collections[side.index()]
             .as_ref()
             .map_or(String::new(), |c| c.id.clone());
         format!("side {side} ({place}): {e}")
