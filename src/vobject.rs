@@ -481,42 +481,49 @@ struct Frame<'a> {
     children: Vec<[u8; 32]>,
 }
 
-/// Feeds `bytes` upper-cased without allocating.
-fn update_upper(h: &mut Sha256, bytes: &[u8]) {
-    let mut buf = [0u8; 64];
-    for chunk in bytes.chunks(buf.len()) {
-        let buf = &mut buf[..chunk.len()];
-        buf.copy_from_slice(chunk);
-        buf.make_ascii_uppercase();
-        h.update(buf);
-    }
-}
-
-/// The normalized form of a property line: upper-cased name, then parameters and value as they
-/// are. Used for sorting, so that property order does not matter.
-fn normal_form<'l>(l: &'l Line<'_>) -> impl Iterator<Item = u8> + 'l {
-    let name = l.name().iter().map(u8::to_ascii_uppercase);
-    name.chain(l.text[l.name_end..].iter().copied())
+/// The normalized form of a property line after its name: parameters and value as they are,
+/// except for recurrence rules, whose `;`-separated parts servers reorder (Xandikos writes
+/// `BYDAY` before `BYMONTH`): those parts are sorted and upper-cased.
+fn normal_rest<'l>(l: &'l Line<'_>) -> Cow<'l, [u8]> {
+    let rest = &l.text[l.name_end..];
+    let (Some(colon), true) = (l.colon, l.is(b"RRULE") || l.is(b"EXRULE")) else {
+        return Cow::Borrowed(rest);
+    };
+    let value = l.text[colon + 1..].trim_ascii();
+    let mut parts: Vec<Vec<u8>> = value
+        .split(|&b| b == b';')
+        .filter(|p| !p.is_empty())
+        .map(<[u8]>::to_ascii_uppercase)
+        .collect();
+    parts.sort_unstable();
+    let mut out = l.text[l.name_end..=colon].to_vec();
+    out.extend_from_slice(&parts.join(&b';'));
+    Cow::Owned(out)
 }
 
 impl Frame<'_> {
     /// A digest of the component that is independent of property and subcomponent order. Every
     /// part is length- or count-prefixed so that different trees cannot feed the same bytes.
-    fn digest(mut self) -> [u8; 32] {
-        self.props
-            .sort_by(|a, b| normal_form(a).cmp(normal_form(b)));
-        self.children.sort_unstable();
+    fn digest(self) -> [u8; 32] {
+        let mut props: Vec<(Vec<u8>, Cow<'_, [u8]>)> = self
+            .props
+            .iter()
+            .map(|p| (p.name().to_ascii_uppercase(), normal_rest(p)))
+            .collect();
+        props.sort_unstable();
+        let mut children = self.children;
+        children.sort_unstable();
         let mut h = Sha256::new();
         h.update((self.name.len() as u64).to_le_bytes());
         h.update(&self.name);
-        h.update((self.props.len() as u64).to_le_bytes());
-        for p in &self.props {
-            h.update((p.text.len() as u64).to_le_bytes());
-            update_upper(&mut h, p.name());
-            h.update(&p.text[p.name_end..]);
+        h.update((props.len() as u64).to_le_bytes());
+        for (name, rest) in &props {
+            h.update(((name.len() + rest.len()) as u64).to_le_bytes());
+            h.update(name);
+            h.update(rest);
         }
-        h.update((self.children.len() as u64).to_le_bytes());
-        for c in &self.children {
+        h.update((children.len() as u64).to_le_bytes());
+        for c in &children {
             h.update(c);
         }
         h.finalize().into()
@@ -772,6 +779,20 @@ pub fn join_calendar(items: &[&[u8]]) -> Result<Vec<u8>, Malformed> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn recurrence_rule_part_order_is_not_a_change() {
+        let ics = |rule: &str| {
+            format!(
+                "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:r\r\nRRULE:{rule}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+            )
+        };
+        let ours = super::normalized_hash(ics("FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU").as_bytes());
+        let xandikos = super::normalized_hash(ics("FREQ=YEARLY;BYDAY=-1SU;BYMONTH=10").as_bytes());
+        let other = super::normalized_hash(ics("FREQ=YEARLY;BYDAY=-1SU;BYMONTH=11").as_bytes());
+        assert_eq!(ours, xandikos);
+        assert_ne!(ours, other);
+    }
+
     #[test]
     fn component_type_skips_timezones() {
         let ics = b"BEGIN:VCALENDAR\r\nBEGIN:VTIMEZONE\r\nTZID:X\r\nEND:VTIMEZONE\r\n\

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use davsync::config::{self, Config, PairConfig, ProcessEnv};
+use davsync::config::{self, Config, PairConfig, ProcessEnv, StorageConfig, TlsVerify};
 use davsync::status::{LockError, PairLock, StatusDb, StatusError};
 use davsync::storage::{self, Storage, StorageError};
 use davsync::sync::Sides;
@@ -209,13 +209,20 @@ struct PairStorages {
 
 impl PairStorages {
     fn open(config: &Config, pair: &PairConfig) -> Result<PairStorages, CliError> {
-        let open = |name: &String| match config.storages.get(name) {
-            Some(storage) => storage::open(storage, &ProcessEnv)
-                .map_err(|e| CliError::Failed(format!("pair {}: storage {name}: {e}", pair.name))),
-            None => Err(CliError::Usage(format!(
-                "pair {}: no storage named {name:?}",
-                pair.name
-            ))),
+        let open = |name: &String| {
+            let storage = config.storages.get(name).ok_or_else(|| {
+                CliError::Usage(format!("pair {}: no storage named {name:?}", pair.name))
+            })?;
+            if let StorageConfig::Dav(dav) = storage
+                && dav.verify == TlsVerify::Off
+            {
+                eprintln!(
+                    "warning: storage {name}: TLS certificates are not checked (verify = false); \
+                     anyone on the network path can read and change what is synced"
+                );
+            }
+            storage::open(storage, &ProcessEnv)
+                .map_err(|e| CliError::Failed(format!("pair {}: storage {name}: {e}", pair.name)))
         };
         Ok(PairStorages {
             a: open(&pair.a)?,

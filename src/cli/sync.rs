@@ -33,9 +33,27 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let mut clean = true;
     for (pair, only) in select_pairs(&config, &args.pairs)? {
-        let storages = PairStorages::open(&config, pair)?;
+        // A pair that cannot start (a secret command failing, a lock held by another davsync)
+        // is reported; the other pairs still sync.
+        let storages = match PairStorages::open(&config, pair) {
+            Ok(storages) => storages,
+            Err(CliError::Failed(message)) => {
+                eprintln!("error: {message}");
+                clean = false;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let sides = storages.sides();
-        let (_lock, status) = open_status(&config, &pair.name)?;
+        let (_lock, status) = match open_status(&config, &pair.name) {
+            Ok(opened) => opened,
+            Err(CliError::Failed(message)) => {
+                eprintln!("error: {}: {message}", pair.name);
+                clean = false;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let collections = match discover_with_hints(&pair.collections, &sides, &status)? {
             Ok(collections) => collections,
             Err(e) => {

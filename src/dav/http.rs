@@ -4,6 +4,7 @@
 //! hands back the status, headers and body. It never logs credentials: the `Authorization`
 //! header is set here and nowhere else, and error messages name the method, URL and status only.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
@@ -112,6 +113,13 @@ pub enum Credentials {
         /// Password.
         password: String,
     },
+    /// HTTP Digest: the challenge comes with the first 401, every request after it answers.
+    Digest {
+        /// User name.
+        username: String,
+        /// Password.
+        password: String,
+    },
     /// A bearer token.
     Bearer(String),
 }
@@ -121,6 +129,7 @@ impl std::fmt::Debug for Credentials {
         match self {
             Credentials::None => f.write_str("None"),
             Credentials::Basic { username, .. } => write!(f, "Basic({username}, <hidden>)"),
+            Credentials::Digest { username, .. } => write!(f, "Digest({username}, <hidden>)"),
             Credentials::Bearer(_) => f.write_str("Bearer(<hidden>)"),
         }
     }
@@ -131,6 +140,9 @@ impl std::fmt::Debug for Credentials {
 pub struct HttpClient {
     client: Client,
     credentials: Credentials,
+    /// The server's Digest challenge, once it sent one; answering it needs a nonce counter,
+    /// hence the lock.
+    digest: Mutex<Option<http_auth::PasswordClient>>,
     sent: AtomicU64,
 }
 
@@ -180,6 +192,16 @@ impl HttpClient {
                     })
             }
         };
+        if let Some(expected) = &config.fingerprint {
+            if config.client_cert.is_some() {
+                return Err(HttpError::Setup(
+                    "fingerprint and client_cert cannot be combined yet".into(),
+                ));
+            }
+            let tls = super::tls::pinned_config(expected)
+                .map_err(|e| HttpError::Setup(format!("TLS setup: {e}")))?;
+            builder = builder.tls_backend_preconfigured(tls);
+        }
         if let Some(path) = &config.client_cert {
             let pem = std::fs::read(path)
                 .map_err(|e| HttpError::Setup(format!("{}: {e}", path.display())))?;
@@ -193,6 +215,7 @@ impl HttpClient {
         Ok(HttpClient {
             client,
             credentials,
+            digest: Mutex::new(None),
             sent: AtomicU64::new(0),
         })
     }
@@ -231,7 +254,51 @@ impl HttpClient {
                 builder.basic_auth(username, Some(password))
             }
             Credentials::Bearer(token) => builder.bearer_auth(token),
+            Credentials::Digest { username, password } => {
+                let mut digest = self.digest.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(client) = digest.as_mut() else {
+                    // No challenge yet: the first request goes without and gets one.
+                    return Ok(builder);
+                };
+                let url = reqwest::Url::parse(&request.url)
+                    .map_err(|e| HttpError::Setup(format!("{}: {e}", request.url)))?;
+                let uri = match url.query() {
+                    Some(query) => format!("{}?{query}", url.path()),
+                    None => url.path().to_owned(),
+                };
+                let answer = client
+                    .respond(&http_auth::PasswordParams {
+                        username,
+                        password,
+                        uri: &uri,
+                        method: request.method,
+                        body: Some(&request.body),
+                    })
+                    .map_err(|e| HttpError::Setup(format!("{}: digest: {e}", request.url)))?;
+                builder.header(reqwest::header::AUTHORIZATION, answer)
+            }
         })
+    }
+
+    /// Takes a Digest challenge from a 401; true when there is one to answer.
+    fn accept_challenge(&self, response: &reqwest::blocking::Response) -> bool {
+        if !matches!(self.credentials, Credentials::Digest { .. }) {
+            return false;
+        }
+        let challenges = response
+            .headers()
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(", ");
+        match http_auth::PasswordClient::try_from(challenges.as_str()) {
+            Ok(client) => {
+                *self.digest.lock().unwrap_or_else(|p| p.into_inner()) = Some(client);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Sends a request, retrying connection errors, 5xx and 429 (honouring `Retry-After`) with
@@ -240,9 +307,19 @@ impl HttpClient {
     /// checks what is there.
     pub fn send(&self, request: &DavRequest) -> Result<DavResponse, HttpError> {
         let mut attempt = 0;
+        let mut answered_challenge = false;
         loop {
             self.sent.fetch_add(1, Ordering::Relaxed);
             let result = self.build(request)?.send();
+            if let Ok(response) = &result
+                && response.status() == reqwest::StatusCode::UNAUTHORIZED
+                && !answered_challenge
+                && self.accept_challenge(response)
+            {
+                // One more try with the answer to the (new or renewed) Digest challenge.
+                answered_challenge = true;
+                continue;
+            }
             let retry_in = match &result {
                 Ok(response) => {
                     retry_delay(response.status().as_u16(), response.headers(), attempt)
@@ -294,9 +371,14 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250 << attempt.min(6))
 }
 
-/// Whether (and after how long) a response with `status` is worth retrying.
+/// Whether (and after how long) a response with `status` is worth retrying. 423 (Locked) is
+/// retried too: Xandikos answers it to a write while another write to the same collection
+/// holds its git index lock, which concurrent writes run into.
 fn retry_delay(status: u16, headers: &HeaderMap, attempt: u32) -> Option<Duration> {
-    if status != 429 && !(500..600).contains(&status) || status == 501 || status == 505 {
+    if status != 429 && status != 423 && !(500..600).contains(&status)
+        || status == 501
+        || status == 505
+    {
         return None;
     }
     let retry_after = headers
@@ -319,6 +401,10 @@ pub fn credentials(
         .transpose()?;
     Ok(match (config.auth, &config.username, secret) {
         (AuthScheme::Bearer, _, Some(token)) => Credentials::Bearer(token),
+        (AuthScheme::Digest, Some(username), password) => Credentials::Digest {
+            username: username.clone(),
+            password: password.unwrap_or_default(),
+        },
         (_, Some(username), Some(password)) => Credentials::Basic {
             username: username.clone(),
             password,
@@ -340,6 +426,7 @@ mod tests {
         let none = HeaderMap::new();
         assert_eq!(retry_delay(200, &none, 0), None);
         assert_eq!(retry_delay(412, &none, 0), None);
+        assert_eq!(retry_delay(423, &none, 1), Some(Duration::from_millis(500)));
         assert_eq!(retry_delay(501, &none, 0), None);
         assert_eq!(retry_delay(503, &none, 0), Some(Duration::from_millis(250)));
         assert_eq!(retry_delay(500, &none, 2), Some(Duration::from_secs(1)));

@@ -3,12 +3,14 @@
 //! - [`xml`] builds request bodies and parses multistatus answers (sans-IO).
 //! - [`href`] resolves, compares and encodes hrefs.
 //! - [`http`] sends requests: pooled connections, authentication, TLS, retries.
+//! - [`tls`] pins a server certificate by fingerprint.
 //! - [`storage`] decides which requests to send: discovery, cheapest listing, batched fetching,
 //!   conditional writes.
 
 pub mod href;
 pub mod http;
 pub mod storage;
+pub mod tls;
 pub mod xml;
 
 use crate::config::{DavConfig, Env};

@@ -36,6 +36,9 @@ struct CollectionState {
     color: Option<String>,
     description: Option<String>,
     order: Option<String>,
+    /// The token and ctag were read and not yet used to list: a storage that lives on (and
+    /// lists again later) must not take an old token for the current one.
+    unused: bool,
 }
 
 impl CollectionState {
@@ -227,6 +230,7 @@ impl DavStorage {
                 color: props.color.clone(),
                 description: props.description.clone().filter(|v| !v.is_empty()),
                 order: props.order.clone(),
+                unused: true,
             },
         );
     }
@@ -238,12 +242,10 @@ impl DavStorage {
         }
     }
 
-    /// The state of a collection, read now if discovery did not already. What discovery read
-    /// is used once: asked again (a storage that lives on after another client's change), the
-    /// collection is asked again.
+    /// The state of a collection as discovery (or an earlier call) read it, else read now.
     fn state(&self, collection: &CollectionInfo) -> Result<CollectionState, StorageError> {
-        if let Some(state) = self.lock_states().remove(&collection.id) {
-            return Ok(state);
+        if let Some(state) = self.lock_states().get(&collection.id) {
+            return Ok(state.clone());
         }
         let request = self.propfind(&collection.id, "0", xml::propfind_collections(self.kind));
         let status = self.multistatus(&request)?;
@@ -256,7 +258,8 @@ impl DavStorage {
         self.remember(&collection.id, &props);
         Ok(self
             .lock_states()
-            .remove(&collection.id)
+            .get(&collection.id)
+            .cloned()
             .unwrap_or_default())
     }
 
@@ -616,7 +619,14 @@ impl Storage for DavStorage {
         collection: &CollectionInfo,
         since: Option<&str>,
     ) -> Result<ChangeSet, StorageError> {
-        let state = self.state(collection)?;
+        let mut state = self.state(collection)?;
+        if !state.unused {
+            self.lock_states().remove(&collection.id);
+            state = self.state(collection)?;
+        }
+        if let Some(cached) = self.lock_states().get_mut(&collection.id) {
+            cached.unused = false;
+        }
         let current = state.sync_token.clone().or(state.ctag.clone());
         if since.is_some() && current.as_deref() == since {
             return Ok(ChangeSet {
@@ -758,6 +768,18 @@ impl Storage for DavStorage {
                         return Ok(Written {
                             href: canonical_href(&url),
                             etag,
+                        });
+                    }
+                    // Another name will not help when the server refuses the UID itself.
+                    if let Some(condition) = xml::parse_error_condition(&response.body)
+                        && condition.contains("uid-conflict")
+                    {
+                        return Err(ItemError::Refused {
+                            href: canonical_href(&url),
+                            reason: format!(
+                                "HTTP 412 ({condition}): the collection already holds another \
+                                 item with this UID"
+                            ),
                         });
                     }
                 }

@@ -1,0 +1,898 @@
+//! "Bad servers": a vdir ↔ CalDAV pair synced by the real binary, with the server (Radicale
+//! with Basic auth, Xandikos where it is cheap) behind a `FaultProxy` that garbles, truncates,
+//! drops, delays or refuses chosen requests.
+//!
+//! Each scenario checks what a user would: the exit status, that the message names what went
+//! wrong and where (URL or href, HTTP status), that nothing was lost or duplicated on either
+//! side, and that the next run without faults converges (exit 0, both sides equal, no
+//! conflicts, no duplicates) and the run after that writes nothing.
+
+mod common;
+mod dav_support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Run, Sandbox, event};
+use dav_support::{DavServer, Fault, FaultProxy, FaultRule, Radicale, Recorded, Xandikos};
+
+/// Methods that change something on a DAV server.
+const WRITE_METHODS: &[&str] = &["PUT", "DELETE", "MKCALENDAR", "MKCOL", "PROPPATCH", "MOVE"];
+
+/// UID → the SUMMARY of every copy with that UID (more than one: a duplicate).
+type Items = BTreeMap<String, Vec<String>>;
+
+/// One server behind a fault proxy, one sandbox with a vdir `a/<collection>/` and the pair
+/// `cal` = vdir `laptop` ↔ caldav `server` (collections = [<collection>]).
+struct World {
+    sb: Sandbox,
+    proxy: FaultProxy,
+    server: Box<dyn DavServer + Send + Sync>,
+    /// The collection's name on both sides.
+    coll: String,
+    /// The collection's URL on the server itself (not through the proxy).
+    coll_url: String,
+}
+
+impl World {
+    /// Radicale (Basic auth), calendar `/alice/work/`.
+    fn radicale(storage_extra: &str, pair_extra: &str) -> World {
+        let server = Radicale::start();
+        let coll_url = format!("{}work/", server.calendar_home_url());
+        server.client().mkcalendar(&coll_url);
+        World::new(
+            Box::new(server),
+            "work",
+            coll_url,
+            storage_extra,
+            pair_extra,
+        )
+    }
+
+    /// Xandikos (no auth), its default calendar `/alice/calendars/calendar/`.
+    fn xandikos(storage_extra: &str, pair_extra: &str) -> World {
+        let server = Xandikos::start();
+        let coll_url = server.calendar_url();
+        World::new(
+            Box::new(server),
+            "calendar",
+            coll_url,
+            storage_extra,
+            pair_extra,
+        )
+    }
+
+    fn new(
+        server: Box<dyn DavServer + Send + Sync>,
+        coll: &str,
+        coll_url: String,
+        storage_extra: &str,
+        pair_extra: &str,
+    ) -> World {
+        let proxy = FaultProxy::start(&server.url());
+        let sb = Sandbox::new();
+        sb.mkdir(&format!("a/{coll}"));
+        let url = proxy.proxied(&server.principal_url());
+        sb.write_config(&format!(
+            r#"status_path = "{{root}}/status"
+
+[storage.laptop]
+type = "vdir"
+path = "{{root}}/a"
+fileext = ".ics"
+
+[storage.server]
+type = "caldav"
+url = "{url}"
+username = "{user}"
+password = "{password}"
+timeout = 10
+{storage_extra}
+
+[pair.cal]
+a = "laptop"
+b = "server"
+collections = ["{coll}"]
+{pair_extra}
+"#,
+            user = server.user(),
+            password = server.password(),
+        ));
+        World {
+            sb,
+            proxy,
+            server,
+            coll: coll.to_owned(),
+            coll_url,
+        }
+    }
+
+    /// `cal/<collection>`, as the binary names the collection in its messages.
+    fn name(&self) -> String {
+        format!("cal/{}", self.coll)
+    }
+
+    /// The collection's URL as davsync sees it (through the proxy).
+    fn proxied_coll(&self) -> String {
+        self.proxy.proxied(&self.coll_url)
+    }
+
+    /// The URL davsync sees for the item the server holds at `<uid>.ics`.
+    fn proxied_item(&self, uid: &str) -> String {
+        format!("{}{uid}.ics", self.proxied_coll())
+    }
+
+    /// Runs `davsync sync` (its output is shown when a test fails).
+    fn sync(&self) -> Run {
+        let run = self.sb.run(&["sync"]);
+        eprintln!("$ davsync sync\n{}", run.both());
+        run
+    }
+
+    /// Runs `sync`; as soon as every fault rule now set has been used up, calls `then` (on
+    /// another thread, while the binary keeps running). Give the last rule of the first stage
+    /// a `Delay` so that `then` runs while that request is still held by the proxy.
+    fn sync_then(&self, then: impl FnOnce(&FaultProxy) + Send) -> Run {
+        let finished = AtomicBool::new(false);
+        thread::scope(|scope| {
+            let watcher = scope.spawn(|| {
+                while !finished.load(Ordering::SeqCst) {
+                    let rules = self.proxy.faults();
+                    if !rules.is_empty() && rules.iter().all(|r| r.remaining == Some(0)) {
+                        then(&self.proxy);
+                        return true;
+                    }
+                    thread::sleep(Duration::from_millis(2));
+                }
+                false
+            });
+            let run = self.sync();
+            finished.store(true, Ordering::SeqCst);
+            let fired = watcher.join().expect("watcher thread");
+            assert!(
+                fired,
+                "the first fault stage was never used up: {:#?}\n{}",
+                self.proxy.requests(),
+                run.both()
+            );
+            run
+        })
+    }
+
+    /// Writes an event into the vdir as another program would.
+    fn put_local(&self, uid: &str, summary: &str) {
+        self.sb
+            .write(&format!("a/{}/{uid}.ics", self.coll), event(uid, summary));
+    }
+
+    /// Stores an event on the server as another client would (not through the proxy).
+    fn put_remote(&self, uid: &str, summary: &str) {
+        self.server.client().put_item(
+            &format!("{}{uid}.ics", self.coll_url),
+            event(uid, summary).as_bytes(),
+        );
+    }
+
+    /// The server's copy of `<uid>.ics`, read directly.
+    fn remote_bytes(&self, uid: &str) -> Vec<u8> {
+        let resp = self
+            .server
+            .client()
+            .get(&format!("{}{uid}.ics", self.coll_url));
+        assert_eq!(resp.status, 200, "GET {uid}.ics: {}", resp.text());
+        resp.body
+    }
+
+    /// The events in the vdir collection.
+    fn local_items(&self) -> Items {
+        let mut items = Items::new();
+        for name in self.sb.ls(&format!("a/{}", self.coll)) {
+            if name.starts_with('.') || !name.ends_with(".ics") {
+                continue;
+            }
+            let text = self.sb.read_string(&format!("a/{}/{name}", self.coll));
+            let (uid, summary) = uid_and_summary(&text);
+            items.entry(uid).or_default().push(summary);
+        }
+        items
+    }
+
+    /// The events in the server collection, read directly (PROPFIND, then a GET each).
+    fn remote_items(&self) -> Items {
+        let client = self.server.client();
+        let resp = client.propfind(&self.coll_url, "1", &davsync::dav::xml::propfind_etags());
+        assert_eq!(
+            resp.status,
+            207,
+            "PROPFIND {}: {}",
+            self.coll_url,
+            resp.text()
+        );
+        let status = davsync::dav::xml::parse_multistatus(&resp.body).expect("multistatus");
+        let base = format!("{}/", self.server.url().trim_end_matches('/'));
+        let mut items = Items::new();
+        for r in status.responses {
+            if r.props.is_collection {
+                continue;
+            }
+            let url = format!("{base}{}", r.href.trim_start_matches('/'));
+            let resp = client.get(&url);
+            assert_eq!(resp.status, 200, "GET {url}");
+            let (uid, summary) = uid_and_summary(&resp.text());
+            items.entry(uid).or_default().push(summary);
+        }
+        items
+    }
+
+    /// The next run without faults converges to `expected` on both sides with exit 0, no
+    /// conflicts and no duplicates, and the run after it writes nothing.
+    #[track_caller]
+    fn assert_converges(&self, expected: &[(&str, &str)]) {
+        self.proxy.clear_faults();
+        let run = self.sync();
+        run.success();
+        assert_clean(&run);
+        let expected: Items = expected
+            .iter()
+            .map(|(uid, summary)| ((*uid).to_owned(), vec![(*summary).to_owned()]))
+            .collect();
+        assert_eq!(self.local_items(), expected, "vdir after converging");
+        assert_eq!(self.remote_items(), expected, "server after converging");
+
+        let before = self.sb.state("a");
+        self.proxy.reset_log();
+        let run = self.sync();
+        run.success();
+        assert_clean(&run);
+        let writes: Vec<Recorded> = self
+            .proxy
+            .requests()
+            .into_iter()
+            .filter(|r| WRITE_METHODS.contains(&r.method.as_str()))
+            .collect();
+        assert!(
+            writes.is_empty(),
+            "the run after converging wrote {writes:#?}"
+        );
+        assert!(
+            self.sb.state("a") == before,
+            "the run after converging touched the vdir"
+        );
+        assert!(
+            run.stdout
+                .contains("0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors"),
+            "{}",
+            run.both()
+        );
+    }
+}
+
+/// The UID and SUMMARY of an event (unfolded enough for the short values used here).
+fn uid_and_summary(text: &str) -> (String, String) {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim_end().strip_prefix(name).map(str::to_owned))
+            .unwrap_or_default()
+    };
+    (field("UID:"), field("SUMMARY:"))
+}
+
+#[track_caller]
+fn assert_clean(run: &Run) {
+    assert!(
+        !run.stderr.contains("error") && !run.stderr.contains("conflict"),
+        "{}",
+        run.both()
+    );
+}
+
+/// True for the REPORT carrying a calendar-multiget (the listing is a sync-collection REPORT).
+fn is_multiget(r: &Recorded) -> bool {
+    r.method == "REPORT" && r.body_text().contains("calendar-multiget")
+}
+
+fn hrefs_in(r: &Recorded) -> usize {
+    r.body_text().matches("<d:href>").count()
+}
+
+fn show(requests: &[Recorded]) -> String {
+    requests
+        .iter()
+        .map(|r| format!("{r:?}\n"))
+        .collect::<String>()
+}
+
+// 1. Garbage XML answering the home-set PROPFIND.
+
+fn garbage_home_set(world: World) {
+    world.put_local("local-1", "Local one");
+    world.put_remote("remote-1", "Remote one");
+    let before = world.sb.state("a");
+    world.proxy.set_faults(vec![
+        FaultRule::once(Fault::GarbageBody(b"<html><body>Gateway oops".to_vec()))
+            .method("PROPFIND"),
+    ]);
+    let run = world.sync();
+    run.expect_code(1);
+    let url = world.proxy.proxied(&world.server.principal_url());
+    let first = &world.proxy.requests()[0];
+    assert_eq!(
+        (first.method.as_str(), first.depth()),
+        ("PROPFIND", Some("0"))
+    );
+    assert!(
+        run.stderr.contains(&format!("PROPFIND {url}"))
+            && run.stderr.contains("unusable answer")
+            && run.stderr.contains("207"),
+        "{}",
+        run.both()
+    );
+    assert!(world.sb.state("a") == before, "the vdir was touched");
+    assert_eq!(
+        world.remote_items(),
+        Items::from([("remote-1".into(), vec!["Remote one".into()])])
+    );
+    world.assert_converges(&[("local-1", "Local one"), ("remote-1", "Remote one")]);
+}
+
+#[test]
+fn garbage_home_set_radicale() {
+    garbage_home_set(World::radicale("", ""));
+}
+
+#[test]
+fn garbage_home_set_xandikos() {
+    garbage_home_set(World::xandikos("", ""));
+}
+
+// 2. Truncated body on the sync-collection REPORT.
+
+#[test]
+fn truncated_listing() {
+    let world = World::radicale("", "");
+    world.put_local("local-1", "Local one");
+    for i in 1..=3 {
+        world.put_remote(&format!("remote-{i}"), &format!("Remote {i}"));
+    }
+    let before = world.sb.state("a");
+    world.proxy.set_faults(vec![
+        FaultRule::always(Fault::Truncate(40)).method("REPORT"),
+    ]);
+    let run = world.sync();
+    run.expect_code(1);
+    let listing: Vec<Recorded> = world.proxy.requests_with_method("REPORT");
+    assert!(
+        !listing.is_empty()
+            && listing
+                .iter()
+                .all(|r| r.body_text().contains("sync-collection")),
+        "{}",
+        show(&listing)
+    );
+    let coll = world.proxied_coll();
+    assert!(
+        run.stderr.contains(&format!(
+            "error: {}: not synced: REPORT {coll}",
+            world.name()
+        )) && run.stderr.contains("response body (HTTP 207)"),
+        "{}",
+        run.both()
+    );
+    assert!(world.sb.state("a") == before, "the vdir was touched");
+    assert!(world.proxy.requests_with_method("PUT").is_empty());
+    world.assert_converges(&[
+        ("local-1", "Local one"),
+        ("remote-1", "Remote 1"),
+        ("remote-2", "Remote 2"),
+        ("remote-3", "Remote 3"),
+    ]);
+}
+
+// 3. Connection reset on a PUT, not forwarded: retried.
+
+fn reset_on_put(world: World) {
+    world.put_local("local-1", "Local one");
+    world.put_local("local-2", "Local two");
+    world.proxy.set_faults(vec![
+        FaultRule::once(Fault::Reset).method("PUT").path("local-1"),
+    ]);
+    let run = world.sync();
+    run.success();
+    let puts: Vec<Recorded> = world
+        .proxy
+        .requests_with_method("PUT")
+        .into_iter()
+        .filter(|r| r.path.contains("local-1"))
+        .collect();
+    assert_eq!(
+        puts.len(),
+        2,
+        "the reset PUT was not retried:\n{}",
+        show(&puts)
+    );
+    assert_eq!(puts[0].status, None);
+    assert_eq!(puts[0].faults, vec![Fault::Reset]);
+    assert!(matches!(puts[1].status, Some(200..=299)), "{}", show(&puts));
+    assert_eq!(puts[0].body, puts[1].body);
+    assert_eq!(puts[1].if_none_match(), Some("*"));
+    assert_eq!(
+        world.remote_items(),
+        Items::from([
+            ("local-1".into(), vec!["Local one".into()]),
+            ("local-2".into(), vec!["Local two".into()]),
+        ])
+    );
+    world.assert_converges(&[("local-1", "Local one"), ("local-2", "Local two")]);
+}
+
+#[test]
+fn reset_on_put_radicale() {
+    reset_on_put(World::radicale("", ""));
+}
+
+#[test]
+fn reset_on_put_xandikos() {
+    reset_on_put(World::xandikos("", ""));
+}
+
+// 4. The PUT of a new item was applied but its answer lost: the retry's 412 is our own write.
+
+fn lost_answer_on_create(world: World, rewrite: fn(String) -> String) {
+    for (uid, summary) in [("local-1", "Local one"), ("local-2", "Local two")] {
+        world.sb.write(
+            &format!("a/{}/{uid}.ics", world.coll),
+            rewrite(event(uid, summary)),
+        );
+    }
+    world.proxy.set_faults(vec![
+        FaultRule::once(Fault::ResetAfterForward)
+            .method("PUT")
+            .path("local-1"),
+    ]);
+    let run = world.sync();
+    run.success();
+    assert_clean(&run);
+    let log = world.proxy.requests();
+    let puts: Vec<&Recorded> = log
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.contains("local-1"))
+        .collect();
+    assert!(puts.len() >= 2, "{}", show(&log));
+    assert_eq!(puts[0].status, None);
+    assert_eq!(puts[1].status, Some(412), "{}", show(&log));
+    assert!(
+        log.iter()
+            .any(|r| r.method == "GET" && r.path.ends_with("local-1.ics")),
+        "davsync did not look at what the server holds:\n{}",
+        show(&log)
+    );
+    // Exactly one copy on the server, under the first name.
+    assert_eq!(
+        world.remote_items(),
+        Items::from([
+            ("local-1".into(), vec!["Local one".into()]),
+            ("local-2".into(), vec!["Local two".into()]),
+        ])
+    );
+    assert!(
+        !log.iter().any(|r| r.method == "PUT"
+            && r.path.contains("local-1")
+            && !r.path.ends_with("/local-1.ics")),
+        "a second name was tried:\n{}",
+        show(&log)
+    );
+    world.assert_converges(&[("local-1", "Local one"), ("local-2", "Local two")]);
+}
+
+#[test]
+fn lost_answer_on_create_radicale() {
+    lost_answer_on_create(World::radicale("", ""), |text| text);
+}
+
+#[test]
+fn lost_answer_on_create_xandikos() {
+    lost_answer_on_create(World::xandikos("", ""), |text| text);
+}
+
+/// The same, with the RRULE parts already in the order Xandikos writes them: the recognition
+/// itself works on Xandikos, only the hash of a rewritten RRULE differs.
+#[test]
+fn lost_answer_on_create_xandikos_canonical_rrule() {
+    lost_answer_on_create(World::xandikos("", ""), |text| {
+        text.replace("BYMONTH=10;BYDAY=-1SU", "BYDAY=-1SU;BYMONTH=10")
+            .replace("BYMONTH=3;BYDAY=-1SU", "BYDAY=-1SU;BYMONTH=3")
+    });
+}
+
+// 5. 503 with Retry-After: 1 once on the multiget.
+
+#[test]
+fn retry_after_on_multiget() {
+    let world = World::radicale("", "");
+    for i in 1..=3 {
+        world.put_remote(&format!("remote-{i}"), &format!("Remote {i}"));
+    }
+    // Stage 1 holds the listing REPORT; stage 2 answers the next REPORT (the multiget) 503.
+    world
+        .proxy
+        .set_faults(vec![FaultRule::once(Fault::Delay(300)).method("REPORT")]);
+    let started = Instant::now();
+    let run = world.sync_then(|proxy| {
+        proxy.set_faults(vec![
+            FaultRule::once(Fault::unavailable(1)).method("REPORT"),
+        ])
+    });
+    let elapsed = started.elapsed();
+    run.success();
+    assert_clean(&run);
+    let multigets: Vec<Recorded> = world
+        .proxy
+        .requests()
+        .into_iter()
+        .filter(is_multiget)
+        .collect();
+    assert_eq!(multigets.len(), 2, "{}", show(&world.proxy.requests()));
+    assert_eq!(multigets[0].status, Some(503));
+    assert_eq!(multigets[1].status, Some(207));
+    assert_eq!(multigets[0].body, multigets[1].body);
+    assert!(
+        elapsed >= Duration::from_millis(1300),
+        "Retry-After: 1 was not honoured ({elapsed:?})"
+    );
+    assert_eq!(world.local_items(), world.remote_items());
+    world.assert_converges(&[
+        ("remote-1", "Remote 1"),
+        ("remote-2", "Remote 2"),
+        ("remote-3", "Remote 3"),
+    ]);
+}
+
+// 6. 500 on every PUT of one item.
+
+#[test]
+fn one_item_refused_with_500() {
+    let world = World::radicale("", "");
+    for (uid, summary) in [("ok-1", "Fine 1"), ("broken", "Broken"), ("ok-2", "Fine 2")] {
+        world.put_local(uid, summary);
+    }
+    world.proxy.set_faults(vec![
+        FaultRule::always(Fault::Status(500, vec![], b"injected failure\n".to_vec()))
+            .method("PUT")
+            .path("broken"),
+    ]);
+    let run = world.sync();
+    run.expect_code(1);
+    let href = world.proxied_item("broken");
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("broken"))
+        .unwrap_or_else(|| panic!("no error names the item:\n{}", run.both()));
+    assert!(
+        line.starts_with(&format!("error: {}:", world.name()))
+            && line.contains(&href)
+            && line.contains("500"),
+        "{line}"
+    );
+    assert!(
+        run.stdout.contains("2 created") && run.stdout.contains("1 errors"),
+        "{}",
+        run.both()
+    );
+    assert_eq!(
+        world.remote_items(),
+        Items::from([
+            ("ok-1".into(), vec!["Fine 1".into()]),
+            ("ok-2".into(), vec!["Fine 2".into()]),
+        ])
+    );
+    assert_eq!(world.local_items().len(), 3);
+    world.assert_converges(&[("broken", "Broken"), ("ok-1", "Fine 1"), ("ok-2", "Fine 2")]);
+}
+
+// 7. PUT answered without ETag.
+
+fn put_without_etag(world: World) {
+    world.put_local("local-1", "Local one");
+    world.put_local("local-2", "Local two");
+    world.proxy.set_faults(vec![
+        FaultRule::always(Fault::StripHeader("etag".into())).method("PUT"),
+    ]);
+    let run = world.sync();
+    run.success();
+    assert_clean(&run);
+    let log = world.proxy.requests();
+    for uid in ["local-1", "local-2"] {
+        let lookup = log.iter().any(|r| {
+            r.method == "PROPFIND"
+                && r.depth() == Some("0")
+                && r.path.ends_with(&format!("/{uid}.ics"))
+        });
+        assert!(lookup, "no ETag lookup for {uid}:\n{}", show(&log));
+    }
+    // The next sync is a no-op right away, even with the header still stripped.
+    let before = world.sb.state("a");
+    world.proxy.reset_log();
+    let run = world.sync();
+    run.success();
+    assert_clean(&run);
+    let log = world.proxy.requests();
+    assert!(
+        !log.iter()
+            .any(|r| WRITE_METHODS.contains(&r.method.as_str())
+                || r.method == "GET"
+                || is_multiget(r)),
+        "the next sync wrote or fetched:\n{}",
+        show(&log)
+    );
+    assert!(world.sb.state("a") == before);
+    world.assert_converges(&[("local-1", "Local one"), ("local-2", "Local two")]);
+}
+
+#[test]
+fn put_without_etag_radicale() {
+    put_without_etag(World::radicale("", ""));
+}
+
+#[test]
+fn put_without_etag_xandikos() {
+    put_without_etag(World::xandikos("", ""));
+}
+
+// 8. A multiget that omits some hrefs.
+
+#[test]
+fn multiget_omits_hrefs() {
+    let world = World::radicale("", "");
+    world.put_remote("known", "Known v1");
+    world.put_remote("keep-1", "Keep 1");
+    world.put_remote("doomed", "Doomed v1");
+    world.sync().success();
+    assert_eq!(world.local_items().len(), 3);
+
+    // On the server: `known` and `doomed` change, two new items appear. The multiget leaves
+    // out the changed `known` and the new `omitted-new`; `doomed` is deleted by another client
+    // after the listing, before the multiget (which the proxy holds for a moment), so it
+    // really is gone since listing.
+    world.put_remote("known", "Known v2");
+    world.put_remote("doomed", "Doomed v2");
+    world.put_remote("omitted-new", "Omitted new");
+    world.put_remote("fresh", "Fresh");
+    world
+        .proxy
+        .set_faults(vec![FaultRule::once(Fault::Delay(300)).method("REPORT")]);
+    let run = world.sync_then(|proxy| {
+        proxy.set_faults(vec![
+            FaultRule::once(Fault::Delay(1000)).method("REPORT"),
+            FaultRule::once(Fault::DropHrefsFromMultiget("omitted-new".into())).method("REPORT"),
+            FaultRule::once(Fault::DropHrefsFromMultiget("known".into())).method("REPORT"),
+        ]);
+        wait_used_up(proxy);
+        world
+            .server
+            .client()
+            .delete_item(&format!("{}doomed.ics", world.coll_url));
+    });
+    let log = world.proxy.requests();
+    let multiget = log
+        .iter()
+        .find(|r| {
+            is_multiget(r)
+                && r.faults
+                    .contains(&Fault::DropHrefsFromMultiget("known".into()))
+        })
+        .unwrap_or_else(|| panic!("no faulted multiget:\n{}", show(&log)));
+    assert!(multiget.body_text().contains("doomed.ics"), "{multiget:?}");
+    // Not fatal, and the rest synced.
+    assert_eq!(run.code, Some(0), "{}", run.both());
+    assert_clean(&run);
+    let local = world.local_items();
+    assert_eq!(
+        local.get("fresh"),
+        Some(&vec!["Fresh".to_owned()]),
+        "{local:?}"
+    );
+    // What the multiget left out is not deleted on the other side, nor on the server.
+    assert!(
+        local.contains_key("known"),
+        "the vdir copy was deleted: {local:?}"
+    );
+    assert_eq!(
+        world.remote_items().get("known"),
+        Some(&vec!["Known v2".to_owned()])
+    );
+    // What really went away since listing is gone on both sides.
+    assert!(!local.contains_key("doomed"), "{local:?}");
+    world.assert_converges(&[
+        ("fresh", "Fresh"),
+        ("keep-1", "Keep 1"),
+        ("known", "Known v2"),
+        ("omitted-new", "Omitted new"),
+    ]);
+}
+
+/// Waits (at most 20 s) until every fault rule now set has been used up.
+fn wait_used_up(proxy: &FaultProxy) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while proxy.faults().iter().any(|r| r.remaining != Some(0)) {
+        assert!(
+            Instant::now() < deadline,
+            "rules not used up: {:?}",
+            proxy.faults()
+        );
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+// 9. A whole multiget failing: smaller batches, then single GETs.
+
+#[test]
+fn failing_multiget_falls_back() {
+    let world = World::radicale("concurrency = 1", "");
+    let expected: Vec<(String, String)> = (1..=12)
+        .map(|i| (format!("remote-{i:02}"), format!("Remote {i}")))
+        .collect();
+    for (uid, summary) in &expected {
+        world.put_remote(uid, summary);
+    }
+    world
+        .proxy
+        .set_faults(vec![FaultRule::once(Fault::Delay(300)).method("REPORT")]);
+    // Each failing multiget is tried four times (three retries of a 5xx): the one of 12 and
+    // then the first of 10 fail, the second of 2 gets through.
+    let run = world.sync_then(|proxy| {
+        proxy.set_faults(vec![
+            FaultRule::times(Fault::Status(500, vec![], b"boom\n".to_vec()), 8).method("REPORT"),
+        ])
+    });
+    run.success();
+    assert_clean(&run);
+    let log = world.proxy.requests();
+    let multigets: Vec<(usize, Option<u16>)> = log
+        .iter()
+        .filter(|r| is_multiget(r))
+        .map(|r| (hrefs_in(r), r.status))
+        .collect();
+    let mut wanted = vec![(12, Some(500)); 4];
+    wanted.extend(vec![(10, Some(500)); 4]);
+    wanted.push((2, Some(207)));
+    assert_eq!(multigets, wanted, "{}", show(&log));
+    let gets = log
+        .iter()
+        .filter(|r| r.method == "GET" && r.status == Some(200))
+        .count();
+    assert_eq!(gets, 10, "{}", show(&log));
+    let expected: Vec<(&str, &str)> = expected
+        .iter()
+        .map(|(u, s)| (u.as_str(), s.as_str()))
+        .collect();
+    world.assert_converges(&expected);
+}
+
+// 10. 412 on an update.
+
+#[test]
+fn update_refused_with_412() {
+    let world = World::radicale("", "");
+    world.put_local("item", "Original");
+    world.put_local("other", "Other");
+    world.sync().success();
+    let server_before = world.remote_bytes("item");
+
+    world.put_local("item", "Edited locally");
+    world.proxy.reset_log();
+    world
+        .proxy
+        .set_faults(vec![FaultRule::once(Fault::status(412)).method("PUT")]);
+    let run = world.sync();
+    run.expect_code(1);
+    let put = &world.proxy.requests_with_method("PUT")[0];
+    assert!(put.if_match().is_some(), "{put:?}");
+    assert!(
+        run.stderr.lines().any(|l| l.starts_with("error: cal/work:")
+            && l.contains("item.ics")
+            && l.contains("changed since it was listed, left for the next sync")),
+        "{}",
+        run.both()
+    );
+    assert_eq!(world.remote_bytes("item"), server_before, "overwritten");
+    assert_eq!(
+        world.local_items().get("item"),
+        Some(&vec!["Edited locally".to_owned()])
+    );
+    // The server did not really change, so the local edit goes up next time.
+    world.assert_converges(&[("item", "Edited locally"), ("other", "Other")]);
+}
+
+#[test]
+fn update_races_another_client() {
+    // The same with a real change by another client between listing and writing; with
+    // "b wins" the next run takes the server's version.
+    let world = World::radicale("", "conflict_resolution = \"b wins\"");
+    world.put_local("item", "Original");
+    world.sync().success();
+
+    world.put_local("item", "Edited locally");
+    world.proxy.reset_log();
+    world
+        .proxy
+        .set_faults(vec![FaultRule::once(Fault::Delay(1000)).method("PUT")]);
+    let run = world.sync_then(|_| world.put_remote("item", "Edited on the server"));
+    run.expect_code(1);
+    let put = &world.proxy.requests_with_method("PUT")[0];
+    assert_eq!(put.status, Some(412), "{put:?}");
+    assert!(
+        run.stderr
+            .contains("changed since it was listed, left for the next sync"),
+        "{}",
+        run.both()
+    );
+    assert_eq!(
+        world.remote_items().get("item"),
+        Some(&vec!["Edited on the server".to_owned()]),
+        "the other client's version was overwritten"
+    );
+    world.assert_converges(&[("item", "Edited on the server")]);
+}
+
+// 11. TLS spoken to a plain HTTP port.
+
+#[test]
+fn tls_to_plain_http() {
+    let world = World::radicale("", "");
+    world.put_local("local-1", "Local one");
+    let url = format!("https://127.0.0.1:{}/alice/", world.server.port());
+    let config = world.sb.read_string("config.toml");
+    let plain = world.proxy.proxied(&world.server.principal_url());
+    world.sb.write(
+        "config.toml",
+        config.replace(&format!("\"{plain}\""), &format!("\"{url}\"")),
+    );
+    let before = world.sb.state("a");
+    let started = Instant::now();
+    let run = world.sync();
+    let elapsed = started.elapsed();
+    run.expect_code(1);
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    let lower = run.stderr.to_lowercase();
+    assert!(
+        run.stderr.contains(&url)
+            && (lower.contains("tls")
+                || lower.contains("ssl")
+                || lower.contains("handshake")
+                || lower.contains("certificate")
+                || lower.contains("corrupt message")),
+        "{}",
+        run.both()
+    );
+    assert!(world.sb.state("a") == before);
+}
+
+// 12. Wrong password.
+
+#[test]
+fn wrong_password() {
+    let world = World::radicale("", "");
+    world.put_local("local-1", "Local one");
+    let config = world.sb.read_string("config.toml");
+    world.sb.write(
+        "config.toml",
+        config.replace(Radicale::PASSWORD, "not-the-password"),
+    );
+    let before = world.sb.state("a");
+    let run = world.sync();
+    run.expect_code(1);
+    let url = world.proxy.proxied(&world.server.principal_url());
+    assert!(
+        run.stderr.contains(&url) && run.stderr.contains("401"),
+        "{}",
+        run.both()
+    );
+    assert!(!run.both().contains("not-the-password"));
+    let log = world.proxy.requests();
+    assert!(log.len() <= 3, "retried a 401:\n{}", show(&log));
+    assert!(log.iter().all(|r| r.status == Some(401)), "{}", show(&log));
+    assert!(world.sb.state("a") == before);
+}
