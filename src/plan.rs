@@ -4,7 +4,7 @@
 //! fetched before, so the same inputs always give the same plan, and `--dry-run` prints exactly
 //! what a real run would do.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use thiserror::Error;
@@ -241,15 +241,19 @@ pub fn plan(
     let b_by_ident = group_by_ident(b);
     let a_unreadable: HashSet<&str> = a.unreadable.iter().map(|u| u.href.as_str()).collect();
     let b_unreadable: HashSet<&str> = b.unreadable.iter().map(|u| u.href.as_str()).collect();
-    let status_by_ident: BTreeMap<&str, &StatusItem> =
+    let status_by_ident: HashMap<&str, &StatusItem> =
         status.iter().map(|s| (s.ident.as_str(), s)).collect();
 
-    let idents: BTreeSet<&str> = a_by_ident
+    // Hash maps and one sort: with 10,000 items per side, ordered maps spent most of a no-op
+    // sync's planning time comparing strings.
+    let unique: HashSet<&str> = a_by_ident
         .keys()
         .chain(b_by_ident.keys())
         .chain(status_by_ident.keys())
         .copied()
         .collect();
+    let mut idents: Vec<&str> = unique.into_iter().collect();
+    idents.sort_unstable();
 
     let mut actions = Vec::new();
     for ident in idents {
@@ -280,8 +284,8 @@ fn presence<'a>(items: &[&'a ListedItem]) -> Presence<'a> {
     }
 }
 
-fn group_by_ident(listing: &Listing) -> BTreeMap<&str, Vec<&ListedItem>> {
-    let mut map: BTreeMap<&str, Vec<&ListedItem>> = BTreeMap::new();
+fn group_by_ident(listing: &Listing) -> HashMap<&str, Vec<&ListedItem>> {
+    let mut map: HashMap<&str, Vec<&ListedItem>> = HashMap::with_capacity(listing.items.len());
     for item in &listing.items {
         map.entry(item.ident.as_str()).or_default().push(item);
     }

@@ -242,11 +242,34 @@ fn status_db_path(config: &Config, pair: &str) -> PathBuf {
     config.status_path.join(format!("{pair}.db"))
 }
 
+/// A pair's status database, opened under its lock.
+struct OpenStatus {
+    db: StatusDb,
+    _lock: Option<PairLock>,
+    /// A dry run of a pair that never synced plans against an empty database here, so that it
+    /// leaves nothing behind.
+    _scratch: Option<tempfile::TempDir>,
+}
+
 /// Takes the pair's lock, then opens its status database.
-fn open_status(config: &Config, pair: &str) -> Result<(PairLock, StatusDb), CliError> {
+fn open_status(config: &Config, pair: &str, dry_run: bool) -> Result<OpenStatus, CliError> {
+    let path = status_db_path(config, pair);
+    if dry_run && !exists(&path) {
+        let scratch = tempfile::tempdir()
+            .map_err(|e| CliError::Failed(format!("temporary directory: {e}")))?;
+        let db = StatusDb::open(&scratch.path().join("dry-run.db"))?;
+        return Ok(OpenStatus {
+            db,
+            _lock: None,
+            _scratch: Some(scratch),
+        });
+    }
     let lock = PairLock::acquire(&config.status_path.join(format!("{pair}.lock")))?;
-    let db = StatusDb::open(&status_db_path(config, pair))?;
-    Ok((lock, db))
+    Ok(OpenStatus {
+        db: StatusDb::open(&path)?,
+        _lock: Some(lock),
+        _scratch: None,
+    })
 }
 
 /// How a collection is named in messages: `pair/collection`, or the pair alone.

@@ -45,7 +45,7 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             Err(e) => return Err(e),
         };
         let sides = storages.sides();
-        let (_lock, status) = match open_status(&config, &pair.name) {
+        let opened = match open_status(&config, &pair.name, args.dry_run) {
             Ok(opened) => opened,
             Err(CliError::Failed(message)) => {
                 eprintln!("error: {}: {message}", pair.name);
@@ -54,7 +54,8 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             }
             Err(e) => return Err(e),
         };
-        let collections = match discover_with_hints(&pair.collections, &sides, &status)? {
+        let status = &opened.db;
+        let collections = match discover_with_hints(&pair.collections, &sides, status)? {
             Ok(collections) => collections,
             Err(e) => {
                 eprintln!("error: {}: {e}", pair.name);
@@ -99,7 +100,7 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
                 }
                 Progress::Property(_) => {}
             };
-            let report = sync_collection(&sides, collection, &status, &options, &mut progress)?;
+            let report = sync_collection(&sides, collection, status, &options, &mut progress)?;
             print_report(&name, &report, args.dry_run, verbosity);
             clean &= report.is_clean();
         }
