@@ -130,18 +130,88 @@ mod tests {
             value: v.map(str::to_owned),
         };
         #[rustfmt::skip]
-        let table: Vec<(&str, Option<&str>, Option<&str>, Option<Option<&str>>, PropertyAction)> = vec![
-            ("agreed, known", Some("Work"), Some("Work"), Some(Some("Work")), PropertyAction::Nothing),
-            ("agreed, new", Some("Work"), Some("Work"), None, PropertyAction::Record(Some("Work".into()))),
-            ("both absent, new", None, None, None, PropertyAction::Record(None)),
-            ("changed on b", Some("Old"), Some("New"), Some(Some("Old")), set(Side::A, Some("New"))),
-            ("changed on a", Some("New"), Some("Old"), Some(Some("Old")), set(Side::B, Some("New"))),
-            ("removed on a", None, Some("Old"), Some(Some("Old")), set(Side::B, None)),
-            ("set on a, absent before", Some("Red"), None, Some(None), set(Side::B, Some("Red"))),
-            ("renamed on a, cleared on b", Some("New"), None, Some(Some("Old")), set(Side::B, Some("New"))),
-            ("cleared on a, renamed on b", None, Some("New"), Some(Some("Old")), set(Side::A, Some("New"))),
-            ("only on b before any sync", None, Some("B"), None, set(Side::A, Some("B"))),
-            ("changed differently", Some("X"), Some("Y"), Some(Some("Old")), PropertyAction::Conflict { a: Some("X".into()), b: Some("Y".into()) }),
+        type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<Option<&'a str>>, PropertyAction);
+        let table: Vec<Case> = vec![
+            (
+                "agreed, known",
+                Some("Work"),
+                Some("Work"),
+                Some(Some("Work")),
+                PropertyAction::Nothing,
+            ),
+            (
+                "agreed, new",
+                Some("Work"),
+                Some("Work"),
+                None,
+                PropertyAction::Record(Some("Work".into())),
+            ),
+            (
+                "both absent, new",
+                None,
+                None,
+                None,
+                PropertyAction::Record(None),
+            ),
+            (
+                "changed on b",
+                Some("Old"),
+                Some("New"),
+                Some(Some("Old")),
+                set(Side::A, Some("New")),
+            ),
+            (
+                "changed on a",
+                Some("New"),
+                Some("Old"),
+                Some(Some("Old")),
+                set(Side::B, Some("New")),
+            ),
+            (
+                "removed on a",
+                None,
+                Some("Old"),
+                Some(Some("Old")),
+                set(Side::B, None),
+            ),
+            (
+                "set on a, absent before",
+                Some("Red"),
+                None,
+                Some(None),
+                set(Side::B, Some("Red")),
+            ),
+            (
+                "renamed on a, cleared on b",
+                Some("New"),
+                None,
+                Some(Some("Old")),
+                set(Side::B, Some("New")),
+            ),
+            (
+                "cleared on a, renamed on b",
+                None,
+                Some("New"),
+                Some(Some("Old")),
+                set(Side::A, Some("New")),
+            ),
+            (
+                "only on b before any sync",
+                None,
+                Some("B"),
+                None,
+                set(Side::A, Some("B")),
+            ),
+            (
+                "changed differently",
+                Some("X"),
+                Some("Y"),
+                Some(Some("Old")),
+                PropertyAction::Conflict {
+                    a: Some("X".into()),
+                    b: Some("Y".into()),
+                },
+            ),
         ];
         for (case, a, b, synced, expected) in table {
             assert_eq!(plan_property(a, b, synced, &report), expected, "{case}");

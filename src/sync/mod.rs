@@ -171,7 +171,8 @@ fn sync_metadata(
     options: &SyncOptions,
     report: &mut CollectionReport,
     progress: &mut dyn FnMut(Progress<'_>),
-) -> Result<(), StatusError> {
+) -> Result<[bool; 2], StatusError> {
+    let mut written = [false; 2];
     for &key in &options.metadata {
         let read = |side: Side| match target.collections[side.index()] {
             Some(collection) => sides.get(side).metadata(collection, key),
@@ -214,7 +215,7 @@ fn sync_metadata(
             _ if options.dry_run => continue,
             PropertyAction::Record(value) => value,
             PropertyAction::Set { on, value } => {
-                let written = match target.collections[on.index()] {
+                let result = match target.collections[on.index()] {
                     Some(collection) => {
                         sides
                             .get(on)
@@ -222,19 +223,20 @@ fn sync_metadata(
                     }
                     None => Ok(()),
                 };
-                if let Err(e) = written {
+                if let Err(e) = result {
                     report.errors.push(Problem {
                         ident: key.file_name().to_owned(),
                         message: format!("{} on {on}: {e}", key.file_name()),
                     });
                     continue;
                 }
+                written[on.index()] = true;
                 value
             }
         };
         status.set_collection_meta(coll, &status_key, &encode_property(agreed.as_deref()))?;
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Status database keys of the storages' discovery hints, per side.
@@ -438,7 +440,7 @@ pub fn sync_collection(
         collections: [a_coll.as_ref(), b_coll.as_ref()],
         created: [pair.a.is_none(), pair.b.is_none()],
     };
-    sync_metadata(sides, &target, status, coll, options, &mut report, progress)?;
+    let mut written = sync_metadata(sides, &target, status, coll, options, &mut report, progress)?;
     if options.dry_run {
         for action in &actions {
             count_planned(action, &options.resolution, &mut report);
@@ -461,6 +463,9 @@ pub fn sync_collection(
         &mut |action, outcome| match outcome {
             Outcome::Done => {
                 count_done(action, &options.resolution, &mut report);
+                for side in written_sides(action) {
+                    written[side.index()] = true;
+                }
                 progress(Progress::Applied(action));
             }
             Outcome::Open(message) => report.conflicts.push(Problem {
@@ -485,11 +490,17 @@ pub fn sync_collection(
     }
     if report.is_clean() {
         // Only a clean run may move the remembered states forward: a change left unsynced
-        // must be reported again by the next delta.
-        for (key, state) in STATE_KEYS.iter().zip([&a_state, &b_state]) {
+        // must be reported again by the next delta. A side this run wrote to gets no state at
+        // all: its state was read before our writes, and a server whose token is a hash of the
+        // content (Xandikos) gives that same token again if another client undoes our writes,
+        // which would hide the undoing. The next run lists that side in full instead.
+        for (side, state) in [(Side::A, &a_state), (Side::B, &b_state)] {
+            let key = STATE_KEYS[side.index()];
             match state {
-                Some(state) => status.set_collection_meta(coll, key, state)?,
-                None => status.remove_collection_meta(coll, key)?,
+                Some(state) if !written[side.index()] => {
+                    status.set_collection_meta(coll, key, state)?
+                }
+                _ => status.remove_collection_meta(coll, key)?,
             }
         }
     }
@@ -505,6 +516,21 @@ pub fn sync_collection(
         },
     )?;
     Ok(report)
+}
+
+/// The sides an applied action wrote to.
+fn written_sides(action: &Action) -> Vec<Side> {
+    match action {
+        Action::Create { from, .. }
+        | Action::Update { from, .. }
+        | Action::Restore { from, .. } => {
+            vec![from.other()]
+        }
+        Action::Delete { on, .. } => vec![*on],
+        // A resolved conflict wrote the loser's side, or both for a merge.
+        Action::Conflict { .. } => vec![Side::A, Side::B],
+        Action::Record { .. } | Action::Forget { .. } | Action::Skip { .. } => Vec::new(),
+    }
 }
 
 fn count_done(action: &Action, resolution: &ConflictResolution, report: &mut CollectionReport) {

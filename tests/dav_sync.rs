@@ -1,0 +1,895 @@
+//! Whole pair syncs between a vdir and a real CalDAV/CardDAV server through the `davsync`
+//! binary: first upload, first download, edits and deletions both ways, conflicts, the
+//! emptied-side refusal, re-serialization by the server, request counts, vCards, khal and
+//! khard reading what was downloaded, and credentials. Every test body is written once, taking
+//! the server, and runs against Radicale and Xandikos (the `both!` invocation at the end).
+
+mod common;
+mod dav_support;
+
+use std::process::Command;
+use std::thread;
+use std::time::Instant;
+
+use common::{EventBuilder, Run, Sandbox, vcard};
+use dav_support::{DavClient, DavServer, Fault, FaultProxy, FaultRule, Radicale, Xandikos};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// Config text: vdir storage `local` at `{root}/LOCAL`, DAV storage `server` of `kind`
+/// (`caldav`/`carddav`) at `url` with user alice and `password` (a TOML value), pair `p`
+/// with `pair_extra` appended.
+fn config(
+    local: &str,
+    fileext: &str,
+    kind: &str,
+    url: &str,
+    password: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"status_path = "{{root}}/status"
+
+[storage.local]
+type = "vdir"
+path = "{{root}}/{local}"
+fileext = "{fileext}"
+
+[storage.server]
+type = "{kind}"
+url = "{url}"
+username = "alice"
+password = {password}
+
+[pair.p]
+a = "local"
+b = "server"
+{extra}
+"#
+    )
+}
+
+const ENV_PASSWORD: &str = r#"{ env = "DAVSYNC_TEST_PW" }"#;
+
+/// A sandbox syncing the calendars below `{root}/cals` with the server at `url`.
+fn cal_sandbox(url: &str, extra: &str) -> Sandbox {
+    let sb = Sandbox::new();
+    sb.mkdir("cals");
+    sb.write_config(&config("cals", ".ics", "caldav", url, ENV_PASSWORD, extra));
+    sb
+}
+
+/// Runs `davsync ARGS` in the sandbox with `$DAVSYNC_TEST_PW` set to the server's password.
+fn run(sb: &Sandbox, server: &dyn DavServer, args: &[&str]) -> Run {
+    run_env(sb, args, &[("DAVSYNC_TEST_PW", server.password())])
+}
+
+fn run_env(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = sb.cmd();
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    let output = cmd.args(args).output().expect("run davsync");
+    Run {
+        code: output.status.code(),
+        stdout: sb.normalize(&String::from_utf8_lossy(&output.stdout)),
+        stderr: sb.normalize(&String::from_utf8_lossy(&output.stderr)),
+    }
+}
+
+/// Created, updated and deleted, summed over the summary lines of a run.
+fn totals(run: &Run) -> (u64, u64, u64) {
+    let mut sum = (0, 0, 0);
+    for line in run.stdout.lines() {
+        let Some((_, counts)) = line.split_once(": ") else {
+            continue;
+        };
+        let numbers: Vec<u64> = counts
+            .split(", ")
+            .filter_map(|part| part.split(' ').next()?.parse().ok())
+            .collect();
+        if counts.contains(" created, ") && numbers.len() == 5 {
+            sum.0 += numbers[0];
+            sum.1 += numbers[1];
+            sum.2 += numbers[2];
+        }
+    }
+    sum
+}
+
+fn event(uid: &str, summary: &str) -> String {
+    EventBuilder::new(summary).uid(uid).build()
+}
+
+/// An event on a January 2026 day (UTC), for khal.
+fn january_event(uid: &str, summary: &str, day: u32) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//davsync tests//EN\r\nBEGIN:VEVENT\r\n\
+         UID:{uid}\r\nDTSTAMP:20251201T090000Z\r\nDTSTART:202601{day:02}T100000Z\r\n\
+         DTEND:202601{day:02}T110000Z\r\nSUMMARY:{summary}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+fn item_url(home: &str, collection: &str, name: &str) -> String {
+    format!("{home}{collection}/{name}")
+}
+
+/// Another client edits an item: GET for the ETag, then PUT with If-Match.
+fn server_edit(client: &DavClient, url: &str, bytes: &str) {
+    let current = client.get(url);
+    assert_eq!(current.status, 200, "GET {url}");
+    let etag = current.etag().expect("ETag").to_owned();
+    let put = client.put_item_with(url, bytes.as_bytes(), &[("If-Match", etag.as_str())]);
+    assert!(put.is_success(), "PUT {url}: {} {}", put.status, put.text());
+}
+
+/// Another client deletes an item, conditionally.
+fn server_delete(client: &DavClient, url: &str) {
+    let current = client.get(url);
+    assert_eq!(current.status, 200, "GET {url}");
+    let etag = current.etag().expect("ETag").to_owned();
+    let resp = client.request("DELETE", url, &[("If-Match", etag.as_str())], &[]);
+    assert!(resp.is_success(), "DELETE {url}: {}", resp.status);
+}
+
+/// Every request the proxy saw, with bodies, for assertion messages.
+fn request_log(proxy: &FaultProxy) -> String {
+    proxy
+        .requests()
+        .iter()
+        .map(|r| {
+            format!(
+                "--- {} {} -> {:?}\n{}\n",
+                r.method,
+                r.path,
+                r.status,
+                r.body_text()
+            )
+        })
+        .collect()
+}
+
+/// Creates the calendar at `url` holding `events` (UID, a VCALENDAR with one VEVENT and no
+/// VTIMEZONE each), as `UID.ics`.
+/// Radicale takes a whole calendar in one PUT on the collection; elsewhere (Xandikos answers
+/// that PUT with 405) every event is PUT on its own, one at a time: Xandikos answers 423 to
+/// concurrent writes into one collection.
+fn fill_calendar(client: &DavClient, url: &str, events: &[(String, String)]) {
+    client.mkcalendar(url);
+    let mut whole =
+        String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//davsync tests//EN\r\n");
+    for (_, ics) in events {
+        let start = ics.find("BEGIN:VEVENT").expect("a VEVENT");
+        let end = ics.rfind("END:VCALENDAR").expect("END:VCALENDAR");
+        whole.push_str(&ics[start..end]);
+    }
+    whole.push_str("END:VCALENDAR\r\n");
+    let bulk = client.put_item_with(url, whole.as_bytes(), &[]);
+    if bulk.is_success() {
+        return;
+    }
+    assert_eq!(bulk.status, 405, "PUT {url}: {}", bulk.text());
+    for (uid, ics) in events {
+        client.put_item(&format!("{url}{uid}.ics"), ics.as_bytes());
+    }
+}
+
+fn text(sb: &Sandbox, rel: &str) -> String {
+    sb.read_string(rel)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two-way sync of a calendar
+
+fn two_way_calendar(server: &dyn DavServer) {
+    let client = server.client();
+    let home = server.calendar_home_url();
+
+    // vdir → server: the first upload.
+    let proxy = FaultProxy::start(&server.url());
+    let up = cal_sandbox(&proxy.url(), "collections = \"from a\"");
+    for (uid, summary) in [("w1", "Standup"), ("w2", "Review"), ("w3", "Retro")] {
+        up.write(&format!("cals/work/{uid}.ics"), event(uid, summary));
+    }
+    let first = run(&up, server, &["sync"]);
+    first.success();
+    assert_eq!(totals(&first), (3, 0, 0), "{}", first.both());
+    for (uid, summary) in [("w1", "Standup"), ("w2", "Review"), ("w3", "Retro")] {
+        let got = client.get(&item_url(&home, "work", &format!("{uid}.ics")));
+        assert_eq!(got.status, 200, "{uid} on the server");
+        assert!(
+            got.text().contains(&format!("SUMMARY:{summary}")),
+            "{}",
+            got.text()
+        );
+        assert!(got.text().contains(&format!("UID:{uid}")), "{}", got.text());
+    }
+    let before = up.state("cals");
+    let again = run(&up, server, &["sync"]);
+    again.success();
+    assert_eq!(totals(&again), (0, 0, 0), "{}", again.both());
+    assert_eq!(up.state("cals"), before, "a no-op sync touched the vdir");
+
+    // server → empty vdir: the first download.
+    let down = cal_sandbox(&server.url(), "collections = \"from b\"");
+    let first = run(&down, server, &["sync"]);
+    first.success();
+    assert_eq!(totals(&first), (3, 0, 0), "{}", first.both());
+    assert_eq!(down.ls("cals/work"), ["w1.ics", "w2.ics", "w3.ics"]);
+    assert!(text(&down, "cals/work/w2.ics").contains("SUMMARY:Review"));
+    let again = run(&down, server, &["sync"]);
+    again.success();
+    assert_eq!(totals(&again), (0, 0, 0), "{}", again.both());
+
+    // An edit on the server reaches the vdir.
+    server_edit(
+        &client,
+        &item_url(&home, "work", "w1.ics"),
+        &event("w1", "Standup\\, moved"),
+    );
+    proxy.reset_log();
+    let sync = run(&up, server, &["sync"]);
+    sync.success();
+    assert_eq!(
+        totals(&sync),
+        (0, 1, 0),
+        "{}{}",
+        sync.both(),
+        request_log(&proxy)
+    );
+    assert!(text(&up, "cals/work/w1.ics").contains("SUMMARY:Standup\\, moved"));
+
+    // An edit in the vdir reaches the server.
+    up.write("cals/work/w2.ics", event("w2", "Review\\, longer"));
+    let sync = run(&up, server, &["sync"]);
+    sync.success();
+    assert_eq!(totals(&sync), (0, 1, 0), "{}", sync.both());
+    let got = client.get(&item_url(&home, "work", "w2.ics"));
+    assert!(got.text().contains("Review\\, longer"), "{}", got.text());
+
+    // A deletion on the server reaches the vdir.
+    server_delete(&client, &item_url(&home, "work", "w3.ics"));
+    let sync = run(&up, server, &["sync"]);
+    sync.success();
+    assert_eq!(totals(&sync), (0, 0, 1), "{}", sync.both());
+    assert_eq!(up.ls("cals/work"), ["w1.ics", "w2.ics"]);
+
+    // A deletion in the vdir reaches the server.
+    up.remove("cals/work/w1.ics");
+    let sync = run(&up, server, &["sync"]);
+    sync.success();
+    assert_eq!(totals(&sync), (0, 0, 1), "{}", sync.both());
+    assert_eq!(client.get(&item_url(&home, "work", "w1.ics")).status, 404);
+
+    // The other vdir catches up with everything.
+    let sync = run(&down, server, &["sync"]);
+    sync.success();
+    assert_eq!(totals(&sync), (0, 1, 2), "{}", sync.both());
+    assert_eq!(down.ls("cals/work"), ["w2.ics"]);
+    assert!(text(&down, "cals/work/w2.ics").contains("Review\\, longer"));
+    for sb in [&up, &down] {
+        let sync = run(sb, server, &["sync"]);
+        sync.success();
+        assert_eq!(totals(&sync), (0, 0, 0), "{}", sync.both());
+    }
+}
+
+fn conflict_reported_then_resolved(server: &dyn DavServer) {
+    let client = server.client();
+    let url = item_url(&server.calendar_home_url(), "clash", "c1.ics");
+    let sb = cal_sandbox(&server.url(), "collections = \"from a\"");
+    sb.write("cals/clash/c1.ics", event("c1", "Original"));
+    run(&sb, server, &["sync"]).success();
+
+    let ours = event("c1", "Changed in the vdir");
+    sb.write("cals/clash/c1.ics", &ours);
+    server_edit(&client, &url, &event("c1", "Changed on the server"));
+    let theirs = client.get(&url);
+
+    let sync = run(&sb, server, &["sync"]);
+    sync.expect_code(1);
+    assert!(
+        sync.stderr.contains("conflict: p/clash: c1"),
+        "{}",
+        sync.both()
+    );
+    assert_eq!(
+        text(&sb, "cals/clash/c1.ics"),
+        ours,
+        "the vdir was overwritten"
+    );
+    let now = client.get(&url);
+    assert_eq!(now.body, theirs.body, "the server was overwritten");
+    assert_eq!(now.etag(), theirs.etag());
+    // Still open on the next run.
+    run(&sb, server, &["sync"]).expect_code(1);
+
+    sb.write_config(&config(
+        "cals",
+        ".ics",
+        "caldav",
+        &server.url(),
+        ENV_PASSWORD,
+        "collections = \"from a\"\nconflict_resolution = \"a wins\"",
+    ));
+    let sync = run(&sb, server, &["sync"]);
+    sync.success();
+    assert_eq!(totals(&sync), (0, 1, 0), "{}", sync.both());
+    let now = client.get(&url);
+    assert!(
+        now.text().contains("SUMMARY:Changed in the vdir"),
+        "{}",
+        now.text()
+    );
+    assert_eq!(text(&sb, "cals/clash/c1.ics"), ours);
+    let sync = run(&sb, server, &["sync"]);
+    sync.success();
+    assert_eq!(totals(&sync), (0, 0, 0), "{}", sync.both());
+}
+
+fn emptied_server_is_refused(server: &dyn DavServer) {
+    let client = server.client();
+    let home = server.calendar_home_url();
+    let proxy = FaultProxy::start(&server.url());
+    let sb = cal_sandbox(&proxy.url(), "collections = \"from a\"");
+    for uid in ["x1", "x2", "x3"] {
+        sb.write(&format!("cals/gone/{uid}.ics"), event(uid, uid));
+    }
+    run(&sb, server, &["sync"]).success();
+    for uid in ["x1", "x2", "x3"] {
+        server_delete(&client, &item_url(&home, "gone", &format!("{uid}.ics")));
+    }
+    let before = sb.state("cals");
+    proxy.reset_log();
+    let sync = run(&sb, server, &["sync"]);
+    assert!(
+        sync.code == Some(1) && sync.stderr.contains("--force-delete"),
+        "{}{}",
+        sync.both(),
+        request_log(&proxy)
+    );
+    assert_eq!(sb.state("cals"), before, "the vdir was touched");
+    // Still refused next time.
+    run(&sb, server, &["sync"]).expect_code(1);
+    assert_eq!(sb.state("cals"), before);
+}
+
+/// The smallest case of the emptied-side problem above: another client deletes exactly what the
+/// last sync uploaded, which puts the collection back in the state it had when that sync listed
+/// it.
+fn server_undoes_the_last_upload(server: &dyn DavServer) {
+    let client = server.client();
+    let proxy = FaultProxy::start(&server.url());
+    let sb = cal_sandbox(&proxy.url(), "collections = \"from a\"");
+    sb.write("cals/undo/u1.ics", event("u1", "Stays"));
+    run(&sb, server, &["sync"]).success();
+    run(&sb, server, &["sync"]).success();
+    sb.write(
+        "cals/undo/u2.ics",
+        event("u2", "Uploaded, then deleted on the server"),
+    );
+    let sync = run(&sb, server, &["sync"]);
+    sync.success();
+    assert_eq!(totals(&sync), (1, 0, 0), "{}", sync.both());
+    server_delete(
+        &client,
+        &item_url(&server.calendar_home_url(), "undo", "u2.ics"),
+    );
+    proxy.reset_log();
+    let sync = run(&sb, server, &["sync"]);
+    sync.success();
+    assert_eq!(
+        totals(&sync),
+        (0, 0, 1),
+        "the deletion on the server was not noticed\n{}{}",
+        sync.both(),
+        request_log(&proxy)
+    );
+    assert_eq!(sb.ls("cals/undo"), ["u1.ics"]);
+}
+
+/// Servers re-serialize what they store (Radicale refolds lines and reorders properties): that
+/// is not a change, so the sync after the first upload writes nothing anywhere.
+fn reserialization_is_not_a_change(server: &dyn DavServer) {
+    let proxy = FaultProxy::start(&server.url());
+    let sb = cal_sandbox(&proxy.url(), "collections = \"from a\"");
+    let long = "A description long enough to be folded differently by every server, with \
+                commas, semicolons; and a bit of UTF-8: Größe, café, 東京.";
+    for i in 0..5 {
+        let uid = format!("fold-{i}@example.org");
+        let item = EventBuilder::new(&format!("Folded {i}"))
+            .uid(&uid)
+            .description(long)
+            .fold_at(40 + i * 7)
+            .reversed()
+            .build();
+        sb.write(&format!("cals/folded/{uid}.ics"), item);
+    }
+    let vdir_items = sb.state("cals");
+    run(&sb, server, &["sync"]).success();
+    let client = server.client();
+    let rewritten = (0..5)
+        .filter(|i| {
+            let url = item_url(
+                &server.calendar_home_url(),
+                "folded",
+                &format!("fold-{i}@example.org.ics"),
+            );
+            client.get(&url).body != sb.read(&format!("cals/folded/fold-{i}@example.org.ics"))
+        })
+        .count();
+    println!("{rewritten} of 5 items were re-serialized by the server");
+
+    for _ in 0..2 {
+        proxy.reset_log();
+        let sync = run(&sb, server, &["sync"]);
+        sync.success();
+        assert_eq!(totals(&sync), (0, 0, 0), "{}", sync.both());
+        let writes: Vec<String> = proxy
+            .requests()
+            .iter()
+            .filter(|r| matches!(r.method.as_str(), "PUT" | "DELETE" | "MKCALENDAR" | "MKCOL"))
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert!(writes.is_empty(), "{writes:?}");
+    }
+    assert_eq!(sb.state("cals"), vdir_items, "the vdir was rewritten");
+
+    // The same from the other direction: downloaded re-serialized items stay put.
+    let down = cal_sandbox(&proxy.url(), "collections = \"from b\"");
+    run(&down, server, &["sync"]).success();
+    assert_eq!(down.ls("cals/folded").len(), 5);
+    let downloaded = down.state("cals");
+    proxy.reset_log();
+    let sync = run(&down, server, &["sync"]);
+    sync.success();
+    assert_eq!(totals(&sync), (0, 0, 0), "{}", sync.both());
+    assert_eq!(down.state("cals"), downloaded);
+    assert!(proxy.requests_with_method("PUT").is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request counts
+
+fn request_counts(server: &dyn DavServer) {
+    let client = server.client();
+    let home = server.calendar_home_url();
+    // 3 calendars of 200 events, put on the server directly by another client.
+    let started = Instant::now();
+    thread::scope(|scope| {
+        for c in 0..3 {
+            let (client, home) = (&client, &home);
+            scope.spawn(move || {
+                let events: Vec<(String, String)> = (0..200)
+                    .map(|i| {
+                        let uid = format!("b{c}-{i:03}");
+                        let summary = format!("Event {c}/{i}");
+                        (uid.clone(), january_event(&uid, &summary, 1 + i % 28))
+                    })
+                    .collect();
+                fill_calendar(client, &format!("{home}big{c}/"), &events);
+            });
+        }
+    });
+    println!(
+        "request_counts: 600 events put on the server in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let proxy = FaultProxy::start(&server.url());
+    let sb = cal_sandbox(&proxy.url(), "collections = \"from b\"");
+    let first = run(&sb, server, &["sync"]);
+    first.success();
+    assert_eq!(totals(&first).0, 600, "{}", first.both());
+    for c in 0..3 {
+        assert_eq!(sb.ls(&format!("cals/big{c}")).len(), 200);
+    }
+    println!(
+        "request_counts: first sync of 600 items into an empty vdir: {} requests",
+        proxy.count()
+    );
+
+    proxy.reset_log();
+    let noop = run(&sb, server, &["sync"]);
+    noop.success();
+    assert_eq!(totals(&noop), (0, 0, 0), "{}", noop.both());
+    let noop_requests: Vec<String> = proxy
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    println!(
+        "request_counts: no-op sync: {} requests: {noop_requests:?}",
+        noop_requests.len()
+    );
+    assert!(noop_requests.len() <= 4, "{noop_requests:#?}");
+
+    // Ten edits by another client, spread over the three calendars.
+    let edited: Vec<String> = (0..10)
+        .map(|k| format!("b{}-{:03}", k % 3, k * 17))
+        .collect();
+    for uid in &edited {
+        let c = &uid[1..2];
+        server_edit(
+            &client,
+            &item_url(&home, &format!("big{c}"), &format!("{uid}.ics")),
+            &january_event(uid, &format!("Edited {uid}"), 2),
+        );
+    }
+    proxy.reset_log();
+    let sync = run(&sb, server, &["sync"]);
+    sync.success();
+    assert_eq!(totals(&sync), (0, 10, 0), "{}", sync.both());
+    let multigets: Vec<String> = proxy
+        .requests_with_method("REPORT")
+        .iter()
+        .map(|r| r.body_text())
+        .filter(|b| b.contains("calendar-multiget"))
+        .collect();
+    let fetched: usize = multigets
+        .iter()
+        .map(|b| b.matches("<d:href>").count())
+        .sum();
+    let lines: Vec<String> = proxy
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    println!(
+        "request_counts: sync after 10 edits: {} requests, {} multigets fetching {fetched} \
+         items: {lines:?}",
+        lines.len(),
+        multigets.len()
+    );
+    assert_eq!(fetched, 10, "{multigets:#?}");
+    assert!(proxy.requests_with_method("PUT").is_empty());
+    assert!(proxy.requests_with_method("GET").is_empty(), "{lines:#?}");
+    for uid in &edited {
+        let c = &uid[1..2];
+        assert!(
+            text(&sb, &format!("cals/big{c}/{uid}.ics")).contains(&format!("SUMMARY:Edited {uid}"))
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CardDAV
+
+fn carddav_round_trip(server: &dyn DavServer) {
+    let client = server.client();
+    let home = server.addressbook_home_url();
+    let contacts = |extra: &str| {
+        let sb = Sandbox::new();
+        sb.mkdir("contacts");
+        sb.write_config(&config(
+            "contacts",
+            ".vcf",
+            "carddav",
+            &server.url(),
+            ENV_PASSWORD,
+            extra,
+        ));
+        sb
+    };
+
+    let up = contacts("collections = \"from a\"");
+    for (uid, name) in [("ann", "Ann Example"), ("bob", "Bob Builder")] {
+        up.write(&format!("contacts/friends/{uid}.vcf"), vcard(uid, name));
+    }
+    let sync = run(&up, server, &["sync"]);
+    sync.success();
+    assert_eq!(totals(&sync), (2, 0, 0), "{}", sync.both());
+    let got = client.get(&item_url(&home, "friends", "ann.vcf"));
+    assert_eq!(got.status, 200);
+    assert!(got.text().contains("FN:Ann Example"), "{}", got.text());
+    assert!(got.text().contains("VERSION:3.0"), "{}", got.text());
+    let sync = run(&up, server, &["sync"]);
+    assert_eq!(totals(&sync), (0, 0, 0), "{}", sync.both());
+
+    let down = contacts("collections = \"from b\"");
+    let sync = run(&down, server, &["sync"]);
+    sync.success();
+    assert_eq!(totals(&sync), (2, 0, 0), "{}", sync.both());
+    assert_eq!(down.ls("contacts/friends"), ["ann.vcf", "bob.vcf"]);
+    assert!(text(&down, "contacts/friends/bob.vcf").contains("FN:Bob Builder"));
+
+    // Edits both ways, a deletion, a new card.
+    server_edit(
+        &client,
+        &item_url(&home, "friends", "ann.vcf"),
+        &vcard("ann", "Ann Changed"),
+    );
+    down.write("contacts/friends/bob.vcf", vcard("bob", "Bob Rebuilt"));
+    down.write("contacts/friends/cat.vcf", vcard("cat", "Cat Stevens"));
+    let sync = run(&down, server, &["sync"]);
+    sync.success();
+    assert_eq!(totals(&sync), (1, 2, 0), "{}", sync.both());
+    assert!(text(&down, "contacts/friends/ann.vcf").contains("FN:Ann Changed"));
+    assert!(
+        client
+            .get(&item_url(&home, "friends", "bob.vcf"))
+            .text()
+            .contains("FN:Bob Rebuilt")
+    );
+    let sync = run(&up, server, &["sync"]);
+    sync.success();
+    assert_eq!(totals(&sync), (1, 2, 0), "{}", sync.both());
+    assert!(text(&up, "contacts/friends/bob.vcf").contains("FN:Bob Rebuilt"));
+    up.remove("contacts/friends/ann.vcf");
+    let sync = run(&up, server, &["sync"]);
+    sync.success();
+    assert_eq!(totals(&sync), (0, 0, 1), "{}", sync.both());
+    assert_eq!(up.ls("contacts/friends"), ["bob.vcf", "cat.vcf"]);
+    assert_eq!(
+        client.get(&item_url(&home, "friends", "ann.vcf")).status,
+        404
+    );
+    let sync = run(&down, server, &["sync"]);
+    sync.success();
+    assert_eq!(totals(&sync), (0, 0, 1), "{}", sync.both());
+    assert_eq!(down.ls("contacts/friends"), ["bob.vcf", "cat.vcf"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// khal and khard read what was downloaded
+
+fn khal_and_khard_read_downloads(server: &dyn DavServer) {
+    let client = server.client();
+    let cal = format!("{}agenda/", server.calendar_home_url());
+    client.mkcalendar(&cal);
+    client.put_item(
+        &format!("{cal}k1.ics"),
+        january_event("k1", "Dentist appointment", 12).as_bytes(),
+    );
+    client.put_item(
+        &format!("{cal}k2.ics"),
+        january_event("k2", "Quarterly planning", 20).as_bytes(),
+    );
+    let book = format!("{}people/", server.addressbook_home_url());
+    client.mkcol_addressbook(&book);
+    client.put_item(
+        &format!("{book}p1.vcf"),
+        vcard("p1", "Grace Hopper").as_bytes(),
+    );
+    client.put_item(
+        &format!("{book}p2.vcf"),
+        vcard("p2", "Alan Turing").as_bytes(),
+    );
+
+    let sb = Sandbox::new();
+    sb.mkdir("cals");
+    sb.mkdir("contacts");
+    let url = server.url();
+    sb.write_config(&format!(
+        r#"status_path = "{{root}}/status"
+
+[storage.cals]
+type = "vdir"
+path = "{{root}}/cals"
+fileext = ".ics"
+
+[storage.contacts]
+type = "vdir"
+path = "{{root}}/contacts"
+fileext = ".vcf"
+
+[storage.caldav]
+type = "caldav"
+url = "{url}"
+username = "alice"
+password = {ENV_PASSWORD}
+
+[storage.carddav]
+type = "carddav"
+url = "{url}"
+username = "alice"
+password = {ENV_PASSWORD}
+
+[pair.calendars]
+a = "cals"
+b = "caldav"
+collections = "from b"
+
+[pair.contacts]
+a = "contacts"
+b = "carddav"
+collections = "from b"
+"#
+    ));
+    let sync = run(&sb, server, &["sync"]);
+    sync.success();
+    assert_eq!(totals(&sync), (4, 0, 0), "{}", sync.both());
+
+    let khal_config = sb.write(
+        "home/.config/khal/config",
+        format!(
+            "[calendars]\n[[agenda]]\npath = {}\ntype = calendar\n\n[locale]\n\
+             timeformat = %H:%M\ndateformat = %Y-%m-%d\nlongdateformat = %Y-%m-%d\n\
+             datetimeformat = %Y-%m-%d %H:%M\nlongdatetimeformat = %Y-%m-%d %H:%M\n\
+             default_timezone = UTC\nlocal_timezone = UTC\n",
+            sb.path("cals/agenda").display()
+        ),
+    );
+    let khal = tool(&sb, "khal")
+        .arg("-c")
+        .arg(&khal_config)
+        .args(["list", "2026-01-01", "30d"])
+        .output()
+        .expect("run khal");
+    let out = String::from_utf8_lossy(&khal.stdout);
+    assert!(
+        khal.status.success(),
+        "khal: {}\n{out}\n{}",
+        khal.status,
+        String::from_utf8_lossy(&khal.stderr)
+    );
+    for summary in ["Dentist appointment", "Quarterly planning"] {
+        assert!(out.contains(summary), "khal list lacks {summary:?}:\n{out}");
+    }
+    assert!(out.contains("2026-01-12"), "{out}");
+
+    let khard_config = sb.write(
+        "home/.config/khard/khard.conf",
+        format!(
+            "[addressbooks]\n[[people]]\npath = {}\n\n[general]\neditor = true\n\
+             merge_editor = true\n",
+            sb.path("contacts/people").display()
+        ),
+    );
+    let khard = tool(&sb, "khard")
+        .arg("-c")
+        .arg(&khard_config)
+        .args(["list", "--parsable"])
+        .output()
+        .expect("run khard");
+    let out = String::from_utf8_lossy(&khard.stdout);
+    assert!(
+        khard.status.success(),
+        "khard: {}\n{out}\n{}",
+        khard.status,
+        String::from_utf8_lossy(&khard.stderr)
+    );
+    for name in ["Grace Hopper", "Alan Turing"] {
+        assert!(out.contains(name), "khard list lacks {name:?}:\n{out}");
+    }
+}
+
+/// A venv tool with `$HOME` and the XDG directories inside the sandbox.
+fn tool(sb: &Sandbox, name: &str) -> Command {
+    let mut cmd = Command::new(dav_support::venv_bin(name));
+    let home = sb.home();
+    cmd.current_dir(sb.root())
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_DATA_HOME", home.join(".local/share"))
+        .env("XDG_STATE_HOME", home.join(".local/state"))
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("TZ", "UTC")
+        .env("LC_ALL", "C.UTF-8")
+        .env("LANG", "C.UTF-8");
+    cmd
+}
+
+// ---------------------------------------------------------------------------------------------
+// Credentials
+
+fn credentials(server: &dyn DavServer) {
+    let right = server.password().to_owned();
+    let wrong = "wrong-battery-staple-7";
+    // Xandikos accepts any credentials: there the proxy plays the server refusing the wrong
+    // password, so davsync's handling of a 401 is tested against both.
+    let checks_auth = DavClient::basic(server.user(), wrong)
+        .get(&server.calendar_home_url())
+        .status
+        == 401;
+    let proxy = FaultProxy::start(&server.url());
+    let with_password = |password: &str| {
+        let sb = cal_sandbox(&proxy.url(), "collections = \"from a\"");
+        sb.write_config(&config(
+            "cals",
+            ".ics",
+            "caldav",
+            &proxy.url(),
+            &format!(r#"{{ cmd = ["printf", "%s", "{password}"] }}"#),
+            "collections = \"from a\"",
+        ));
+        sb.write("cals/creds/p1.ics", event("p1", "Password test"));
+        sb
+    };
+    let no_secret = |run: &Run| {
+        let both = run.both();
+        for secret in [right.as_str(), wrong] {
+            assert!(!both.contains(secret), "{secret:?} printed:\n{both}");
+        }
+    };
+
+    // The password from a command works.
+    let sb = with_password(&right);
+    let sync = run_env(&sb, &["-v", "-v", "sync"], &[]);
+    no_secret(&sync);
+    sync.success();
+    assert_eq!(totals(&sync), (1, 0, 0), "{}", sync.both());
+    assert!(
+        proxy.requests().iter().all(|r| r.has_auth()),
+        "a request without credentials"
+    );
+    let got = server
+        .client()
+        .get(&item_url(&server.calendar_home_url(), "creds", "p1.ics"));
+    assert_eq!(got.status, 200);
+    let sync = run_env(&sb, &["-v", "-v", "sync"], &[]);
+    no_secret(&sync);
+    sync.success();
+
+    // A wrong one: exit 1, the message says 401, no password anywhere.
+    if !checks_auth {
+        proxy.set_faults(vec![FaultRule::always(Fault::Status(
+            401,
+            vec![("WWW-Authenticate".into(), "Basic realm=\"test\"".into())],
+            b"injected 401\n".to_vec(),
+        ))]);
+    }
+    let sb = with_password(wrong);
+    for args in [&["sync"][..], &["-v", "-v", "sync"][..]] {
+        let before = sb.state("cals");
+        let sync = run_env(&sb, args, &[]);
+        no_secret(&sync);
+        sync.expect_code(1);
+        assert!(sync.stderr.contains("401"), "{}", sync.both());
+        assert_eq!(sb.state("cals"), before);
+    }
+
+    // The same wrong password from the environment.
+    let sb = cal_sandbox(&proxy.url(), "collections = \"from a\"");
+    sb.write("cals/creds/p2.ics", event("p2", "Env test"));
+    let sync = run_env(&sb, &["-v", "-v", "sync"], &[("DAVSYNC_TEST_PW", wrong)]);
+    no_secret(&sync);
+    sync.expect_code(1);
+    assert!(sync.stderr.contains("401"), "{}", sync.both());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every test against both servers.
+
+macro_rules! both {
+    ($($name:ident $([xandikos: $reason:literal])?),* $(,)?) => {
+        mod radicale {
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(&Radicale::start());
+                }
+            )*
+        }
+        mod xandikos {
+            use super::*;
+            $(
+                #[test]
+                $(#[ignore = $reason])?
+                fn $name() {
+                    super::$name(&Xandikos::start());
+                }
+            )*
+        }
+    };
+}
+
+// Xandikos's sync token (and ctag) is the git tree id of the collection: content-addressed,
+// so it comes back when the content does. The sync engine remembers the token it read when it
+// listed the collection, before its own writes; when another client then puts the collection
+// back in that listed state, the next run finds its remembered token again and concludes
+// "unchanged" (a sync-collection from that token would report no change either). The fix
+// belongs in src/sync/mod.rs: do not keep the listed state of a side the run wrote to.
+both!(
+    two_way_calendar,
+    conflict_reported_then_resolved,
+    emptied_server_is_refused,
+    server_undoes_the_last_upload,
+    reserialization_is_not_a_change,
+    request_counts,
+    carddav_round_trip,
+    khal_and_khard_read_downloads,
+    credentials,
+);
