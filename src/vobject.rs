@@ -571,12 +571,17 @@ pub fn normalized_hash(bytes: &[u8]) -> String {
         close(&mut stack);
     }
     let digest = stack.pop().map(Frame::digest).unwrap_or_default();
-    let mut hex = String::with_capacity(64);
-    for b in digest {
-        hex.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-        hex.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    hex(&digest)
+}
+
+/// Lower-case hexadecimal of `bytes` (for hashes and names derived from them).
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        out.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
     }
-    hex
+    out
 }
 
 /// Pops the innermost component into its parent's children; never pops the virtual root.

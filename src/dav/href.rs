@@ -1,15 +1,10 @@
-//! Hrefs and URLs of DAV resources: naming new items, percent-encoding, resolving and comparing.
+//! Hrefs and URLs of DAV resources: percent-encoding, resolving and comparing.
 //!
 //! Servers spell the same resource in several ways (`%40` or `@`, upper- or lower-case hex, with
 //! or without a trailing slash, a path or a full URL), so hrefs are compared with
 //! [`same_href`], never with `==`.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
-use sha2::{Digest, Sha256};
-
-/// Longest item name (UID plus extension) used as is; longer ones are hashed. Matches the vdir
-/// storage, so an item gets the same name on both sides.
-const MAX_NAME_LEN: usize = 200;
 
 /// Bytes left unencoded in a path segment: RFC 3986 unreserved characters plus `@`. The
 /// sub-delimiters (`+`, `=`, `;`, ...) are legal in a path but some servers decode `+` as a
@@ -20,35 +15,6 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~')
     .remove(b'@');
-
-/// The last path segment (not yet percent-encoded) for a new item with this UID and extension
-/// (e.g. `".ics"`): the UID itself when it is safe as a file and URL name (only
-/// `A-Z a-z 0-9 - _ . @ + =`, not starting with `.`, at most 200 bytes with the extension), else
-/// 32 hex digits of its SHA-256. Same rule as the vdir storage's names.
-pub fn item_name(uid: &str, ext: &str) -> String {
-    let safe = !uid.is_empty()
-        && !uid.starts_with('.')
-        && uid.len() + ext.len() <= MAX_NAME_LEN
-        && uid
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || b"-_.@+=".contains(&c));
-    if safe {
-        format!("{uid}{ext}")
-    } else {
-        let digest = Sha256::digest(uid.as_bytes());
-        let mut name = String::with_capacity(32 + ext.len());
-        for b in &digest[..16] {
-            name.push(hex_digit(b >> 4));
-            name.push(hex_digit(b & 0xf));
-        }
-        name.push_str(ext);
-        name
-    }
-}
-
-fn hex_digit(n: u8) -> char {
-    char::from(b"0123456789abcdef"[usize::from(n & 0xf)])
-}
 
 /// Percent-encodes one path segment: everything but `A-Z a-z 0-9 - . _ ~ @` (so `/` and space
 /// become `%2F` and `%20`).
@@ -260,50 +226,6 @@ pub fn last_segment(href: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn item_name_keeps_safe_uids() {
-        assert_eq!(
-            item_name("abc-123_x.y@host+a=b", ".ics"),
-            "abc-123_x.y@host+a=b.ics"
-        );
-    }
-
-    #[test]
-    fn item_name_hashes_unsafe_uids() {
-        for uid in [
-            "",
-            ".hidden",
-            "a/b",
-            "with space",
-            "ümlaut",
-            "a:b",
-            &"x".repeat(197),
-        ] {
-            let name = item_name(uid, ".vcf");
-            assert_eq!(name.len(), 36, "{uid:?} -> {name}");
-            assert!(name.ends_with(".vcf"));
-            assert!(
-                name[..32]
-                    .bytes()
-                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-            );
-        }
-        // Deterministic, and different UIDs give different names.
-        assert_eq!(item_name("a/b", ".ics"), item_name("a/b", ".ics"));
-        assert_ne!(item_name("a/b", ".ics"), item_name("a/c", ".ics"));
-        // 196 + 4 = 200 bytes is still safe.
-        assert_eq!(item_name(&"x".repeat(196), ".ics").len(), 200);
-        assert!(item_name(&"x".repeat(196), ".ics").starts_with("xxx"));
-    }
-
-    #[test]
-    fn item_name_matches_sha256_prefix() {
-        // SHA-256("a b") = c8b5fba8..., first 16 bytes in lower-case hex.
-        let digest = Sha256::digest(b"a b");
-        let expected: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(item_name("a b", ".ics"), format!("{expected}.ics"));
-    }
 
     #[test]
     fn encode_segment_encodes_all_but_unreserved_and_at() {

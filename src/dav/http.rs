@@ -294,7 +294,13 @@ impl HttpClient {
             .join(", ");
         match http_auth::PasswordClient::try_from(challenges.as_str()) {
             Ok(client) => {
-                *self.digest.lock().unwrap_or_else(|p| p.into_inner()) = Some(client);
+                let mut digest = self.digest.lock().unwrap_or_else(|p| p.into_inner());
+                // Concurrent requests that all met the same renewed nonce bring the same
+                // challenge: keep the client already answering it, so its nonce count goes on
+                // instead of starting again at 1 (a replay to servers that check it).
+                if !same_nonce(digest.as_ref(), &client) {
+                    *digest = Some(client);
+                }
                 true
             }
             Err(_) => false,
@@ -345,6 +351,20 @@ impl HttpClient {
             }
             attempt += 1;
         }
+    }
+}
+
+/// Whether `current` already answers the challenge `new` (same realm and nonce).
+fn same_nonce(
+    current: Option<&http_auth::PasswordClient>,
+    new: &http_auth::PasswordClient,
+) -> bool {
+    match (current, new) {
+        (
+            Some(http_auth::PasswordClient::Digest(current)),
+            http_auth::PasswordClient::Digest(new),
+        ) => current.realm() == new.realm() && current.nonce() == new.nonce(),
+        _ => false,
     }
 }
 

@@ -17,7 +17,7 @@ use crate::config::{DavConfig, DavKind, MetadataKey};
 use crate::item::Item;
 use crate::storage::{
     ChangeSet, Changes, CollectionInfo, Fetched, ItemError, ListEntry, Storage, StorageError,
-    Written,
+    Written, item_file_name,
 };
 
 /// How many names a create tries before giving up (the UID, then hashed variants).
@@ -752,7 +752,7 @@ impl Storage for DavStorage {
                 0 => name_hint.to_owned(),
                 n => format!("{name_hint}\0{n}"),
             };
-            let name = href::item_name(&hint, self.extension());
+            let name = item_file_name(&hint, self.extension());
             let url = format!("{}{}", collection.id, href::encode_segment(&name));
             let response = self.put(&url, ("If-None-Match", "*".into()), bytes)?;
             match response.status {

@@ -7,6 +7,7 @@
 
 pub mod vdir;
 
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::config::{Env, MetadataKey, StorageConfig};
@@ -83,6 +84,29 @@ impl Written {
             etag: self.etag,
             hash: source.hash.clone(),
         }
+    }
+}
+
+/// Longest item name davsync derives from a UID, in bytes, extension included.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// The name for a new item with this UID (or other hint) and extension (such as `".ics"`): the
+/// UID itself when it is plainly safe as a file name and URL segment (only
+/// `A-Z a-z 0-9 - _ . @ + =`, not starting with a dot, at most [`MAX_NAME_LEN`] bytes with the
+/// extension), else 32 hex digits of its SHA-256. One rule for every storage, so that a hostile
+/// UID such as `../../etc/x` never names anything outside its collection.
+pub fn item_file_name(hint: &str, ext: &str) -> String {
+    let safe = !hint.is_empty()
+        && !hint.starts_with('.')
+        && hint.len() + ext.len() <= MAX_NAME_LEN
+        && hint
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.@+=".contains(&c));
+    if safe {
+        format!("{hint}{ext}")
+    } else {
+        let digest = Sha256::digest(hint.as_bytes());
+        format!("{}{ext}", crate::vobject::hex(&digest[..16]))
     }
 }
 
@@ -269,4 +293,53 @@ pub trait Storage: Send + Sync {
         href: &str,
         expected_etag: &str,
     ) -> Result<(), ItemError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_file_name_keeps_safe_uids() {
+        assert_eq!(
+            item_file_name("abc-123_x.y@host+a=b", ".ics"),
+            "abc-123_x.y@host+a=b.ics"
+        );
+    }
+
+    #[test]
+    fn item_file_name_hashes_unsafe_uids() {
+        for uid in [
+            "",
+            ".hidden",
+            "a/b",
+            "with space",
+            "ümlaut",
+            "a:b",
+            &"x".repeat(197),
+        ] {
+            let name = item_file_name(uid, ".vcf");
+            assert_eq!(name.len(), 36, "{uid:?} -> {name}");
+            assert!(name.ends_with(".vcf"));
+            assert!(
+                name[..32]
+                    .bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
+        }
+        // Deterministic, and different UIDs give different names.
+        assert_eq!(item_file_name("a/b", ".ics"), item_file_name("a/b", ".ics"));
+        assert_ne!(item_file_name("a/b", ".ics"), item_file_name("a/c", ".ics"));
+        // 196 + 4 = 200 bytes is still safe.
+        assert_eq!(item_file_name(&"x".repeat(196), ".ics").len(), 200);
+        assert!(item_file_name(&"x".repeat(196), ".ics").starts_with("xxx"));
+    }
+
+    #[test]
+    fn item_file_name_matches_sha256_prefix() {
+        // SHA-256("a b") = c8b5fba8..., first 16 bytes in lower-case hex.
+        let digest = Sha256::digest(b"a b");
+        let expected: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(item_file_name("a b", ".ics"), format!("{expected}.ics"));
+    }
 }

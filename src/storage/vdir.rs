@@ -21,17 +21,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
-
 use crate::config::MetadataKey;
 
-use super::{CollectionInfo, Fetched, ItemError, ListEntry, Storage, StorageError, Written};
+use super::{
+    CollectionInfo, Fetched, ItemError, ListEntry, Storage, StorageError, Written, item_file_name,
+};
 
 /// How recent a modification makes a version tag weak.
 pub const WEAK_WINDOW: Duration = Duration::from_secs(2);
-
-/// Longest file name davsync derives from a UID, in bytes, extension included.
-const MAX_NAME_LEN: usize = 200;
 
 /// Marker in the names of temporary files, which start with a dot so every vdir reader skips
 /// them.
@@ -74,31 +71,6 @@ impl VdirStorage {
         }
         Ok(Path::new(&collection.id).join(href))
     }
-
-    /// File name for a new item: the UID itself when it is short and plainly safe, otherwise
-    /// a name derived from a hash of the UID.
-    fn new_name(&self, name_hint: &str) -> String {
-        let safe = !name_hint.is_empty()
-            && !name_hint.starts_with('.')
-            && name_hint.len() + self.fileext.len() <= MAX_NAME_LEN
-            && name_hint
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || b"-_.@+=".contains(&c));
-        if safe {
-            format!("{name_hint}{}", self.fileext)
-        } else {
-            let digest = Sha256::digest(name_hint.as_bytes());
-            format!("{}{}", hex(&digest[..16]), self.fileext)
-        }
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 fn io_item(path: &Path, source: io::Error) -> ItemError {
@@ -346,7 +318,7 @@ impl Storage for VdirStorage {
         name_hint: &str,
         bytes: &[u8],
     ) -> Result<Written, ItemError> {
-        let preferred = self.new_name(name_hint);
+        let preferred = item_file_name(name_hint, &self.fileext);
         let dir = Path::new(&collection.id);
         self.unflushed.store(true, Ordering::Relaxed);
         let temp = write_temp(&dir.join(&preferred), bytes).map_err(|e| io_item(dir, e))?;
@@ -359,7 +331,7 @@ impl Storage for VdirStorage {
         for attempt in 0..100u32 {
             let name = match attempt {
                 0 => preferred.clone(),
-                n => self.new_name(&format!("{stem}\0{n}")),
+                n => item_file_name(&format!("{stem}\0{n}"), &self.fileext),
             };
             let target = dir.join(&name);
             match rename_noreplace(&temp.path, &target) {
@@ -499,7 +471,7 @@ mod tests {
             let written = storage.create(&coll, uid, b"BEGIN:VCALENDAR\r\n").unwrap();
             assert!(!written.href.contains('/'), "{uid}: {}", written.href);
             assert!(!written.href.starts_with('.'), "{uid}: {}", written.href);
-            assert!(written.href.len() <= MAX_NAME_LEN);
+            assert!(written.href.len() <= super::super::MAX_NAME_LEN);
         }
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
