@@ -178,6 +178,16 @@ fn normalized_path(parts: &Parts<'_>) -> (Vec<Vec<u8>>, Option<String>) {
     (segments, parts.query.map(str::to_owned))
 }
 
+/// An href's path in the form [`same_href`] compares, for looking many hrefs up in a map:
+/// two hrefs on the same server name the same resource exactly when their keys are equal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PathKey((Vec<Vec<u8>>, Option<String>));
+
+/// The [`PathKey`] of an href (a path or a full URL on the same server).
+pub fn path_key(href: &str) -> PathKey {
+    PathKey(normalized_path(&split(href.trim())))
+}
+
 /// The scheme and authority, lower-cased, with the scheme's default port dropped.
 fn normalized_origin(parts: &Parts<'_>) -> Option<(String, String)> {
     let scheme = parts.scheme?.to_ascii_lowercase();

@@ -348,13 +348,16 @@ impl DavStorage {
             return None;
         }
         let status = xml::parse_multistatus(&response.body).ok()?;
+        // Keyed once: matching each wanted href by a scan made large batches quadratic.
+        let by_path: HashMap<href::PathKey, &xml::Response> = status
+            .responses
+            .iter()
+            .map(|r| (href::path_key(&r.href), r))
+            .collect();
         let results = hrefs
             .iter()
             .map(|&wanted| {
-                let found = status
-                    .responses
-                    .iter()
-                    .find(|r| href::same_href(&r.href, wanted));
+                let found = by_path.get(&href::path_key(wanted));
                 let result = match found {
                     Some(r) => match (&r.props.data, &r.props.etag) {
                         (Some(data), Some(etag)) => Ok(Fetched {
