@@ -342,10 +342,17 @@ impl HttpClient {
                 (Err(_), Some(delay)) if attempt < MAX_RETRIES => thread::sleep(delay),
                 (Ok(response), _) => return read(request, response),
                 (Err(e), _) => {
+                    let mut reason = chain(&e);
+                    if reason.contains("certificate") && !reason.contains("pinned") {
+                        reason.push_str(
+                            " (for a server with its own certificate, set verify = \"ca.pem\" or \
+                             fingerprint = \"sha256:...\" in the storage)",
+                        );
+                    }
                     return Err(HttpError::Transport {
                         method: request.method,
                         url: request.url.clone(),
-                        reason: chain(&e),
+                        reason,
                     });
                 }
             }
