@@ -29,7 +29,6 @@ const SMALL_BATCH: usize = 10;
 /// What the home-set PROPFIND said about one collection.
 #[derive(Debug, Clone, Default)]
 struct CollectionState {
-    sync_token: Option<String>,
     ctag: Option<String>,
     supports_sync: bool,
     displayname: Option<String>,
@@ -49,6 +48,39 @@ impl CollectionState {
             MetadataKey::Description => &mut self.description,
             MetadataKey::Order => &mut self.order,
         }
+    }
+}
+
+/// What a collection's state string remembers between runs: the ctag seen (cheap to ask for:
+/// equal means nothing changed, no request needed) and the sync token to ask for changes since.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Remembered {
+    ctag: Option<String>,
+    token: Option<String>,
+}
+
+impl Remembered {
+    /// Reads `ctag<newline>token` (either may be empty). A state without a newline is taken for
+    /// a bare sync token.
+    fn parse(text: &str) -> Remembered {
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        match text.split_once('\n') {
+            Some((ctag, token)) => Remembered {
+                ctag: non_empty(ctag),
+                token: non_empty(token),
+            },
+            None => Remembered {
+                ctag: None,
+                token: non_empty(text),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Remembered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (ctag, token) = (self.ctag.as_deref(), self.token.as_deref());
+        write!(f, "{}\n{}", ctag.unwrap_or(""), token.unwrap_or(""))
     }
 }
 
@@ -222,7 +254,6 @@ impl DavStorage {
         self.lock_states().insert(
             id.to_owned(),
             CollectionState {
-                sync_token: props.sync_token.clone(),
                 ctag: props.ctag.clone(),
                 supports_sync: props.supports_sync_collection,
                 // An empty display name is no display name.
@@ -630,17 +661,28 @@ impl Storage for DavStorage {
         if let Some(cached) = self.lock_states().get_mut(&collection.id) {
             cached.unused = false;
         }
-        let current = state.sync_token.clone().or(state.ctag.clone());
-        if since.is_some() && current.as_deref() == since {
+        let since = since.map(Remembered::parse).unwrap_or_default();
+        if let (Some(now), Some(then)) = (&state.ctag, &since.ctag)
+            && now == then
+        {
             return Ok(ChangeSet {
                 changes: Changes::Unchanged,
-                state: current,
+                state: Some(since.to_string()),
             });
         }
+        let remember = |token: Option<String>| {
+            Some(
+                Remembered {
+                    ctag: state.ctag.clone(),
+                    token,
+                }
+                .to_string(),
+            )
+        };
         // sync-collection cannot filter by component type; a restricted storage lists with
         // calendar-query instead.
         if state.supports_sync && self.item_types.is_empty() {
-            if let Some(token) = since
+            if let Some(token) = &since.token
                 && let Some(report) = self.sync_collection(collection, Some(token))?
             {
                 return Ok(ChangeSet {
@@ -648,19 +690,19 @@ impl Storage for DavStorage {
                         changed: report.changed,
                         removed: report.removed,
                     },
-                    state: report.token,
+                    state: remember(report.token),
                 });
             }
             if let Some(report) = self.sync_collection(collection, None)? {
                 return Ok(ChangeSet {
                     changes: Changes::Full(report.changed),
-                    state: report.token,
+                    state: remember(report.token),
                 });
             }
         }
         Ok(ChangeSet {
             changes: Changes::Full(self.list(collection)?),
-            state: current,
+            state: remember(None),
         })
     }
 
@@ -847,5 +889,26 @@ impl Storage for DavStorage {
             }),
             status => Err(refused(href, status, &response.body)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Remembered;
+
+    #[test]
+    fn remembered_state_round_trips() {
+        let both = Remembered {
+            ctag: Some("\"ctag-1\"".into()),
+            token: Some("http://radicale.org/ns/sync/abc".into()),
+        };
+        assert_eq!(Remembered::parse(&both.to_string()), both);
+        let token_only = Remembered {
+            ctag: None,
+            token: Some("abc".into()),
+        };
+        assert_eq!(Remembered::parse(&token_only.to_string()), token_only);
+        // A bare token (no newline) is a token.
+        assert_eq!(Remembered::parse("abc"), token_only);
     }
 }
