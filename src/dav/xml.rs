@@ -907,7 +907,6 @@ mod tests {
                 (Ns::Dav, "resourcetype"),
                 (Ns::Dav, "displayname"),
                 (Ns::CalServer, "getctag"),
-                (Ns::Dav, "sync-token"),
                 (Ns::Dav, "supported-report-set"),
                 (Ns::Apple, "calendar-color"),
                 (Ns::Apple, "calendar-order"),
@@ -922,7 +921,6 @@ mod tests {
                 (Ns::Dav, "resourcetype"),
                 (Ns::Dav, "displayname"),
                 (Ns::CalServer, "getctag"),
-                (Ns::Dav, "sync-token"),
                 (Ns::Dav, "supported-report-set"),
                 (Ns::CardDav, "addressbook-description"),
             ]

@@ -9,7 +9,7 @@
 
 mod execute;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::config::{CollectionsSpec, ConflictResolution, MetadataKey};
 use crate::item::Item;
@@ -20,7 +20,7 @@ use crate::model::{
 use crate::pairing::{CollectionPair, match_collections};
 use crate::plan::{Action, PlanOptions, SkipReason, plan};
 use crate::status::{CollectionId, Problem, RunRecord, StatusDb, StatusError};
-use crate::storage::{Changes, CollectionInfo, ItemError, Storage, StorageError};
+use crate::storage::{ChangeSet, Changes, CollectionInfo, ItemError, Storage, StorageError};
 use execute::{Executor, Outcome};
 
 /// How a run behaves.
@@ -239,6 +239,13 @@ fn sync_metadata(
     Ok(written)
 }
 
+/// Waits for a scoped thread, passing its panic on.
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 /// Status database keys of the storages' discovery hints, per side.
 const HINT_KEYS: [&str; 2] = ["a:home", "b:home"];
 
@@ -268,27 +275,27 @@ fn ensure_collection(
     }
 }
 
-/// Lists one side, taking ident and hash from the status where an unchanged strong version tag
-/// vouches for them, and fetching and parsing everything else. With a storage that reports
-/// changes since a remembered state, items it does not mention are taken from the status.
-/// Items whose component type `allowed` excludes are left out, as if they were not there.
+/// Turns one side's change set into its listing: ident and hash come from the status where an
+/// unchanged strong version tag vouches for them, everything else is fetched and parsed. With a
+/// storage that reports changes since a remembered state, items it does not mention are taken
+/// from the status. Items whose component type `allowed` excludes are left out, as if they were
+/// not there.
 fn prepare(
     storage: &dyn Storage,
     collection: Option<&CollectionInfo>,
+    change_set: Option<ChangeSet>,
     status: &[StatusItem],
     side: Side,
-    since: Option<&str>,
     allowed: &[String],
-) -> Result<Prepared, StorageError> {
+) -> Prepared {
     let mut prepared = Prepared {
         listing: Listing::default(),
         fetched: HashMap::new(),
         state: None,
     };
-    let Some(collection) = collection else {
-        return Ok(prepared);
+    let (Some(collection), Some(change_set)) = (collection, change_set) else {
+        return prepared;
     };
-    let change_set = storage.list_changes(collection, since)?;
     prepared.state = change_set.state;
     let known: HashMap<&str, &StatusItem> = status
         .iter()
@@ -302,13 +309,15 @@ fn prepare(
         Changes::Full(entries) => entries,
         Changes::Unchanged => {
             prepared.listing.items = status.iter().map(from_status).collect();
-            return Ok(prepared);
+            return prepared;
         }
         Changes::Delta { changed, removed } => {
-            let untouched = |s: &&StatusItem| {
-                let href = &s.side(side).href;
-                !removed.contains(href) && !changed.iter().any(|c| &c.href == href)
-            };
+            let touched: HashSet<&str> = removed
+                .iter()
+                .map(String::as_str)
+                .chain(changed.iter().map(|c| c.href.as_str()))
+                .collect();
+            let untouched = |s: &&StatusItem| !touched.contains(s.side(side).href.as_str());
             prepared.listing.items = status.iter().filter(untouched).map(from_status).collect();
             changed
         }
@@ -349,7 +358,7 @@ fn prepare(
             .unreadable
             .push(UnreadableItem { href, reason });
     }
-    Ok(prepared)
+    prepared
 }
 
 fn is_allowed(item: &Item, allowed: &[String]) -> bool {
@@ -374,50 +383,66 @@ pub fn sync_collection(
         ..CollectionReport::default()
     };
     let coll = status.collection(&pair.name)?;
-    let known = status.items(coll)?;
-
     let allowed = allowed_types(sides.a.item_types(), sides.b.item_types());
     let since_a = status.collection_meta(coll, STATE_KEYS[0])?;
     let since_b = status.collection_meta(coll, STATE_KEYS[1])?;
-    let prepared = (|| -> Result<_, StorageError> {
-        let a_coll = ensure_collection(sides.a, &pair.a, &pair.a_name, options.dry_run)?;
-        let b_coll = ensure_collection(sides.b, &pair.b, &pair.b_name, options.dry_run)?;
-        // The two sides are listed and fetched at the same time: for two local vdirs that
-        // halves a no-op sync, for a server it overlaps network waits with local work.
-        let (a, b) = std::thread::scope(|scope| {
-            let b = scope.spawn(|| {
-                prepare(
-                    sides.b,
-                    b_coll.as_ref(),
-                    &known,
-                    Side::B,
-                    since_b.as_deref(),
-                    &allowed,
-                )
-            });
-            let a = prepare(
-                sides.a,
-                a_coll.as_ref(),
-                &known,
-                Side::A,
-                since_a.as_deref(),
-                &allowed,
-            );
-            let b = b
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (a, b)
+    let collections =
+        ensure_collection(sides.a, &pair.a, &pair.a_name, options.dry_run).and_then(|a| {
+            Ok((
+                a,
+                ensure_collection(sides.b, &pair.b, &pair.b_name, options.dry_run)?,
+            ))
         });
-        let (a, b) = (a?, b?);
-        Ok((a_coll, b_coll, a, b))
-    })();
-    let (a_coll, b_coll, a, b) = match prepared {
-        Ok(p) => p,
+    let (a_coll, b_coll) = match collections {
+        Ok(collections) => collections,
         Err(e) => {
             report.refused = Some(e.to_string());
             return Ok(report);
         }
     };
+    // Both sides list at the same time, while this thread reads the status database (which
+    // only it may touch); then both sides fetch what they must at the same time. For two local
+    // vdirs that halves a no-op sync, for a server it overlaps network waits with local work.
+    let list = |storage: &dyn Storage, collection: Option<&CollectionInfo>, since: Option<&str>| {
+        collection
+            .map(|c| storage.list_changes(c, since))
+            .transpose()
+    };
+    let (known, changes_a, changes_b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| list(sides.a, a_coll.as_ref(), since_a.as_deref()));
+        let b = scope.spawn(|| list(sides.b, b_coll.as_ref(), since_b.as_deref()));
+        let known = status.items(coll);
+        (known, join(a), join(b))
+    });
+    let known = known?;
+    let (changes_a, changes_b) = match (changes_a, changes_b) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            report.refused = Some(e.to_string());
+            return Ok(report);
+        }
+    };
+    let (a, b) = std::thread::scope(|scope| {
+        let b = scope.spawn(|| {
+            prepare(
+                sides.b,
+                b_coll.as_ref(),
+                changes_b,
+                &known,
+                Side::B,
+                &allowed,
+            )
+        });
+        let a = prepare(
+            sides.a,
+            a_coll.as_ref(),
+            changes_a,
+            &known,
+            Side::A,
+            &allowed,
+        );
+        (a, join(b))
+    });
     for unreadable in a.listing.unreadable.iter().chain(&b.listing.unreadable) {
         report.errors.push(Problem {
             ident: unreadable.href.clone(),
