@@ -311,7 +311,9 @@ impl DavStorage {
     }
 
     /// RFC 6578 sync-collection from `token` (None: from the start), following truncated
-    /// results. `Ok(None)` when the server rejects the token.
+    /// results. `Ok(None)` when the server rejects the token, or truncates without moving it:
+    /// such a partial answer cannot be continued, and taking it for the whole would lose the
+    /// rest for good (the ctag remembered with it says "unchanged" on the next run).
     fn sync_collection(
         &self,
         collection: &CollectionInfo,
@@ -350,8 +352,11 @@ impl DavStorage {
                 }
             }
             let moved = status.sync_token != token;
+            if status.truncated && !moved {
+                return Ok(None);
+            }
             token = status.sync_token.clone().or(token);
-            if !status.truncated || !moved {
+            if !status.truncated {
                 return Ok(Some(SyncReport {
                     changed,
                     removed,
