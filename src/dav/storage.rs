@@ -319,8 +319,8 @@ impl DavStorage {
         collection: &CollectionInfo,
         token: Option<&str>,
     ) -> Result<Option<SyncReport>, StorageError> {
-        let mut changed: Vec<ListEntry> = Vec::new();
-        let mut removed: Vec<String> = Vec::new();
+        // The latest word per href over all continuation pages: its ETag, or None for removed.
+        let mut seen: HashMap<String, Option<String>> = HashMap::new();
         let mut token = token.map(str::to_owned);
         // A server that keeps truncating without moving its token would loop forever.
         for _ in 0..1000 {
@@ -340,16 +340,12 @@ impl DavStorage {
                 if own || r.props.is_collection {
                     continue;
                 }
-                let href = canonical_href(&r.href);
-                changed.retain(|e| e.href != href);
-                match (&r.props.etag, r.status) {
-                    (_, Some(404)) => removed.push(href),
-                    (Some(etag), _) => changed.push(ListEntry {
-                        href,
-                        etag: etag.clone(),
-                    }),
-                    (None, _) => {}
-                }
+                let word = match (&r.props.etag, r.status) {
+                    (_, Some(404)) => None,
+                    (Some(etag), _) => Some(etag.clone()),
+                    (None, _) => continue,
+                };
+                seen.insert(canonical_href(&r.href), word);
             }
             let moved = status.sync_token != token;
             if status.truncated && !moved {
@@ -357,11 +353,18 @@ impl DavStorage {
             }
             token = status.sync_token.clone().or(token);
             if !status.truncated {
-                return Ok(Some(SyncReport {
-                    changed,
-                    removed,
+                let mut report = SyncReport {
+                    changed: Vec::new(),
+                    removed: Vec::new(),
                     token,
-                }));
+                };
+                for (href, word) in seen {
+                    match word {
+                        Some(etag) => report.changed.push(ListEntry { href, etag }),
+                        None => report.removed.push(href),
+                    }
+                }
+                return Ok(Some(report));
             }
         }
         Err(StorageError::Other(format!(
