@@ -4,7 +4,7 @@
 //! fetched before, so the same inputs always give the same plan, and `--dry-run` prints exactly
 //! what a real run would do.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::fmt;
 
 use thiserror::Error;
@@ -285,7 +285,8 @@ fn presence<'a>(items: &[&'a ListedItem]) -> Presence<'a> {
 }
 
 fn group_by_ident(listing: &Listing) -> HashMap<&str, Vec<&ListedItem>> {
-    let mut map: HashMap<&str, Vec<&ListedItem>> = HashMap::with_capacity(listing.items.len());
+    let mut map: HashMap<&str, Vec<&ListedItem>> =
+        HashMap::with_capacity_and_hasher(listing.items.len(), Default::default());
     for item in &listing.items {
         map.entry(item.ident.as_str()).or_default().push(item);
     }

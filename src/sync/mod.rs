@@ -9,7 +9,9 @@
 
 mod execute;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::config::{CollectionsSpec, ConflictResolution, MetadataKey};
 use crate::item::Item;
@@ -297,7 +299,9 @@ fn prepare(
         return prepared;
     };
     prepared.state = change_set.state;
-    let known: HashMap<&str, &StatusItem> = status
+    // Keys are hrefs from local files and servers; a fast non-keyed hash is worth it here
+    // (SipHash was the largest single cost of a no-op sync of 10,000 items).
+    let known: FxHashMap<&str, &StatusItem> = status
         .iter()
         .map(|s| (s.side(side).href.as_str(), s))
         .collect();
@@ -312,7 +316,7 @@ fn prepare(
             return prepared;
         }
         Changes::Delta { changed, removed } => {
-            let touched: HashSet<&str> = removed
+            let touched: FxHashSet<&str> = removed
                 .iter()
                 .map(String::as_str)
                 .chain(changed.iter().map(|c| c.href.as_str()))
