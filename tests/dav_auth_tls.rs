@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{EventBuilder, Run, Sandbox};
+use common::{EventBuilder, Run, Sandbox, totals};
 use dav_support::http::{IO_TIMEOUT, header, read_body, read_head, reason_phrase};
 use dav_support::{
     DavServer, FaultProxy, Radicale, Xandikos, basic_auth, free_port, try_http, venv_bin,
@@ -39,43 +39,8 @@ use sha2::{Digest as _, Sha256};
 // ---------------------------------------------------------------------------------------------
 // Running the binary
 
-/// Runs `davsync ARGS` in the sandbox with extra environment variables.
-fn run_env(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = sb.cmd();
-    for (name, value) in env {
-        cmd.env(name, value);
-    }
-    let output = cmd.args(args).output().expect("run davsync");
-    Run {
-        code: output.status.code(),
-        stdout: sb.normalize(&String::from_utf8_lossy(&output.stdout)),
-        stderr: sb.normalize(&String::from_utf8_lossy(&output.stderr)),
-    }
-}
-
 fn run(sb: &Sandbox, args: &[&str]) -> Run {
-    run_env(sb, args, &[])
-}
-
-/// Created, updated and deleted, summed over the summary lines of a run
-/// (`NAME: 1 created, 0 updated, 0 deleted, 0 conflicts, 0 errors`).
-fn totals(run: &Run) -> (u64, u64, u64) {
-    let mut sum = (0, 0, 0);
-    for line in run.stdout.lines() {
-        let Some((_, counts)) = line.split_once(": ") else {
-            continue;
-        };
-        let numbers: Vec<u64> = counts
-            .split(", ")
-            .filter_map(|part| part.split(' ').next()?.parse().ok())
-            .collect();
-        if counts.contains(" created, ") && numbers.len() == 5 {
-            sum.0 += numbers[0];
-            sum.1 += numbers[1];
-            sum.2 += numbers[2];
-        }
-    }
-    sum
+    sb.run_env(args, &[])
 }
 
 fn event(uid: &str, summary: &str) -> String {
@@ -1107,7 +1072,7 @@ fn bearer_token_is_sent_on_every_request() {
         "bearer2",
         "b2",
     );
-    let sync = run_env(&sb, &["sync"], &[("DAVSYNC_TEST_TOKEN", "tok-from-env")]);
+    let sync = sb.run_env(&["sync"], &[("DAVSYNC_TEST_TOKEN", "tok-from-env")]);
     sync.success();
     let requests = proxy.requests();
     assert!(!requests.is_empty());
@@ -1161,7 +1126,7 @@ fn rejected_secrets_never_show_in_the_output() {
             let sb = upload_sandbox(url, &format!("{auth}\npassword = {password}"), "leak", "s1");
             for args in [&["-v", "-v", "sync"][..], &["sync"][..]] {
                 let before = sb.state("cals");
-                let sync = run_env(&sb, args, &[("DAVSYNC_TEST_SECRET", secret)]);
+                let sync = sb.run_env(args, &[("DAVSYNC_TEST_SECRET", secret)]);
                 let context = format!("{scheme}/{form} {args:?}:\n{}", sync.both());
                 sync.expect_code(1);
                 assert!(sync.stderr.contains("401"), "{context}");

@@ -7,7 +7,7 @@
 mod common;
 mod dav_support;
 
-use common::{EventBuilder, Run, Sandbox, crlf};
+use common::{EventBuilder, Run, Sandbox, crlf, totals};
 use dav_support::{DavClient, DavServer, Fault, FaultProxy, FaultRule, Radicale, Xandikos};
 
 // ---------------------------------------------------------------------------------------------
@@ -50,37 +50,7 @@ fn cal_sandbox(url: &str, server_extra: &str, pair_extra: &str) -> Sandbox {
 
 /// Runs `davsync ARGS` in the sandbox with `$DAVSYNC_TEST_PW` set to the server's password.
 fn run(sb: &Sandbox, server: &dyn DavServer, args: &[&str]) -> Run {
-    let output = sb
-        .cmd()
-        .env("DAVSYNC_TEST_PW", server.password())
-        .args(args)
-        .output()
-        .expect("run davsync");
-    Run {
-        code: output.status.code(),
-        stdout: sb.normalize(&String::from_utf8_lossy(&output.stdout)),
-        stderr: sb.normalize(&String::from_utf8_lossy(&output.stderr)),
-    }
-}
-
-/// Created, updated and deleted, summed over the summary lines of a run.
-fn totals(run: &Run) -> (u64, u64, u64) {
-    let mut sum = (0, 0, 0);
-    for line in run.stdout.lines() {
-        let Some((_, counts)) = line.split_once(": ") else {
-            continue;
-        };
-        let numbers: Vec<u64> = counts
-            .split(", ")
-            .filter_map(|part| part.split(' ').next()?.parse().ok())
-            .collect();
-        if counts.contains(" created, ") && numbers.len() == 5 {
-            sum.0 += numbers[0];
-            sum.1 += numbers[1];
-            sum.2 += numbers[2];
-        }
-    }
-    sum
+    sb.run_env(args, &[("DAVSYNC_TEST_PW", server.password())])
 }
 
 fn event(uid: &str, summary: &str) -> String {

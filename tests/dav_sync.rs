@@ -11,7 +11,7 @@ use std::process::Command;
 use std::thread;
 use std::time::Instant;
 
-use common::{EventBuilder, Run, Sandbox, vcard};
+use common::{EventBuilder, Run, Sandbox, totals, vcard};
 use dav_support::{DavClient, DavServer, Fault, FaultProxy, FaultRule, Radicale, Xandikos};
 
 // ---------------------------------------------------------------------------------------------
@@ -62,40 +62,7 @@ fn cal_sandbox(url: &str, extra: &str) -> Sandbox {
 
 /// Runs `davsync ARGS` in the sandbox with `$DAVSYNC_TEST_PW` set to the server's password.
 fn run(sb: &Sandbox, server: &dyn DavServer, args: &[&str]) -> Run {
-    run_env(sb, args, &[("DAVSYNC_TEST_PW", server.password())])
-}
-
-fn run_env(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = sb.cmd();
-    for (name, value) in env {
-        cmd.env(name, value);
-    }
-    let output = cmd.args(args).output().expect("run davsync");
-    Run {
-        code: output.status.code(),
-        stdout: sb.normalize(&String::from_utf8_lossy(&output.stdout)),
-        stderr: sb.normalize(&String::from_utf8_lossy(&output.stderr)),
-    }
-}
-
-/// Created, updated and deleted, summed over the summary lines of a run.
-fn totals(run: &Run) -> (u64, u64, u64) {
-    let mut sum = (0, 0, 0);
-    for line in run.stdout.lines() {
-        let Some((_, counts)) = line.split_once(": ") else {
-            continue;
-        };
-        let numbers: Vec<u64> = counts
-            .split(", ")
-            .filter_map(|part| part.split(' ').next()?.parse().ok())
-            .collect();
-        if counts.contains(" created, ") && numbers.len() == 5 {
-            sum.0 += numbers[0];
-            sum.1 += numbers[1];
-            sum.2 += numbers[2];
-        }
-    }
-    sum
+    sb.run_env(args, &[("DAVSYNC_TEST_PW", server.password())])
 }
 
 fn event(uid: &str, summary: &str) -> String {
@@ -806,7 +773,7 @@ fn credentials(server: &dyn DavServer) {
 
     // The password from a command works.
     let sb = with_password(&right);
-    let sync = run_env(&sb, &["-v", "-v", "sync"], &[]);
+    let sync = sb.run_env(&["-v", "-v", "sync"], &[]);
     no_secret(&sync);
     sync.success();
     assert_eq!(totals(&sync), (1, 0, 0), "{}", sync.both());
@@ -818,7 +785,7 @@ fn credentials(server: &dyn DavServer) {
         .client()
         .get(&item_url(&server.calendar_home_url(), "creds", "p1.ics"));
     assert_eq!(got.status, 200);
-    let sync = run_env(&sb, &["-v", "-v", "sync"], &[]);
+    let sync = sb.run_env(&["-v", "-v", "sync"], &[]);
     no_secret(&sync);
     sync.success();
 
@@ -833,7 +800,7 @@ fn credentials(server: &dyn DavServer) {
     let sb = with_password(wrong);
     for args in [&["sync"][..], &["-v", "-v", "sync"][..]] {
         let before = sb.state("cals");
-        let sync = run_env(&sb, args, &[]);
+        let sync = sb.run_env(args, &[]);
         no_secret(&sync);
         sync.expect_code(1);
         assert!(sync.stderr.contains("401"), "{}", sync.both());
@@ -843,7 +810,7 @@ fn credentials(server: &dyn DavServer) {
     // The same wrong password from the environment.
     let sb = cal_sandbox(&proxy.url(), "collections = \"from a\"");
     sb.write("cals/creds/p2.ics", event("p2", "Env test"));
-    let sync = run_env(&sb, &["-v", "-v", "sync"], &[("DAVSYNC_TEST_PW", wrong)]);
+    let sync = sb.run_env(&["-v", "-v", "sync"], &[("DAVSYNC_TEST_PW", wrong)]);
     no_secret(&sync);
     sync.expect_code(1);
     assert!(sync.stderr.contains("401"), "{}", sync.both());

@@ -137,7 +137,16 @@ impl Sandbox {
 
     /// Runs `davsync ARGS` in the sandbox (see [`Sandbox::cmd`]) and collects the result.
     pub fn run(&self, args: &[&str]) -> Run {
-        let output = self.cmd().args(args).output().expect("run davsync");
+        self.run_env(args, &[])
+    }
+
+    /// Like [`Sandbox::run`], with extra environment variables (passwords for DAV tests).
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.cmd();
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        let output = cmd.args(args).output().expect("run davsync");
         Run {
             code: output.status.code(),
             stdout: self.normalize(&String::from_utf8_lossy(&output.stdout)),
@@ -592,4 +601,25 @@ b = "backup"
 {pair_extra}
 "#
     )
+}
+
+/// Created, updated and deleted, summed over the summary lines of a run
+/// (`NAME: 1 created, 0 updated, 0 deleted, 0 conflicts, 0 errors`).
+pub fn totals(run: &Run) -> (u64, u64, u64) {
+    let mut sum = (0, 0, 0);
+    for line in run.stdout.lines() {
+        let Some((_, counts)) = line.split_once(": ") else {
+            continue;
+        };
+        let numbers: Vec<u64> = counts
+            .split(", ")
+            .filter_map(|part| part.split(' ').next()?.parse().ok())
+            .collect();
+        if counts.contains(" created, ") && numbers.len() == 5 {
+            sum.0 += numbers[0];
+            sum.1 += numbers[1];
+            sum.2 += numbers[2];
+        }
+    }
+    sum
 }
