@@ -216,7 +216,7 @@ pub enum Refusal {
 #[derive(Debug, Clone, Copy)]
 enum Presence<'a> {
     Absent,
-    Present(&'a ListedItem),
+    Present(&'a ListedItem<'a>),
 }
 
 /// Plans one collection. Actions come out ordered by ident.
@@ -284,11 +284,11 @@ fn presence<'a>(items: &[&'a ListedItem]) -> Presence<'a> {
     }
 }
 
-fn group_by_ident(listing: &Listing) -> HashMap<&str, Vec<&ListedItem>> {
-    let mut map: HashMap<&str, Vec<&ListedItem>> =
+fn group_by_ident<'a>(listing: &'a Listing<'_>) -> HashMap<&'a str, Vec<&'a ListedItem<'a>>> {
+    let mut map: HashMap<&str, Vec<&ListedItem<'_>>> =
         HashMap::with_capacity_and_hasher(listing.items.len(), Default::default());
     for item in &listing.items {
-        map.entry(item.ident.as_str()).or_default().push(item);
+        map.entry(&*item.ident).or_default().push(item);
     }
     map
 }
@@ -332,27 +332,27 @@ fn decide(
         (None, Present(a), Absent) => Action::Create {
             ident,
             from: Side::A,
-            source: a.version.clone(),
+            source: a.version.clone().into_owned(),
         },
         // New on B only: copy it to A.
         (None, Absent, Present(b)) => Action::Create {
             ident,
             from: Side::B,
-            source: b.version.clone(),
+            source: b.version.clone().into_owned(),
         },
         // New on both sides with the same content (created alike, or copied by a run that was
         // killed before it could record): remember, write nothing.
         (None, Present(a), Present(b)) if a.version.hash == b.version.hash => Action::Record {
             ident,
-            a: a.version.clone(),
-            b: b.version.clone(),
+            a: a.version.clone().into_owned(),
+            b: b.version.clone().into_owned(),
             status: None,
         },
         // New on both sides with different content.
         (None, Present(a), Present(b)) => Action::Conflict {
             ident,
-            a: a.version.clone(),
-            b: b.version.clone(),
+            a: a.version.clone().into_owned(),
+            b: b.version.clone().into_owned(),
             status: None,
         },
         // Nothing anywhere: an ident only comes from a listing or the status, so this does
@@ -361,13 +361,13 @@ fn decide(
         // Unchanged on both sides. A new href or ETag with the same content (a move, a touch,
         // a server re-serializing) only refreshes the status.
         (Some(s), Present(a), Present(b)) if unchanged(a, &s.a) && unchanged(b, &s.b) => {
-            if a.version == s.a && b.version == s.b {
+            if *a.version == s.a && *b.version == s.b {
                 return None;
             }
             Action::Record {
                 ident,
-                a: a.version.clone(),
-                b: b.version.clone(),
+                a: a.version.clone().into_owned(),
+                b: b.version.clone().into_owned(),
                 status: Some(s.clone()),
             }
         }
@@ -375,58 +375,58 @@ fn decide(
         (Some(s), Present(a), Present(b)) if unchanged(b, &s.b) => Action::Update {
             ident,
             from: Side::A,
-            source: a.version.clone(),
-            target: b.version.clone(),
+            source: a.version.clone().into_owned(),
+            target: b.version.clone().into_owned(),
             status: s.clone(),
         },
         // Changed on B only: update A.
         (Some(s), Present(a), Present(b)) if unchanged(a, &s.a) => Action::Update {
             ident,
             from: Side::B,
-            source: b.version.clone(),
-            target: a.version.clone(),
+            source: b.version.clone().into_owned(),
+            target: a.version.clone().into_owned(),
             status: s.clone(),
         },
         // Changed on both sides to the same content: remember, write nothing.
         (Some(s), Present(a), Present(b)) if a.version.hash == b.version.hash => Action::Record {
             ident,
-            a: a.version.clone(),
-            b: b.version.clone(),
+            a: a.version.clone().into_owned(),
+            b: b.version.clone().into_owned(),
             status: Some(s.clone()),
         },
         // Changed on both sides differently.
         (Some(s), Present(a), Present(b)) => Action::Conflict {
             ident,
-            a: a.version.clone(),
-            b: b.version.clone(),
+            a: a.version.clone().into_owned(),
+            b: b.version.clone().into_owned(),
             status: Some(s.clone()),
         },
         // Deleted on A, unchanged on B: delete on B.
         (Some(s), Absent, Present(b)) if unchanged(b, &s.b) => Action::Delete {
             ident,
             on: Side::B,
-            target: b.version.clone(),
+            target: b.version.clone().into_owned(),
             status: s.clone(),
         },
         // Deleted on A, changed on B: the modification wins, restore it to A.
         (Some(s), Absent, Present(b)) => Action::Restore {
             ident,
             from: Side::B,
-            source: b.version.clone(),
+            source: b.version.clone().into_owned(),
             status: s.clone(),
         },
         // Deleted on B, unchanged on A: delete on A.
         (Some(s), Present(a), Absent) if unchanged(a, &s.a) => Action::Delete {
             ident,
             on: Side::A,
-            target: a.version.clone(),
+            target: a.version.clone().into_owned(),
             status: s.clone(),
         },
         // Deleted on B, changed on A: restore it to B.
         (Some(s), Present(a), Absent) => Action::Restore {
             ident,
             from: Side::A,
-            source: a.version.clone(),
+            source: a.version.clone().into_owned(),
             status: s.clone(),
         },
         // Deleted on both sides: forget it.
@@ -448,13 +448,13 @@ mod tests {
         }
     }
 
-    fn listing(items: &[(&str, ItemVersion)]) -> Listing {
+    fn listing(items: &[(&str, ItemVersion)]) -> Listing<'static> {
         Listing {
             items: items
                 .iter()
                 .map(|(ident, version)| ListedItem {
-                    ident: (*ident).into(),
-                    version: version.clone(),
+                    ident: (*ident).to_owned().into(),
+                    version: std::borrow::Cow::Owned(version.clone()),
                 })
                 .collect(),
             unreadable: Vec::new(),

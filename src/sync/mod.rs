@@ -9,6 +9,7 @@
 
 mod execute;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -97,8 +98,8 @@ impl Sides<'_> {
 }
 
 /// A listing plus the items fetched to build it, keyed by href.
-struct Prepared {
-    listing: Listing,
+struct Prepared<'s> {
+    listing: Listing<'s>,
     fetched: HashMap<String, Item>,
     /// The storage's state to remember after a clean sync.
     state: Option<String>,
@@ -282,14 +283,14 @@ fn ensure_collection(
 /// storage that reports changes since a remembered state, items it does not mention are taken
 /// from the status. Items whose component type `allowed` excludes are left out, as if they were
 /// not there.
-fn prepare(
+fn prepare<'s>(
     storage: &dyn Storage,
     collection: Option<&CollectionInfo>,
     change_set: Option<ChangeSet>,
-    status: &[StatusItem],
+    status: &'s [StatusItem],
     side: Side,
     allowed: &[String],
-) -> Prepared {
+) -> Prepared<'s> {
     let mut prepared = Prepared {
         listing: Listing::default(),
         fetched: HashMap::new(),
@@ -305,9 +306,9 @@ fn prepare(
         .iter()
         .map(|s| (s.side(side).href.as_str(), s))
         .collect();
-    let from_status = |s: &StatusItem| ListedItem {
-        ident: s.ident.clone(),
-        version: s.side(side).clone(),
+    let from_status = |s: &'s StatusItem| ListedItem {
+        ident: Cow::Borrowed(s.ident.as_str()),
+        version: Cow::Borrowed(s.side(side)),
     };
     let entries = match change_set.changes {
         Changes::Full(entries) => entries,
@@ -341,12 +342,12 @@ fn prepare(
                 Ok(item) if !allowed.is_empty() && !is_allowed(&item, allowed) => continue,
                 Ok(item) => {
                     prepared.listing.items.push(ListedItem {
-                        ident: item.ident(),
-                        version: ItemVersion {
+                        ident: Cow::Owned(item.ident()),
+                        version: Cow::Owned(ItemVersion {
                             href: href.clone(),
                             etag: fetched.etag,
                             hash: item.hash().to_owned(),
-                        },
+                        }),
                     });
                     prepared.fetched.insert(href, item);
                     continue;
