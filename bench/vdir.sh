@@ -12,7 +12,7 @@
 # For each tool, on its own copy of the same generated data (side A holds
 # the items in A/cal/, side B starts as an empty directory), it times
 #   first   - the first sync, A -> empty B
-#   noop    - a sync with nothing changed
+#   noop    - a sync with nothing changed (5 runs, median reported)
 #   changes - a sync after 50 items changed on A (SUMMARY) and 50 on B
 #             (DESCRIPTION)
 # and checks after every step that both sides hold all N items (and, after
@@ -242,7 +242,8 @@ for tool in $tools; do
             || { tail -n 20 "$dir/discover.log" >&2; die "vdirsyncer discover failed"; }
     fi
     step "$tool" first
-    step "$tool" noop
+    # A single no-op run is at the mercy of the machine's other load: five, median reported.
+    for _ in 1 2 3 4 5; do step "$tool" noop; done
     "$py" "$gen" modify "$dir/A/cal" a >/dev/null
     "$py" "$gen" modify "$dir/B/cal" b >/dev/null
     step "$tool" changes
@@ -254,12 +255,16 @@ vs_cmd="vdirsyncer -v WARNING -c DIR/vdirsyncer.conf sync"
 "$py" - "$items" "$scratch/results.tsv" <<'EOF'
 import sys
 items, results = sys.argv[1], sys.argv[2]
-vals = {}
+import statistics
+runs = {}
 with open(results) as f:
     for row in f:
         tool, step, w, r = row.split()
-        vals[("wall", tool, step)] = w
-        vals[("rss", tool, step)] = r
+        runs.setdefault((tool, step), []).append((float(w), int(r)))
+vals = {}
+for (tool, step), measured in runs.items():
+    vals[("wall", tool, step)] = statistics.median(w for w, _ in measured)
+    vals[("rss", tool, step)] = max(r for _, r in measured)
 steps = [("first", "first sync (A -> empty B)", 5.0),
          ("noop", "no-op sync", 20.0),
          ("changes", "sync after 100 changes", None)]
@@ -267,7 +272,7 @@ def fig(tool, step):
     w = vals.get(("wall", tool, step)); r = vals.get(("rss", tool, step))
     if w is None:
         return None, None
-    return float(w), int(r) / 1024
+    return w, r / 1024
 head = ["step", "davsync s", "davsync MB", "vdirsyncer s", "vdirsyncer MB",
         "speed-up", "target"]
 rows = []
@@ -296,6 +301,7 @@ for r in rows:
 EOF
 echo
 echo "speed-up = vdirsyncer s / davsync s. Targets: first sync >=5x faster, no-op sync >=20x faster."
+echo "no-op: median of 5 runs per tool."
 echo "measured with: $meter"
 echo "run:         $cmdline"
 want davsync && echo "davsync:     $ds_label: $ds_cmd"
