@@ -74,23 +74,6 @@ fn todo(uid: &str, summary: &str) -> String {
     ])
 }
 
-/// Every request the proxy saw, with bodies, for assertion messages.
-fn request_log(proxy: &FaultProxy) -> String {
-    proxy
-        .requests()
-        .iter()
-        .map(|r| {
-            format!(
-                "--- {} {} -> {:?}\n{}\n",
-                r.method,
-                r.path,
-                r.status,
-                r.body_text()
-            )
-        })
-        .collect()
-}
-
 /// The text of the first element with local name `local` (any prefix) in `xml` that has
 /// content; `None` when there is none (a property reported in a 404 propstat is empty).
 /// String surgery, enough for the answers of Radicale and Xandikos; `&amp;`, `&lt;`, `&gt;`
@@ -225,7 +208,7 @@ fn metadata_both_ways(server: &dyn DavServer, removal: ColorRemoval) {
         server_props(&client, &url),
         (Some("Team Calendar".into()), Some("#FF8800FF".into())),
         "{}",
-        request_log(&proxy)
+        proxy.log_text()
     );
 
     // Nothing to do: no PROPPATCH, no file written.
@@ -237,7 +220,7 @@ fn metadata_both_ways(server: &dyn DavServer, removal: ColorRemoval) {
     assert!(
         proxy.requests_with_method("PROPPATCH").is_empty(),
         "{}",
-        request_log(&proxy)
+        proxy.log_text()
     );
     assert_eq!(sb.state("cals"), before, "a no-op sync touched the vdir");
 
@@ -269,7 +252,7 @@ fn metadata_both_ways(server: &dyn DavServer, removal: ColorRemoval) {
         ),
         "{}{}",
         sync.both(),
-        request_log(&proxy)
+        proxy.log_text()
     );
     assert_eq!(proxy.requests_with_method("PROPPATCH").len(), 1);
     let sync = run(&sb, server, &["sync"]);
@@ -348,7 +331,7 @@ fn metadata_both_ways(server: &dyn DavServer, removal: ColorRemoval) {
         assert!(
             patches.len() >= 2 && patches.iter().all(|r| r.body_text().contains("remove>")),
             "{}",
-            request_log(&proxy)
+            proxy.log_text()
         );
         return;
     }
@@ -359,7 +342,7 @@ fn metadata_both_ways(server: &dyn DavServer, removal: ColorRemoval) {
         (Some("Renamed on the server".into()), None),
         "{}{}",
         sync.both(),
-        request_log(&proxy)
+        proxy.log_text()
     );
     assert!(!sb.exists("cals/team/color"));
     let before = sb.state("cals");
@@ -370,7 +353,7 @@ fn metadata_both_ways(server: &dyn DavServer, removal: ColorRemoval) {
     assert!(
         proxy.requests_with_method("PROPPATCH").is_empty(),
         "{}",
-        request_log(&proxy)
+        proxy.log_text()
     );
     assert_eq!(sb.state("cals"), before);
     assert_eq!(server_props(&client, &url).1, None);
@@ -434,7 +417,7 @@ fn item_types_events_only(server: &dyn DavServer) {
         (1, 0, 0),
         "{}{}",
         sync.both(),
-        request_log(&proxy)
+        proxy.log_text()
     );
     assert_eq!(
         sb.ls("cals/mixed"),
@@ -512,7 +495,7 @@ fn truncation_setup(server: &Radicale) -> (Sandbox, FaultProxy, String, Vec<(Str
     let reports = proxy.requests_with_method("REPORT");
     let body = reports
         .first()
-        .unwrap_or_else(|| panic!("no REPORT\n{}", request_log(&proxy)))
+        .unwrap_or_else(|| panic!("no REPORT\n{}", proxy.log_text()))
         .body_text();
     assert!(body.contains("sync-collection"), "{body}");
     let token = element_text(&body, "sync-token")
@@ -560,7 +543,7 @@ fn sync_through_truncation(
     ]);
     proxy.reset_log();
     let sync = run(sb, server, &["sync"]);
-    let log = request_log(proxy);
+    let log = proxy.log_text();
     sync.success();
     assert_eq!(
         proxy.faults()[0].remaining,
@@ -600,7 +583,7 @@ fn sync_through_truncation(
         (0, 0, 0),
         "{}{}",
         next.both(),
-        request_log(proxy)
+        proxy.log_text()
     );
     assert_eq!(sb.state("cals"), before);
     reports

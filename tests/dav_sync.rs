@@ -100,23 +100,6 @@ fn server_delete(client: &DavClient, url: &str) {
     assert!(resp.is_success(), "DELETE {url}: {}", resp.status);
 }
 
-/// Every request the proxy saw, with bodies, for assertion messages.
-fn request_log(proxy: &FaultProxy) -> String {
-    proxy
-        .requests()
-        .iter()
-        .map(|r| {
-            format!(
-                "--- {} {} -> {:?}\n{}\n",
-                r.method,
-                r.path,
-                r.status,
-                r.body_text()
-            )
-        })
-        .collect()
-}
-
 /// Creates the calendar at `url` holding `events` (UID, a VCALENDAR with one VEVENT and no
 /// VTIMEZONE each), as `UID.ics`.
 /// Radicale takes a whole calendar in one PUT on the collection; elsewhere (Xandikos answers
@@ -203,7 +186,7 @@ fn two_way_calendar(server: &dyn DavServer) {
         (0, 1, 0),
         "{}{}",
         sync.both(),
-        request_log(&proxy)
+        proxy.log_text()
     );
     assert!(text(&up, "cals/work/w1.ics").contains("SUMMARY:Standup\\, moved"));
 
@@ -314,7 +297,7 @@ fn emptied_server_is_refused(server: &dyn DavServer) {
         sync.code == Some(1) && sync.stderr.contains("--force-delete"),
         "{}{}",
         sync.both(),
-        request_log(&proxy)
+        proxy.log_text()
     );
     assert_eq!(sb.state("cals"), before, "the vdir was touched");
     // Still refused next time.
@@ -351,7 +334,7 @@ fn server_undoes_the_last_upload(server: &dyn DavServer) {
         (0, 0, 1),
         "the deletion on the server was not noticed\n{}{}",
         sync.both(),
-        request_log(&proxy)
+        proxy.log_text()
     );
     assert_eq!(sb.ls("cals/undo"), ["u1.ics"]);
 }

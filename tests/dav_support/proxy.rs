@@ -326,6 +326,23 @@ impl FaultProxy {
         lock(&self.shared.log).clone()
     }
 
+    /// Every request seen so far, one block each with method, path, status and body: for
+    /// assertion messages.
+    pub fn log_text(&self) -> String {
+        self.requests()
+            .iter()
+            .map(|r| {
+                format!(
+                    "--- {} {} -> {:?}\n{}\n",
+                    r.method,
+                    r.path,
+                    r.status,
+                    r.body_text()
+                )
+            })
+            .collect()
+    }
+
     /// The logged requests with this method.
     pub fn requests_with_method(&self, method: &str) -> Vec<Recorded> {
         lock(&self.shared.log)
