@@ -4,6 +4,8 @@
 //! it. Data flows config → storages → listing → [`plan`] → [`sync`] executor → status database.
 //! See `docs/ARCHITECTURE.md`.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod dav;
 pub mod item;

@@ -5,7 +5,7 @@
 //! a normalized hash). The only bytes it produces come from [`split_calendar`] and
 //! [`join_calendar`], which copy original lines verbatim, line ends included.
 //!
-//! Everything is built on one private iterator over *logical* lines ([`Lines`]): it unfolds
+//! Everything is built on one private iterator over *logical* lines (`Lines`): it unfolds
 //! continuation lines, joins vCard 2.1 quoted-printable soft line breaks, skips blank lines and
 //! splits each line into name, parameters and value, borrowing from the input whenever the line
 //! was not folded. Input is `&[u8]`, not `&str`, because real-world files are not always UTF-8
