@@ -105,22 +105,9 @@ if want vdirsyncer; then
 fi
 
 # ------------------------------------------------------------ davsync
-if want davsync; then
-    if [ -n "${DAVSYNC_BIN:-}" ]; then
-        davsync=$DAVSYNC_BIN
-    else
-        command -v cargo >/dev/null || die "cargo is needed to build davsync (or set DAVSYNC_BIN)"
-        echo "== cargo build --release${CARGO_TARGET_DIR:+ (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)}"
-        cargo build --release --manifest-path "$repo/Cargo.toml"
-        target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path "$repo/Cargo.toml" \
-            | "$py" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-        davsync="$target_dir/release/davsync"
-    fi
-    [ -x "$davsync" ] || die "davsync binary not found at $davsync"
-    ds_label=$("$davsync" --version 2>/dev/null | head -n1 || true)
-    ds_label=${ds_label:-davsync}
-    echo "== using $ds_label ($davsync)"
-fi
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
+if want davsync; then find_davsync; fi
 
 # ------------------------------------------------------------ scratch + server
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/davsync-dav-bench.XXXXXX")

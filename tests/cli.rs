@@ -67,11 +67,7 @@ fn new_on_b_is_copied_to_a_byte_for_byte() {
     sb.write("b/whatever-name.ics", &lunch);
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout.contains("cal: 1 created, 0 updated, 0 deleted"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 1 created, 0 updated, 0 deleted");
     assert_eq!(sb.ls("a"), [LUNCH_FILE]);
     assert_eq!(sb.read(&format!("a/{LUNCH_FILE}")), lunch.as_bytes());
 }
@@ -96,12 +92,7 @@ fn new_on_both_with_same_content_writes_nothing() {
     let (a, b) = (sb.state("a"), sb.state("b"));
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout
-            .contains("cal: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors");
     assert_eq!(sb.state("a"), a, "side a untouched (bytes, mtime, inode)");
     assert_eq!(sb.state("b"), b, "side b untouched (bytes, mtime, inode)");
     assert_eq!(status_items(&sb), 1, "the pair is remembered");
@@ -140,11 +131,7 @@ fn changed_on_a_updates_b_with_the_exact_bytes() {
     sb.write("a/lunch.ics", &changed);
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout.contains("cal: 0 created, 1 updated, 0 deleted"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 1 updated, 0 deleted");
     assert_eq!(sb.ls("b"), [LUNCH_FILE]);
     assert_eq!(sb.read(&format!("b/{LUNCH_FILE}")), changed.as_bytes());
 }
@@ -156,11 +143,7 @@ fn changed_on_b_updates_a_with_the_exact_bytes() {
     sb.write(&format!("b/{LUNCH_FILE}"), &changed);
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout.contains("cal: 0 created, 1 updated, 0 deleted"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 1 updated, 0 deleted");
     assert_eq!(
         sb.ls("a"),
         ["lunch.ics"],
@@ -184,12 +167,7 @@ fn changed_on_both_alike_writes_nothing() {
     let (a, b) = (sb.state("a"), sb.state("b"));
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout
-            .contains("cal: 0 created, 0 updated, 0 deleted, 0 conflicts"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted, 0 conflicts");
     assert_eq!(sb.state("a"), a);
     assert_eq!(sb.state("b"), b);
 }
@@ -227,11 +205,7 @@ fn deleted_on_a_and_unchanged_on_b_is_deleted_on_b() {
     sb.remove("a/lunch.ics");
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout.contains("cal: 0 created, 0 updated, 1 deleted"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 0 updated, 1 deleted");
     assert_eq!(sb.ls("b"), ["keep@example.org.ics"]);
     assert_eq!(status_items(&sb), 1);
 }
@@ -245,11 +219,7 @@ fn deleted_on_b_and_unchanged_on_a_is_deleted_on_a() {
     sb.remove(&format!("b/{LUNCH_FILE}"));
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout.contains("cal: 0 created, 0 updated, 1 deleted"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 0 updated, 1 deleted");
     assert_eq!(sb.ls("a"), ["keep.ics"]);
 }
 
@@ -264,23 +234,13 @@ fn deleted_on_a_and_changed_on_b_is_restored_to_a() {
     sb.write(&format!("b/{LUNCH_FILE}"), &changed);
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout.contains("cal: 1 created, 0 updated, 0 deleted"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 1 created, 0 updated, 0 deleted");
     assert_eq!(sb.ls("a"), ["keep.ics", LUNCH_FILE]);
     assert_eq!(sb.read(&format!("a/{LUNCH_FILE}")), changed.as_bytes());
     assert_eq!(sb.read(&format!("b/{LUNCH_FILE}")), changed.as_bytes());
     // And it is known again: the next run is quiet.
     let again = sb.run(&["sync"]);
-    assert!(
-        again
-            .stdout
-            .contains("cal: 0 created, 0 updated, 0 deleted"),
-        "{}",
-        again.stdout
-    );
+    again.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
 }
 
 #[test]
@@ -294,11 +254,7 @@ fn deleted_on_b_and_changed_on_a_is_restored_to_b() {
     sb.write("a/lunch.ics", &changed);
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout.contains("cal: 1 created, 0 updated, 0 deleted"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 1 created, 0 updated, 0 deleted");
     assert_eq!(sb.read(&format!("b/{LUNCH_FILE}")), changed.as_bytes());
     assert_eq!(sb.read("a/lunch.ics"), changed.as_bytes());
 }
@@ -314,12 +270,7 @@ fn deleted_on_both_is_forgotten() {
     sb.remove(&format!("b/{LUNCH_FILE}"));
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout
-            .contains("cal: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors");
     assert_eq!(status_items(&sb), 1);
     assert_eq!(sb.ls("a"), ["keep.ics"]);
     assert_eq!(sb.ls("b"), ["keep@example.org.ics"]);
@@ -374,11 +325,7 @@ fn in_place_rewrite_of_same_size_within_the_same_second_is_propagated() {
     set_mtime(&path, before);
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout.contains("cal: 0 created, 1 updated"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 1 updated");
     assert_eq!(sb.read(&format!("b/{LUNCH_FILE}")), edited.as_bytes());
 
     // The copy davsync wrote on b, rewritten in place (same size) right after the sync.
@@ -386,11 +333,7 @@ fn in_place_rewrite_of_same_size_within_the_same_second_is_propagated() {
     std::fs::write(sb.path(&format!("b/{LUNCH_FILE}")), &edited_b).expect("rewrite in place");
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout.contains("cal: 0 created, 1 updated"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 1 updated");
     assert_eq!(sb.read("a/lunch.ics"), edited_b.as_bytes());
 }
 
@@ -404,22 +347,14 @@ fn touch_is_not_a_change() {
     touch(&sb.path("a/lunch.ics"));
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout.contains("cal: 0 created, 0 updated, 0 deleted"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
     assert_eq!(sb.state("b"), b, "nothing written on b");
 
     let a = sb.state("a");
     touch(&sb.path(&format!("b/{LUNCH_FILE}")));
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout.contains("cal: 0 created, 0 updated, 0 deleted"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
     assert_eq!(sb.state("a"), a, "nothing written on a");
 }
 
@@ -445,11 +380,7 @@ fn reserialized_copy_on_b_is_not_a_change() {
     let a = sb.state("a");
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout.contains("cal: 0 created, 0 updated, 0 deleted"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
     assert_eq!(sb.state("a"), a);
     assert_eq!(sb.read("a/lunch.ics"), lunch.as_bytes());
 }
@@ -487,20 +418,12 @@ fn item_moved_to_another_file_name_is_not_a_change() {
     let b = sb.state("b");
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout.contains("cal: 0 created, 0 updated, 0 deleted"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
     assert_eq!(sb.state("b"), b, "nothing written on b");
     let a = sb.state("a");
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout.contains("cal: 0 created, 0 updated, 0 deleted"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
     assert_eq!(sb.state("a"), a);
     assert_eq!(sb.state("b"), b);
     assert_eq!(status_items(&sb), 2);
@@ -510,11 +433,7 @@ fn item_moved_to_another_file_name_is_not_a_change() {
     sb.write("a/moved.ics", &edited);
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout.contains("cal: 0 created, 1 updated, 0 deleted"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 1 updated, 0 deleted");
     assert_eq!(sb.ls("b"), ["keep@example.org.ics", LUNCH_FILE]);
     assert_eq!(sb.read(&format!("b/{LUNCH_FILE}")), edited.as_bytes());
 }
@@ -641,11 +560,7 @@ fn emptied_side_is_refused_unless_forced() {
 
     let run = sb.run(&["sync", "--force-delete"]);
     run.success();
-    assert!(
-        run.stdout.contains("cal: 0 created, 0 updated, 2 deleted"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 0 updated, 2 deleted");
     assert!(sb.ls("b").is_empty());
     assert_eq!(status_items(&sb), 0);
 }
@@ -693,13 +608,7 @@ fn hostile_uids_never_name_a_file_outside_the_collection() {
     }
     // And a second run is quiet.
     let again = sb.run(&["sync"]);
-    assert!(
-        again
-            .stdout
-            .contains("cal: 0 created, 0 updated, 0 deleted"),
-        "{}",
-        again.stdout
-    );
+    again.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
 }
 
 #[test]
@@ -710,11 +619,7 @@ fn items_without_uid_sync_by_content() {
     sb.write("b/other.ics", event_without_uid("Another one"));
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout.contains("cal: 2 created, 0 updated, 0 deleted"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 2 created, 0 updated, 0 deleted");
     let on_b: Vec<String> = sb
         .ls("b")
         .into_iter()
@@ -726,22 +631,12 @@ fn items_without_uid_sync_by_content() {
 
     // Quiet second run; an edit is a deletion plus a creation.
     let again = sb.run(&["sync"]);
-    assert!(
-        again
-            .stdout
-            .contains("cal: 0 created, 0 updated, 0 deleted"),
-        "{}",
-        again.stdout
-    );
+    again.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
     let edited = event_without_uid("Note without UID, edited");
     sb.write("a/note.ics", &edited);
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout.contains("cal: 1 created, 0 updated, 1 deleted"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 1 created, 0 updated, 1 deleted");
     let on_b: Vec<String> = sb
         .ls("b")
         .into_iter()
@@ -844,11 +739,7 @@ fn edits_after_time_passes_are_still_seen() {
     set_mtime(&sb.path("a/lunch.ics"), old);
     let b = sb.state("b");
     let run = sb.run(&["sync"]);
-    assert!(
-        run.stdout.contains("cal: 0 created, 0 updated, 0 deleted"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
     assert_eq!(sb.state("b"), b);
     let edited = event(LUNCH, "Lunch, edited");
     sb.write("a/lunch.ics", &edited);

@@ -36,23 +36,12 @@ fn conflict_a_wins() {
     let (on_a, _) = conflicted(&sb);
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout
-            .contains("cal: 0 created, 1 updated, 0 deleted, 0 conflicts"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 1 updated, 0 deleted, 0 conflicts");
     assert_eq!(sb.read("a/lunch.ics"), on_a.as_bytes());
     assert_eq!(sb.read(&format!("b/{LUNCH_FILE}")), on_a.as_bytes());
     let again = sb.run(&["sync"]);
     again.success();
-    assert!(
-        again
-            .stdout
-            .contains("cal: 0 created, 0 updated, 0 deleted"),
-        "{}",
-        again.stdout
-    );
+    again.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
 }
 
 #[test]
@@ -61,24 +50,13 @@ fn conflict_b_wins() {
     let (_, on_b) = conflicted(&sb);
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout
-            .contains("cal: 0 created, 1 updated, 0 deleted, 0 conflicts"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 1 updated, 0 deleted, 0 conflicts");
     assert_eq!(sb.read("a/lunch.ics"), on_b.as_bytes());
     assert_eq!(sb.read(&format!("b/{LUNCH_FILE}")), on_b.as_bytes());
     let (a, b) = (sb.state("a"), sb.state("b"));
     let again = sb.run(&["sync"]);
     again.success();
-    assert!(
-        again
-            .stdout
-            .contains("cal: 0 created, 0 updated, 0 deleted"),
-        "{}",
-        again.stdout
-    );
+    again.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
     assert_eq!(sb.state("a"), a);
     assert_eq!(sb.state("b"), b);
 }
@@ -115,12 +93,7 @@ fn conflict_merged_by_a_command() {
     let (on_a, on_b) = conflicted(&sb);
     let run = sb.run(&["sync"]);
     run.success();
-    assert!(
-        run.stdout
-            .contains("cal: 0 created, 1 updated, 0 deleted, 0 conflicts"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("cal: 0 created, 1 updated, 0 deleted, 0 conflicts");
     assert_eq!(sb.read("a/lunch.ics"), merged.as_bytes());
     assert_eq!(sb.read(&format!("b/{LUNCH_FILE}")), merged.as_bytes());
     assert_eq!(sb.read_string("merge-args/argc"), "3\n");
@@ -133,13 +106,7 @@ fn conflict_merged_by_a_command() {
     );
     let again = sb.run(&["sync"]);
     again.success();
-    assert!(
-        again
-            .stdout
-            .contains("cal: 0 created, 0 updated, 0 deleted"),
-        "{}",
-        again.stdout
-    );
+    again.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
 }
 
 #[test]
@@ -173,11 +140,7 @@ fn failing_merge_command_leaves_the_conflict_open() {
     assert_eq!(sb.state("b"), b);
     let status = sb.run(&["status"]);
     status.success();
-    assert!(
-        status.stdout.contains("1 open conflicts"),
-        "{}",
-        status.stdout
-    );
+    status.expect_stdout("1 open conflicts");
     assert!(
         status.stdout.contains(&format!("  conflict: {LUNCH}: ")),
         "{}",
@@ -543,7 +506,7 @@ fn config_file_missing_and_config_option() {
     let other = setup("");
     let run = sb.run(&["-c", &other.config_path().display().to_string(), "status"]);
     run.success();
-    assert!(run.stdout.contains("cal: never synced"), "{}", run.stdout);
+    run.expect_stdout("cal: never synced");
 }
 
 #[test]

@@ -220,6 +220,16 @@ impl Run {
     pub fn success(&self) -> &Run {
         self.expect_code(0)
     }
+
+    /// Asserts that stdout contains `needle` (a summary line, say), showing stdout otherwise.
+    pub fn expect_stdout(&self, needle: &str) -> &Run {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}:\n{}",
+            self.stdout
+        );
+        self
+    }
 }
 
 /// Writes `bytes` to `path`, creating its parent directories.
