@@ -280,7 +280,7 @@ pub enum AuthScheme {
 }
 
 /// How the server's TLS certificate is checked.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub enum TlsVerify {
     /// `verify = true` or absent: the system's trusted roots.
     #[default]

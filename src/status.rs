@@ -400,6 +400,14 @@ impl StatusDb {
         run().map_err(|e| self.sql(e))
     }
 
+    /// Whether a collection has any status entries (a cheap look before [`StatusDb::items`]).
+    pub fn has_items(&self, coll: CollectionId) -> Result<bool, StatusError> {
+        self.conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM items WHERE collection = ?1)")
+            .and_then(|mut stmt| stmt.query_row([coll], |row| row.get(0)))
+            .map_err(|e| self.sql(e))
+    }
+
     /// The status entry for `ident` in a collection, if there is one.
     pub fn item(&self, coll: CollectionId, ident: &str) -> Result<Option<StatusItem>, StatusError> {
         self.conn
@@ -1153,6 +1161,17 @@ mod tests {
         // Re-inserting after removal works.
         db.insert(coll, &v1, b"again").unwrap();
         assert_eq!(db.synced_content(coll, "u1").unwrap().unwrap(), b"again");
+    }
+
+    #[test]
+    fn has_items_tells_an_empty_collection() {
+        let (_dir, db) = open_temp();
+        let coll = db.collection("cal").unwrap();
+        let other = db.collection("other").unwrap();
+        assert!(!db.has_items(coll).unwrap());
+        db.insert(coll, &item("a", 1), b"x").unwrap();
+        assert!(db.has_items(coll).unwrap());
+        assert!(!db.has_items(other).unwrap());
     }
 
     #[test]

@@ -161,6 +161,16 @@ collections = ["{coll}"]
         })
     }
 
+    /// A first sync that uploads one local event, `seed`: from then on the status knows the
+    /// collection and the server side was written to, so the next listing asks for ETags only
+    /// and what it finds is fetched by multigets (a first download or a delta carries the
+    /// items in the listing itself).
+    fn seed(&self) {
+        self.put_local("seed", "Seed");
+        self.sync().success();
+        self.proxy.reset_log();
+    }
+
     /// Writes an event into the vdir as another program would.
     fn put_local(&self, uid: &str, summary: &str) {
         self.sb
@@ -511,6 +521,7 @@ fn lost_answer_on_create_xandikos_canonical_rrule() {
 #[test]
 fn retry_after_on_multiget() {
     let world = World::radicale("", "");
+    world.seed();
     for i in 1..=3 {
         world.put_remote(&format!("remote-{i}"), &format!("Remote {i}"));
     }
@@ -546,6 +557,7 @@ fn retry_after_on_multiget() {
         ("remote-1", "Remote 1"),
         ("remote-2", "Remote 2"),
         ("remote-3", "Remote 3"),
+        ("seed", "Seed"),
     ]);
 }
 
@@ -649,8 +661,8 @@ fn multiget_omits_hrefs() {
     world.put_remote("known", "Known v1");
     world.put_remote("keep-1", "Keep 1");
     world.put_remote("doomed", "Doomed v1");
-    world.sync().success();
-    assert_eq!(world.local_items().len(), 3);
+    world.seed();
+    assert_eq!(world.local_items().len(), 4);
 
     // On the server: `known` and `doomed` change, two new items appear. The multiget leaves
     // out the changed `known` and the new `omitted-new`; `doomed` is deleted by another client
@@ -710,6 +722,7 @@ fn multiget_omits_hrefs() {
         ("keep-1", "Keep 1"),
         ("known", "Known v2"),
         ("omitted-new", "Omitted new"),
+        ("seed", "Seed"),
     ]);
 }
 
@@ -731,12 +744,14 @@ fn wait_used_up(proxy: &FaultProxy) {
 #[test]
 fn failing_multiget_falls_back() {
     let world = World::radicale("concurrency = 1", "");
-    let expected: Vec<(String, String)> = (1..=12)
+    world.seed();
+    let mut expected: Vec<(String, String)> = (1..=12)
         .map(|i| (format!("remote-{i:02}"), format!("Remote {i}")))
         .collect();
     for (uid, summary) in &expected {
         world.put_remote(uid, summary);
     }
+    expected.push(("seed".to_owned(), "Seed".to_owned()));
     world
         .proxy
         .set_faults(vec![FaultRule::once(Fault::Delay(300)).method("REPORT")]);
@@ -764,6 +779,52 @@ fn failing_multiget_falls_back() {
         .filter(|r| r.method == "GET" && r.status == Some(200))
         .count();
     assert_eq!(gets, 10, "{}", show(&log));
+    let expected: Vec<(&str, &str)> = expected
+        .iter()
+        .map(|(u, s)| (u.as_str(), s.as_str()))
+        .collect();
+    world.assert_converges(&expected);
+}
+
+// 9b. A first download whose listing carries the items fails (a server that cannot build so
+// large an answer): asked again for ETags only, then the items come by multiget.
+
+#[test]
+fn failing_content_listing_falls_back() {
+    let world = World::radicale("", "");
+    let expected: Vec<(String, String)> = (1..=3)
+        .map(|i| (format!("remote-{i}"), format!("Remote {i}")))
+        .collect();
+    for (uid, summary) in &expected {
+        world.put_remote(uid, summary);
+    }
+    // The first try and its three retries of a 5xx.
+    world.proxy.set_faults(vec![
+        FaultRule::times(Fault::Status(500, vec![], b"too big\n".to_vec()), 4).method("REPORT"),
+    ]);
+    let run = world.sync();
+    run.success();
+    assert_clean(&run);
+    let reports: Vec<(&str, Option<u16>)> = world
+        .proxy
+        .requests_with_method("REPORT")
+        .iter()
+        .map(|r| {
+            let body = r.body_text();
+            let kind = if is_multiget(r) {
+                "multiget"
+            } else if body.contains("calendar-data") {
+                "sync-collection with content"
+            } else {
+                "sync-collection"
+            };
+            (kind, r.status)
+        })
+        .collect();
+    let mut wanted = vec![("sync-collection with content", Some(500)); 4];
+    wanted.push(("sync-collection", Some(207)));
+    wanted.push(("multiget", Some(207)));
+    assert_eq!(reports, wanted, "{}", world.proxy.log_text());
     let expected: Vec<(&str, &str)> = expected
         .iter()
         .map(|(u, s)| (u.as_str(), s.as_str()))

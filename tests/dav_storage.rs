@@ -41,7 +41,12 @@ fn config(server: &dyn DavServer, kind: DavKind, url: &str) -> DavConfig {
 }
 
 fn open(config: &DavConfig) -> DavStorage {
-    davsync::dav::open(config, &BTreeMap::<String, String>::new()).expect("open DAV storage")
+    davsync::dav::open(
+        config,
+        &BTreeMap::<String, String>::new(),
+        &davsync::dav::Clients::default(),
+    )
+    .expect("open DAV storage")
 }
 
 /// A CalDAV storage whose URL is the proxy's root (the server root behind it).
@@ -305,7 +310,11 @@ fn list_gives_etags(server: &dyn DavServer) {
     let listed = sorted(storage.list(&coll).expect("list"));
     let mut expected: Vec<ListEntry> = put
         .into_iter()
-        .map(|(href, etag)| ListEntry { href, etag })
+        .map(|(href, etag)| ListEntry {
+            href,
+            etag,
+            content: None,
+        })
         .collect();
     expected.sort_by(|a, b| a.href.cmp(&b.href));
     assert_eq!(listed, expected);
@@ -320,7 +329,8 @@ fn list_gives_etags(server: &dyn DavServer) {
         listed,
         vec![ListEntry {
             href: put[0].0.clone(),
-            etag: put[0].1.clone()
+            etag: put[0].1.clone(),
+            content: None,
         }]
     );
 }
@@ -644,7 +654,24 @@ fn changes(
 ) -> ChangeSet {
     let storage = caldav(server, proxy);
     let coll = collection(&storage, name);
-    storage.list_changes(&coll, since).expect("list changes")
+    storage
+        .list_changes(&coll, since, false)
+        .expect("list changes")
+}
+
+/// href and ETag of each entry, after checking that the content an entry carries (a server
+/// may leave it out: Xandikos does) is the item's, with this SUMMARY.
+fn changed_items(entries: &[ListEntry], summary: &str) -> Vec<(String, String)> {
+    entries
+        .iter()
+        .map(|e| {
+            if let Some(content) = &e.content {
+                let text = String::from_utf8_lossy(content);
+                assert!(text.contains(&format!("SUMMARY:{summary}")), "{text}");
+            }
+            (e.href.clone(), e.etag.clone())
+        })
+        .collect()
 }
 
 fn list_changes_deltas(server: &dyn DavServer) {
@@ -677,7 +704,7 @@ fn list_changes_deltas(server: &dyn DavServer) {
     storage.use_discovery_hint(&proxy.proxied(&server.calendar_home_url()));
     let coll = collection(&storage, "changes");
     let same = storage
-        .list_changes(&coll, Some(&state))
+        .list_changes(&coll, Some(&state), false)
         .expect("list changes");
     assert_eq!(same.changes, Changes::Unchanged);
     assert_eq!(same.state.as_deref(), Some(state.as_str()));
@@ -689,12 +716,13 @@ fn list_changes_deltas(server: &dyn DavServer) {
     let after_put = changes(server, &proxy, "changes", Some(&state));
     match &after_put.changes {
         Changes::Delta { changed, removed } => {
+            // A delta asks for the content too: every change is new to the caller.
             assert_eq!(
-                changed,
-                &vec![ListEntry {
-                    href: path_of(&format!("{url}c3.ics")),
-                    etag: added.etag().expect("ETag").to_owned(),
-                }]
+                changed_items(changed, "Three"),
+                [(
+                    path_of(&format!("{url}c3.ics")),
+                    added.etag().expect("ETag").to_owned(),
+                )]
             );
             assert!(removed.is_empty(), "{removed:?}");
         }
@@ -723,11 +751,11 @@ fn list_changes_deltas(server: &dyn DavServer) {
     match &after_edit.changes {
         Changes::Delta { changed, removed } => {
             assert_eq!(
-                changed,
-                &vec![ListEntry {
-                    href: path_of(&format!("{url}c2.ics")),
-                    etag: edited.etag().expect("ETag").to_owned(),
-                }]
+                changed_items(changed, "Two v2"),
+                [(
+                    path_of(&format!("{url}c2.ics")),
+                    edited.etag().expect("ETag").to_owned(),
+                )]
             );
             assert!(removed.is_empty(), "{removed:?}");
         }
@@ -744,20 +772,66 @@ fn list_changes_same_instance(server: &dyn DavServer) {
     let proxy = FaultProxy::start(&server.url());
     let storage = caldav(server, &proxy);
     let coll = collection(&storage, "long-lived");
-    let first = storage.list_changes(&coll, None).expect("list changes");
+    let first = storage
+        .list_changes(&coll, None, false)
+        .expect("list changes");
     assert_eq!(full(&first).len(), 1);
     let state = first.state.expect("state");
     server
         .client()
         .put_item(&format!("{url}l2.ics"), event("l2", "Two").as_bytes());
     let next = storage
-        .list_changes(&coll, Some(&state))
+        .list_changes(&coll, Some(&state), false)
         .expect("list changes");
     match &next.changes {
         Changes::Delta { changed, .. } => assert_eq!(changed.len(), 1, "{changed:?}"),
         Changes::Full(entries) => assert_eq!(entries.len(), 2, "{entries:?}"),
         Changes::Unchanged => panic!("the PUT since the first listing went unnoticed"),
     }
+}
+
+/// A first listing (nothing known yet) asks for the content as well: on Radicale, one REPORT
+/// then holds every item and no multiget is needed. Without `fetch_all`, ETags only.
+#[test]
+fn first_listing_carries_content() {
+    let server = Radicale::start();
+    let url = make_calendar(&server, "carried");
+    let put = put_all(
+        &server,
+        &url,
+        &[
+            ("k1.ics", event("k1", "Carried one")),
+            ("k2.ics", event("k2", "Carried two")),
+        ],
+    );
+    let proxy = FaultProxy::start(&server.url());
+    let storage = caldav(&server, &proxy);
+    let coll = collection(&storage, "carried");
+    proxy.reset_log();
+    let set = storage
+        .list_changes(&coll, None, true)
+        .expect("list changes");
+    let mut listed = full(&set);
+    listed.sort_by(|a, b| a.href.cmp(&b.href));
+    assert_eq!(listed.len(), 2);
+    for (entry, ((href, etag), summary)) in listed
+        .iter()
+        .zip(put.iter().zip(["Carried one", "Carried two"]))
+    {
+        assert_eq!((&entry.href, &entry.etag), (href, etag));
+        let content = String::from_utf8_lossy(entry.content.as_deref().expect("content"));
+        assert!(content.contains(&format!("SUMMARY:{summary}")), "{content}");
+    }
+    let reports = proxy.requests_with_method("REPORT");
+    assert_eq!(proxy.count(), 1, "{}", proxy.log_text());
+    assert!(reports[0].body_text().contains("calendar-data"));
+
+    let storage = caldav(&server, &proxy);
+    let coll = collection(&storage, "carried");
+    let set = storage
+        .list_changes(&coll, None, false)
+        .expect("list changes");
+    assert!(full(&set).iter().all(|e| e.content.is_none()));
 }
 
 fn bogus_token_lists_everything(server: &dyn DavServer) {
@@ -807,7 +881,9 @@ fn item_types_restrict_listing(server: &dyn DavServer) {
     let storage = open(&cfg);
     let coll = collection(&storage, "mixed");
     assert_eq!(hrefs(&storage.list(&coll).expect("list")), todos);
-    let set = storage.list_changes(&coll, None).expect("list changes");
+    let set = storage
+        .list_changes(&coll, None, false)
+        .expect("list changes");
     assert_eq!(hrefs(&full(&set)), todos);
 
     // Still only todos when something changed since a remembered state.
@@ -818,7 +894,7 @@ fn item_types_restrict_listing(server: &dyn DavServer) {
     let storage = open(&cfg);
     let coll = collection(&storage, "mixed");
     let set = storage
-        .list_changes(&coll, state.as_deref())
+        .list_changes(&coll, state.as_deref(), false)
         .expect("list changes");
     // sync-collection cannot filter by type: a calendar-query listing of the todos.
     assert_eq!(hrefs(&full(&set)), todos);

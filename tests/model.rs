@@ -311,8 +311,9 @@ impl<S: Storage> Storage for FaultInjectingStorage<S> {
         &self,
         collection: &CollectionInfo,
         since: Option<&str>,
+        fetch_all: bool,
     ) -> Result<ChangeSet, StorageError> {
-        self.inner.list_changes(collection, since)
+        self.inner.list_changes(collection, since, fetch_all)
     }
 
     fn item_types(&self) -> &[String] {

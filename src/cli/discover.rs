@@ -1,6 +1,7 @@
 //! `davsync discover`: show the collections on both sides and how they pair up.
 
 use clap::Args;
+use davsync::storage;
 use davsync::sync::pair_collections;
 
 use super::{Cli, CliError, PairStorages, display_name, load_config, select_pairs};
@@ -15,9 +16,10 @@ pub struct DiscoverArgs {
 
 pub fn cmd_discover(cli: &Cli, args: &DiscoverArgs) -> Result<(), CliError> {
     let config = load_config(cli)?;
+    let shared = storage::Shared::default();
     let mut clean = true;
     for (pair, _) in select_pairs(&config, &args.pairs)? {
-        let storages = PairStorages::open(&config, pair)?;
+        let storages = PairStorages::open(&config, pair, &shared)?;
         println!("pair {}: a = {}, b = {}", pair.name, pair.a, pair.b);
         let collections = match pair_collections(&pair.collections, &storages.sides()) {
             Ok(collections) => collections,

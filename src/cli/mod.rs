@@ -208,7 +208,11 @@ struct PairStorages {
 }
 
 impl PairStorages {
-    fn open(config: &Config, pair: &PairConfig) -> Result<PairStorages, CliError> {
+    fn open(
+        config: &Config,
+        pair: &PairConfig,
+        shared: &storage::Shared,
+    ) -> Result<PairStorages, CliError> {
         let open = |name: &String| {
             let storage = config.storages.get(name).ok_or_else(|| {
                 CliError::Usage(format!("pair {}: no storage named {name:?}", pair.name))
@@ -221,7 +225,7 @@ impl PairStorages {
                      anyone on the network path can read and change what is synced"
                 );
             }
-            storage::open(storage, &ProcessEnv)
+            storage::open(storage, &ProcessEnv, shared)
                 .map_err(|e| CliError::Failed(format!("pair {}: storage {name}: {e}", pair.name)))
         };
         Ok(PairStorages {

@@ -3,6 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
+use davsync::storage;
 use davsync::sync::{
     CollectionReport, Progress, SyncOptions, discover_with_hints, sync_collection,
 };
@@ -31,11 +32,13 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    // Storages of different pairs share what they can, such as one HTTP client per server.
+    let shared = storage::Shared::default();
     let mut clean = true;
     for (pair, only) in select_pairs(&config, &args.pairs)? {
         // A pair that cannot start (a secret command failing, a lock held by another davsync)
         // is reported; the other pairs still sync.
-        let storages = match PairStorages::open(&config, pair) {
+        let storages = match PairStorages::open(&config, pair, &shared) {
             Ok(storages) => storages,
             Err(CliError::Failed(message)) => {
                 eprintln!("error: {message}");

@@ -4,6 +4,7 @@
 //! hands back the status, headers and body. It never logs credentials: the `Authorization`
 //! header is set here and nowhere else, and error messages name the method, URL and status only.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
@@ -24,7 +25,7 @@ const MAX_RETRIES: u32 = 3;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// One HTTP request, as data.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DavRequest {
     /// `PROPFIND`, `REPORT`, `PUT`, ...
     pub method: &'static str,
@@ -34,6 +35,9 @@ pub struct DavRequest {
     pub headers: Vec<(&'static str, String)>,
     /// The body (empty for none).
     pub body: Vec<u8>,
+    /// A discovery read whose answer other storages using the same client may reuse, until
+    /// the next write through the client (see [`HttpClient::send`]).
+    pub shareable: bool,
 }
 
 impl DavRequest {
@@ -44,7 +48,14 @@ impl DavRequest {
             url: url.into(),
             headers: Vec::new(),
             body: Vec::new(),
+            shareable: false,
         }
+    }
+
+    /// Marks the request as [`DavRequest::shareable`].
+    pub fn shareable(mut self) -> DavRequest {
+        self.shareable = true;
+        self
     }
 
     /// Adds a header.
@@ -102,7 +113,7 @@ pub enum HttpError {
 }
 
 /// Credentials, resolved once before any network I/O.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Credentials {
     /// No authentication.
     None,
@@ -144,6 +155,8 @@ pub struct HttpClient {
     /// hence the lock.
     digest: Mutex<Option<http_auth::PasswordClient>>,
     sent: AtomicU64,
+    /// Answers to shareable requests since the last write sent through this client.
+    shared_answers: Mutex<HashMap<DavRequest, DavResponse>>,
 }
 
 /// Makes every cause in an error chain visible: reqwest's top-level message alone ("error
@@ -217,6 +230,7 @@ impl HttpClient {
             credentials,
             digest: Mutex::new(None),
             sent: AtomicU64::new(0),
+            shared_answers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -255,7 +269,7 @@ impl HttpClient {
             }
             Credentials::Bearer(token) => builder.bearer_auth(token),
             Credentials::Digest { username, password } => {
-                let mut digest = self.digest.lock().unwrap_or_else(|p| p.into_inner());
+                let mut digest = lock(&self.digest);
                 let Some(client) = digest.as_mut() else {
                     // No challenge yet: the first request goes without and gets one.
                     return Ok(builder);
@@ -294,7 +308,7 @@ impl HttpClient {
             .join(", ");
         match http_auth::PasswordClient::try_from(challenges.as_str()) {
             Ok(client) => {
-                let mut digest = self.digest.lock().unwrap_or_else(|p| p.into_inner());
+                let mut digest = lock(&self.digest);
                 // Concurrent requests that all met the same renewed nonce bring the same
                 // challenge: keep the client already answering it, so its nonce count goes on
                 // instead of starting again at 1 (a replay to servers that check it).
@@ -311,7 +325,31 @@ impl HttpClient {
     /// backoff. Every request davsync sends is safe to repeat: reads are idempotent, and writes
     /// are conditional, so a repeated write that already happened answers 412 and the caller
     /// checks what is there.
+    ///
+    /// A [`DavRequest::shareable`] request sent before through this client, with no write
+    /// since, gets the earlier multistatus answer without being sent: storages of several pairs
+    /// on one server (a calendar and an address book in one home set) then discover and
+    /// learn which collections changed with one PROPFIND. An answer a little older than the
+    /// request is safe there: a change it misses is seen by the next run.
     pub fn send(&self, request: &DavRequest) -> Result<DavResponse, HttpError> {
+        if request.shareable {
+            if let Some(answer) = lock(&self.shared_answers).get(request) {
+                return Ok(answer.clone());
+            }
+        } else if !matches!(
+            request.method,
+            "GET" | "HEAD" | "OPTIONS" | "PROPFIND" | "REPORT"
+        ) {
+            lock(&self.shared_answers).clear();
+        }
+        let response = self.send_now(request)?;
+        if request.shareable && response.status == 207 {
+            lock(&self.shared_answers).insert(request.clone(), response.clone());
+        }
+        Ok(response)
+    }
+
+    fn send_now(&self, request: &DavRequest) -> Result<DavResponse, HttpError> {
         let mut attempt = 0;
         let mut answered_challenge = false;
         loop {
@@ -359,6 +397,12 @@ impl HttpClient {
             attempt += 1;
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Whether `current` already answers the challenge `new` (same realm and nonce).

@@ -7,7 +7,7 @@
 //! only servers without it get a full listing.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use super::href;
@@ -84,6 +84,9 @@ impl std::fmt::Display for Remembered {
     }
 }
 
+/// An item a sync-collection answer lists: its ETag, and its content if the answer has it.
+type Listed = (String, Option<Vec<u8>>);
+
 /// The outcome of a sync-collection REPORT (with its continuations).
 struct SyncReport {
     changed: Vec<ListEntry>,
@@ -96,7 +99,7 @@ struct SyncReport {
 pub struct DavStorage {
     kind: DavKind,
     url: String,
-    http: HttpClient,
+    http: Arc<HttpClient>,
     item_types: Vec<String>,
     batch_size: usize,
     concurrency: usize,
@@ -133,8 +136,9 @@ fn parse(request: &DavRequest, response: &DavResponse) -> Result<Multistatus, St
 }
 
 impl DavStorage {
-    /// A storage for `config`, with an HTTP client already set up.
-    pub fn new(config: &DavConfig, http: HttpClient) -> DavStorage {
+    /// A storage for `config`, with an HTTP client already set up (perhaps shared with other
+    /// storages, see [`super::Clients`]).
+    pub fn new(config: &DavConfig, http: Arc<HttpClient>) -> DavStorage {
         DavStorage {
             kind: config.kind,
             url: with_slash(&config.url),
@@ -223,7 +227,9 @@ impl DavStorage {
         let mut at = url.to_owned();
         // At most two hops: URL → principal → home set.
         for _ in 0..2 {
-            let request = self.propfind(&at, "0", xml::propfind_home_sets(self.kind));
+            let request = self
+                .propfind(&at, "0", xml::propfind_home_sets())
+                .shareable();
             let response = self.http.send(&request).map_err(http_error)?;
             match response.status {
                 207 => {}
@@ -278,7 +284,7 @@ impl DavStorage {
         if let Some(state) = self.lock_states().get(&collection.id) {
             return Ok(state.clone());
         }
-        let request = self.propfind(&collection.id, "0", xml::propfind_collections(self.kind));
+        let request = self.propfind(&collection.id, "0", xml::propfind_collections());
         let status = self.multistatus(&request)?;
         let props = status
             .responses
@@ -305,28 +311,47 @@ impl DavStorage {
                 Some(ListEntry {
                     href: canonical_href(&r.href),
                     etag: r.props.etag.clone()?,
+                    content: None,
                 })
             })
             .collect()
     }
 
+    /// [`Self::sync_collection`], asking for the items' content when `content` is set. A
+    /// server that fails that larger answer (a timeout, a 5xx, a body it cut short) is asked
+    /// again for ETags only; the content is then fetched by multigets in batches.
+    fn sync_collection_with(
+        &self,
+        collection: &CollectionInfo,
+        token: Option<&str>,
+        content: bool,
+    ) -> Result<Option<SyncReport>, StorageError> {
+        if content && let Ok(report) = self.sync_collection(collection, token, Some(self.kind)) {
+            return Ok(report);
+        }
+        self.sync_collection(collection, token, None)
+    }
+
     /// RFC 6578 sync-collection from `token` (None: from the start), following truncated
-    /// results. `Ok(None)` when the server rejects the token, or truncates without moving it:
-    /// such a partial answer cannot be continued, and taking it for the whole would lose the
-    /// rest for good (the ctag remembered with it says "unchanged" on the next run).
+    /// results, with the item data of `content`'s kind if given. `Ok(None)` when the server
+    /// rejects the token, or truncates without moving it: such a partial answer cannot be
+    /// continued, and taking it for the whole would lose the rest for good (the ctag
+    /// remembered with it says "unchanged" on the next run).
     fn sync_collection(
         &self,
         collection: &CollectionInfo,
         token: Option<&str>,
+        content: Option<DavKind>,
     ) -> Result<Option<SyncReport>, StorageError> {
-        // The latest word per href over all continuation pages: its ETag, or None for removed.
-        let mut seen: HashMap<String, Option<String>> = HashMap::new();
+        // The latest word per href over all continuation pages: its ETag and content if
+        // given, or None for removed.
+        let mut seen: HashMap<String, Option<Listed>> = HashMap::new();
         let mut token = token.map(str::to_owned);
         // A server that keeps truncating without moving its token would loop forever.
         for _ in 0..1000 {
             let request = DavRequest::new("REPORT", &collection.id)
                 .header("Depth", "1")
-                .xml(xml::sync_collection(token.as_deref()));
+                .xml(xml::sync_collection(token.as_deref(), content));
             let response = self.http.send(&request).map_err(http_error)?;
             if matches!(response.status, 403 | 409 | 412) && token.is_some() {
                 return Ok(None);
@@ -335,14 +360,14 @@ impl DavStorage {
                 return Err(status_error(&request, &response));
             }
             let status = parse(&request, &response)?;
-            for r in &status.responses {
+            for r in status.responses {
                 let own = href::same_href(&href::join(&collection.id, &r.href), &collection.id);
                 if own || r.props.is_collection {
                     continue;
                 }
-                let word = match (&r.props.etag, r.status) {
+                let word = match (r.props.etag, r.status) {
                     (_, Some(404)) => None,
-                    (Some(etag), _) => Some(etag.clone()),
+                    (Some(etag), _) => Some((etag, r.props.data)),
                     (None, _) => continue,
                 };
                 seen.insert(canonical_href(&r.href), word);
@@ -360,7 +385,11 @@ impl DavStorage {
                 };
                 for (href, word) in seen {
                     match word {
-                        Some(etag) => report.changed.push(ListEntry { href, etag }),
+                        Some((etag, content)) => report.changed.push(ListEntry {
+                            href,
+                            etag,
+                            content,
+                        }),
                         None => report.removed.push(href),
                     }
                 }
@@ -574,7 +603,9 @@ fn canonical_href(raw: &str) -> String {
 impl Storage for DavStorage {
     fn list_collections(&self) -> Result<Vec<CollectionInfo>, StorageError> {
         let home = self.home()?;
-        let request = self.propfind(&home, "1", xml::propfind_collections(self.kind));
+        let request = self
+            .propfind(&home, "1", xml::propfind_collections())
+            .shareable();
         let status = match self
             .multistatus(&request)
             .and_then(|status| found(&request, status))
@@ -587,7 +618,9 @@ impl Storage for DavStorage {
                     return Err(e);
                 }
                 let home = self.home()?;
-                let request = self.propfind(&home, "1", xml::propfind_collections(self.kind));
+                let request = self
+                    .propfind(&home, "1", xml::propfind_collections())
+                    .shareable();
                 found(&request, self.multistatus(&request)?)?
             }
         };
@@ -660,6 +693,7 @@ impl Storage for DavStorage {
         &self,
         collection: &CollectionInfo,
         since: Option<&str>,
+        fetch_all: bool,
     ) -> Result<ChangeSet, StorageError> {
         let mut state = self.state(collection)?;
         if !state.unused {
@@ -690,8 +724,10 @@ impl Storage for DavStorage {
         // sync-collection cannot filter by component type; a restricted storage lists with
         // calendar-query instead.
         if state.supports_sync && self.item_types.is_empty() {
+            // What changed since a token from a clean run is new to the caller (a side it
+            // wrote to keeps no token), so it will fetch all of it: ask for the content.
             if let Some(token) = &since.token
-                && let Some(report) = self.sync_collection(collection, Some(token))?
+                && let Some(report) = self.sync_collection_with(collection, Some(token), true)?
             {
                 return Ok(ChangeSet {
                     changes: Changes::Delta {
@@ -701,7 +737,7 @@ impl Storage for DavStorage {
                     state: remember(report.token),
                 });
             }
-            if let Some(report) = self.sync_collection(collection, None)? {
+            if let Some(report) = self.sync_collection_with(collection, None, fetch_all)? {
                 return Ok(ChangeSet {
                     changes: Changes::Full(report.changed),
                     state: remember(report.token),

@@ -194,52 +194,43 @@ pub fn propfind_principal() -> String {
     propfind(&["d"], &["d:current-user-principal"])
 }
 
-/// PROPFIND body for the home set of `kind` (`CalDAV:calendar-home-set` or
+/// PROPFIND body for both home sets (`CalDAV:calendar-home-set`,
 /// `CardDAV:addressbook-home-set`) plus `DAV:current-user-principal`, so that one request on
-/// the configured URL either finds the home set or says where the principal is.
-pub fn propfind_home_sets(kind: DavKind) -> String {
-    match kind {
-        DavKind::CalDav => propfind(
-            &["d", "c"],
-            &["c:calendar-home-set", "d:current-user-principal"],
-        ),
-        DavKind::CardDav => propfind(
-            &["d", "card"],
-            &["card:addressbook-home-set", "d:current-user-principal"],
-        ),
-    }
+/// the configured URL either finds the home set or says where the principal is. The same body
+/// for calendars and address books lets their storages share the answer.
+pub fn propfind_home_sets() -> String {
+    propfind(
+        &["d", "c", "card"],
+        &[
+            "c:calendar-home-set",
+            "card:addressbook-home-set",
+            "d:current-user-principal",
+        ],
+    )
 }
 
 /// PROPFIND body describing collections: for Depth 1 on a home set, or Depth 0 on one
 /// collection. Asks for everything needed to pair collections, sync their metadata and decide
-/// whether anything changed (ctag, sync token) and how to list it (supported reports).
-pub fn propfind_collections(kind: DavKind) -> String {
+/// whether anything changed (ctag) and how to list it (supported reports), for calendars and
+/// address books alike, so that both kinds of storage on one home set can share one answer.
+pub fn propfind_collections() -> String {
     // No sync-token here: Radicale computes it by hashing every item, several times the cost
     // of the ctag, and this PROPFIND is all a sync with nothing to do sends. The token comes
     // with the sync-collection answer instead.
-    let common = [
-        "d:resourcetype",
-        "d:displayname",
-        "cs:getctag",
-        "d:supported-report-set",
-    ];
-    match kind {
-        DavKind::CalDav => {
-            let mut props = common.to_vec();
-            props.extend([
-                "ic:calendar-color",
-                "ic:calendar-order",
-                "c:calendar-description",
-                "c:supported-calendar-component-set",
-            ]);
-            propfind(&["d", "c", "cs", "ic"], &props)
-        }
-        DavKind::CardDav => {
-            let mut props = common.to_vec();
-            props.push("card:addressbook-description");
-            propfind(&["d", "card", "cs"], &props)
-        }
-    }
+    propfind(
+        &["d", "c", "card", "cs", "ic"],
+        &[
+            "d:resourcetype",
+            "d:displayname",
+            "cs:getctag",
+            "d:supported-report-set",
+            "ic:calendar-color",
+            "ic:calendar-order",
+            "c:calendar-description",
+            "c:supported-calendar-component-set",
+            "card:addressbook-description",
+        ],
+    )
 }
 
 /// PROPFIND body for a Depth 1 listing of a collection's items: ETags, plus resource and
@@ -249,28 +240,44 @@ pub fn propfind_etags() -> String {
 }
 
 /// RFC 6578 `sync-collection` REPORT body (`sync-level` 1, prop `getetag`). `None` asks for
-/// the initial full listing with an empty `<sync-token/>`.
-pub fn sync_collection(token: Option<&str>) -> String {
+/// the initial full listing with an empty `<sync-token/>`. With `content`, the item data of
+/// that kind (`calendar-data` or `address-data`) is asked for too, which saves the multigets
+/// when every listed item is going to be fetched anyway.
+pub fn sync_collection(token: Option<&str>, content: Option<DavKind>) -> String {
     let mut out = String::new();
-    root_open(&mut out, "d:sync-collection", &["d"]);
+    let mut prefixes = vec!["d"];
+    prefixes.extend(content.map(kind_prefix));
+    root_open(&mut out, "d:sync-collection", &prefixes);
     match token {
         Some(token) => {
             let _ = writeln!(out, "  <d:sync-token>{}</d:sync-token>", escape(token));
         }
         None => out.push_str("  <d:sync-token/>\n"),
     }
-    out.push_str("  <d:sync-level>1</d:sync-level>\n");
-    out.push_str("  <d:prop>\n    <d:getetag/>\n  </d:prop>\n</d:sync-collection>\n");
+    out.push_str("  <d:sync-level>1</d:sync-level>\n  <d:prop>\n    <d:getetag/>\n");
+    if let Some(kind) = content {
+        let _ = writeln!(out, "    <{}/>", data_element(kind));
+    }
+    out.push_str("  </d:prop>\n</d:sync-collection>\n");
     out
+}
+
+/// The element carrying an item's data in CalDAV or CardDAV reports.
+fn data_element(kind: DavKind) -> &'static str {
+    match kind {
+        DavKind::CalDav => "c:calendar-data",
+        DavKind::CardDav => "card:address-data",
+    }
 }
 
 /// `calendar-multiget` (RFC 4791) or `addressbook-multiget` (RFC 6352) REPORT body fetching
 /// the ETag and data of each href (sent as given, so pass them as the server spelled them).
 pub fn multiget(kind: DavKind, hrefs: &[&str]) -> String {
-    let (root, data) = match kind {
-        DavKind::CalDav => ("c:calendar-multiget", "c:calendar-data"),
-        DavKind::CardDav => ("card:addressbook-multiget", "card:address-data"),
+    let root = match kind {
+        DavKind::CalDav => "c:calendar-multiget",
+        DavKind::CardDav => "card:addressbook-multiget",
     };
+    let data = data_element(kind);
     let mut out = String::new();
     root_open(&mut out, root, &["d", kind_prefix(kind)]);
     let _ = writeln!(
@@ -879,19 +886,12 @@ mod tests {
     }
 
     #[test]
-    fn home_set_bodies() {
-        let root = parse_body(&propfind_home_sets(DavKind::CalDav), Ns::Dav, "propfind");
+    fn home_set_body() {
+        let root = parse_body(&propfind_home_sets(), Ns::Dav, "propfind");
         assert_eq!(
             names(child(&root, Ns::Dav, "prop")),
             [
                 (Ns::CalDav, "calendar-home-set"),
-                (Ns::Dav, "current-user-principal")
-            ]
-        );
-        let root = parse_body(&propfind_home_sets(DavKind::CardDav), Ns::Dav, "propfind");
-        assert_eq!(
-            names(child(&root, Ns::Dav, "prop")),
-            [
                 (Ns::CardDav, "addressbook-home-set"),
                 (Ns::Dav, "current-user-principal")
             ]
@@ -899,8 +899,8 @@ mod tests {
     }
 
     #[test]
-    fn collection_bodies() {
-        let root = parse_body(&propfind_collections(DavKind::CalDav), Ns::Dav, "propfind");
+    fn collection_body() {
+        let root = parse_body(&propfind_collections(), Ns::Dav, "propfind");
         assert_eq!(
             names(child(&root, Ns::Dav, "prop")),
             [
@@ -912,16 +912,6 @@ mod tests {
                 (Ns::Apple, "calendar-order"),
                 (Ns::CalDav, "calendar-description"),
                 (Ns::CalDav, "supported-calendar-component-set"),
-            ]
-        );
-        let root = parse_body(&propfind_collections(DavKind::CardDav), Ns::Dav, "propfind");
-        assert_eq!(
-            names(child(&root, Ns::Dav, "prop")),
-            [
-                (Ns::Dav, "resourcetype"),
-                (Ns::Dav, "displayname"),
-                (Ns::CalServer, "getctag"),
-                (Ns::Dav, "supported-report-set"),
                 (Ns::CardDav, "addressbook-description"),
             ]
         );
@@ -942,7 +932,7 @@ mod tests {
 
     #[test]
     fn sync_collection_bodies() {
-        let initial = sync_collection(None);
+        let initial = sync_collection(None, None);
         assert!(initial.contains("<d:sync-token/>"));
         let root = parse_body(&initial, Ns::Dav, "sync-collection");
         assert_eq!(
@@ -958,8 +948,27 @@ mod tests {
         assert_eq!(names(child(&root, Ns::Dav, "prop")), [(Ns::Dav, "getetag")]);
 
         let token = "http://radicale.org/ns/sync/abc?x=1&y=<2>";
-        let root = parse_body(&sync_collection(Some(token)), Ns::Dav, "sync-collection");
+        let root = parse_body(
+            &sync_collection(Some(token), None),
+            Ns::Dav,
+            "sync-collection",
+        );
         assert_eq!(child(&root, Ns::Dav, "sync-token").text, token);
+
+        for (kind, data) in [
+            (DavKind::CalDav, (Ns::CalDav, "calendar-data")),
+            (DavKind::CardDav, (Ns::CardDav, "address-data")),
+        ] {
+            let root = parse_body(
+                &sync_collection(None, Some(kind)),
+                Ns::Dav,
+                "sync-collection",
+            );
+            assert_eq!(
+                names(child(&root, Ns::Dav, "prop")),
+                [(Ns::Dav, "getetag"), data]
+            );
+        }
     }
 
     #[test]

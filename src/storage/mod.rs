@@ -29,6 +29,9 @@ pub struct ListEntry {
     pub href: String,
     /// Version tag; weak tags (`W/...`) must be confirmed by content.
     pub etag: String,
+    /// The item's bytes at `etag`, when the listing carried them (a DAV server answering a
+    /// listing that asked for content); such an entry needs no fetch.
+    pub content: Option<Vec<u8>>,
 }
 
 /// How a collection stands compared with the state a storage reported after the last clean
@@ -110,15 +113,26 @@ pub fn item_file_name(hint: &str, ext: &str) -> String {
     }
 }
 
+/// What the storages opened for one run share: DAV storages with the same connection setup
+/// share an HTTP client ([`crate::dav::Clients`]).
+#[derive(Debug, Default)]
+pub struct Shared {
+    dav: crate::dav::Clients,
+}
+
 /// Opens the storage a config section describes. Secrets are resolved now, from `env` and
 /// password commands, before any network I/O.
-pub fn open(config: &StorageConfig, env: &dyn Env) -> Result<Box<dyn Storage>, StorageError> {
+pub fn open(
+    config: &StorageConfig,
+    env: &dyn Env,
+    shared: &Shared,
+) -> Result<Box<dyn Storage>, StorageError> {
     match config {
         StorageConfig::Vdir { path, fileext } => Ok(Box::new(vdir::VdirStorage::new(
             path.clone(),
             fileext.clone(),
         ))),
-        StorageConfig::Dav(dav) => Ok(Box::new(crate::dav::open(dav, env)?)),
+        StorageConfig::Dav(dav) => Ok(Box::new(crate::dav::open(dav, env, &shared.dav)?)),
     }
 }
 
@@ -206,12 +220,17 @@ pub trait Storage: Send + Sync {
 
     /// What changed in a collection since `since`, the state this storage reported after the
     /// last clean sync. Storages without such states list everything.
+    ///
+    /// `fetch_all` says the caller will fetch every entry listed (it knows none of the items
+    /// yet, or `since` vouches that every change is new to it): a storage for which content
+    /// costs little extra in the listing itself may then return it in [`ListEntry::content`].
     fn list_changes(
         &self,
         collection: &CollectionInfo,
         since: Option<&str>,
+        fetch_all: bool,
     ) -> Result<ChangeSet, StorageError> {
-        let _ = since;
+        let _ = (since, fetch_all);
         Ok(ChangeSet {
             changes: Changes::Full(self.list(collection)?),
             state: None,

@@ -280,6 +280,7 @@ impl Storage for VdirStorage {
             listing.push(ListEntry {
                 href: name,
                 etag: etag(&meta, now),
+                content: None,
             });
         }
         Ok(listing)

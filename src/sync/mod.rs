@@ -23,7 +23,9 @@ use crate::model::{
 use crate::pairing::{CollectionPair, match_collections};
 use crate::plan::{Action, PlanOptions, SkipReason, plan};
 use crate::status::{CollectionId, Problem, RunRecord, StatusDb, StatusError};
-use crate::storage::{ChangeSet, Changes, CollectionInfo, ItemError, Storage, StorageError};
+use crate::storage::{
+    ChangeSet, Changes, CollectionInfo, Fetched, ItemError, Storage, StorageError,
+};
 use execute::{Executor, Outcome};
 
 /// How a run behaves.
@@ -327,16 +329,27 @@ fn prepare<'s>(
             changed
         }
     };
+    // Entries whose content came with the listing need no fetch.
+    let mut carried = Vec::new();
     let mut to_fetch = Vec::new();
-    for entry in &entries {
-        match known.get(entry.href.as_str()) {
-            Some(s) if s.side(side).etag == entry.etag && !is_weak_etag(&entry.etag) => {
+    for entry in entries {
+        match (known.get(entry.href.as_str()), entry.content) {
+            (Some(s), _) if s.side(side).etag == entry.etag && !is_weak_etag(&entry.etag) => {
                 prepared.listing.items.push(from_status(s));
             }
-            _ => to_fetch.push(entry.href.as_str()),
+            (_, Some(bytes)) => carried.push((
+                entry.href,
+                Ok(Fetched {
+                    bytes,
+                    etag: entry.etag,
+                }),
+            )),
+            (_, None) => to_fetch.push(entry.href),
         }
     }
-    for (href, result) in storage.get_many(collection, &to_fetch) {
+    let to_fetch: Vec<&str> = to_fetch.iter().map(String::as_str).collect();
+    let fetched = storage.get_many(collection, &to_fetch);
+    for (href, result) in carried.into_iter().chain(fetched) {
         let reason = match result {
             Ok(fetched) => match Item::parse(fetched.bytes) {
                 Ok(item) if !allowed.is_empty() && !is_allowed(&item, allowed) => continue,
@@ -408,9 +421,12 @@ pub fn sync_collection(
     // Both sides list at the same time, while this thread reads the status database (which
     // only it may touch); then both sides fetch what they must at the same time. For two local
     // vdirs that halves a no-op sync, for a server it overlaps network waits with local work.
+    // With nothing of this collection in the status yet, every item listed will be fetched: a
+    // server may as well send the content with the listing (one request instead of many).
+    let fetch_all = !status.has_items(coll)?;
     let list = |storage: &dyn Storage, collection: Option<&CollectionInfo>, since: Option<&str>| {
         collection
-            .map(|c| storage.list_changes(c, since))
+            .map(|c| storage.list_changes(c, since, fetch_all))
             .transpose()
     };
     let (known, changes_a, changes_b) = std::thread::scope(|scope| {
@@ -549,7 +565,7 @@ pub fn sync_collection(
 }
 
 /// The sides an applied action wrote to.
-fn written_sides(action: &Action) -> Vec<Side> {
+pub(super) fn written_sides(action: &Action) -> Vec<Side> {
     match action {
         Action::Create { from, .. }
         | Action::Update { from, .. }

@@ -137,6 +137,9 @@ pub struct Recorded {
     pub status: Option<u16>,
     /// Faults applied to this request.
     pub faults: Vec<Fault>,
+    /// The body of the answer as sent to the client (compressed if the upstream compressed
+    /// it; see [`FaultProxy::plain_answers`]).
+    pub answer: Vec<u8>,
 }
 
 impl Recorded {
@@ -157,6 +160,9 @@ impl Recorded {
     }
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn answer_text(&self) -> String {
+        String::from_utf8_lossy(&self.answer).into_owned()
     }
 }
 
@@ -196,6 +202,8 @@ struct Shared {
     sockets: Mutex<HashMap<u64, TcpStream>>,
     next_socket: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Ask the upstream for uncompressed answers (no `Accept-Encoding`).
+    plain: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -269,6 +277,7 @@ impl FaultProxy {
             sockets: Mutex::new(HashMap::new()),
             next_socket: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
+            plain: AtomicBool::new(false),
         });
         let accept = {
             let shared = Arc::clone(&shared);
@@ -304,6 +313,12 @@ impl FaultProxy {
             "{upstream_url} is not on the proxied server"
         );
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// From now on, forwards requests without `Accept-Encoding`, so that the recorded answers
+    /// ([`Recorded::answer`]) are plain text a test can read.
+    pub fn plain_answers(&self) {
+        self.shared.plain.store(true, Ordering::SeqCst);
     }
 
     /// Replaces the fault rules (takes effect for the next request).
@@ -497,6 +512,7 @@ fn handle(
         body: req.body.clone(),
         status: None,
         faults: faults.clone(),
+        answer: Vec::new(),
     };
     for f in &faults {
         if let Fault::Delay(ms) = f {
@@ -530,9 +546,10 @@ fn handle(
         }
     }
 
-    let plain = faults
-        .iter()
-        .any(|f| matches!(f, Fault::DropHrefsFromMultiget(_)));
+    let plain = shared.plain.load(Ordering::SeqCst)
+        || faults
+            .iter()
+            .any(|f| matches!(f, Fault::DropHrefsFromMultiget(_)));
     let mut resp = match forward(shared, upstream, &req, plain) {
         Ok(resp) => resp,
         Err(e) => HttpResponse {
@@ -566,6 +583,7 @@ fn handle(
         }
     }
     record.status = Some(resp.status);
+    record.answer = resp.body.clone();
     shared.record(record);
     write_response(client, &req.method, &resp, req.keep_alive, truncate)?;
     if truncate.is_some() {
