@@ -20,7 +20,7 @@ use std::sync::{Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{Sides, conflict_message, item_location, written_sides};
+use super::{Sides, conflict_message, item_location};
 use crate::config::ConflictResolution;
 use crate::item::Item;
 use crate::model::{ItemVersion, Side, StatusItem};
@@ -178,14 +178,11 @@ impl<'a> Executor<'a> {
             opened: None,
             flush_error: None,
         };
-        // As many workers as the storages written to allow: a vdir wants one (its writes
-        // contend for the directory), a server several (each write waits on the network).
-        let workers = [Side::A, Side::B]
-            .into_iter()
-            .filter(|&side| actions.iter().any(|a| written_sides(a).contains(&side)))
-            .map(|side| self.sides.get(side).concurrency())
-            .max()
-            .unwrap_or(1)
+        let workers = self
+            .sides
+            .a
+            .concurrency()
+            .max(self.sides.b.concurrency())
             .max(1);
         if workers == 1 {
             for action in actions {

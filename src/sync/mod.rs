@@ -565,7 +565,7 @@ pub fn sync_collection(
 }
 
 /// The sides an applied action wrote to.
-pub(super) fn written_sides(action: &Action) -> Vec<Side> {
+fn written_sides(action: &Action) -> Vec<Side> {
     match action {
         Action::Create { from, .. }
         | Action::Update { from, .. }
