@@ -38,6 +38,9 @@ pub struct DavRequest {
     /// A discovery read whose answer other storages using the same client may reuse, until
     /// the next write through the client (see [`HttpClient::send`]).
     pub shareable: bool,
+    /// Whether a connection error, 5xx or 429 is retried. Off for a request that is only a
+    /// shortcut, whose caller falls back to another way at once.
+    pub retried: bool,
 }
 
 impl DavRequest {
@@ -49,7 +52,14 @@ impl DavRequest {
             headers: Vec::new(),
             body: Vec::new(),
             shareable: false,
+            retried: true,
         }
+    }
+
+    /// Turns retries off ([`DavRequest::retried`]).
+    pub fn without_retries(mut self) -> DavRequest {
+        self.retried = false;
+        self
     }
 
     /// Marks the request as [`DavRequest::shareable`].
@@ -350,6 +360,7 @@ impl HttpClient {
     }
 
     fn send_now(&self, request: &DavRequest) -> Result<DavResponse, HttpError> {
+        let max_retries = if request.retried { MAX_RETRIES } else { 0 };
         let mut attempt = 0;
         let mut answered_challenge = false;
         loop {
@@ -372,12 +383,12 @@ impl HttpClient {
             };
             match (result, retry_in) {
                 (Ok(response), Some(delay))
-                    if attempt < MAX_RETRIES && delay <= MAX_RETRY_AFTER =>
+                    if attempt < max_retries && delay <= MAX_RETRY_AFTER =>
                 {
                     drop(response);
                     thread::sleep(delay);
                 }
-                (Err(_), Some(delay)) if attempt < MAX_RETRIES => thread::sleep(delay),
+                (Err(_), Some(delay)) if attempt < max_retries => thread::sleep(delay),
                 (Ok(response), _) => return read(request, response),
                 (Err(e), _) => {
                     let mut reason = chain(&e);

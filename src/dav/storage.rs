@@ -319,7 +319,8 @@ impl DavStorage {
 
     /// [`Self::sync_collection`], asking for the items' content when `content` is set. A
     /// server that fails that larger answer (a timeout, a 5xx, a body it cut short) is asked
-    /// again for ETags only; the content is then fetched by multigets in batches.
+    /// again for ETags only, at once and not after retries (a server timing out on a large
+    /// answer would do so each time); the content is then fetched by multigets in batches.
     fn sync_collection_with(
         &self,
         collection: &CollectionInfo,
@@ -349,9 +350,12 @@ impl DavStorage {
         let mut token = token.map(str::to_owned);
         // A server that keeps truncating without moving its token would loop forever.
         for _ in 0..1000 {
-            let request = DavRequest::new("REPORT", &collection.id)
+            let mut request = DavRequest::new("REPORT", &collection.id)
                 .header("Depth", "1")
                 .xml(xml::sync_collection(token.as_deref(), content));
+            if content.is_some() {
+                request = request.without_retries();
+            }
             let response = self.http.send(&request).map_err(http_error)?;
             if matches!(response.status, 403 | 409 | 412) && token.is_some() {
                 return Ok(None);
