@@ -347,9 +347,8 @@ fn sync_of_one_collection_only() {
     let run = sb.run(&["sync", "cal/nope"]);
     insta::assert_snapshot!(run.both(), @r#"
         --- stderr
-        error: cal: no collection named "nope" on either side
-        davsync: some items or collections were left unsynced
-        --- exit 1
+        davsync: cal: no collection named "nope" on either side
+        --- exit 2
         "#);
     assert_eq!(sb.ls("b"), ["work"]);
 }

@@ -24,7 +24,8 @@ use davsync::sync::Sides;
 ///
 /// Exit status: 0 when everything synced; 1 when the run finished but some item, conflict or
 /// collection was left unsynced, or the run could not start (a pair locked by another davsync,
-/// an unusable status database); 2 for usage or config errors.
+/// an unusable status database); 2 for usage or config errors (an unknown pair, or a named
+/// collection found on neither side, reported after the other pairs synced).
 ///
 /// Files: $XDG_CONFIG_HOME/davsync/config.toml (the config), <status_path>/<pair>.db (status
 /// database, mode 0600), <status_path>/<pair>.lock (held while a pair syncs).

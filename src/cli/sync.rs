@@ -35,6 +35,9 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
     // Storages of different pairs share what they can, such as one HTTP client per server.
     let shared = storage::Shared::default();
     let mut clean = true;
+    // Named collections found on neither side: a usage error (exit 2), reported once the
+    // pairs that could sync have synced.
+    let mut unknown = Vec::new();
     for (pair, only) in select_pairs(&config, &args.pairs)? {
         // A pair that cannot start (a secret command failing, a lock held by another davsync)
         // is reported; the other pairs still sync.
@@ -72,11 +75,10 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
         };
         for wanted in named {
             if !collections.iter().any(|c| &c.name == wanted) {
-                eprintln!(
-                    "error: {}: no collection named {wanted:?} on either side",
+                unknown.push(format!(
+                    "{}: no collection named {wanted:?} on either side",
                     pair.name
-                );
-                clean = false;
+                ));
             }
         }
         let options = SyncOptions {
@@ -108,7 +110,9 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             clean &= report.is_clean();
         }
     }
-    if clean {
+    if !unknown.is_empty() {
+        Err(CliError::Usage(unknown.join("; ")))
+    } else if clean {
         Ok(())
     } else {
         Err(CliError::Unsynced)
