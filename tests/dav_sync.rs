@@ -28,26 +28,60 @@ fn config(
     password: &str,
     extra: &str,
 ) -> String {
+    let pair = PairText {
+        pair: "p",
+        local_storage: "local",
+        server_storage: "server",
+    };
     format!(
-        r#"status_path = "{{root}}/status"
+        "status_path = \"{{root}}/status\"\n{}",
+        pair.text(local, fileext, kind, url, password, extra)
+    )
+}
 
-[storage.local]
+/// The names of a pair and its two storages in a config.
+struct PairText<'a> {
+    pair: &'a str,
+    local_storage: &'a str,
+    server_storage: &'a str,
+}
+
+impl PairText<'_> {
+    /// The two storage tables and the pair table (see [`config`] for the arguments).
+    fn text(
+        &self,
+        local: &str,
+        fileext: &str,
+        kind: &str,
+        url: &str,
+        password: &str,
+        extra: &str,
+    ) -> String {
+        let PairText {
+            pair,
+            local_storage,
+            server_storage,
+        } = self;
+        format!(
+            r#"
+[storage.{local_storage}]
 type = "vdir"
 path = "{{root}}/{local}"
 fileext = "{fileext}"
 
-[storage.server]
+[storage.{server_storage}]
 type = "{kind}"
 url = "{url}"
 username = "alice"
 password = {password}
 
-[pair.p]
-a = "local"
-b = "server"
+[pair.{pair}]
+a = "{local_storage}"
+b = "{server_storage}"
 {extra}
 "#
-    )
+        )
+    }
 }
 
 const ENV_PASSWORD: &str = r#"{ env = "DAVSYNC_TEST_PW" }"#;
@@ -534,41 +568,34 @@ fn pairs_share_discovery(server: &dyn DavServer) {
     let sb = Sandbox::new();
     sb.mkdir("cals");
     sb.mkdir("books");
+    let cal = PairText {
+        pair: "cal",
+        local_storage: "local_cal",
+        server_storage: "server_cal",
+    };
+    let book = PairText {
+        pair: "book",
+        local_storage: "local_book",
+        server_storage: "server_book",
+    };
     sb.write_config(&format!(
-        r#"status_path = "{{root}}/status"
-
-[storage.local_cal]
-type = "vdir"
-path = "{{root}}/cals"
-fileext = ".ics"
-
-[storage.server_cal]
-type = "caldav"
-url = "{url}"
-username = "alice"
-password = {ENV_PASSWORD}
-
-[storage.local_book]
-type = "vdir"
-path = "{{root}}/books"
-fileext = ".vcf"
-
-[storage.server_book]
-type = "carddav"
-url = "{url}"
-username = "alice"
-password = {ENV_PASSWORD}
-
-[pair.cal]
-a = "local_cal"
-b = "server_cal"
-collections = ["shared-cal"]
-
-[pair.book]
-a = "local_book"
-b = "server_book"
-collections = ["shared-book"]
-"#
+        "status_path = \"{{root}}/status\"\n{}{}",
+        cal.text(
+            "cals",
+            ".ics",
+            "caldav",
+            &url,
+            ENV_PASSWORD,
+            r#"collections = ["shared-cal"]"#
+        ),
+        book.text(
+            "books",
+            ".vcf",
+            "carddav",
+            &url,
+            ENV_PASSWORD,
+            r#"collections = ["shared-book"]"#
+        ),
     ));
     let first = run(&sb, server, &["sync"]);
     first.success();
