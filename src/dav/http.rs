@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -156,7 +155,8 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// The HTTP side of a DAV storage: a pooled client plus credentials and a request counter.
+/// The HTTP side of DAV storages: a pooled client plus credentials, and the answers to
+/// shareable requests.
 #[derive(Debug)]
 pub struct HttpClient {
     client: Client,
@@ -164,7 +164,6 @@ pub struct HttpClient {
     /// The server's Digest challenge, once it sent one; answering it needs a nonce counter,
     /// hence the lock.
     digest: Mutex<Option<http_auth::PasswordClient>>,
-    sent: AtomicU64,
     /// Answers to shareable requests since the last write sent through this client.
     shared_answers: Mutex<HashMap<DavRequest, DavResponse>>,
 }
@@ -239,14 +238,8 @@ impl HttpClient {
             client,
             credentials,
             digest: Mutex::new(None),
-            sent: AtomicU64::new(0),
             shared_answers: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// How many HTTP requests were sent so far (retries included).
-    pub fn requests_sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
     }
 
     fn build(&self, request: &DavRequest) -> Result<RequestBuilder, HttpError> {
@@ -364,7 +357,6 @@ impl HttpClient {
         let mut attempt = 0;
         let mut answered_challenge = false;
         loop {
-            self.sent.fetch_add(1, Ordering::Relaxed);
             let result = self.build(request)?.send();
             if let Ok(response) = &result
                 && response.status() == reqwest::StatusCode::UNAUTHORIZED

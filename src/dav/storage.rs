@@ -151,11 +151,6 @@ impl DavStorage {
         }
     }
 
-    /// Requests sent so far, for reports and tests.
-    pub fn requests_sent(&self) -> u64 {
-        self.http.requests_sent()
-    }
-
     fn extension(&self) -> &'static str {
         match self.kind {
             DavKind::CalDav => ".ics",
