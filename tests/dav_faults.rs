@@ -88,7 +88,7 @@ type = "caldav"
 url = "{url}"
 username = "{user}"
 password = "{password}"
-timeout = 10
+{timeout}
 {storage_extra}
 
 [pair.cal]
@@ -99,6 +99,12 @@ collections = ["{coll}"]
 "#,
             user = server.user(),
             password = server.password(),
+            // 10 s unless the test sets its own.
+            timeout = if storage_extra.contains("timeout") {
+                ""
+            } else {
+                "timeout = 10"
+            },
         ));
         World {
             sb,
@@ -832,6 +838,53 @@ fn failing_content_listing_falls_back() {
         .map(|(u, s)| (u.as_str(), s.as_str()))
         .collect();
     world.assert_converges(&expected);
+}
+
+// 9c. A server that takes longer than the timeout to build the listing with content: asked
+// once (a retry would only time out again), then for ETags only.
+
+#[test]
+fn content_listing_timing_out_falls_back() {
+    let world = World::radicale("timeout = 1", "");
+    world.put_remote("remote-1", "Remote 1");
+    world.put_remote("remote-2", "Remote 2");
+    world
+        .proxy
+        .set_faults(vec![FaultRule::once(Fault::Delay(2500)).method("REPORT")]);
+    let run = world.sync();
+    run.success();
+    assert_clean(&run);
+    // The held answer reaches the proxy's log only after its delay, after davsync gave up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while world.proxy.requests_with_method("REPORT").len() < 3 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let mut reports: Vec<&str> = world
+        .proxy
+        .requests_with_method("REPORT")
+        .iter()
+        .map(|r| {
+            if is_multiget(r) {
+                "multiget"
+            } else if r.body_text().contains("calendar-data") {
+                "sync-collection with content"
+            } else {
+                "sync-collection"
+            }
+        })
+        .collect();
+    reports.sort_unstable();
+    assert_eq!(
+        reports,
+        [
+            "multiget",
+            "sync-collection",
+            "sync-collection with content"
+        ],
+        "{}",
+        world.proxy.log_text()
+    );
+    world.assert_converges(&[("remote-1", "Remote 1"), ("remote-2", "Remote 2")]);
 }
 
 // 10. 412 on an update.
