@@ -39,23 +39,10 @@ edits_per_kind=5
 usage() { sed -n '2,25s/^# \{0,1\}//p' "$0"; }
 die() { echo "dav.sh: error: $*" >&2; exit 1; }
 
-while [ $# -gt 0 ]; do
-    case $1 in
-        --items) [ $# -ge 2 ] || die "--items needs a value"; items=$2; shift 2 ;;
-        --items=*) items=${1#*=}; shift ;;
-        --tools) [ $# -ge 2 ] || die "--tools needs a value"; tools=$2; shift 2 ;;
-        --tools=*) tools=${1#*=}; shift ;;
-        --keep) keep=1; shift ;;
-        -h|--help) usage; exit 0 ;;
-        *) usage >&2; die "unknown argument: $1" ;;
-    esac
-done
-[[ $items =~ ^[1-9][0-9]*$ ]] || die "--items must be a positive integer, got '$items'"
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
+parse_args "$@"
 [ "$items" -ge $((2 * edits_per_kind)) ] || die "--items must be at least $((2 * edits_per_kind))"
-for t in $tools; do
-    case $t in davsync|vdirsyncer) ;; *) die "unknown tool '$t'" ;; esac
-done
-want() { [[ " $tools " == *" $1 "* ]]; }
 
 command -v python3 >/dev/null || die "python3 is needed"
 command -v curl >/dev/null || die "curl is needed"
@@ -105,8 +92,6 @@ if want vdirsyncer; then
 fi
 
 # ------------------------------------------------------------ davsync
-# shellcheck source=bench/lib.sh
-source "$repo/bench/lib.sh"
 if want davsync; then find_davsync; fi
 
 # ------------------------------------------------------------ scratch + server

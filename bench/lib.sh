@@ -1,6 +1,30 @@
 # shellcheck shell=bash disable=SC2154
 # Shared by the benchmark scripts (sourced, not run). Expects $repo (the checkout), $py (a
-# Python 3) and a die function.
+# Python 3), and usage and die functions.
+
+# parse_args "$@": the options both scripts take. Sets $items, $tools and $keep (set their
+# defaults before) and checks them.
+parse_args() {
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --items) [ $# -ge 2 ] || die "--items needs a value"; items=$2; shift 2 ;;
+            --items=*) items=${1#*=}; shift ;;
+            --tools) [ $# -ge 2 ] || die "--tools needs a value"; tools=$2; shift 2 ;;
+            --tools=*) tools=${1#*=}; shift ;;
+            --keep) keep=1; shift ;;
+            -h|--help) usage; exit 0 ;;
+            *) usage >&2; die "unknown argument: $1" ;;
+        esac
+    done
+    [[ $items =~ ^[1-9][0-9]*$ ]] || die "--items must be a positive integer, got '$items'"
+    local t
+    for t in $tools; do
+        case $t in davsync|vdirsyncer) ;; *) die "unknown tool '$t'" ;; esac
+    done
+}
+
+# want TOOL: is TOOL among those to run.
+want() { [[ " $tools " == *" $1 "* ]]; }
 
 # Sets $davsync and $ds_label: the binary named by $DAVSYNC_BIN, or a release build of $repo.
 find_davsync() {
