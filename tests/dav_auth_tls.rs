@@ -924,6 +924,17 @@ fn serve_digest(
 
 const DIGEST_PASSWORD: &str = "digest-only-pw-31";
 
+/// A Digest-only server (user alice, [`DIGEST_PASSWORD`]) in front of `radicale`.
+fn digest_mock(radicale: &Radicale) -> DigestMockServer {
+    DigestMockServer::start(
+        "alice",
+        DIGEST_PASSWORD,
+        &radicale.url(),
+        Radicale::USER,
+        Radicale::PASSWORD,
+    )
+}
+
 fn digest_keys(password: &str) -> String {
     format!("username = \"alice\"\npassword = \"{password}\"\nauth = \"digest\"")
 }
@@ -931,13 +942,7 @@ fn digest_keys(password: &str) -> String {
 #[test]
 fn digest_auth_answers_one_challenge() {
     let radicale = Radicale::start();
-    let mock = DigestMockServer::start(
-        "alice",
-        DIGEST_PASSWORD,
-        &radicale.url(),
-        Radicale::USER,
-        Radicale::PASSWORD,
-    );
+    let mock = digest_mock(&radicale);
     let describe = |seen: &[DigestSeen]| {
         seen.iter()
             .map(|s| {
@@ -1094,13 +1099,7 @@ fn bearer_token_is_sent_on_every_request() {
 #[test]
 fn rejected_secrets_never_show_in_the_output() {
     let radicale = Radicale::start();
-    let mock = DigestMockServer::start(
-        "alice",
-        DIGEST_PASSWORD,
-        &radicale.url(),
-        Radicale::USER,
-        Radicale::PASSWORD,
-    );
+    let mock = digest_mock(&radicale);
     let secret = "Wr0ng-Secret-hunter2-zebra";
     let forms = [
         ("literal", format!("\"{secret}\"")),
@@ -1163,13 +1162,7 @@ fn rejected_secrets_never_show_in_the_output() {
 #[test]
 fn digest_auth_follows_a_renewed_nonce() {
     let radicale = Radicale::start();
-    let mock = DigestMockServer::start(
-        "alice",
-        DIGEST_PASSWORD,
-        &radicale.url(),
-        Radicale::USER,
-        Radicale::PASSWORD,
-    );
+    let mock = digest_mock(&radicale);
     mock.renew_nonce_after(12);
     let sb = upload_sandbox(&mock.url(), &digest_keys(DIGEST_PASSWORD), "stale", "n0");
     let count = 24;

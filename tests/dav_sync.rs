@@ -794,19 +794,7 @@ collections = "from b"
             sb.path("cals/agenda").display()
         ),
     );
-    let khal = tool(&sb, "khal")
-        .arg("-c")
-        .arg(&khal_config)
-        .args(["list", "2026-01-01", "30d"])
-        .output()
-        .expect("run khal");
-    let out = String::from_utf8_lossy(&khal.stdout);
-    assert!(
-        khal.status.success(),
-        "khal: {}\n{out}\n{}",
-        khal.status,
-        String::from_utf8_lossy(&khal.stderr)
-    );
+    let out = tool_output(&sb, "khal", &khal_config, &["list", "2026-01-01", "30d"]);
     for summary in ["Dentist appointment", "Quarterly planning"] {
         assert!(out.contains(summary), "khal list lacks {summary:?}:\n{out}");
     }
@@ -820,25 +808,32 @@ collections = "from b"
             sb.path("contacts/people").display()
         ),
     );
-    let khard = tool(&sb, "khard")
-        .arg("-c")
-        .arg(&khard_config)
-        .args(["list", "--parsable"])
-        .output()
-        .expect("run khard");
-    let out = String::from_utf8_lossy(&khard.stdout);
-    assert!(
-        khard.status.success(),
-        "khard: {}\n{out}\n{}",
-        khard.status,
-        String::from_utf8_lossy(&khard.stderr)
-    );
+    let out = tool_output(&sb, "khard", &khard_config, &["list", "--parsable"]);
     for name in ["Grace Hopper", "Alan Turing"] {
         assert!(out.contains(name), "khard list lacks {name:?}:\n{out}");
     }
 }
 
 /// A venv tool with `$HOME` and the XDG directories inside the sandbox.
+/// Runs the PyPI tool `name` (khal, khard) with `-c config` and `args`; its stdout, after
+/// checking that it exited 0.
+fn tool_output(sb: &Sandbox, name: &str, config: &std::path::Path, args: &[&str]) -> String {
+    let output = tool(sb, name)
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {name}: {e}"));
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{name}: {}\n{out}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    out
+}
+
 fn tool(sb: &Sandbox, name: &str) -> Command {
     let mut cmd = Command::new(dav_support::venv_bin(name));
     let home = sb.home();
