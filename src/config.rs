@@ -1044,6 +1044,11 @@ impl Cx<'_> {
                 &type_key,
                 format!("storage type {planned:?} is not supported yet (supported: {supported})"),
             )),
+            "filesystem" => Err(self.at(
+                type_value.span(),
+                &type_key,
+                "\"filesystem\" is vdirsyncer's name; use type = \"vdir\"",
+            )),
             other => Err(self.at(
                 type_value.span(),
                 &type_key,
@@ -1538,6 +1543,18 @@ impl Cx<'_> {
         for (index, item) in items.iter().enumerate() {
             let item_key = format!("{key}[{index}]");
             let mapping = match item.get_ref() {
+                // vdirsyncer's list spelling: here it would name a collection literally
+                // "from b", created on both sides.
+                DeValue::String(name) if ["from a", "from b", "all"].contains(&name.as_ref()) => {
+                    return Err(self.at(
+                        item.span(),
+                        &item_key,
+                        format!(
+                            "{name:?} inside a list names a collection called {name:?}; \
+                             use collections = {name:?}"
+                        ),
+                    ));
+                }
                 DeValue::String(name) => {
                     self.check_collection_name(name, item.span(), &item_key)?;
                     CollectionMapping {
@@ -1570,6 +1587,15 @@ impl Cx<'_> {
                         a,
                         b,
                     }
+                }
+                // vdirsyncer's `["name", "name_on_a", "name_on_b"]`.
+                DeValue::Array(_) => {
+                    return Err(self.at(
+                        item.span(),
+                        &item_key,
+                        "a list inside the list is vdirsyncer's spelling; use a table \
+                         { name = \"...\", a = \"name on a\", b = \"name on b\" }",
+                    ));
                 }
                 _ => {
                     return Err(self.wrong_type(
@@ -1636,6 +1662,28 @@ impl Cx<'_> {
                     format!("unknown value {other:?} (expected {EXPECTED})"),
                 )),
             },
+            // vdirsyncer's `["command", prog, args...]`.
+            DeValue::Array(items) => {
+                let words: Vec<&str> = items
+                    .iter()
+                    .filter_map(|item| item.get_ref().as_str())
+                    .collect();
+                let fix = match words.split_first() {
+                    Some((&"command", cmd)) if !cmd.is_empty() => format!(
+                        "use conflict_resolution = {{ cmd = [{}] }}",
+                        cmd.iter()
+                            .map(|w| format!("{w:?}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    _ => "use conflict_resolution = { cmd = [\"prog\", \"arg\"] }".to_owned(),
+                };
+                Err(self.at(
+                    value.span(),
+                    key,
+                    format!("a list is vdirsyncer's spelling of a merge command; {fix}"),
+                ))
+            }
             DeValue::Table(table) => {
                 self.check_keys(table, key, &["cmd"])?;
                 let cmd_value = self.required(value, table, key, "cmd")?;

@@ -469,6 +469,58 @@ fn config_error_unknown_key() {
 }
 
 #[test]
+fn config_error_vdirsyncer_spellings_say_the_fix() {
+    // In vdirsyncer `collections = ["from b"]` means "every collection of b"; here a list holds
+    // collection names, so it used to create a collection called "from b" on both sides.
+    let sb = setup_collections(r#"["from b"]"#);
+    sb.mkdir("b/work");
+    let run = sb.run(&["sync"]);
+    insta::assert_snapshot!(run.both(), @r#"
+        --- stderr
+        davsync: [TMP]/config.toml:16: pair.cal.collections[0]: "from b" inside a list names a collection called "from b"; use collections = "from b"
+        --- exit 2
+        "#);
+    assert_eq!(
+        sb.ls("a"),
+        Vec::<String>::new(),
+        "no collection was created"
+    );
+    assert_eq!(sb.ls("b"), ["work"]);
+    assert!(!sb.exists("status"));
+
+    let sb = setup(r#"conflict_resolution = ["command", "vimdiff", "-d"]"#);
+    let run = sb.run(&["sync"]);
+    insta::assert_snapshot!(run.both(), @r#"
+        --- stderr
+        davsync: [TMP]/config.toml:16: pair.cal.conflict_resolution: a list is vdirsyncer's spelling of a merge command; use conflict_resolution = { cmd = ["vimdiff", "-d"] }
+        --- exit 2
+        "#);
+
+    let sb = setup_collections(r#"[["home", "personal", "home"]]"#);
+    let run = sb.run(&["sync"]);
+    insta::assert_snapshot!(run.both(), @r#"
+        --- stderr
+        davsync: [TMP]/config.toml:16: pair.cal.collections[0]: a list inside the list is vdirsyncer's spelling; use a table { name = "...", a = "name on a", b = "name on b" }
+        --- exit 2
+        "#);
+
+    let sb = Sandbox::new();
+    sb.write_config(
+        r#"[storage.laptop]
+type = "filesystem"
+path = "{root}/a"
+fileext = ".ics"
+"#,
+    );
+    let run = sb.run(&["sync"]);
+    insta::assert_snapshot!(run.both(), @r#"
+        --- stderr
+        davsync: [TMP]/config.toml:2: storage.laptop.type: "filesystem" is vdirsyncer's name; use type = "vdir"
+        --- exit 2
+        "#);
+}
+
+#[test]
 fn config_error_pair_names_a_missing_storage() {
     let sb = Sandbox::new();
     sb.write_config(
