@@ -668,3 +668,142 @@ fn naming_a_pair_and_one_of_its_collections_syncs_the_whole_pair() {
     sb.run(&["sync", "cal/work", "cal"]).success();
     assert_eq!(sb.ls("b"), ["home", "work"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Interrupted by a signal
+// ---------------------------------------------------------------------------------------------
+
+/// A pair whose first sync resolves `count` items created differently on both sides with a
+/// merge command that touches `{root}/started` and then takes `merge_secs`: every action is a
+/// slow write, so a signal arrives while one is under way. The merge keeps A's version.
+fn slow_merges(count: usize, merge_secs: &str) -> Sandbox {
+    let sb = setup(&format!(
+        r#"conflict_resolution = {{ cmd = ["sh", "-c", "touch {{root}}/started; sleep {merge_secs}", "merge"] }}"#
+    ));
+    for n in 0..count {
+        let uid = format!("item{n}@example.org");
+        sb.write(
+            &format!("a/item{n}.ics"),
+            event(&uid, &format!("Item {n} on A")),
+        );
+        sb.write(
+            &format!("b/item{n}.ics"),
+            event(&uid, &format!("Item {n} on B")),
+        );
+    }
+    sb
+}
+
+/// Starts `davsync sync` and waits until the first merge is under way.
+fn start_sync_until_merging(sb: &Sandbox, output: std::process::Stdio) -> std::process::Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_davsync"))
+        .current_dir(sb.root())
+        .env("HOME", sb.home())
+        .env("DAVSYNC_CONFIG", sb.config_path())
+        .arg("sync")
+        .stdout(std::process::Stdio::piped())
+        .stderr(output)
+        .spawn()
+        .expect("start davsync");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !sb.exists("started") {
+        assert!(std::time::Instant::now() < deadline, "no merge started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child
+}
+
+fn send(child: &std::process::Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits");
+    // SAFETY: kill takes no pointers; the pid is our own child, not yet reaped.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid}");
+}
+
+#[test]
+fn sigint_and_sigterm_finish_the_writes_under_way_and_exit_130_or_143() {
+    const COUNT: usize = 12;
+    for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let sb = slow_merges(COUNT, "0.3");
+        let child = start_sync_until_merging(&sb, std::process::Stdio::piped());
+        send(&child, signal);
+        let output = child.wait_with_output().expect("wait for davsync");
+        let stderr = sb.normalize(&String::from_utf8_lossy(&output.stderr));
+        assert_eq!(output.status.code(), Some(code), "{stderr}");
+        // The merge under way was finished; the others were not started.
+        let left: usize = stderr
+            .split_once("interrupted: cal: ")
+            .and_then(|(_, rest)| rest.split_once(" actions not done"))
+            .and_then(|(n, _)| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count of actions left in {stderr:?}"));
+        assert!(left > 0 && left < COUNT, "{left} left: {stderr}");
+        let name = if signal == libc::SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
+        assert!(
+            stderr.contains(&format!(
+                "davsync: interrupted by {name}; the next sync does what was left"
+            )),
+            "{stderr}"
+        );
+
+        let status = sb.run(&["status"]);
+        status.success();
+        let summary = common::redact_timestamps(&status.stdout);
+        assert!(
+            summary.starts_with(&format!(
+                "cal: {} items, last sync [TIME] UTC, 0 open conflicts, 1 failed items\n  \
+                 failed: interrupted: {left} actions not done\n",
+                COUNT - left
+            )),
+            "{summary}"
+        );
+
+        let run = sb.run(&["sync"]);
+        assert_eq!(
+            run.stdout,
+            format!("cal: 0 created, {left} updated, 0 deleted, 0 conflicts, 0 errors\n"),
+            "{}",
+            run.stderr
+        );
+        run.success();
+        let names: Vec<String> = (0..COUNT).map(|n| format!("item{n}.ics")).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(sb.ls("a"), sorted, "no duplicates on a");
+        assert_eq!(sb.ls("b"), sorted, "no duplicates on b");
+        for name in &names {
+            assert_eq!(sb.read(&format!("a/{name}")), sb.read(&format!("b/{name}")));
+        }
+        sb.run(&["sync"])
+            .expect_stdout("cal: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors");
+    }
+}
+
+#[test]
+fn a_second_signal_stops_at_once() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let sb = slow_merges(3, "20");
+    // The merge command inherits stderr and outlives davsync: no pipe to wait on.
+    let mut child = start_sync_until_merging(&sb, std::process::Stdio::null());
+    send(&child, libc::SIGTERM);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        child.try_wait().expect("poll davsync").is_none(),
+        "the first signal waits for the merge under way"
+    );
+    send(&child, libc::SIGINT);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll davsync") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().expect("kill davsync");
+            panic!("davsync still runs after a second signal");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert_eq!(status.signal(), Some(libc::SIGINT));
+}

@@ -2,6 +2,7 @@
 
 mod discover;
 mod generate;
+mod interrupt;
 mod status;
 mod sync;
 
@@ -25,7 +26,9 @@ use davsync::sync::Sides;
 /// Exit status: 0 when everything synced; 1 when the run finished but some item, conflict or
 /// collection was left unsynced, or the run could not start (a pair locked by another davsync,
 /// an unusable status database); 2 for usage or config errors (an unknown pair, or a named
-/// collection found on neither side, reported after the other pairs synced).
+/// collection found on neither side, reported after the other pairs synced); 130 or 143 when
+/// stopped by SIGINT or SIGTERM after finishing and recording the writes under way (a second
+/// signal stops at once).
 ///
 /// Files: $XDG_CONFIG_HOME/davsync/config.toml (the config), <status_path>/<pair>.db (status
 /// database, mode 0600), <status_path>/<pair>.lock (held while a pair syncs).
@@ -80,6 +83,9 @@ enum CliError {
     /// Problems were already reported; the run finished with something left unsynced: exit 1.
     #[error("some items or collections were left unsynced")]
     Unsynced,
+    /// Stopped by SIGINT or SIGTERM after finishing the writes under way: exit 128 + signal.
+    #[error("interrupted by {}; the next sync does what was left", interrupt::signal_name(*.0))]
+    Interrupted(libc::c_int),
 }
 
 impl CliError {
@@ -87,6 +93,7 @@ impl CliError {
         match self {
             CliError::Usage(_) => 2,
             CliError::Failed(_) | CliError::Unsynced => 1,
+            CliError::Interrupted(signal) => u8::try_from(128 + signal).unwrap_or(1),
         }
     }
 }

@@ -35,7 +35,12 @@ pub fn cmd_status(cli: &Cli, args: &StatusArgs) -> Result<(), CliError> {
                 println!("  conflict: {}: {}", p.ident, p.message);
             }
             for p in &c.failures {
-                println!("  failed: {}: {}", p.ident, p.message);
+                // A problem of the whole run (interrupted, writes not durable) names no item.
+                if p.ident.is_empty() {
+                    println!("  failed: {}", p.message);
+                } else {
+                    println!("  failed: {}: {}", p.ident, p.message);
+                }
             }
         }
     }

@@ -8,6 +8,7 @@ use davsync::sync::{
     CollectionReport, Progress, SyncOptions, discover_with_hints, sync_collection,
 };
 
+use super::interrupt::{self, INTERRUPTED};
 use super::{
     Cli, CliError, PairStorages, Selection, Verbosity, display_name, load_config, open_status,
     select_pairs,
@@ -29,6 +30,8 @@ pub struct SyncArgs {
 
 pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), CliError> {
     let config = load_config(cli)?;
+    interrupt::install()
+        .map_err(|e| CliError::Failed(format!("cannot install the signal handler: {e}")))?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -38,7 +41,13 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
     // Named collections found on neither side: a usage error (exit 2), reported once the
     // pairs that could sync have synced.
     let mut unknown = Vec::new();
+    // After SIGINT/SIGTERM: the collections and pairs not started, named in the message.
+    let mut not_started = Vec::new();
     for (pair, only) in select_pairs(&config, &args.pairs)? {
+        if interrupt::received().is_some() {
+            not_started.push(pair.name.clone());
+            continue;
+        }
         // A pair that cannot start (a secret command failing, a lock held by another davsync)
         // is reported; the other pairs still sync.
         let storages = match PairStorages::open(&config, pair, &shared) {
@@ -87,9 +96,14 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             resolution: pair.conflict_resolution.clone(),
             now,
             metadata: pair.metadata.clone(),
+            interrupt: Some(&INTERRUPTED),
         };
         for collection in collections.iter().filter(|c| only.includes(&c.name)) {
             let name = display_name(&pair.name, &collection.name);
+            if interrupt::received().is_some() {
+                not_started.push(name);
+                continue;
+            }
             let mut progress = |event: Progress<'_>| match event {
                 Progress::Planned(action) => println!("{name}: {action}"),
                 Progress::Applied(action) if verbosity >= Verbosity::Verbose => {
@@ -110,7 +124,12 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             clean &= report.is_clean();
         }
     }
-    if !unknown.is_empty() {
+    if let Some(signal) = interrupt::received() {
+        if !not_started.is_empty() {
+            eprintln!("interrupted: not started: {}", not_started.join(", "));
+        }
+        Err(CliError::Interrupted(signal))
+    } else if !unknown.is_empty() {
         Err(CliError::Usage(unknown.join("; ")))
     } else if clean {
         Ok(())
@@ -129,6 +148,12 @@ fn print_report(name: &str, report: &CollectionReport, dry_run: bool, verbosity:
     }
     for error in &report.errors {
         eprintln!("error: {name}: {}", error.message);
+    }
+    if let Some(left) = report.interrupted {
+        eprintln!(
+            "interrupted: {name}: {left} actions not done (the writes under way were finished \
+             and recorded)"
+        );
     }
     if verbosity >= Verbosity::Normal {
         println!(

@@ -16,6 +16,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -71,6 +72,16 @@ pub(super) struct Executor<'a> {
     pub(super) collections: [Option<CollectionInfo>; 2],
     pub(super) fetched: [HashMap<String, Item>; 2],
     pub(super) resolution: &'a ConflictResolution,
+    /// Once set, no further action is started; the ones under way finish and are recorded.
+    pub(super) interrupt: Option<&'a AtomicBool>,
+}
+
+/// How a run of the executor ended, besides the outcomes of the actions it applied.
+pub(super) struct RunEnd {
+    /// Set when the last writes could not be made durable and were left unrecorded.
+    pub(super) flush_error: Option<String>,
+    /// Set when the run was interrupted: how many storage-writing actions were not started.
+    pub(super) not_done: Option<u64>,
 }
 
 /// A status row with `side`'s version replaced by `version` and the other side's by `other`.
@@ -146,15 +157,15 @@ fn failed(message: String) -> Effect<'static> {
 }
 
 impl<'a> Executor<'a> {
-    /// Applies `actions`, calling `done` for each one on this thread as it completes. Returns
-    /// a message when the last writes could not be made durable and were left unrecorded.
+    /// Applies `actions`, calling `done` for each one on this thread as it completes, until
+    /// they are all done or the interrupt flag is set.
     pub(super) fn run(
         &self,
         actions: &'a [Action],
         status: &StatusDb,
         coll: CollectionId,
         done: &mut dyn FnMut(&'a Action, Outcome),
-    ) -> Result<Option<String>, StatusError> {
+    ) -> Result<RunEnd, StatusError> {
         // The merge command needs the last synced content, which only this thread may read.
         let mut ancestors = HashMap::new();
         if matches!(self.resolution, ConflictResolution::Command(_)) {
@@ -184,37 +195,57 @@ impl<'a> Executor<'a> {
             .concurrency()
             .max(self.sides.b.concurrency())
             .max(1);
+        let queue = Mutex::new(actions.iter());
         if workers == 1 {
-            for action in actions {
+            while let Some(action) = self.next_action(&queue) {
                 let effect = self.perform(action, &ancestors);
                 done(action, recorder.record(effect)?);
             }
         } else {
-            self.run_concurrently(workers, actions, &ancestors, &mut recorder, done)?;
+            self.run_concurrently(workers, &queue, &ancestors, &mut recorder, done)?;
         }
         recorder.commit()?;
-        Ok(recorder.flush_error)
+        let not_done = self.interrupted().then(|| {
+            let left = queue.into_inner().map_or(0, |rest| {
+                rest.filter(|action| !action.is_status_only()).count()
+            });
+            u64::try_from(left).unwrap_or(u64::MAX)
+        });
+        Ok(RunEnd {
+            flush_error: recorder.flush_error,
+            not_done,
+        })
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .is_some_and(|flag| flag.load(Ordering::SeqCst))
+    }
+
+    /// The next action to start, or `None` when all are handed out or the run is interrupted
+    /// (the ones left stay in the queue, to be counted).
+    fn next_action(&self, queue: &Mutex<std::slice::Iter<'a, Action>>) -> Option<&'a Action> {
+        if self.interrupted() {
+            return None;
+        }
+        queue.lock().map(|mut q| q.next()).unwrap_or(None)
     }
 
     /// Performs actions on `workers` threads, recording each result on this thread.
     fn run_concurrently(
         &self,
         workers: usize,
-        actions: &'a [Action],
+        queue: &Mutex<std::slice::Iter<'a, Action>>,
         ancestors: &HashMap<&str, Vec<u8>>,
         recorder: &mut Recorder<'_>,
         done: &mut dyn FnMut(&'a Action, Outcome),
     ) -> Result<(), StatusError> {
-        let queue = Mutex::new(actions.iter());
         let (sender, receiver) = mpsc::channel();
         thread::scope(|scope| {
             for _ in 0..workers {
                 let sender = sender.clone();
-                let queue = &queue;
                 scope.spawn(move || {
-                    loop {
-                        let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
-                        let Some(action) = next else { break };
+                    while let Some(action) = self.next_action(queue) {
                         let effect = self.perform(action, ancestors);
                         if sender.send((action, effect)).is_err() {
                             break;

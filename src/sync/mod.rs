@@ -11,6 +11,7 @@ mod execute;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -41,6 +42,9 @@ pub struct SyncOptions {
     pub now: i64,
     /// Collection properties to sync.
     pub metadata: Vec<MetadataKey>,
+    /// Set (by a signal handler, say) to stop: the writes under way finish and are recorded,
+    /// no further action is started, and the report says how many were left.
+    pub interrupt: Option<&'static AtomicBool>,
 }
 
 /// What happened to one action, as it happens.
@@ -73,12 +77,17 @@ pub struct CollectionReport {
     pub errors: Vec<Problem>,
     /// Set when the whole collection was not synced, with the reason.
     pub refused: Option<String>,
+    /// Set when the run was interrupted: the number of actions with storage writes not done.
+    pub interrupted: Option<u64>,
 }
 
 impl CollectionReport {
     /// True when everything in the collection is in sync.
     pub fn is_clean(&self) -> bool {
-        self.conflicts.is_empty() && self.errors.is_empty() && self.refused.is_none()
+        self.conflicts.is_empty()
+            && self.errors.is_empty()
+            && self.refused.is_none()
+            && self.interrupted.is_none()
     }
 }
 
@@ -501,8 +510,9 @@ pub fn sync_collection(
         collections: [a_coll, b_coll],
         fetched: [a.fetched, b.fetched],
         resolution: &options.resolution,
+        interrupt: options.interrupt,
     };
-    let flush_error = executor.run(
+    let end = executor.run(
         &actions,
         status,
         coll,
@@ -528,12 +538,13 @@ pub fn sync_collection(
             Outcome::Skipped => {}
         },
     )?;
-    if let Some(message) = flush_error {
+    if let Some(message) = end.flush_error {
         report.errors.push(Problem {
             ident: String::new(),
             message,
         });
     }
+    report.interrupted = end.not_done;
     if report.is_clean() {
         // Only a clean run may move the remembered states forward: a change left unsynced
         // must be reported again by the next delta. A side this run wrote to gets no state at
@@ -558,7 +569,15 @@ pub fn sync_collection(
             updated: report.updated,
             deleted: report.deleted,
             conflicts: report.conflicts.clone(),
-            failures: report.errors.clone(),
+            failures: report
+                .errors
+                .iter()
+                .cloned()
+                .chain(report.interrupted.map(|left| Problem {
+                    ident: String::new(),
+                    message: format!("interrupted: {left} actions not done"),
+                }))
+                .collect(),
         },
     )?;
     Ok(report)
