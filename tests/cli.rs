@@ -108,7 +108,7 @@ fn new_on_both_with_different_content_is_a_conflict() {
     insta::assert_snapshot!(run.both(), @r"
         cal: 0 created, 0 updated, 0 deleted, 1 conflicts, 0 errors
         --- stderr
-        conflict: cal: lunch@example.org: created differently on both sides: a lunch.ics, b lunch.ics
+        conflict: cal: lunch@example.org: created differently on both sides: a [TMP]/a/lunch.ics, b [TMP]/b/lunch.ics; make both the same, or set the pair's conflict_resolution
         davsync: some items or collections were left unsynced
         --- exit 1
         ");
@@ -182,7 +182,7 @@ fn changed_on_both_differently_is_a_conflict_listed_by_status() {
     insta::assert_snapshot!(run.both(), @r"
         cal: 0 created, 0 updated, 0 deleted, 1 conflicts, 0 errors
         --- stderr
-        conflict: cal: lunch@example.org: changed on both sides: a lunch.ics, b lunch@example.org.ics
+        conflict: cal: lunch@example.org: changed on both sides: a [TMP]/a/lunch.ics, b [TMP]/b/lunch@example.org.ics; make both the same, or set the pair's conflict_resolution
         davsync: some items or collections were left unsynced
         --- exit 1
         ");
@@ -191,7 +191,7 @@ fn changed_on_both_differently_is_a_conflict_listed_by_status() {
     let status = sb.run(&["status"]);
     insta::assert_snapshot!(common::redact_timestamps(&status.both()), @r"
         cal: 1 items, last sync [TIME] UTC, 1 open conflicts, 0 failed items
-          conflict: lunch@example.org: changed on both sides: a lunch.ics, b lunch@example.org.ics
+          conflict: lunch@example.org: changed on both sides: a [TMP]/a/lunch.ics, b [TMP]/b/lunch@example.org.ics; make both the same, or set the pair's conflict_resolution
         --- exit 0
         ");
 }
@@ -647,6 +647,34 @@ fn items_without_uid_sync_by_content() {
 }
 
 #[test]
+fn items_without_uid_are_named_by_their_file_in_the_plan() {
+    let sb = setup("");
+    sb.write("a/note.ics", event_without_uid("Note without UID"));
+    sb.write("b/other.ics", event_without_uid("Another one"));
+    sb.run(&["sync"]).success();
+    sb.write("a/note.ics", event_without_uid("Note without UID, edited"));
+    sb.write("a/new.ics", event_without_uid("New note"));
+    let run = sb.run(&["sync", "--dry-run"]);
+    let plan: Vec<&str> = run.stdout.lines().collect();
+    assert!(!run.stdout.contains("sha256:"), "{}", run.stdout);
+    for line in [
+        "cal: create new.ics (no UID): a → b (new on a as new.ics)",
+        "cal: create note.ics (no UID): a → b (new on a as note.ics)",
+    ] {
+        assert!(plan.contains(&line), "{line:?} not in {plan:#?}");
+    }
+    // The old version's copy on b is deleted, named by its file there.
+    let deleted = plan
+        .iter()
+        .find(|l| l.starts_with("cal: delete "))
+        .unwrap_or_else(|| panic!("no deletion in {plan:#?}"));
+    assert!(
+        deleted.ends_with(".ics (no UID): on b (deleted on a)"),
+        "{deleted}"
+    );
+}
+
+#[test]
 fn dry_run_prints_the_plan_and_changes_nothing() {
     let sb = setup("");
     sb.write("a/lunch.ics", event(LUNCH, "Lunch"));
@@ -668,7 +696,7 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
         cal: create new@example.org: b → a (new on b as new.ics)
         cal: would be: 1 created, 1 updated, 1 deleted, 1 conflicts, 0 errors
         --- stderr
-        conflict: cal: conflict@example.org: created differently on both sides: a conflict.ics, b conflict.ics
+        conflict: cal: conflict@example.org: created differently on both sides: a [TMP]/a/conflict.ics, b [TMP]/b/conflict.ics; make both the same, or set the pair's conflict_resolution
         davsync: some items or collections were left unsynced
         --- exit 1
         ");

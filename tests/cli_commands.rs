@@ -450,7 +450,7 @@ fn status_shows_counts_time_and_problems() {
     let run = sb.run(&["status"]);
     insta::assert_snapshot!(common::redact_timestamps(&run.both()), @r"
         cal/home: 0 items, last sync [TIME] UTC, 1 open conflicts, 0 failed items
-          conflict: dentist@example.org: created differently on both sides: a dentist.ics, b dentist.ics
+          conflict: dentist@example.org: created differently on both sides: a [TMP]/a/home/dentist.ics, b [TMP]/b/home/dentist.ics; make both the same, or set the pair's conflict_resolution
         cal/work: 1 items, last sync [TIME] UTC, 0 open conflicts, 1 failed items
           failed: broken.ics: [TMP]/a/work/broken.ics: line 2: BEGIN:VCALENDAR is never ended
         --- exit 0

@@ -610,6 +610,60 @@ fn one_item_refused_with_500() {
     world.assert_converges(&[("broken", "Broken"), ("ok-1", "Fine 1"), ("ok-2", "Fine 2")]);
 }
 
+#[test]
+fn refused_write_names_the_item_as_the_user_knows_it() {
+    let world = World::radicale("", "");
+    world.put_local("lunch", "Lunch");
+    let no_uid = format!("a/{}/no-uid.ics", world.coll);
+    world
+        .sb
+        .write(&no_uid, common::event_without_uid("Without UID"));
+    // One line, so that it is also the first line of the body.
+    let body = br#"<D:error xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><C:valid-calendar-object-resource/></D:error>"#;
+    world.proxy.set_faults(vec![
+        FaultRule::always(Fault::Status(
+            403,
+            vec![("Content-Type".into(), "application/xml".into())],
+            body.to_vec(),
+        ))
+        .method("PUT"),
+    ]);
+    let run = world.sync();
+    run.expect_code(1);
+    let error_for = |file: &str| {
+        let source = format!("[TMP]/a/{}/{file}", world.coll);
+        run.stderr
+            .lines()
+            .find(|l| l.contains(&source))
+            .unwrap_or_else(|| panic!("no error names {source}:\n{}", run.both()))
+            .to_owned()
+    };
+    // Without -v: the source file, the UID, the target URL, the status and the reason.
+    let lunch = error_for("lunch.ics");
+    for part in [
+        format!("error: {}: ", world.name()),
+        "(UID lunch)".to_owned(),
+        format!("not written to b as {}", world.proxied_item("lunch")),
+        "HTTP 403".to_owned(),
+        "valid-calendar-object-resource".to_owned(),
+    ] {
+        assert!(lunch.contains(&part), "{part:?} missing in {lunch}");
+    }
+    // An item without a UID is named by its file, with that as the likely reason.
+    let no_uid = error_for("no-uid.ics");
+    assert!(
+        no_uid.contains("(no UID)") && no_uid.contains("HTTP 403"),
+        "{no_uid}"
+    );
+    assert!(!run.stderr.contains("sha256:"), "{}", run.stderr);
+    let status = world.sb.run(&["status"]);
+    assert!(
+        status.stdout.contains("no-uid.ics") && !status.stdout.contains("sha256:"),
+        "{}",
+        status.stdout
+    );
+}
+
 // 7. PUT answered without ETag.
 
 fn put_without_etag(world: World) {

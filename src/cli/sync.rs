@@ -1,11 +1,13 @@
 //! `davsync sync`: sync pairs.
 
+use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
+use davsync::plan::Action;
 use davsync::storage;
 use davsync::sync::{
-    CollectionReport, Progress, SyncOptions, discover_with_hints, sync_collection,
+    CollectionReport, Progress, SyncOptions, discover_with_hints, known_as, sync_collection,
 };
 
 use super::interrupt::{self, INTERRUPTED};
@@ -105,13 +107,13 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
                 continue;
             }
             let mut progress = |event: Progress<'_>| match event {
-                Progress::Planned(action) => println!("{name}: {action}"),
+                Progress::Planned(action) => println!("{name}: {}", shown(action)),
                 Progress::Applied(action) if verbosity >= Verbosity::Verbose => {
-                    println!("{name}: {action}")
+                    println!("{name}: {}", shown(action))
                 }
                 Progress::Applied(_) => {}
                 Progress::Failed(action, why) if verbosity >= Verbosity::Verbose => {
-                    eprintln!("{name}: failed: {action}: {why}")
+                    eprintln!("{name}: failed: {}: {why}", shown(action))
                 }
                 Progress::Failed(..) => {}
                 Progress::Property(what) if args.dry_run || verbosity >= Verbosity::Verbose => {
@@ -135,6 +137,16 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
         Ok(())
     } else {
         Err(CliError::Unsynced)
+    }
+}
+
+/// An action as printed: an item without a UID is named by its file or href, not by the content
+/// hash that stands in for its UID.
+fn shown(action: &Action) -> String {
+    let text = action.to_string();
+    match known_as(action) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(name) => text.replacen(action.ident(), &name, 1),
     }
 }
 

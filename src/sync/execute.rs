@@ -47,6 +47,46 @@ pub(super) enum Outcome {
     Skipped,
 }
 
+/// How [`Item::ident`] starts for an item without a UID (a content hash nobody knows).
+const NO_UID_PREFIX: &str = "sha256:";
+
+/// How an action's item is named for people: its UID, or for an item without one its file or
+/// href, marked "(no UID)" (the reason a server may refuse it).
+pub fn known_as(action: &Action) -> Cow<'_, str> {
+    let ident = action.ident();
+    if !ident.starts_with(NO_UID_PREFIX) {
+        return Cow::Borrowed(ident);
+    }
+    let href = match action {
+        Action::Create { source, .. }
+        | Action::Update { source, .. }
+        | Action::Restore { source, .. } => Some(&source.href),
+        Action::Delete { target, .. } => Some(&target.href),
+        Action::Record { a, .. } | Action::Conflict { a, .. } => Some(&a.href),
+        Action::Forget { status } => Some(&status.a.href),
+        Action::Skip {
+            reason: SkipReason::Unreadable { href, .. },
+            ..
+        } => Some(href),
+        Action::Skip {
+            reason: SkipReason::DuplicateUid { .. },
+            ..
+        } => None,
+    };
+    href.map_or(Cow::Borrowed(ident), |href| {
+        Cow::Owned(format!("{href} (no UID)"))
+    })
+}
+
+/// The item a write copies, and where it was read, for messages.
+#[derive(Clone, Copy)]
+struct Source<'i> {
+    /// The side it was read from; `None` for an item made here (a merge).
+    side: Option<Side>,
+    href: &'i str,
+    item: &'i Item,
+}
+
 /// What the status database must hold after an action's storage writes.
 enum Effect<'a> {
     /// A new row.
@@ -283,28 +323,79 @@ impl<'a> Executor<'a> {
             .ok_or_else(|| format!("{href} on {side} was not fetched (internal error)"))
     }
 
-    fn item_failure(&self, side: Side, e: ItemError) -> String {
-        let place = self.collections[side.index()]
-            .as_ref()
-            .map_or(String::new(), |c| c.id.clone());
-        format!("side {side} ({place}): {e}")
+    /// `e` as a person finds it: its href made a full path or URL (`<collection id>/<href>`)
+    /// where the storage gave a bare name.
+    fn located(&self, side: Side, e: &ItemError) -> String {
+        let href = match e {
+            ItemError::Changed { href }
+            | ItemError::NotFound { href }
+            | ItemError::Refused { href, .. }
+            | ItemError::Transport { href, .. } => href,
+            ItemError::Io { path, .. } => path,
+        };
+        match &self.collections[side.index()] {
+            Some(c) if !href.starts_with('/') && !href.contains("://") => {
+                format!("{}/{e}", c.id.trim_end_matches('/'))
+            }
+            _ => e.to_string(),
+        }
     }
 
-    fn create(&self, on: Side, item: &Item) -> Result<Written, String> {
+    /// A write of `source` (the item as read from its side, where the user knows it) that
+    /// `on` refused: the source's full path or URL, its UID, and the target with the reason.
+    fn write_failure(&self, source: Source<'_>, on: Side, e: &ItemError) -> String {
+        let uid = source
+            .item
+            .uid()
+            .map_or_else(|| "no UID".to_owned(), |uid| format!("UID {uid}"));
+        let from = match source
+            .side
+            .and_then(|side| self.collections[side.index()].as_ref())
+        {
+            Some(c) => item_location(c, source.href),
+            None => source.href.to_owned(),
+        };
+        format!(
+            "{from} ({uid}): not written to {on} as {}",
+            self.located(on, e)
+        )
+    }
+
+    fn create(&self, on: Side, source: Source<'_>) -> Result<Written, String> {
+        let item = source.item;
         let hint = item
             .uid()
             .map_or_else(|| item.hash().to_owned(), str::to_owned);
         self.sides
             .get(on)
             .create(self.collection(on)?, &hint, item.bytes())
-            .map_err(|e| self.item_failure(on, e))
+            .map_err(|e| self.write_failure(source, on, &e))
     }
 
-    fn update(&self, on: Side, target: &ItemVersion, bytes: &[u8]) -> Result<Written, String> {
+    fn update(
+        &self,
+        on: Side,
+        target: &ItemVersion,
+        source: Source<'_>,
+    ) -> Result<Written, String> {
         self.sides
             .get(on)
-            .update(self.collection(on)?, &target.href, &target.etag, bytes)
-            .map_err(|e| self.item_failure(on, e))
+            .update(
+                self.collection(on)?,
+                &target.href,
+                &target.etag,
+                source.item.bytes(),
+            )
+            .map_err(|e| self.write_failure(source, on, &e))
+    }
+
+    /// The item at `href` on `side`, as the source of a write.
+    fn source(&self, side: Side, href: &'a str) -> Result<Source<'_>, String> {
+        Ok(Source {
+            side: Some(side),
+            href,
+            item: self.item(side, href)?,
+        })
     }
 
     /// The storage half of an action: writes, and what the status must record afterwards.
@@ -327,7 +418,7 @@ impl<'a> Executor<'a> {
                 source,
             } => {
                 let item = self.item(*from, &source.href)?;
-                let written = self.create(from.other(), item)?;
+                let written = self.create(from.other(), self.source(*from, &source.href)?)?;
                 Effect::Insert {
                     row: row(ident, *from, source.clone(), written.version_of(source)),
                     content: Cow::Borrowed(item.bytes()),
@@ -341,7 +432,8 @@ impl<'a> Executor<'a> {
                 status,
             } => {
                 let item = self.item(*from, &source.href)?;
-                let written = self.update(from.other(), target, item.bytes())?;
+                let written =
+                    self.update(from.other(), target, self.source(*from, &source.href)?)?;
                 Effect::Replace {
                     old: status,
                     row: row(ident, *from, source.clone(), written.version_of(source)),
@@ -355,7 +447,7 @@ impl<'a> Executor<'a> {
                 status,
             } => {
                 let item = self.item(*from, &source.href)?;
-                let written = self.create(from.other(), item)?;
+                let written = self.create(from.other(), self.source(*from, &source.href)?)?;
                 Effect::Replace {
                     old: status,
                     row: row(ident, *from, source.clone(), written.version_of(source)),
@@ -373,7 +465,9 @@ impl<'a> Executor<'a> {
                 {
                     // Already gone is what we wanted.
                     Ok(()) | Err(ItemError::NotFound { .. }) => Effect::Remove(status),
-                    Err(e) => return Err(self.item_failure(*on, e)),
+                    Err(e) => {
+                        return Err(format!("not deleted on {on}: {}", self.located(*on, &e)));
+                    }
                 }
             }
             Action::Record {
@@ -436,8 +530,12 @@ impl<'a> Executor<'a> {
     ) -> Result<Effect<'a>, String> {
         let winner = match self.resolution {
             ConflictResolution::Report => {
+                let collections = [self.collections[0].as_ref(), self.collections[1].as_ref()];
                 return Ok(Effect::Nothing(Outcome::Open(conflict_message(
-                    a, b, status,
+                    collections,
+                    a,
+                    b,
+                    status,
                 ))));
             }
             ConflictResolution::AWins => Side::A,
@@ -452,7 +550,7 @@ impl<'a> Executor<'a> {
             Side::B => (b, a),
         };
         let item = self.item(winner, &win.href)?;
-        let written = self.update(winner.other(), lose, item.bytes())?;
+        let written = self.update(winner.other(), lose, self.source(winner, &win.href)?)?;
         let new = row(ident, winner, win.clone(), written.version_of(win));
         Ok(settled(status, new, Cow::Borrowed(item.bytes())))
     }
@@ -490,8 +588,13 @@ impl<'a> Executor<'a> {
                 ))));
             }
         };
-        let wa = self.update(Side::A, a, item.bytes())?;
-        let wb = self.update(Side::B, b, item.bytes())?;
+        let merged = Source {
+            side: None,
+            href: "the merge command's result",
+            item: &item,
+        };
+        let wa = self.update(Side::A, a, merged)?;
+        let wb = self.update(Side::B, b, merged)?;
         let hash = item.hash().to_owned();
         let version = |w: Written| ItemVersion {
             href: w.href,

@@ -27,6 +27,7 @@ use crate::status::{CollectionId, Problem, RunRecord, StatusDb, StatusError};
 use crate::storage::{
     ChangeSet, Changes, CollectionInfo, Fetched, ItemError, Storage, StorageError,
 };
+pub use execute::known_as;
 use execute::{Executor, Outcome};
 
 /// How a run behaves.
@@ -498,7 +499,8 @@ pub fn sync_collection(
     let mut written = sync_metadata(sides, &target, status, coll, options, &mut report, progress)?;
     if options.dry_run {
         for action in &actions {
-            count_planned(action, &options.resolution, &mut report);
+            let collections = [a_coll.as_ref(), b_coll.as_ref()];
+            count_planned(action, &options.resolution, collections, &mut report);
             if !action.is_status_only() {
                 progress(Progress::Planned(action));
             }
@@ -525,13 +527,13 @@ pub fn sync_collection(
                 progress(Progress::Applied(action));
             }
             Outcome::Open(message) => report.conflicts.push(Problem {
-                ident: action.ident().to_owned(),
+                ident: known_as(action).into_owned(),
                 message,
             }),
             Outcome::Failed(message) => {
                 progress(Progress::Failed(action, &message));
                 report.errors.push(Problem {
-                    ident: action.ident().to_owned(),
+                    ident: known_as(action).into_owned(),
                     message,
                 });
             }
@@ -613,30 +615,49 @@ fn count_done(action: &Action, resolution: &ConflictResolution, report: &mut Col
 
 /// In a dry run, conflicts without a resolution are counted as open and skips as errors, as a
 /// real run would.
-fn count_planned(action: &Action, resolution: &ConflictResolution, report: &mut CollectionReport) {
+fn count_planned(
+    action: &Action,
+    resolution: &ConflictResolution,
+    collections: [Option<&CollectionInfo>; 2],
+    report: &mut CollectionReport,
+) {
     match action {
         Action::Conflict { a, b, status, .. } if *resolution == ConflictResolution::Report => {
             report.conflicts.push(Problem {
-                ident: action.ident().to_owned(),
-                message: conflict_message(a, b, status.as_ref()),
+                ident: known_as(action).into_owned(),
+                message: conflict_message(collections, a, b, status.as_ref()),
             })
         }
         Action::Skip {
             reason: SkipReason::DuplicateUid { .. },
             ..
         } => report.errors.push(Problem {
-            ident: action.ident().to_owned(),
+            ident: known_as(action).into_owned(),
             message: action.to_string(),
         }),
         _ => count_done(action, resolution, report),
     }
 }
 
-/// How an open conflict is reported: what happened, and the two files.
-fn conflict_message(a: &ItemVersion, b: &ItemVersion, status: Option<&StatusItem>) -> String {
+/// How an open conflict is reported: what happened, the two versions by full path or URL, and
+/// how to settle it.
+fn conflict_message(
+    collections: [Option<&CollectionInfo>; 2],
+    a: &ItemVersion,
+    b: &ItemVersion,
+    status: Option<&StatusItem>,
+) -> String {
     let what = match status {
         Some(_) => "changed on both sides",
         None => "created differently on both sides",
     };
-    format!("{what}: a {}, b {}", a.href, b.href)
+    let place = |side: Side, version: &ItemVersion| match collections[side.index()] {
+        Some(c) => item_location(c, &version.href),
+        None => version.href.clone(),
+    };
+    format!(
+        "{what}: a {}, b {}; make both the same, or set the pair's conflict_resolution",
+        place(Side::A, a),
+        place(Side::B, b)
+    )
 }
