@@ -664,6 +664,67 @@ fn refused_write_names_the_item_as_the_user_knows_it() {
     );
 }
 
+#[test]
+fn sigint_during_slow_uploads_finishes_the_puts_under_way() {
+    const COUNT: usize = 40;
+    let world = World::radicale("", "");
+    let expected: Vec<(String, String)> = (0..COUNT)
+        .map(|n| (format!("item-{n:02}"), format!("Item {n}")))
+        .collect();
+    for (uid, summary) in &expected {
+        world.put_local(uid, summary);
+    }
+    world
+        .proxy
+        .set_faults(vec![FaultRule::always(Fault::Delay(300)).method("PUT")]);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_davsync"))
+        .current_dir(world.sb.root())
+        .env("HOME", world.sb.home())
+        .env("DAVSYNC_CONFIG", world.sb.config_path())
+        .arg("sync")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start davsync");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while world.proxy.requests_with_method("PUT").is_empty() {
+        assert!(Instant::now() < deadline, "no PUT was answered");
+        thread::sleep(Duration::from_millis(5));
+    }
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits");
+    // SAFETY: kill takes no pointers; the pid is our own child, not yet reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let output = child.wait_with_output().expect("wait for davsync");
+    let stderr = world.sb.normalize(&String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let prefix = format!("interrupted: {}: ", world.name());
+    let left: usize = stderr
+        .split_once(&prefix)
+        .and_then(|(_, rest)| rest.split_once(" actions not done"))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of actions left in {stderr:?}"));
+    // Every PUT sent was answered and recorded: the status knows exactly those items.
+    let put = world.proxy.requests_with_method("PUT").len();
+    assert_eq!(put + left, COUNT, "{stderr}");
+    assert!(left > 0, "{stderr}");
+    let status = world.sb.run(&["status"]);
+    assert!(
+        status
+            .stdout
+            .starts_with(&format!("{}: {put} items, last sync ", world.name()))
+            && status
+                .stdout
+                .contains(&format!("failed: interrupted: {left} actions not done")),
+        "{}",
+        status.stdout
+    );
+    let expected: Vec<(&str, &str)> = expected
+        .iter()
+        .map(|(uid, summary)| (uid.as_str(), summary.as_str()))
+        .collect();
+    world.assert_converges(&expected);
+}
+
 // 7. PUT answered without ETag.
 
 fn put_without_etag(world: World) {
