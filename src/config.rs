@@ -816,6 +816,21 @@ fn join_key(prefix: &str, key: &str) -> String {
     }
 }
 
+/// The davsync spelling of a vdirsyncer key, said where that key is unknown.
+fn vdirsyncer_key_fix(name: &str) -> Option<&'static str> {
+    match name {
+        "verify_fingerprint" => {
+            Some("vdirsyncer's verify_fingerprint is written fingerprint = \"sha256:...\" here")
+        }
+        "useragent" => Some("vdirsyncer's useragent is written user_agent here"),
+        "fetch" => Some(
+            "vdirsyncer's fetch = [\"command\", \"prog\", \"arg\"] is written \
+             { cmd = [\"prog\", \"arg\"] } here",
+        ),
+        _ => None,
+    }
+}
+
 fn type_name(value: &DeValue<'_>) -> &'static str {
     match value {
         DeValue::String(_) => "a string",
@@ -901,10 +916,12 @@ impl Cx<'_> {
         for (name, _) in table.iter() {
             if !allowed.contains(&name.get_ref().as_ref()) {
                 let list = allowed.join(", ");
+                let fix = vdirsyncer_key_fix(name.get_ref())
+                    .map_or(String::new(), |fix| format!("; {fix}"));
                 return Err(self.at(
                     name.span(),
                     &join_key(key, name.get_ref()),
-                    format!("unknown key (expected one of: {list})"),
+                    format!("unknown key (expected one of: {list}){fix}"),
                 ));
             }
         }

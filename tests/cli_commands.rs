@@ -518,6 +518,21 @@ fileext = ".ics"
         davsync: [TMP]/config.toml:2: storage.laptop.type: "filesystem" is vdirsyncer's name; use type = "vdir"
         --- exit 2
         "#);
+
+    sb.write_config(
+        r#"[storage.server]
+type = "caldav"
+url = "https://dav.example.org/"
+username = "alice"
+password.fetch = ["command", "pass", "dav"]
+"#,
+    );
+    let run = sb.run(&["sync"]);
+    insta::assert_snapshot!(run.both(), @r#"
+        --- stderr
+        davsync: [TMP]/config.toml:5: storage.server.password.fetch: unknown key (expected one of: cmd, env); vdirsyncer's fetch = ["command", "prog", "arg"] is written { cmd = ["prog", "arg"] } here
+        --- exit 2
+        "#);
 }
 
 #[test]
