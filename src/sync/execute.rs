@@ -80,10 +80,10 @@ pub fn known_as(action: &Action) -> Cow<'_, str> {
 
 /// The item a write copies, and where it was read, for messages.
 #[derive(Clone, Copy)]
-struct Source<'i> {
+struct Source<'h, 'i> {
     /// The side it was read from; `None` for an item made here (a merge).
     side: Option<Side>,
-    href: &'i str,
+    href: &'h str,
     item: &'i Item,
 }
 
@@ -343,7 +343,7 @@ impl<'a> Executor<'a> {
 
     /// A write of `source` (the item as read from its side, where the user knows it) that
     /// `on` refused: the source's full path or URL, its UID, and the target with the reason.
-    fn write_failure(&self, source: Source<'_>, on: Side, e: &ItemError) -> String {
+    fn write_failure(&self, source: Source<'_, '_>, on: Side, e: &ItemError) -> String {
         let uid = source
             .item
             .uid()
@@ -361,7 +361,7 @@ impl<'a> Executor<'a> {
         )
     }
 
-    fn create(&self, on: Side, source: Source<'_>) -> Result<Written, String> {
+    fn create(&self, on: Side, source: Source<'_, '_>) -> Result<Written, String> {
         let item = source.item;
         let hint = item
             .uid()
@@ -376,7 +376,7 @@ impl<'a> Executor<'a> {
         &self,
         on: Side,
         target: &ItemVersion,
-        source: Source<'_>,
+        source: Source<'_, '_>,
     ) -> Result<Written, String> {
         self.sides
             .get(on)
@@ -390,7 +390,7 @@ impl<'a> Executor<'a> {
     }
 
     /// The item at `href` on `side`, as the source of a write.
-    fn source(&self, side: Side, href: &'a str) -> Result<Source<'_>, String> {
+    fn source<'h>(&self, side: Side, href: &'h str) -> Result<Source<'h, '_>, String> {
         Ok(Source {
             side: Some(side),
             href,
@@ -417,11 +417,11 @@ impl<'a> Executor<'a> {
                 from,
                 source,
             } => {
-                let item = self.item(*from, &source.href)?;
-                let written = self.create(from.other(), self.source(*from, &source.href)?)?;
+                let copy = self.source(*from, &source.href)?;
+                let written = self.create(from.other(), copy)?;
                 Effect::Insert {
                     row: row(ident, *from, source.clone(), written.version_of(source)),
-                    content: Cow::Borrowed(item.bytes()),
+                    content: Cow::Borrowed(copy.item.bytes()),
                 }
             }
             Action::Update {
@@ -431,13 +431,12 @@ impl<'a> Executor<'a> {
                 target,
                 status,
             } => {
-                let item = self.item(*from, &source.href)?;
-                let written =
-                    self.update(from.other(), target, self.source(*from, &source.href)?)?;
+                let copy = self.source(*from, &source.href)?;
+                let written = self.update(from.other(), target, copy)?;
                 Effect::Replace {
                     old: status,
                     row: row(ident, *from, source.clone(), written.version_of(source)),
-                    content: Some(Cow::Borrowed(item.bytes())),
+                    content: Some(Cow::Borrowed(copy.item.bytes())),
                 }
             }
             Action::Restore {
@@ -446,12 +445,12 @@ impl<'a> Executor<'a> {
                 source,
                 status,
             } => {
-                let item = self.item(*from, &source.href)?;
-                let written = self.create(from.other(), self.source(*from, &source.href)?)?;
+                let copy = self.source(*from, &source.href)?;
+                let written = self.create(from.other(), copy)?;
                 Effect::Replace {
                     old: status,
                     row: row(ident, *from, source.clone(), written.version_of(source)),
-                    content: Some(Cow::Borrowed(item.bytes())),
+                    content: Some(Cow::Borrowed(copy.item.bytes())),
                 }
             }
             Action::Delete {
@@ -549,10 +548,10 @@ impl<'a> Executor<'a> {
             Side::A => (a, b),
             Side::B => (b, a),
         };
-        let item = self.item(winner, &win.href)?;
-        let written = self.update(winner.other(), lose, self.source(winner, &win.href)?)?;
+        let copy = self.source(winner, &win.href)?;
+        let written = self.update(winner.other(), lose, copy)?;
         let new = row(ident, winner, win.clone(), written.version_of(win));
-        Ok(settled(status, new, Cow::Borrowed(item.bytes())))
+        Ok(settled(status, new, Cow::Borrowed(copy.item.bytes())))
     }
 
     /// Runs the user's merge command on (A, B, last synced) and writes its result to both
