@@ -797,6 +797,37 @@ fn sigint_and_sigterm_finish_the_writes_under_way_and_exit_130_or_143() {
 }
 
 #[test]
+fn after_a_signal_the_next_collections_are_not_started_and_named() {
+    let sb = setup_collections(
+        r#""from a"
+conflict_resolution = { cmd = ["sh", "-c", "touch {root}/started; sleep 0.5", "merge"] }"#,
+    );
+    for n in 0..3 {
+        let uid = format!("item{n}@example.org");
+        sb.write(&format!("a/1-slow/item{n}.ics"), event(&uid, "On A"));
+        sb.write(&format!("b/1-slow/item{n}.ics"), event(&uid, "On B"));
+    }
+    sb.write("a/2-next/lunch.ics", event(LUNCH, "Lunch"));
+    let child = start_sync_until_merging(&sb, std::process::Stdio::piped());
+    send(&child, libc::SIGTERM);
+    let output = child.wait_with_output().expect("wait for davsync");
+    let stderr = sb.normalize(&String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(143), "{stderr}");
+    assert!(
+        stderr.contains("interrupted: cal/1-slow: 2 actions not done")
+            && stderr.contains("interrupted: not started: cal/2-next\n"),
+        "{stderr}"
+    );
+    assert!(
+        !sb.exists("b/2-next"),
+        "the next collection was not started"
+    );
+    let run = sb.run(&["sync"]);
+    run.success();
+    assert_eq!(sb.ls("b/2-next"), [LUNCH_FILE]);
+}
+
+#[test]
 fn a_second_signal_stops_at_once() {
     use std::os::unix::process::ExitStatusExt as _;
     let sb = slow_merges(3, "20");
