@@ -28,6 +28,7 @@ use rusqlite::{
 };
 
 use crate::model::{ItemVersion, StatusItem};
+use crate::vobject::component_type;
 
 /// Identifier of a collection within one status database, as returned by
 /// [`StatusDb::collection`]. Only meaningful for the database that returned it.
@@ -92,7 +93,16 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (collection, kind, seq)
     ) WITHOUT ROWID;
     ",
+    // Version 2: each item's main component type (`VEVENT`, `VTODO`, ...), so that a storage's
+    // `item_types` can put status rows out of scope instead of letting them look deleted.
+    // Filled from the stored content right after this migration (`backfill_components`).
+    "
+    ALTER TABLE items ADD COLUMN component TEXT;
+    ",
 ];
+
+/// The schema version that added `items.component`.
+const COMPONENT_VERSION: i64 = 2;
 
 /// Errors of the status database. Every variant names the database file.
 #[derive(Debug, thiserror::Error)]
@@ -361,8 +371,83 @@ impl StatusDb {
         for migration in MIGRATIONS.iter().skip(done) {
             tx.execute_batch(migration).map_err(|e| self.sql(e))?;
         }
+        if found < COMPONENT_VERSION {
+            self.backfill_components(&tx)?;
+        }
         tx.pragma_update(None, "user_version", supported)
             .map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))
+    }
+
+    /// Sets the component type of every item of a database that did not record it yet, read
+    /// from the stored content.
+    fn backfill_components(&self, tx: &Connection) -> Result<(), StatusError> {
+        let rows = tx
+            .prepare("SELECT item, data FROM contents")
+            .and_then(|mut stmt| {
+                stmt.query_map([], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut update = tx
+            .prepare("UPDATE items SET component = ?2 WHERE id = ?1")
+            .map_err(|e| self.sql(e))?;
+        for (id, data) in rows {
+            // Unreadable content leaves the type unknown: such a row stays in scope of every
+            // `item_types`, as before this column existed.
+            let component = lz4_flex::decompress_size_prepended(&data)
+                .ok()
+                .and_then(|content| component_type(&content));
+            update
+                .execute(params![id, component])
+                .map_err(|e| self.sql(e))?;
+        }
+        Ok(())
+    }
+
+    /// The idents of a collection's items whose recorded component type is not one of
+    /// `allowed` (compared case-insensitively). Items of unknown type are never among them.
+    pub fn idents_outside(
+        &self,
+        coll: CollectionId,
+        allowed: &[String],
+    ) -> Result<Vec<String>, StatusError> {
+        let run = || -> rusqlite::Result<Vec<String>> {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT ident, component FROM items
+                 WHERE collection = ?1 AND component IS NOT NULL",
+            )?;
+            let rows = stmt.query_map([coll], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?;
+            let mut outside = Vec::new();
+            for row in rows {
+                let (ident, component) = row?;
+                if !allowed.iter().any(|a| a.eq_ignore_ascii_case(&component)) {
+                    outside.push(ident);
+                }
+            }
+            Ok(outside)
+        };
+        run().map_err(|e| self.sql(e))
+    }
+
+    /// Forgets everything the database knows about one collection's items and the storages'
+    /// states for it (its entries, content, change-tracking states, properties and last
+    /// problems), keeping the collection's id: the next listing is treated like a first sync.
+    pub fn reset_collection(&self, coll: CollectionId) -> Result<(), StatusError> {
+        let tx = self.begin()?;
+        for sql in [
+            "DELETE FROM items WHERE collection = ?1",
+            "DELETE FROM collection_meta WHERE collection = ?1",
+            "DELETE FROM problems WHERE collection = ?1",
+        ] {
+            tx.prepare_cached(sql)
+                .and_then(|mut stmt| stmt.execute([coll]))
+                .map_err(|e| self.sql(e))?;
+        }
         tx.commit().map_err(|e| self.sql(e))
     }
 
@@ -432,8 +517,8 @@ impl StatusDb {
         let id = tx
             .prepare_cached(
                 "INSERT INTO items
-                 (collection, ident, a_href, a_etag, a_hash, b_href, b_etag, b_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 (collection, ident, a_href, a_etag, a_hash, b_href, b_etag, b_hash, component)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (collection, ident) DO NOTHING
                  RETURNING id",
             )
@@ -448,6 +533,7 @@ impl StatusDb {
                         item.b.href,
                         item.b.etag,
                         item.b.hash,
+                        component_type(content),
                     ],
                     |row| row.get::<_, i64>(0),
                 )
@@ -463,7 +549,8 @@ impl StatusDb {
 
     /// Replaces the entry `expected` with `new` (same ident), provided the stored row still
     /// equals `expected` in every column; otherwise fails with [`StatusError::RowChanged`].
-    /// `content` replaces the stored content; `None` keeps it.
+    /// `content` replaces the stored content (and the recorded component type); `None` keeps
+    /// both.
     pub fn replace(
         &self,
         coll: CollectionId,
@@ -514,9 +601,12 @@ impl StatusDb {
             })
             .map_err(|e| self.sql(e))?
             .ok_or_else(|| self.row_changed(coll, &expected.ident))?;
-        if let Some(data) = data {
+        if let (Some(data), Some(content)) = (data, content) {
             tx.prepare_cached("UPDATE contents SET data = ?2 WHERE item = ?1")
                 .and_then(|mut stmt| stmt.execute(params![id, data]))
+                .map_err(|e| self.sql(e))?;
+            tx.prepare_cached("UPDATE items SET component = ?2 WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute(params![id, component_type(content)]))
                 .map_err(|e| self.sql(e))?;
         }
         tx.commit().map_err(|e| self.sql(e))
@@ -1038,6 +1128,103 @@ mod tests {
         assert_eq!(coll, coll2);
         assert_eq!(db.items(coll).unwrap(), vec![item("u1", 1)]);
         assert_eq!(db.meta("k").unwrap().as_deref(), Some("v"));
+    }
+
+    /// A one-item VCALENDAR holding `component`.
+    fn calendar(component: &str) -> Vec<u8> {
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:{component}\r\nUID:x\r\n\
+             END:{component}\r\nEND:VCALENDAR\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn version_1_database_gets_component_types_from_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pair.db");
+        {
+            // What davsync wrote before the component type was kept.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute("INSERT INTO collections (id, name) VALUES (1, 'cal')", [])
+                .unwrap();
+            let rows: [(i64, &str, Vec<u8>); 3] = [
+                (1, "event", calendar("VEVENT")),
+                (2, "task", calendar("VTODO")),
+                (3, "broken", b"not lz4".to_vec()),
+            ];
+            for (id, ident, content) in rows {
+                conn.execute(
+                    "INSERT INTO items VALUES (?1, 1, ?2, 'a', 'ea', 'h', 'b', 'eb', 'h')",
+                    params![id, ident],
+                )
+                .unwrap();
+                let data = match id {
+                    3 => content,
+                    _ => lz4_flex::compress_prepend_size(&content),
+                };
+                conn.execute("INSERT INTO contents VALUES (?1, ?2)", params![id, data])
+                    .unwrap();
+            }
+        }
+        let db = StatusDb::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let coll = db.collection("cal").unwrap();
+        assert_eq!(db.items(coll).unwrap().len(), 3);
+        // The task is outside an events-only restriction; the event is not, and the row whose
+        // type cannot be read stays in scope.
+        assert_eq!(
+            db.idents_outside(coll, &["VEVENT".into()]).unwrap(),
+            ["task"]
+        );
+        assert_eq!(
+            db.idents_outside(coll, &["vtodo".into()]).unwrap(),
+            ["event"]
+        );
+    }
+
+    #[test]
+    fn component_type_follows_the_stored_content() {
+        let (_dir, db) = open_temp();
+        let coll = db.collection("cal").unwrap();
+        db.insert(coll, &item("u1", 1), &calendar("VTODO")).unwrap();
+        let events = ["VEVENT".to_owned()];
+        assert_eq!(db.idents_outside(coll, &events).unwrap(), ["u1"]);
+        // Keeping the content keeps the type; new content brings its own.
+        db.replace(coll, &item("u1", 1), &item("u1", 2), None)
+            .unwrap();
+        assert_eq!(db.idents_outside(coll, &events).unwrap(), ["u1"]);
+        db.replace(
+            coll,
+            &item("u1", 2),
+            &item("u1", 3),
+            Some(&calendar("VEVENT")),
+        )
+        .unwrap();
+        assert!(db.idents_outside(coll, &events).unwrap().is_empty());
+    }
+
+    #[test]
+    fn reset_collection_forgets_items_and_states_of_that_collection_only() {
+        let (_dir, db) = open_temp();
+        let cal = db.collection("cal").unwrap();
+        let other = db.collection("other").unwrap();
+        for coll in [cal, other] {
+            db.insert(coll, &item("u1", 1), b"x").unwrap();
+            db.set_collection_meta(coll, "a:state", "token").unwrap();
+        }
+        db.reset_collection(cal).unwrap();
+        assert_eq!(db.collection("cal").unwrap(), cal);
+        assert!(!db.has_items(cal).unwrap());
+        assert_eq!(db.synced_content(cal, "u1").unwrap(), None);
+        assert_eq!(db.collection_meta(cal, "a:state").unwrap(), None);
+        assert_eq!(db.items(other).unwrap(), vec![item("u1", 1)]);
+        assert_eq!(
+            db.collection_meta(other, "a:state").unwrap().as_deref(),
+            Some("token")
+        );
     }
 
     #[test]
