@@ -1437,6 +1437,7 @@ impl Cx<'_> {
         let (a, _, _) = &sides[0];
         let (b, b_span, b_key) = &sides[1];
         self.check_distinct(a, b, storages, b_span.clone(), b_key)?;
+        self.check_item_types_overlap(a, b, storages, b_span.clone(), b_key)?;
 
         let collections = match table.get("collections") {
             None => CollectionsSpec::Root,
@@ -1460,6 +1461,37 @@ impl Cx<'_> {
             conflict_resolution,
             metadata,
         })
+    }
+
+    /// Two sides restricted to component types they do not share would sync nothing, and
+    /// leave every item out of scope: a mistake, not a setting.
+    fn check_item_types_overlap(
+        &self,
+        a: &str,
+        b: &str,
+        storages: &BTreeMap<String, StorageConfig>,
+        span: Range<usize>,
+        key: &str,
+    ) -> Result<(), ConfigError> {
+        let (Some(StorageConfig::Dav(dav_a)), Some(StorageConfig::Dav(dav_b))) =
+            (storages.get(a), storages.get(b))
+        else {
+            return Ok(());
+        };
+        let (types_a, types_b) = (&dav_a.item_types, &dav_b.item_types);
+        if types_a.is_empty() || types_b.is_empty() || types_a.iter().any(|t| types_b.contains(t)) {
+            return Ok(());
+        }
+        Err(self.at(
+            span,
+            key,
+            format!(
+                "storage {a:?} has item_types [{}] and storage {b:?} has item_types [{}]: no \
+                 component type in common, nothing would sync; give them a common type",
+                types_a.join(", "),
+                types_b.join(", ")
+            ),
+        ))
     }
 
     /// The two sides of a pair must be different places.
