@@ -329,6 +329,58 @@ fn vanished_collection_directory_is_refused() {
     assert_eq!(sb.state("a"), a, "nothing deleted on a");
 }
 
+/// The user points `backup` at another directory holding some of the items, one of them
+/// different: the status is about the old directory, so the run is a first sync. Nothing is
+/// deleted on either side, the identical item is adopted, the different one is a conflict.
+#[test]
+fn path_pointed_elsewhere_is_synced_like_a_first_sync() {
+    let sb = setup("");
+    sb.write("a/same.ics", event("same@example.org", "Same"));
+    sb.write("a/differs.ics", event("differs@example.org", "Differs"));
+    sb.write("a/only-a.ics", event("only-a@example.org", "Only on a"));
+    sb.run(&["sync"]).success();
+    sb.mkdir("c");
+    std::fs::copy(sb.path("b/same@example.org.ics"), sb.path("c/same.ics")).expect("copy");
+    sb.write(
+        "c/differs.ics",
+        event("differs@example.org", "Differs, in c"),
+    );
+    sb.write("c/only-c.ics", event("only-c@example.org", "Only in c"));
+    sb.write_config(&common::vdir_pair_config(".ics", "").replace("{root}/b", "{root}/c"));
+    let a = sb.state("a");
+
+    let run = sb.run(&["sync"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("note: cal: b is now ")
+            && run.stderr.contains("synced like a first sync"),
+        "{}",
+        run.both()
+    );
+    assert!(
+        run.stderr
+            .contains("conflict: cal: differs@example.org: created differently on both sides"),
+        "{}",
+        run.both()
+    );
+    run.expect_stdout("cal: 2 created, 0 updated, 0 deleted, 1 conflicts");
+    for name in ["same.ics", "differs.ics", "only-a.ics"] {
+        assert_eq!(sb.state("a").get(name), a.get(name), "{name} on a");
+    }
+    assert!(sb.read_string("c/differs.ics").contains("Differs, in c"));
+    assert!(sb.exists("c/same.ics") && sb.exists("c/only-c.ics"));
+    assert!(sb.exists("c/only-a@example.org.ics"));
+    assert!(sb.exists("a/only-c@example.org.ics"));
+    assert_eq!(sb.ls("b").len(), 3, "the old directory is left alone");
+
+    // Once the two differing versions are made equal, the pair is in sync.
+    sb.write("c/differs.ics", event("differs@example.org", "Differs"));
+    let again = sb.run(&["sync"]);
+    again.success();
+    again.expect_stdout("cal: 0 created, 0 updated, 0 deleted, 0 conflicts");
+    assert!(!again.stderr.contains("first sync"), "{}", again.both());
+}
+
 #[test]
 fn sync_of_one_collection_only() {
     let sb = setup_collections(r#""from a""#);

@@ -7,7 +7,9 @@
 mod common;
 mod dav_support;
 
-use common::{EventBuilder, Run, Sandbox, crlf, totals};
+use std::time::{Duration, SystemTime};
+
+use common::{EventBuilder, Run, Sandbox, crlf, set_mtime, totals};
 use dav_support::{DavClient, DavServer, Fault, FaultProxy, FaultRule, Radicale, Xandikos};
 
 // ---------------------------------------------------------------------------------------------
@@ -620,6 +622,142 @@ fn truncated_sync_collection_rejected_token() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 4. Changing what a pair syncs
+
+/// Tasks synced with the server stay on both sides when the server storage gets
+/// `item_types = ["VEVENT"]` (they are out of scope, not deleted), and come back in scope when
+/// it is removed again, with what another client added meanwhile.
+fn item_types_added_then_removed(server: &dyn DavServer) {
+    let client = server.client();
+    let url = format!("{}mixed/", server.calendar_home_url());
+    let sb = cal_sandbox(&server.url(), "", "collections = \"from a\"");
+    let events_only = config(
+        &server.url(),
+        "item_types = [\"VEVENT\"]",
+        "collections = \"from a\"",
+    );
+    let every_type = config(&server.url(), "", "collections = \"from a\"");
+    sb.write("cals/mixed/e1.ics", event("e1", "Event one"));
+    sb.write("cals/mixed/t1.ics", todo("t1", "Task one"));
+    sb.write("cals/mixed/t2.ics", todo("t2", "Task two"));
+    // Files older than the vdir's 2 s weak-tag window: their unchanged tags vouch for them,
+    // so from now on the status row stands for each of them without a read.
+    let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    for name in ["e1.ics", "t1.ics", "t2.ics"] {
+        set_mtime(&sb.path(&format!("cals/mixed/{name}")), an_hour_ago);
+    }
+    let first = run(&sb, server, &["sync"]);
+    first.success();
+    assert_eq!(totals(&first), (3, 0, 0), "{}", first.both());
+    assert_eq!(server_items(&client, &url), ["e1.ics", "t1.ics", "t2.ics"]);
+
+    sb.write_config(&events_only);
+    let local = sb.state("cals/mixed");
+    for attempt in ["first", "second"] {
+        let sync = run(&sb, server, &["sync"]);
+        sync.success();
+        assert_eq!(totals(&sync), (0, 0, 0), "{attempt} run: {}", sync.both());
+        assert_eq!(sb.state("cals/mixed"), local, "{attempt} run");
+        assert_eq!(server_items(&client, &url), ["e1.ics", "t1.ics", "t2.ics"]);
+    }
+    // Out of scope: a new task is not uploaded, and one another client adds not downloaded.
+    sb.write("cals/mixed/t3.ics", todo("t3", "Task three"));
+    client.put_item(
+        &format!("{url}st1.ics"),
+        todo("st1", "Server task").as_bytes(),
+    );
+    let excluded = run(&sb, server, &["sync"]);
+    excluded.success();
+    assert_eq!(totals(&excluded), (0, 0, 0), "{}", excluded.both());
+    assert!(!sb.exists("cals/mixed/st1.ics"));
+
+    sb.write_config(&every_type);
+    let back = run(&sb, server, &["sync"]);
+    back.success();
+    assert_eq!(totals(&back), (2, 0, 0), "{}", back.both());
+    assert!(
+        sb.read_string("cals/mixed/st1.ics")
+            .contains("SUMMARY:Server task")
+    );
+    assert_eq!(
+        server_items(&client, &url),
+        ["e1.ics", "st1.ics", "t1.ics", "t2.ics", "t3.ics"]
+    );
+    for name in ["e1.ics", "t1.ics", "t2.ics", "t3.ics"] {
+        assert!(sb.exists(&format!("cals/mixed/{name}")), "{name} is gone");
+    }
+    let again = run(&sb, server, &["sync"]);
+    again.success();
+    assert_eq!(totals(&again), (0, 0, 0), "{}", again.both());
+}
+
+/// Pointing `url` at another server: the home set remembered from the old one is dropped,
+/// the collections are found on the new one, and the first sync there deletes nothing.
+fn url_moved_to_another_server(old: &dyn DavServer, new: &dyn DavServer) {
+    let sb = cal_sandbox(&old.url(), "", "collections = \"from a\"");
+    sb.write("cals/work/e1.ics", event("e1", "Event one"));
+    sb.write("cals/work/e2.ics", event("e2", "Event two"));
+    run(&sb, old, &["sync"]).success();
+    assert_eq!(
+        server_items(&old.client(), &format!("{}work/", old.calendar_home_url())),
+        ["e1.ics", "e2.ics"]
+    );
+
+    sb.write_config(&config(&new.url(), "", "collections = \"from a\""));
+    let local = sb.state("cals");
+    let moved = run(&sb, new, &["sync"]);
+    moved.success();
+    assert_eq!(totals(&moved), (2, 0, 0), "{}", moved.both());
+    assert!(
+        moved.stderr.contains("synced like a first sync"),
+        "{}",
+        moved.both()
+    );
+    assert_eq!(
+        server_items(&new.client(), &format!("{}work/", new.calendar_home_url())),
+        ["e1.ics", "e2.ics"]
+    );
+    assert_eq!(sb.state("cals"), local);
+    let again = run(&sb, new, &["sync"]);
+    again.success();
+    assert_eq!(totals(&again), (0, 0, 0), "{}", again.both());
+    assert!(!again.stderr.contains("first sync"), "{}", again.both());
+}
+
+/// Two sides restricted to component types they do not share are a config error.
+#[test]
+fn item_types_without_overlap_are_a_config_error() {
+    let sb = Sandbox::new();
+    sb.write_config(
+        r#"status_path = "{root}/status"
+
+[storage.events]
+type = "caldav"
+url = "http://127.0.0.1:1/events/"
+item_types = ["VEVENT"]
+
+[storage.tasks]
+type = "caldav"
+url = "http://127.0.0.1:1/tasks/"
+item_types = ["VTODO", "VJOURNAL"]
+
+[pair.p]
+a = "events"
+b = "tasks"
+"#,
+    );
+    let run = sb.run(&["sync"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains(":15: pair.p.b: ")
+            && run.stderr.contains("item_types [VEVENT]")
+            && run.stderr.contains("item_types [VTODO, VJOURNAL]"),
+        "{}",
+        run.both()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Each test against the servers where it applies.
 
 mod radicale {
@@ -633,6 +771,16 @@ mod radicale {
     #[test]
     fn item_types_events_only() {
         super::item_types_events_only(&Radicale::start());
+    }
+
+    #[test]
+    fn item_types_added_then_removed() {
+        super::item_types_added_then_removed(&Radicale::start());
+    }
+
+    #[test]
+    fn url_moved_to_another_server() {
+        super::url_moved_to_another_server(&Radicale::start(), &Radicale::start());
     }
 
     #[test]
@@ -657,5 +805,15 @@ mod xandikos {
     #[test]
     fn item_types_events_only() {
         super::item_types_events_only(&Xandikos::start());
+    }
+
+    #[test]
+    fn item_types_added_then_removed() {
+        super::item_types_added_then_removed(&Xandikos::start());
+    }
+
+    #[test]
+    fn url_moved_to_another_server() {
+        super::url_moved_to_another_server(&Radicale::start(), &Xandikos::start());
     }
 }

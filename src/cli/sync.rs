@@ -155,6 +155,9 @@ fn print_report(name: &str, report: &CollectionReport, dry_run: bool, verbosity:
         eprintln!("error: {name}: not synced: {reason}");
         return;
     }
+    for note in &report.notes {
+        eprintln!("note: {name}: {note}");
+    }
     for conflict in &report.conflicts {
         eprintln!("conflict: {name}: {}: {}", conflict.ident, conflict.message);
     }

@@ -105,6 +105,8 @@ pub struct DavStorage {
     concurrency: usize,
     home: Mutex<Option<String>>,
     states: Mutex<HashMap<String, CollectionState>>,
+    /// What [`Storage::identity`] returns: kind, configured URL and user name.
+    identity: String,
 }
 
 fn http_error(e: HttpError) -> StorageError {
@@ -148,6 +150,12 @@ impl DavStorage {
             concurrency: config.concurrency.max(1),
             home: Mutex::new(None),
             states: Mutex::new(HashMap::new()),
+            identity: format!(
+                "{:?} {} {}",
+                config.kind,
+                config.url,
+                config.username.as_deref().unwrap_or("")
+            ),
         }
     }
 
@@ -747,6 +755,10 @@ impl Storage for DavStorage {
             changes: Changes::Full(self.list(collection)?),
             state: remember(None),
         })
+    }
+
+    fn identity(&self) -> String {
+        self.identity.clone()
     }
 
     fn discovery_hint(&self) -> Option<String> {

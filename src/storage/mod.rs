@@ -237,6 +237,14 @@ pub trait Storage: Send + Sync {
         })
     }
 
+    /// Who and where this storage is as configured (e.g. `caldav https://host/dav/ alice`),
+    /// stable between runs while the configuration points at the same place: a remembered
+    /// [`Storage::discovery_hint`] is used only by a storage with the identity that found it.
+    /// Empty for a storage without discovery hints.
+    fn identity(&self) -> String {
+        String::new()
+    }
+
     /// Where discovery ended last time (a DAV home set), worth remembering between runs.
     fn discovery_hint(&self) -> Option<String> {
         None

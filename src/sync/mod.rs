@@ -80,6 +80,9 @@ pub struct CollectionReport {
     pub refused: Option<String>,
     /// Set when the run was interrupted: the number of actions with storage writes not done.
     pub interrupted: Option<u64>,
+    /// Things the user should know that are neither errors nor conflicts (such as a collection
+    /// synced like a first sync because it is not the one the status database knew).
+    pub notes: Vec<String>,
 }
 
 impl CollectionReport {
@@ -144,16 +147,24 @@ pub fn discover_with_hints(
     sides: &Sides<'_>,
     status: &StatusDb,
 ) -> Result<Result<Vec<CollectionPair>, StorageError>, StatusError> {
-    for (key, storage) in HINT_KEYS.iter().zip([sides.a, sides.b]) {
-        if let Some(hint) = status.meta(key)? {
+    let storages = [sides.a, sides.b];
+    for (keys, storage) in HINT_KEYS.iter().zip(storages) {
+        // A hint belongs to the storage that found it: after the user points `url` or
+        // `username` elsewhere, it would keep syncing the old place.
+        let owner = status.meta(keys.owner)?;
+        if owner.as_deref() != Some(storage.identity().as_str()) {
+            continue;
+        }
+        if let Some(hint) = status.meta(keys.hint)? {
             storage.use_discovery_hint(&hint);
         }
     }
     let collections = pair_collections(spec, sides);
     if collections.is_ok() {
-        for (key, storage) in HINT_KEYS.iter().zip([sides.a, sides.b]) {
+        for (keys, storage) in HINT_KEYS.iter().zip(storages) {
             if let Some(hint) = storage.discovery_hint() {
-                status.set_meta(key, &hint)?;
+                status.set_meta(keys.hint, &hint)?;
+                status.set_meta(keys.owner, &storage.identity())?;
             }
         }
     }
@@ -261,8 +272,32 @@ fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
+/// Where the status database keeps one side's discovery hint and whose hint it is.
+struct HintKeys {
+    /// The hint ([`Storage::discovery_hint`]).
+    hint: &'static str,
+    /// The [`Storage::identity`] of the storage that found it.
+    owner: &'static str,
+}
+
 /// Status database keys of the storages' discovery hints, per side.
-const HINT_KEYS: [&str; 2] = ["a:home", "b:home"];
+const HINT_KEYS: [HintKeys; 2] = [
+    HintKeys {
+        hint: "a:home",
+        owner: "a:home-of",
+    },
+    HintKeys {
+        hint: "b:home",
+        owner: "b:home-of",
+    },
+];
+
+/// Collection status keys of the address of the collection on each side (its
+/// [`CollectionInfo::id`]) the status entries are about.
+const ID_KEYS: [&str; 2] = ["a:id", "b:id"];
+
+/// Collection status key of the component types both sides accepted in the last run.
+const ITEM_TYPES_KEY: &str = "item_types";
 
 /// Status database keys of the storages' change-tracking states, per side.
 const STATE_KEYS: [&str; 2] = ["a:state", "b:state"];
@@ -273,6 +308,79 @@ fn allowed_types(a: &[String], b: &[String]) -> Vec<String> {
         ([], only) | (only, []) => only.to_vec(),
         (a, b) => a.iter().filter(|t| b.contains(t)).cloned().collect(),
     }
+}
+
+/// Compares the collections about to be synced with the ones the status entries are about (see
+/// [`ID_KEYS`]). When a side's collection is another one than before (the user pointed `path`,
+/// `url` or a collection mapping elsewhere), the collection's status is set aside, so the run
+/// is a first sync: nothing is deleted, identical items are adopted and differing ones are
+/// reported as conflicts. Returns the note saying so, if it came to that. Records the current
+/// addresses (not in a dry run).
+fn check_identity(
+    status: &StatusDb,
+    coll: CollectionId,
+    current: [Option<&CollectionInfo>; 2],
+    options: &SyncOptions,
+) -> Result<Option<String>, StatusError> {
+    let mut moved = Vec::new();
+    for side in [Side::A, Side::B] {
+        let Some(collection) = current[side.index()] else {
+            continue;
+        };
+        match status.collection_meta(coll, ID_KEYS[side.index()])? {
+            Some(known) if known != collection.id => {
+                moved.push(format!("{side} is now {} (was {known})", collection.id));
+            }
+            _ => {}
+        }
+    }
+    let note = match moved.is_empty() {
+        true => None,
+        false => Some(format!(
+            "{}: synced like a first sync (nothing deleted, identical items kept, different ones              reported as conflicts)",
+            moved.join(", ")
+        )),
+    };
+    if options.dry_run {
+        return Ok(note);
+    }
+    if note.is_some() {
+        status.reset_collection(coll)?;
+    }
+    for side in [Side::A, Side::B] {
+        if let Some(collection) = current[side.index()] {
+            status.set_collection_meta(coll, ID_KEYS[side.index()], &collection.id)?;
+        }
+    }
+    Ok(note)
+}
+
+/// Whether the component types both sides accept differ from the last run's. If they do, the
+/// remembered change-tracking states are dropped (not in a dry run, which only ignores them):
+/// a state taken while a type was filtered out would hide items of a type now let in.
+fn check_item_types(
+    status: &StatusDb,
+    coll: CollectionId,
+    allowed: &[String],
+    dry_run: bool,
+) -> Result<bool, StatusError> {
+    let mut current: Vec<String> = allowed.iter().map(|t| t.to_ascii_uppercase()).collect();
+    current.sort();
+    let current = current.join(",");
+    let last = status.collection_meta(coll, ITEM_TYPES_KEY)?;
+    if last.as_deref().unwrap_or("") == current {
+        return Ok(false);
+    }
+    if !dry_run {
+        for key in STATE_KEYS {
+            status.remove_collection_meta(coll, key)?;
+        }
+        match current.is_empty() {
+            true => status.remove_collection_meta(coll, ITEM_TYPES_KEY)?,
+            false => status.set_collection_meta(coll, ITEM_TYPES_KEY, &current)?,
+        }
+    }
+    Ok(true)
 }
 
 /// Creates a collection that exists on one side only (not in a dry run, where the missing side
@@ -294,12 +402,14 @@ fn ensure_collection(
 /// unchanged strong version tag vouches for them, everything else is fetched and parsed. With a
 /// storage that reports changes since a remembered state, items it does not mention are taken
 /// from the status. Items whose component type `allowed` excludes are left out, as if they were
-/// not there.
+/// not there; `excluded` are the status entries known to be of such a type, which are not even
+/// fetched while their version tag is unchanged.
 fn prepare<'s>(
     storage: &dyn Storage,
     collection: Option<&CollectionInfo>,
     change_set: Option<ChangeSet>,
     status: &'s [StatusItem],
+    excluded: &[&StatusItem],
     side: Side,
     allowed: &[String],
 ) -> Prepared<'s> {
@@ -317,6 +427,10 @@ fn prepare<'s>(
     let known: FxHashMap<&str, &StatusItem> = status
         .iter()
         .map(|s| (s.side(side).href.as_str(), s))
+        .collect();
+    let excluded: FxHashMap<&str, &str> = excluded
+        .iter()
+        .map(|s| (s.side(side).href.as_str(), s.side(side).etag.as_str()))
         .collect();
     let from_status = |s: &'s StatusItem| ListedItem {
         ident: Cow::Borrowed(s.ident.as_str()),
@@ -343,6 +457,12 @@ fn prepare<'s>(
     let mut carried = Vec::new();
     let mut to_fetch = Vec::new();
     for entry in entries {
+        let unchanged_outside = excluded
+            .get(entry.href.as_str())
+            .is_some_and(|etag| *etag == entry.etag && !is_weak_etag(etag));
+        if unchanged_outside {
+            continue;
+        }
         match (known.get(entry.href.as_str()), entry.content) {
             (Some(s), _) if s.side(side).etag == entry.etag && !is_weak_etag(&entry.etag) => {
                 prepared.listing.items.push(from_status(s));
@@ -412,8 +532,6 @@ pub fn sync_collection(
     };
     let coll = status.collection(&pair.name)?;
     let allowed = allowed_types(sides.a.item_types(), sides.b.item_types());
-    let since_a = status.collection_meta(coll, STATE_KEYS[0])?;
-    let since_b = status.collection_meta(coll, STATE_KEYS[1])?;
     let collections =
         ensure_collection(sides.a, &pair.a, &pair.a_name, options.dry_run).and_then(|a| {
             Ok((
@@ -428,12 +546,24 @@ pub fn sync_collection(
             return Ok(report);
         }
     };
+    let first_sync = check_identity(status, coll, [a_coll.as_ref(), b_coll.as_ref()], options)?;
+    // A dry run changes nothing in the status database: it plans as if it had been set aside.
+    let forget = first_sync.is_some() && options.dry_run;
+    report.notes.extend(first_sync);
+    let types_changed = check_item_types(status, coll, &allowed, options.dry_run)?;
+    let since = |side: Side| -> Result<Option<String>, StatusError> {
+        if forget || types_changed {
+            return Ok(None);
+        }
+        status.collection_meta(coll, STATE_KEYS[side.index()])
+    };
+    let (since_a, since_b) = (since(Side::A)?, since(Side::B)?);
     // Both sides list at the same time, while this thread reads the status database (which
     // only it may touch); then both sides fetch what they must at the same time. For two local
     // vdirs that halves a no-op sync, for a server it overlaps network waits with local work.
     // With nothing of this collection in the status yet, every item listed will be fetched: a
     // server may as well send the content with the listing (one request instead of many).
-    let fetch_all = !status.has_items(coll)?;
+    let fetch_all = forget || !status.has_items(coll)?;
     let list = |storage: &dyn Storage, collection: Option<&CollectionInfo>, since: Option<&str>| {
         collection
             .map(|c| storage.list_changes(c, since, fetch_all))
@@ -442,10 +572,31 @@ pub fn sync_collection(
     let (known, changes_a, changes_b) = std::thread::scope(|scope| {
         let a = scope.spawn(|| list(sides.a, a_coll.as_ref(), since_a.as_deref()));
         let b = scope.spawn(|| list(sides.b, b_coll.as_ref(), since_b.as_deref()));
-        let known = status.items(coll);
+        let known = match forget {
+            true => Ok(Vec::new()),
+            false => status.items(coll),
+        };
         (known, join(a), join(b))
     });
     let known = known?;
+    // Status entries of component types outside `item_types` are out of scope on both sides:
+    // neither listed nor planned, so they are never taken for deleted items.
+    let outside: FxHashSet<String> = match allowed.is_empty() || known.is_empty() {
+        true => FxHashSet::default(),
+        false => status.idents_outside(coll, &allowed)?.into_iter().collect(),
+    };
+    let in_scope: Cow<'_, [StatusItem]> = match outside.is_empty() {
+        true => Cow::Borrowed(&known),
+        false => known
+            .iter()
+            .filter(|s| !outside.contains(&s.ident))
+            .cloned()
+            .collect(),
+    };
+    let excluded: Vec<&StatusItem> = known
+        .iter()
+        .filter(|s| outside.contains(&s.ident))
+        .collect();
     let (changes_a, changes_b) = match (changes_a, changes_b) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
@@ -459,7 +610,8 @@ pub fn sync_collection(
                 sides.b,
                 b_coll.as_ref(),
                 changes_b,
-                &known,
+                &in_scope,
+                &excluded,
                 Side::B,
                 &allowed,
             )
@@ -468,7 +620,8 @@ pub fn sync_collection(
             sides.a,
             a_coll.as_ref(),
             changes_a,
-            &known,
+            &in_scope,
+            &excluded,
             Side::A,
             &allowed,
         );
@@ -483,7 +636,7 @@ pub fn sync_collection(
     let plan_options = PlanOptions {
         force_delete: options.force_delete,
     };
-    let actions = match plan(&a.listing, &b.listing, &known, plan_options) {
+    let actions = match plan(&a.listing, &b.listing, &in_scope, plan_options) {
         Ok(actions) => actions,
         Err(refusal) => {
             report.refused = Some(refusal.to_string());
