@@ -319,16 +319,16 @@ fn allowed_types(a: &[String], b: &[String]) -> Vec<String> {
 fn check_identity(
     status: &StatusDb,
     coll: CollectionId,
-    current: [Option<&CollectionInfo>; 2],
+    current: &CollectionSides<'_>,
     options: &SyncOptions,
 ) -> Result<Option<String>, StatusError> {
     let mut moved = Vec::new();
     for side in [Side::A, Side::B] {
-        let Some(collection) = current[side.index()] else {
+        let Some(collection) = current.collections[side.index()] else {
             continue;
         };
         match status.collection_meta(coll, ID_KEYS[side.index()])? {
-            Some(known) if known != collection.id => {
+            Some(known) if !same_address(&known, &collection.id) => {
                 moved.push(format!("{side} is now {} (was {known})", collection.id));
             }
             _ => {}
@@ -348,11 +348,18 @@ fn check_identity(
         status.reset_collection(coll)?;
     }
     for side in [Side::A, Side::B] {
-        if let Some(collection) = current[side.index()] {
+        if let Some(collection) = current.collections[side.index()] {
             status.set_collection_meta(coll, ID_KEYS[side.index()], &collection.id)?;
         }
     }
     Ok(note)
+}
+
+/// Whether two collection addresses name the same collection despite different spellings: the
+/// address a storage gives a collection it creates may be encoded differently from the one its
+/// listing shows later (`%40` or `@`, a trailing slash). A directory is never a URL.
+fn same_address(known: &str, now: &str) -> bool {
+    known.contains("://") == now.contains("://") && crate::dav::href::same_href(known, now)
 }
 
 /// Whether the component types both sides accept differ from the last run's. If they do, the
@@ -546,7 +553,11 @@ pub fn sync_collection(
             return Ok(report);
         }
     };
-    let first_sync = check_identity(status, coll, [a_coll.as_ref(), b_coll.as_ref()], options)?;
+    let current = CollectionSides {
+        collections: [a_coll.as_ref(), b_coll.as_ref()],
+        created: [pair.a.is_none(), pair.b.is_none()],
+    };
+    let first_sync = check_identity(status, coll, &current, options)?;
     // A dry run changes nothing in the status database: it plans as if it had been set aside.
     let forget = first_sync.is_some() && options.dry_run;
     report.notes.extend(first_sync);
@@ -645,11 +656,15 @@ pub fn sync_collection(
     };
 
     let (a_state, b_state) = (a.state, b.state);
-    let target = CollectionSides {
-        collections: [a_coll.as_ref(), b_coll.as_ref()],
-        created: [pair.a.is_none(), pair.b.is_none()],
-    };
-    let mut written = sync_metadata(sides, &target, status, coll, options, &mut report, progress)?;
+    let mut written = sync_metadata(
+        sides,
+        &current,
+        status,
+        coll,
+        options,
+        &mut report,
+        progress,
+    )?;
     if options.dry_run {
         for action in &actions {
             let collections = [a_coll.as_ref(), b_coll.as_ref()];
@@ -813,4 +828,57 @@ fn conflict_message(
         place(Side::A, a),
         place(Side::B, b)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_compare_by_what_they_name() {
+        assert!(same_address(
+            "https://h/dav/alice%40x/cal/",
+            "https://h/dav/alice@x/cal"
+        ));
+        assert!(same_address("/home/u/cal", "/home/u/cal/"));
+        assert!(!same_address(
+            "https://h/dav/cal/",
+            "https://other/dav/cal/"
+        ));
+        assert!(!same_address("https://h/dav/cal/", "https://h/dav/cal2/"));
+        assert!(!same_address("/home/u/cal", "/home/u/cal2"));
+        // A vdir whose path happens to equal a server's path is another place.
+        assert!(!same_address("/dav/cal/", "https://h/dav/cal/"));
+    }
+
+    #[test]
+    fn a_change_of_item_types_drops_the_remembered_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let status = StatusDb::open(&dir.path().join("p.db")).unwrap();
+        let coll = status.collection("cal").unwrap();
+        let remember = || {
+            for key in STATE_KEYS {
+                status.set_collection_meta(coll, key, "token").unwrap();
+            }
+        };
+        let states = || STATE_KEYS.map(|key| status.collection_meta(coll, key).unwrap());
+        let kept = [Some("token".to_owned()), Some("token".to_owned())];
+        let events = ["VEVENT".to_owned()];
+
+        remember();
+        assert!(!check_item_types(&status, coll, &[], false).unwrap());
+        assert_eq!(states(), kept);
+        // Restricting drops them, once; a dry run only says so.
+        assert!(check_item_types(&status, coll, &events, true).unwrap());
+        assert_eq!(states(), kept);
+        assert!(check_item_types(&status, coll, &events, false).unwrap());
+        assert_eq!(states(), [None, None]);
+        remember();
+        assert!(!check_item_types(&status, coll, &["vevent".to_owned()], false).unwrap());
+        assert_eq!(states(), kept);
+        // So does lifting the restriction.
+        assert!(check_item_types(&status, coll, &[], false).unwrap());
+        assert_eq!(states(), [None, None]);
+        assert!(!check_item_types(&status, coll, &[], false).unwrap());
+    }
 }
