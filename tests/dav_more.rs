@@ -691,6 +691,33 @@ fn item_types_added_then_removed(server: &dyn DavServer) {
     assert_eq!(totals(&again), (0, 0, 0), "{}", again.both());
 }
 
+/// An event synced under `item_types = ["VEVENT"]` that becomes a task on one side is not
+/// taken for deleted there: it is named as left alone, and the server keeps the event.
+fn item_turned_into_an_excluded_type(server: &dyn DavServer) {
+    let client = server.client();
+    let url = format!("{}mixed/", server.calendar_home_url());
+    let sb = cal_sandbox(
+        &server.url(),
+        "item_types = [\"VEVENT\"]",
+        "collections = \"from a\"",
+    );
+    sb.write("cals/mixed/e1.ics", event("e1", "Event one"));
+    sb.write("cals/mixed/e2.ics", event("e2", "Event two"));
+    run(&sb, server, &["sync"]).success();
+    sb.write("cals/mixed/e1.ics", todo("e1", "Now a task"));
+    let sync = run(&sb, server, &["sync"]);
+    sync.expect_code(1);
+    assert_eq!(totals(&sync), (0, 0, 0), "{}", sync.both());
+    assert!(
+        sync.stderr
+            .contains("e1.ics: now a VTODO, which item_types leaves out"),
+        "{}",
+        sync.both()
+    );
+    assert_eq!(server_items(&client, &url), ["e1.ics", "e2.ics"]);
+    assert!(sb.read_string("cals/mixed/e1.ics").contains("Now a task"));
+}
+
 /// Pointing `url` at another server: the home set remembered from the old one is dropped,
 /// the collections are found on the new one, and the first sync there deletes nothing.
 fn url_moved_to_another_server(old: &dyn DavServer, new: &dyn DavServer) {
@@ -781,6 +808,11 @@ mod radicale {
     #[test]
     fn url_moved_to_another_server() {
         super::url_moved_to_another_server(&Radicale::start(), &Radicale::start());
+    }
+
+    #[test]
+    fn item_turned_into_an_excluded_type() {
+        super::item_turned_into_an_excluded_type(&Radicale::start());
     }
 
     #[test]

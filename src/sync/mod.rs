@@ -489,7 +489,18 @@ fn prepare<'s>(
     for (href, result) in carried.into_iter().chain(fetched) {
         let reason = match result {
             Ok(fetched) => match Item::parse(fetched.bytes) {
-                Ok(item) if !allowed.is_empty() && !is_allowed(&item, allowed) => continue,
+                Ok(item) if !allowed.is_empty() && !is_allowed(&item, allowed) => {
+                    // An item synced as an allowed type that now is of another one would look
+                    // deleted on this side: it cannot be synced, but must not be deleted.
+                    if !known.contains_key(href.as_str()) {
+                        continue;
+                    }
+                    format!(
+                        "{}: now a {}, which item_types leaves out; left alone on both sides",
+                        item_location(collection, &href),
+                        item.component().unwrap_or("item without component")
+                    )
+                }
                 Ok(item) => {
                     prepared.listing.items.push(ListedItem {
                         ident: Cow::Owned(item.ident()),
