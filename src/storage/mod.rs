@@ -263,6 +263,14 @@ pub trait Storage: Send + Sync {
         Ok(())
     }
 
+    /// Creates the place the storage keeps its collections when it does not exist yet (a vdir
+    /// directory, `mkdir -p` with mode 0700), for the first sync of a pair; returns what it
+    /// created. Called only while the status knows no items, so a storage that vanished after
+    /// a sync (an unmounted disk) is reported missing instead of being recreated empty.
+    fn create_root(&self) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
+
     /// A collection property (display name, colour, ...); `None` when absent.
     fn metadata(
         &self,
