@@ -14,7 +14,8 @@ use crate::model::{Ident, ItemVersion, ListedItem, Listing, Side, StatusItem};
 /// Options that change what the planner may decide.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PlanOptions {
-    /// Allow propagating deletions from a side that lists no items at all.
+    /// Allow propagating deletions from a side that lists no items at all (and forgetting
+    /// the items when both sides list none).
     pub force_delete: bool,
 }
 
@@ -210,6 +211,16 @@ pub enum Refusal {
         /// How many items the status knows.
         known: usize,
     },
+    /// Both sides list nothing while the status knows items: two unmounted disks (or two wrong
+    /// paths) would otherwise make davsync forget every deletion and edit it knows of.
+    #[error(
+        "both sides list no items but {known} were synced before; \
+         refusing to forget them; run with --force-delete if both sides really were emptied"
+    )]
+    BothEmptied {
+        /// How many items the status knows.
+        known: usize,
+    },
 }
 
 /// How one ident stands on one side in this run.
@@ -227,6 +238,11 @@ pub fn plan(
     options: PlanOptions,
 ) -> Result<Vec<Action>, Refusal> {
     if !options.force_delete && !status.is_empty() {
+        if a.is_empty() && b.is_empty() {
+            return Err(Refusal::BothEmptied {
+                known: status.len(),
+            });
+        }
         for (side, empty, other) in [(Side::A, a, b), (Side::B, b, a)] {
             if empty.is_empty() && !other.is_empty() {
                 return Err(Refusal::SideEmptied {
@@ -724,15 +740,17 @@ mod tests {
     }
 
     #[test]
-    fn both_sides_empty_only_forgets() {
+    fn both_sides_empty_is_refused_unless_forced() {
         let s = st("x", v("x", "e", "h"), v("x", "e", "h"));
-        let actions = plan(
-            &Listing::default(),
-            &Listing::default(),
-            &[s],
+        let empty = Listing::default();
+        let refused = plan(
+            &empty,
+            &empty,
+            std::slice::from_ref(&s),
             PlanOptions::default(),
-        )
-        .unwrap();
+        );
+        assert_eq!(refused, Err(Refusal::BothEmptied { known: 1 }));
+        let actions = plan(&empty, &empty, &[s], PlanOptions { force_delete: true }).unwrap();
         assert!(matches!(actions[..], [Action::Forget { .. }]));
     }
 }

@@ -558,7 +558,7 @@ fn emptied_side_is_refused_unless_forced() {
         ");
     assert_eq!(sb.state("b"), b, "b untouched");
 
-    let run = sb.run(&["sync", "--force-delete"]);
+    let run = sb.run(&["sync", "--force-delete", "cal"]);
     run.success();
     run.expect_stdout("cal: 0 created, 0 updated, 2 deleted");
     assert!(sb.ls("b").is_empty());

@@ -303,7 +303,7 @@ fn emptied_collection_is_refused_by_name() {
         ["dentist@example.org.ics", "gym@example.org.ics"],
         "other collections sync"
     );
-    let run = sb.run(&["sync", "--force-delete"]);
+    let run = sb.run(&["sync", "--force-delete", "cal"]);
     run.success();
     assert!(sb.ls("b/work").is_empty());
 }

@@ -239,6 +239,10 @@ _davsync() {
                 return 0
             fi
             case "${prev}" in
+                --force-delete)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

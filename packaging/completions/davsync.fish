@@ -34,9 +34,9 @@ complete -c davsync -n "__fish_davsync_needs_command" -f -a "discover" -d 'Show 
 complete -c davsync -n "__fish_davsync_needs_command" -f -a "status" -d 'Show collections, item counts, last sync time, open conflicts and failed items of pairs'
 complete -c davsync -n "__fish_davsync_needs_command" -f -a "generate" -d 'Write man pages and shell completions generated from the CLI definition'
 complete -c davsync -n "__fish_davsync_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c davsync -n "__fish_davsync_using_subcommand sync" -l force-delete -d 'Also sync PAIR[/COLLECTION], propagating deletions from a side that lists no items at all (or forgetting the items when both sides list none); applies to the named pairs or collections only, repeat it for each' -r
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -s c -l config -d 'Config file [default: $XDG_CONFIG_HOME/davsync/config.toml]' -r -F
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -l dry-run -d 'Print what would be done, change nothing'
-complete -c davsync -n "__fish_davsync_using_subcommand sync" -l force-delete -d 'Propagate deletions from a side that lists no items at all'
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -s v -l verbose -d 'Say more: every action applied (repeatable)'
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -s q -l quiet -d 'Say less: only problems'
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -s h -l help -d 'Print help'

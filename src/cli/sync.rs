@@ -25,9 +25,11 @@ pub struct SyncArgs {
     /// Print what would be done, change nothing
     #[arg(long)]
     dry_run: bool,
-    /// Propagate deletions from a side that lists no items at all
-    #[arg(long)]
-    force_delete: bool,
+    /// Also sync PAIR[/COLLECTION], propagating deletions from a side that lists no items at
+    /// all (or forgetting the items when both sides list none); applies to the named pairs or
+    /// collections only, repeat it for each
+    #[arg(long, value_name = "PAIR[/COLLECTION]")]
+    force_delete: Vec<String>,
 }
 
 pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), CliError> {
@@ -45,7 +47,25 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
     let mut unknown = Vec::new();
     // After SIGINT/SIGTERM: the collections and pairs not started, named in the message.
     let mut not_started = Vec::new();
-    for (pair, only) in select_pairs(&config, &args.pairs)? {
+    // `--force-delete X` names X to sync as well: `sync --force-delete X` syncs X alone, as
+    // `sync X` would, and `sync Y --force-delete X` syncs both, forcing X only.
+    let named: Vec<String> = args
+        .pairs
+        .iter()
+        .chain(&args.force_delete)
+        .cloned()
+        .collect();
+    // (select_pairs takes no names for all pairs; no `--force-delete` forces nothing.)
+    let forced = match args.force_delete.as_slice() {
+        [] => Vec::new(),
+        names => select_pairs(&config, names)?,
+    };
+    let is_forced = |pair: &str, collection: &str| {
+        forced
+            .iter()
+            .any(|(p, selection)| p.name == pair && selection.includes(collection))
+    };
+    for (pair, only) in select_pairs(&config, &named)? {
         if interrupt::received().is_some() {
             not_started.push(pair.name.clone());
             continue;
@@ -72,6 +92,22 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             Err(e) => return Err(e),
         };
         let status = &opened.db;
+        // On the first sync of a pair a vdir directory that does not exist yet is created; once
+        // the status knows items, a missing one is refused (an unmounted disk).
+        if !args.dry_run && status.collections()?.iter().all(|c| c.items == 0) {
+            for storage in [sides.a, sides.b] {
+                match storage.create_root() {
+                    Ok(Some(created)) if verbosity >= Verbosity::Normal => {
+                        println!("{}: created {created} (did not exist yet)", pair.name)
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        eprintln!("error: {}: {e}", pair.name);
+                        clean = false;
+                    }
+                }
+            }
+        }
         let collections = match discover_with_hints(&pair.collections, &sides, status)? {
             Ok(collections) => collections,
             Err(e) => {
@@ -92,8 +128,8 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
                 ));
             }
         }
-        let options = SyncOptions {
-            force_delete: args.force_delete,
+        let mut options = SyncOptions {
+            force_delete: false,
             dry_run: args.dry_run,
             resolution: pair.conflict_resolution.clone(),
             now,
@@ -106,6 +142,7 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
                 not_started.push(name);
                 continue;
             }
+            options.force_delete = is_forced(&pair.name, &collection.name);
             let mut progress = |event: Progress<'_>| match event {
                 Progress::Planned(action) => println!("{name}: {}", shown(action)),
                 Progress::Applied(action) if verbosity >= Verbosity::Verbose => {
