@@ -154,16 +154,17 @@ fn unusable(path: &Path, kind: io::ErrorKind, why: String) -> ItemError {
 /// is an entry that cannot be read.
 fn read_item(path: &Path) -> Result<(fs::Metadata, Vec<u8>), ItemError> {
     let mut file = File::open(path).map_err(|e| {
-        let entry_exists = e.kind() == io::ErrorKind::NotFound
-            && fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
-        if entry_exists {
-            unusable(
-                path,
-                io::ErrorKind::NotFound,
-                "symlink to a missing file (not mounted?)".into(),
-            )
-        } else {
-            io_item(path, e)
+        if e.kind() != io::ErrorKind::NotFound {
+            return io_item(path, e);
+        }
+        let gone = |why: &str| unusable(path, io::ErrorKind::NotFound, why.into());
+        match fs::symlink_metadata(path) {
+            Ok(_) => gone("symlink to a missing file (not mounted?)"),
+            // The whole collection went away during the run: that says nothing about the item.
+            Err(_) if path.parent().is_some_and(|dir| !dir.is_dir()) => {
+                gone("its collection directory is gone (unmounted?)")
+            }
+            Err(_) => io_item(path, e),
         }
     })?;
     let meta = file.metadata().map_err(|e| io_item(path, e))?;
@@ -715,6 +716,12 @@ mod tests {
         assert!(matches!(
             &storage.get_many(&coll, &["gone.ics"])[0].1,
             Err(ItemError::NotFound { .. })
+        ));
+        // A collection directory that vanished says nothing about its items.
+        fs::remove_dir_all(dir).unwrap();
+        assert!(matches!(
+            &storage.get_many(&coll, &["gone.ics"])[0].1,
+            Err(ItemError::Io { .. })
         ));
     }
 
