@@ -4,7 +4,9 @@
 //! or without a trailing slash, a path or a full URL), so hrefs are compared with
 //! [`same_href`], never with `==`.
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{
+    AsciiSet, NON_ALPHANUMERIC, percent_decode_str, percent_encode, utf8_percent_encode,
+};
 
 /// Bytes left unencoded in a path segment: RFC 3986 unreserved characters plus `@`. The
 /// sub-delimiters (`+`, `=`, `;`, ...) are legal in a path but some servers decode `+` as a
@@ -20,6 +22,22 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// become `%2F` and `%20`).
 pub fn encode_segment(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// The one spelling of an item's href davsync keeps, used alike for listing, the status
+/// database and requests: the path of `raw` (a path or a full URL), each segment
+/// percent-decoded to bytes and encoded again as [`encode_segment`] does, so `%40`, `%40` and
+/// `@` name the same item. Bytes that are not UTF-8 (`%E9` from a Latin-1 server) stay those
+/// bytes: the request goes to exactly the resource the server listed.
+pub fn canonical_path(raw: &str) -> String {
+    split(raw.trim())
+        .path
+        .split('/')
+        .map(|segment| {
+            percent_encode(&percent_decode_str(segment).collect::<Vec<u8>>(), SEGMENT).to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The parts of a URI reference (RFC 3986 §3), borrowed from it.
@@ -236,6 +254,25 @@ pub fn last_segment(href: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_path_keeps_bytes_that_are_not_utf8() {
+        assert_eq!(canonical_path("/cal/caf%E9.ics"), "/cal/caf%E9.ics");
+        assert_eq!(canonical_path("/cal/caf%e9.ics"), "/cal/caf%E9.ics");
+        assert_eq!(
+            canonical_path("http://h:8/cal/caf%C3%A9%40x.ics"),
+            "/cal/caf%C3%A9@x.ics"
+        );
+        assert_eq!(canonical_path("/cal/café.ics"), "/cal/caf%C3%A9.ics");
+        // Latin-1 and UTF-8 spellings of é are different resources.
+        assert_ne!(
+            canonical_path("/c/caf%E9.ics"),
+            canonical_path("/c/caf%C3%A9.ics")
+        );
+        let once = canonical_path("/c/a%20b%E9%FF+.ics");
+        assert_eq!(canonical_path(&once), once);
+        assert!(same_href(&once, "/c/a%20b%E9%FF+.ics"));
+    }
 
     #[test]
     fn encode_segment_encodes_all_but_unreserved_and_at() {

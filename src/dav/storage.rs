@@ -15,6 +15,7 @@ use super::http::{DavRequest, DavResponse, HttpClient, HttpError};
 use super::xml::{self, Multistatus, Props};
 use crate::config::{DavConfig, DavKind, MetadataKey};
 use crate::item::Item;
+use crate::model::UnreadableItem;
 use crate::storage::{
     ChangeSet, Changes, CollectionInfo, Fetched, ItemError, ListEntry, Storage, StorageError,
     Written, item_file_name,
@@ -84,14 +85,30 @@ impl std::fmt::Display for Remembered {
     }
 }
 
-/// An item a sync-collection answer lists: its ETag, and its content if the answer has it.
-type Listed = (String, Option<Vec<u8>>);
+/// What a sync-collection answer says about one member.
+enum Word {
+    /// New or changed: its ETag, and its content if the answer has it.
+    Changed(String, Option<Vec<u8>>),
+    /// Gone (404 or 410).
+    Removed,
+    /// Listed, but without an ETag or with a failure status: there, yet not readable.
+    Unreadable(String),
+}
 
 /// The outcome of a sync-collection REPORT (with its continuations).
 struct SyncReport {
     changed: Vec<ListEntry>,
     removed: Vec<String>,
+    unreadable: Vec<UnreadableItem>,
     token: Option<String>,
+}
+
+/// The items a listing (PROPFIND or calendar-query) names.
+#[derive(Default)]
+struct ItemListing {
+    entries: Vec<ListEntry>,
+    /// Listed without an ETag: there, yet not readable this run.
+    unreadable: Vec<UnreadableItem>,
 }
 
 /// A CalDAV or CardDAV server as a storage.
@@ -304,20 +321,68 @@ impl DavStorage {
     }
 
     /// Turns the item responses of a listing into entries, leaving out the collection itself.
-    fn entries(&self, collection: &CollectionInfo, status: &Multistatus) -> Vec<ListEntry> {
-        status
-            .responses
-            .iter()
-            .filter(|r| !r.props.is_collection)
-            .filter(|r| !href::same_href(&href::join(&collection.id, &r.href), &collection.id))
-            .filter_map(|r| {
-                Some(ListEntry {
-                    href: canonical_href(&r.href),
-                    etag: r.props.etag.clone()?,
+    /// A member listed without an ETag is unreadable, not absent; a listing the server says it
+    /// cut short (RFC 5323 `number-of-matches-within-limits`, a 507 for the collection) is
+    /// refused, since what it leaves out would look deleted.
+    fn entries(
+        &self,
+        collection: &CollectionInfo,
+        request: &DavRequest,
+        status: &Multistatus,
+    ) -> Result<ItemListing, StorageError> {
+        if status.truncated {
+            return Err(StorageError::Other(format!(
+                "{} {}: the server cut the listing short (HTTP 507, too many matches); \
+                 nothing synced rather than taking part of the collection for all of it",
+                request.method, request.url
+            )));
+        }
+        let mut listing = ItemListing::default();
+        for r in &status.responses {
+            let url = href::join(&collection.id, &r.href);
+            if r.props.is_collection || href::same_href(&url, &collection.id) {
+                continue;
+            }
+            let href = href::canonical_path(&r.href);
+            match (&r.props.etag, r.status) {
+                (_, Some(404 | 410)) => {}
+                (Some(etag), _) => listing.entries.push(ListEntry {
+                    href,
+                    etag: etag.clone(),
                     content: None,
-                })
-            })
-            .collect()
+                }),
+                (None, _) => listing.unreadable.push(UnreadableItem {
+                    reason: format!("{url}: {}", missing_etag(r)),
+                    href,
+                }),
+            }
+        }
+        Ok(listing)
+    }
+
+    /// The items of a collection: one PROPFIND, or a calendar-query per component type for a
+    /// storage restricted to some.
+    fn listing(&self, collection: &CollectionInfo) -> Result<ItemListing, StorageError> {
+        let requests: Vec<DavRequest> =
+            if self.kind == DavKind::CalDav && !self.item_types.is_empty() {
+                self.item_types
+                    .iter()
+                    .map(|component| {
+                        DavRequest::new("REPORT", &collection.id)
+                            .header("Depth", "1")
+                            .xml(xml::calendar_query_etags(component))
+                    })
+                    .collect()
+            } else {
+                vec![self.propfind(&collection.id, "1", xml::propfind_etags())]
+            };
+        let mut listing = ItemListing::default();
+        for request in &requests {
+            let part = self.entries(collection, request, &self.multistatus(request)?)?;
+            listing.entries.extend(part.entries);
+            listing.unreadable.extend(part.unreadable);
+        }
+        Ok(listing)
     }
 
     /// [`Self::sync_collection`], asking for the items' content when `content` is set. A
@@ -349,18 +414,26 @@ impl DavStorage {
     ) -> Result<Option<SyncReport>, StorageError> {
         // The latest word per href over all continuation pages: its ETag and content if
         // given, or None for removed.
-        let mut seen: HashMap<String, Option<Listed>> = HashMap::new();
+        let mut seen: HashMap<String, Word> = HashMap::new();
         let mut token = token.map(str::to_owned);
         // A server that keeps truncating without moving its token would loop forever.
         for _ in 0..1000 {
+            // RFC 6578 §3.2: the sync-collection REPORT is sent with Depth 0.
             let mut request = DavRequest::new("REPORT", &collection.id)
-                .header("Depth", "1")
+                .header("Depth", "0")
                 .xml(xml::sync_collection(token.as_deref(), content));
             if content.is_some() {
                 request = request.without_retries();
             }
             let response = self.http.send(&request).map_err(http_error)?;
             if matches!(response.status, 403 | 409 | 412) && token.is_some() {
+                return Ok(None);
+            }
+            // Anything but a 207 or an authentication failure: the server cannot do this
+            // sync-collection (a token it lost, a report it breaks on). Fall back rather than
+            // leave the collection blocked; with content asked for, the caller asks once more
+            // without.
+            if response.status >= 400 && response.status != 401 && content.is_none() {
                 return Ok(None);
             }
             if response.status != 207 {
@@ -372,12 +445,16 @@ impl DavStorage {
                 if own || r.props.is_collection {
                     continue;
                 }
-                let word = match (r.props.etag, r.status) {
-                    (_, Some(404)) => None,
-                    (Some(etag), _) => Some((etag, r.props.data)),
-                    (None, _) => continue,
+                let word = match (&r.props.etag, r.status) {
+                    (_, Some(404 | 410)) => Word::Removed,
+                    (Some(etag), _) => Word::Changed(etag.clone(), r.props.data.clone()),
+                    (None, _) => Word::Unreadable(format!(
+                        "{}: {}",
+                        href::join(&collection.id, &r.href),
+                        missing_etag(&r)
+                    )),
                 };
-                seen.insert(canonical_href(&r.href), word);
+                seen.insert(href::canonical_path(&r.href), word);
             }
             let moved = status.sync_token != token;
             if status.truncated && !moved {
@@ -388,16 +465,20 @@ impl DavStorage {
                 let mut report = SyncReport {
                     changed: Vec::new(),
                     removed: Vec::new(),
+                    unreadable: Vec::new(),
                     token,
                 };
                 for (href, word) in seen {
                     match word {
-                        Some((etag, content)) => report.changed.push(ListEntry {
+                        Word::Changed(etag, content) => report.changed.push(ListEntry {
                             href,
                             etag,
                             content,
                         }),
-                        None => report.removed.push(href),
+                        Word::Removed => report.removed.push(href),
+                        Word::Unreadable(reason) => {
+                            report.unreadable.push(UnreadableItem { href, reason });
+                        }
                     }
                 }
                 return Ok(Some(report));
@@ -434,13 +515,19 @@ impl DavStorage {
             .map(|&wanted| {
                 let found = by_path.get(&href::path_key(wanted));
                 let result = match found {
-                    Some(r) => match (&r.props.data, &r.props.etag) {
-                        (Some(data), Some(etag)) => Ok(Fetched {
+                    Some(r) => match (r.status, &r.props.data, &r.props.etag) {
+                        // Only a 404 or 410 says the item is gone.
+                        (Some(404 | 410), _, _) => Err(ItemError::NotFound {
+                            href: wanted.to_owned(),
+                        }),
+                        (_, Some(data), Some(etag)) => Ok(Fetched {
                             bytes: data.clone(),
                             etag: etag.clone(),
                         }),
-                        _ => Err(ItemError::NotFound {
+                        // A failed propstat, or data or ETag left out: there, yet unreadable.
+                        _ => Err(ItemError::Transport {
                             href: wanted.to_owned(),
+                            reason: self.unreadable_in_multiget(r),
                         }),
                     },
                     // Omitted: gone since listing, or a server that leaves items out. Taking
@@ -452,6 +539,21 @@ impl DavStorage {
             })
             .collect();
         Some(results)
+    }
+
+    /// Why a multiget response that is not a 404 gives no usable item.
+    fn unreadable_in_multiget(&self, r: &xml::Response) -> String {
+        let data = match self.kind {
+            DavKind::CalDav => "calendar-data",
+            DavKind::CardDav => "address-data",
+        };
+        match (r.failed_propstat, r.status) {
+            (Some(status), _) | (None, Some(status)) => {
+                format!("the multiget answered HTTP {status} for it")
+            }
+            (None, None) if r.props.etag.is_none() => "the multiget answer has no ETag".into(),
+            (None, None) => format!("the multiget answer has no {data}"),
+        }
     }
 
     fn get_one(&self, collection: &CollectionInfo, href: &str) -> Result<Fetched, ItemError> {
@@ -493,40 +595,43 @@ impl DavStorage {
             .collect()
     }
 
-    /// The ETag of an item after a write whose answer carried none.
-    fn etag_after_write(&self, url: &str, response: &DavResponse) -> Result<String, ItemError> {
+    /// The ETag to record after a write. An answer without one is followed by a GET: when
+    /// what the server holds is what was sent, its ETag; otherwise (another client wrote in
+    /// between, or the GET failed) no tag at all, so the next run lists a different one,
+    /// fetches the item and compares.
+    fn etag_after_write(&self, url: &str, response: &DavResponse, bytes: &[u8]) -> String {
         if let Some(etag) = response.header("etag") {
-            return Ok(etag.to_owned());
+            return etag.to_owned();
         }
-        let request = self.propfind(url, "0", xml::propfind_etags());
-        let status = self
-            .multistatus(&request)
-            .map_err(|e| ItemError::Transport {
-                href: url.to_owned(),
-                reason: e.to_string(),
-            })?;
-        status
-            .responses
-            .iter()
-            .find_map(|r| r.props.etag.clone())
-            .ok_or_else(|| ItemError::Transport {
-                href: url.to_owned(),
-                reason: "the server gives no ETag for the item".into(),
-            })
+        match self.held_at(url, bytes) {
+            Held::Ours(etag) => etag,
+            Held::OtherUid | Held::Uncertain => String::new(),
+        }
     }
 
-    /// After a 412 on a write that may have been sent twice: is what the server holds already
-    /// exactly what we meant to write? Then the first attempt succeeded.
-    fn already_written(&self, url: &str, bytes: &[u8]) -> Option<String> {
+    /// What the server holds at `url`, compared with `bytes`: after a write answered without
+    /// an ETag, or a create refused with 412 (the name is taken, or a retried PUT of ours
+    /// already went through).
+    fn held_at(&self, url: &str, bytes: &[u8]) -> Held {
         let request = DavRequest::new("GET", url);
-        let response = self.http.send(&request).ok()?;
+        let Ok(response) = self.http.send(&request) else {
+            return Held::Uncertain;
+        };
         if response.status != 200 {
-            return None;
+            return Held::Uncertain;
         }
-        let ours = Item::parse(bytes.to_vec()).ok()?;
-        let theirs = Item::parse(response.body.clone()).ok()?;
-        (ours.hash() == theirs.hash())
-            .then(|| response.header("etag").unwrap_or_default().to_owned())
+        let etag = response.header("etag").unwrap_or_default().to_owned();
+        let (Ok(ours), Ok(theirs)) = (Item::parse(bytes.to_vec()), Item::parse(response.body))
+        else {
+            return Held::Uncertain;
+        };
+        if ours.hash() == theirs.hash() {
+            Held::Ours(etag)
+        } else if ours.uid().is_some() && theirs.uid().is_some() && ours.uid() != theirs.uid() {
+            Held::OtherUid
+        } else {
+            Held::Uncertain
+        }
     }
 
     fn put(
@@ -546,22 +651,58 @@ impl DavStorage {
     }
 }
 
-/// A per-item refusal with the start of the server's explanation.
+/// What a GET shows at an href, compared with the item davsync meant to write there.
+enum Held {
+    /// The same item (by normalized hash), with the ETag the GET gave.
+    Ours(String),
+    /// An item with another UID: the name is taken by something else.
+    OtherUid,
+    /// The GET failed, or the item has our UID but other content (perhaps re-serialized by
+    /// the server, perhaps edited by another client): the next run decides.
+    Uncertain,
+}
+
+/// A per-item refusal with the server's reason: the `DAV:error` precondition it names, else
+/// the first line of its answer.
 fn refused(href: &str, status: u16, body: &[u8]) -> ItemError {
-    let text = String::from_utf8_lossy(body);
-    let first_line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
-    let excerpt: String = first_line.chars().take(200).collect();
+    let reason = match xml::parse_error_condition(body) {
+        Some(condition) => condition.name,
+        None => {
+            let text = String::from_utf8_lossy(body);
+            let first_line = text.lines().map(str::trim).find(|l| !l.is_empty());
+            first_line.unwrap_or("").chars().take(200).collect()
+        }
+    };
     ItemError::Refused {
         href: href.to_owned(),
-        reason: if excerpt.is_empty() {
-            format!("HTTP {status}")
-        } else {
-            format!("HTTP {status}: {excerpt}")
-        },
+        status: Some(status),
+        reason,
+    }
+}
+
+/// A server's refusal of a UID another item already holds (CalDAV and CardDAV
+/// `no-uid-conflict`), naming that item.
+fn uid_conflict(href: &str, status: u16, body: &[u8]) -> Option<ItemError> {
+    let condition = xml::parse_error_condition(body)?;
+    if !condition.name.contains("uid-conflict") {
+        return None;
+    }
+    let holder = condition.href.map_or_else(
+        || "another item".to_owned(),
+        |h| format!("{} already", href::canonical_path(&h)),
+    );
+    Some(ItemError::Refused {
+        href: href.to_owned(),
+        status: Some(status),
+        reason: format!("{} ({holder} holds this UID)", condition.name),
+    })
+}
+
+/// Why a listed member is unreadable: no ETag, and perhaps the status the server gave it.
+fn missing_etag(r: &xml::Response) -> String {
+    match r.status.or(r.failed_propstat) {
+        Some(status) => format!("listed with HTTP {status} and no ETag"),
+        None => "listed without an ETag".into(),
     }
 }
 
@@ -587,24 +728,6 @@ fn with_slash(url: &str) -> String {
     } else {
         format!("{url}/")
     }
-}
-
-/// The one spelling of an href davsync keeps: each path segment percent-decoded and encoded
-/// again the same way, so `%40`, `%40` and `@` name the same item in the status database.
-fn canonical_href(raw: &str) -> String {
-    let path = match raw.find("://") {
-        Some(scheme_end) => raw[scheme_end + 3..]
-            .find('/')
-            .map_or("/", |i| &raw[scheme_end + 3 + i..]),
-        None => raw,
-    };
-    path.split('/')
-        .map(|segment| {
-            let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
-            href::encode_segment(&decoded)
-        })
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 impl Storage for DavStorage {
@@ -682,18 +805,12 @@ impl Storage for DavStorage {
     }
 
     fn list(&self, collection: &CollectionInfo) -> Result<Vec<ListEntry>, StorageError> {
-        if self.kind == DavKind::CalDav && !self.item_types.is_empty() {
-            let mut entries = Vec::new();
-            for component in &self.item_types {
-                let request = DavRequest::new("REPORT", &collection.id)
-                    .header("Depth", "1")
-                    .xml(xml::calendar_query_etags(component));
-                entries.extend(self.entries(collection, &self.multistatus(&request)?));
-            }
-            return Ok(entries);
+        let listing = self.listing(collection)?;
+        // This form has no room for unreadable members: refuse rather than leave them out.
+        if let Some(unreadable) = listing.unreadable.first() {
+            return Err(StorageError::Other(unreadable.reason.clone()));
         }
-        let request = self.propfind(&collection.id, "1", xml::propfind_etags());
-        Ok(self.entries(collection, &self.multistatus(&request)?))
+        Ok(listing.entries)
     }
 
     fn list_changes(
@@ -717,6 +834,7 @@ impl Storage for DavStorage {
             return Ok(ChangeSet {
                 changes: Changes::Unchanged,
                 state: Some(since.to_string()),
+                unreadable: Vec::new(),
             });
         }
         let remember = |token: Option<String>| {
@@ -742,18 +860,22 @@ impl Storage for DavStorage {
                         removed: report.removed,
                     },
                     state: remember(report.token),
+                    unreadable: report.unreadable,
                 });
             }
             if let Some(report) = self.sync_collection_with(collection, None, fetch_all)? {
                 return Ok(ChangeSet {
                     changes: Changes::Full(report.changed),
                     state: remember(report.token),
+                    unreadable: report.unreadable,
                 });
             }
         }
+        let listing = self.listing(collection)?;
         Ok(ChangeSet {
-            changes: Changes::Full(self.list(collection)?),
+            changes: Changes::Full(listing.entries),
             state: remember(None),
+            unreadable: listing.unreadable,
         })
     }
 
@@ -855,39 +977,34 @@ impl Storage for DavStorage {
             let name = item_file_name(&hint, self.extension());
             let url = format!("{}{}", collection.id, href::encode_segment(&name));
             let response = self.put(&url, ("If-None-Match", "*".into()), bytes)?;
+            // Another name will not help when the server refuses the UID itself.
+            if let Some(conflict) = uid_conflict(&url, response.status, &response.body) {
+                return Err(conflict);
+            }
+            let written = |etag| Written {
+                href: href::canonical_path(&url),
+                etag,
+            };
             match response.status {
-                200..=299 => {
-                    return Ok(Written {
-                        href: canonical_href(&url),
-                        etag: self.etag_after_write(&url, &response)?,
-                    });
-                }
+                200..=299 => return Ok(written(self.etag_after_write(&url, &response, bytes))),
                 // Either the name is taken, or a retried PUT of ours already went through.
-                412 => {
-                    if let Some(etag) = self.already_written(&url, bytes) {
-                        return Ok(Written {
-                            href: canonical_href(&url),
-                            etag,
+                // Only an item with another UID there makes another name safe: anything
+                // else could be ours (re-serialized by the server) and would be duplicated.
+                412 => match self.held_at(&url, bytes) {
+                    Held::Ours(etag) => return Ok(written(etag)),
+                    Held::OtherUid => {}
+                    Held::Uncertain => {
+                        return Err(ItemError::Changed {
+                            href: href::canonical_path(&url),
                         });
                     }
-                    // Another name will not help when the server refuses the UID itself.
-                    if let Some(condition) = xml::parse_error_condition(&response.body)
-                        && condition.contains("uid-conflict")
-                    {
-                        return Err(ItemError::Refused {
-                            href: canonical_href(&url),
-                            reason: format!(
-                                "HTTP 412 ({condition}): the collection already holds another \
-                                 item with this UID"
-                            ),
-                        });
-                    }
-                }
+                },
                 status => return Err(refused(&url, status, &response.body)),
             }
         }
         Err(ItemError::Refused {
             href: name_hint.to_owned(),
+            status: None,
             reason: "no free name for the item".into(),
         })
     }
@@ -901,17 +1018,20 @@ impl Storage for DavStorage {
     ) -> Result<Written, ItemError> {
         let url = href::join(&collection.id, href);
         let response = self.put(&url, ("If-Match", expected_etag.to_owned()), bytes)?;
+        if let Some(conflict) = uid_conflict(href, response.status, &response.body) {
+            return Err(conflict);
+        }
         match response.status {
             200..=299 => Ok(Written {
                 href: href.to_owned(),
-                etag: self.etag_after_write(&url, &response)?,
+                etag: self.etag_after_write(&url, &response, bytes),
             }),
-            412 => match self.already_written(&url, bytes) {
-                Some(etag) => Ok(Written {
+            412 => match self.held_at(&url, bytes) {
+                Held::Ours(etag) => Ok(Written {
                     href: href.to_owned(),
                     etag,
                 }),
-                None => Err(ItemError::Changed {
+                Held::OtherUid | Held::Uncertain => Err(ItemError::Changed {
                     href: href.to_owned(),
                 }),
             },

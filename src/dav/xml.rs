@@ -395,9 +395,9 @@ pub struct Multistatus {
     /// The top-level `<sync-token>` of a sync-collection answer, trimmed, wherever it appears
     /// (Xandikos puts it after the responses).
     pub sync_token: Option<String>,
-    /// Some response has response-level status 507 and no properties: RFC 6578's sign that the
-    /// server returned only part of the changes. The parser cannot know the request URI, so the
-    /// caller should confirm that response's href is the collection itself.
+    /// Some response has response-level status 507 and no properties (RFC 6578's sign that the
+    /// server returned only part of the changes), or carries the RFC 5323
+    /// `DAV:number-of-matches-within-limits` error: the answer is not the whole listing.
     pub truncated: bool,
 }
 
@@ -413,6 +413,12 @@ pub struct Response {
     pub status: Option<u16>,
     /// Properties from the propstats with a 2xx status (or no status at all).
     pub props: Props,
+    /// The status of the first propstat that failed with something other than 404 (a 403 or
+    /// 500 for the item's data): the properties it names exist but could not be read.
+    pub failed_propstat: Option<u16>,
+    /// The condition in the response's own `DAV:error` element, if any (e.g.
+    /// `number-of-matches-within-limits`).
+    pub error: Option<String>,
     /// Local names of the properties reported in propstats with a non-2xx status (typically
     /// 404: the server does not have that property).
     pub missing: Vec<String>,
@@ -473,19 +479,31 @@ pub fn parse_multistatus(body: &[u8]) -> Result<Multistatus, XmlError> {
             _ => {}
         }
     }
-    result.truncated = result
-        .responses
-        .iter()
-        .any(|r| r.status == Some(507) && r.props == Props::default());
+    result.truncated = result.responses.iter().any(|r| {
+        (r.status == Some(507) && r.props == Props::default())
+            || r.error.as_deref() == Some("number-of-matches-within-limits")
+    });
     Ok(result)
 }
 
-/// The precondition or postcondition named in a `DAV:error` body (RFC 4918 §16), e.g.
-/// `"valid-sync-token"` for a rejected sync token: the local name of the first child element.
-/// `None` when the body is not such a document.
-pub fn parse_error_condition(body: &[u8]) -> Option<String> {
+/// A precondition or postcondition a server named in a `DAV:error` body (RFC 4918 §16).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// The local name of the first child element, e.g. `valid-sync-token` for a rejected sync
+    /// token or `no-uid-conflict` for a UID another item already has.
+    pub name: String,
+    /// The first `DAV:href` inside that element: for `no-uid-conflict`, the item that already
+    /// holds the UID (RFC 4791 §5.3.2.1, RFC 6352 §6.3.2.1).
+    pub href: Option<String>,
+}
+
+/// The condition named in a `DAV:error` body; `None` when the body is not such a document.
+pub fn parse_error_condition(body: &[u8]) -> Option<Condition> {
     let root = parse_tree(body, Ns::Dav, "error").ok()?;
-    root.children.into_iter().next().map(|c| c.local)
+    root.children.into_iter().next().map(|c| Condition {
+        href: hrefs_in(&c).into_iter().next(),
+        name: c.local,
+    })
 }
 
 fn parse_response(response: Element) -> Vec<Response> {
@@ -496,6 +514,7 @@ fn parse_response(response: Element) -> Vec<Response> {
             (Ns::Dav, "href") => hrefs.push(child.text.trim().to_owned()),
             (Ns::Dav, "status") => parsed.status = parse_status(&child.text),
             (Ns::Dav, "propstat") => parse_propstat(child, &mut parsed),
+            (Ns::Dav, "error") => parsed.error = child.children.into_iter().next().map(|c| c.local),
             _ => {}
         }
     }
@@ -524,7 +543,11 @@ fn parse_propstat(propstat: Element, response: &mut Response) {
             // A propstat without a readable status is taken as successful: losing a property
             // the server did send is worse than keeping one it did not mean.
             (Ns::Dav, "status") => {
-                ok = parse_status(&child.text).is_none_or(|s| (200..300).contains(&s));
+                let status = parse_status(&child.text);
+                ok = status.is_none_or(|s| (200..300).contains(&s));
+                if let Some(s) = status.filter(|&s| !ok && s != 404) {
+                    response.failed_propstat = response.failed_propstat.or(Some(s));
+                }
             }
             (Ns::Dav, "prop") => props.extend(child.children),
             _ => {}
@@ -1513,37 +1536,93 @@ mod tests {
 
     #[test]
     fn error_conditions() {
+        let name = |body: &[u8]| parse_error_condition(body).map(|c| c.name);
         let radicale = "<?xml version='1.0' encoding='utf-8'?>\n<error xmlns=\"DAV:\"><valid-sync-token /></error>";
         assert_eq!(
-            parse_error_condition(radicale.as_bytes()).as_deref(),
+            name(radicale.as_bytes()).as_deref(),
             Some("valid-sync-token")
         );
         let xandikos = r#"<ns0:error xmlns:ns0="DAV:"><ns0:valid-sync-token /><ns0:responsedescription>Requested sync token http://bogus/sync/1 is invalid</ns0:responsedescription></ns0:error>"#;
         assert_eq!(
-            parse_error_condition(xandikos.as_bytes()).as_deref(),
-            Some("valid-sync-token")
+            parse_error_condition(xandikos.as_bytes()),
+            Some(Condition {
+                name: "valid-sync-token".into(),
+                href: None
+            })
         );
         let caldav = r#"<D:error xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">
-  <C:no-uid-conflict><D:href>/cal/other.ics</D:href></C:no-uid-conflict>
+  <C:no-uid-conflict><D:href> /cal/other.ics </D:href></C:no-uid-conflict>
 </D:error>"#;
         assert_eq!(
-            parse_error_condition(caldav.as_bytes()).as_deref(),
-            Some("no-uid-conflict")
+            parse_error_condition(caldav.as_bytes()),
+            Some(Condition {
+                name: "no-uid-conflict".into(),
+                href: Some("/cal/other.ics".into())
+            })
         );
-        assert_eq!(parse_error_condition(b"<error xmlns=\"DAV:\"/>"), None);
-        assert_eq!(parse_error_condition(b""), None);
+        let carddav = r#"<error xmlns="DAV:" xmlns:R="urn:ietf:params:xml:ns:carddav"><R:no-uid-conflict><href>/book/x.vcf</href></R:no-uid-conflict></error>"#;
         assert_eq!(
-            parse_error_condition(b"<html><body>403</body></html>"),
-            None
+            parse_error_condition(carddav.as_bytes()).and_then(|c| c.href),
+            Some("/book/x.vcf".into())
         );
+        assert_eq!(name(b"<error xmlns=\"DAV:\"/>"), None);
+        assert_eq!(name(b""), None);
+        assert_eq!(name(b"<html><body>403</body></html>"), None);
+        assert_eq!(name(b"<error><valid-sync-token/></error>"), None);
+        assert_eq!(name(br#"<multistatus xmlns="DAV:"/>"#), None);
+    }
+
+    #[test]
+    fn failed_propstats_are_told_apart_from_missing_properties() {
+        let m = ms(
+            r#"<multistatus xmlns="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">
+<response><href>/c/a.ics</href>
+  <propstat><prop><getetag>"1"</getetag></prop><status>HTTP/1.1 200 OK</status></propstat>
+  <propstat><prop><C:calendar-data/></prop><status>HTTP/1.1 500 Internal Server Error</status></propstat>
+</response>
+<response><href>/c/b.ics</href>
+  <propstat><prop><getetag/><C:calendar-data/></prop><status>HTTP/1.1 403 Forbidden</status></propstat>
+</response>
+<response><href>/c/c.ics</href>
+  <propstat><prop><getetag>"3"</getetag></prop><status>HTTP/1.1 200 OK</status></propstat>
+  <propstat><prop><C:calendar-data/></prop><status>HTTP/1.1 404 Not Found</status></propstat>
+</response>
+</multistatus>"#,
+        );
+        assert_eq!(m.responses[0].failed_propstat, Some(500));
+        assert_eq!(m.responses[0].props.etag.as_deref(), Some("\"1\""));
+        assert_eq!(m.responses[0].props.data, None);
+        assert_eq!(m.responses[1].failed_propstat, Some(403));
+        assert_eq!(m.responses[1].props.etag, None);
+        // A 404 propstat: the property is absent, nothing failed.
+        assert_eq!(m.responses[2].failed_propstat, None);
+        assert_eq!(m.responses[2].missing, ["calendar-data"]);
+        assert!(!m.truncated);
+    }
+
+    #[test]
+    fn listing_cut_short_by_the_server() {
+        // RFC 5323 §5.2 / RFC 4918 §14.5: the request URI answered 507 with
+        // number-of-matches-within-limits, the other responses are only part of the listing.
+        let m = ms(r#"<D:multistatus xmlns:D="DAV:">
+<D:response><D:href>/c/a.ics</D:href>
+  <D:propstat><D:prop><D:getetag>"1"</D:getetag></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>
+</D:response>
+<D:response><D:href>/c/</D:href><D:status>HTTP/1.1 507 Insufficient Storage</D:status>
+  <D:error><D:number-of-matches-within-limits/></D:error>
+  <D:responsedescription>Only part of the results</D:responsedescription>
+</D:response>
+</D:multistatus>"#);
+        assert!(m.truncated);
         assert_eq!(
-            parse_error_condition(b"<error><valid-sync-token/></error>"),
-            None
+            m.responses[1].error.as_deref(),
+            Some("number-of-matches-within-limits")
         );
-        assert_eq!(
-            parse_error_condition(br#"<multistatus xmlns="DAV:"/>"#),
-            None
-        );
+        // The error element alone says it, whatever the status line.
+        let m = ms(r#"<multistatus xmlns="DAV:"><response><href>/c/</href>
+<propstat><prop><getetag>"c"</getetag></prop><status>HTTP/1.1 200 OK</status></propstat>
+<error><number-of-matches-within-limits/></error></response></multistatus>"#);
+        assert!(m.truncated);
     }
 
     // --- Broken answers ------------------------------------------------------------------

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::config::{Env, MetadataKey, StorageConfig};
-use crate::model::ItemVersion;
+use crate::model::{ItemVersion, UnreadableItem};
 
 /// A collection as found on a storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,9 @@ pub struct ChangeSet {
     pub changes: Changes,
     /// The storage's new state, if it has such a thing.
     pub state: Option<String>,
+    /// Items the listing names but cannot vouch for (a DAV entry without an ETag): they exist,
+    /// so they are unreadable this run, never absent.
+    pub unreadable: Vec<UnreadableItem>,
 }
 
 /// An item's bytes with the version tag they were read at.
@@ -152,11 +155,14 @@ pub enum ItemError {
         href: String,
     },
     /// The storage refused the item.
-    #[error("{href}: refused: {reason}")]
+    #[error("{href}: refused{}: {reason}", .status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
     Refused {
         /// The item's location.
         href: String,
-        /// What the storage said.
+        /// The HTTP status of a server's refusal; `None` for a local refusal.
+        status: Option<u16>,
+        /// What the storage said: a server's `DAV:error` precondition (such as
+        /// `no-uid-conflict`) or the first line of its answer.
         reason: String,
     },
     /// The item could not be reached (connection, timeout, an unusable answer).
@@ -234,6 +240,7 @@ pub trait Storage: Send + Sync {
         Ok(ChangeSet {
             changes: Changes::Full(self.list(collection)?),
             state: None,
+            unreadable: Vec::new(),
         })
     }
 

@@ -121,6 +121,7 @@ impl VdirStorage {
         if href.contains('/') || href.contains('\0') || !self.is_item_name(href) {
             return Err(ItemError::Refused {
                 href: href.to_owned(),
+                status: None,
                 reason: "not a file name of this vdir".into(),
             });
         }
@@ -463,6 +464,7 @@ impl Storage for VdirStorage {
         let stem = preferred.trim_end_matches(&self.fileext).to_owned();
         let mut result = Err(ItemError::Refused {
             href: preferred.clone(),
+            status: None,
             reason: "no free file name".into(),
         });
         for attempt in 0..100u32 {

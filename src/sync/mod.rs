@@ -429,6 +429,8 @@ fn prepare<'s>(
         return prepared;
     };
     prepared.state = change_set.state;
+    // Named by the listing but not vouched for: there, yet unreadable (never absent).
+    prepared.listing.unreadable = change_set.unreadable;
     // Keys are hrefs from local files and servers; a fast non-keyed hash is worth it here
     // (SipHash was the largest single cost of a no-op sync of 10,000 items).
     let known: FxHashMap<&str, &StatusItem> = status
@@ -454,6 +456,7 @@ fn prepare<'s>(
                 .iter()
                 .map(String::as_str)
                 .chain(changed.iter().map(|c| c.href.as_str()))
+                .chain(prepared.listing.unreadable.iter().map(|u| u.href.as_str()))
                 .collect();
             let untouched = |s: &&StatusItem| !touched.contains(s.side(side).href.as_str());
             prepared.listing.items = status.iter().filter(untouched).map(from_status).collect();
