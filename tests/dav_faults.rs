@@ -1127,3 +1127,344 @@ fn wrong_password() {
     assert!(log.iter().all(|r| r.status == Some(401)), "{}", show(&log));
     assert!(world.sb.state("a") == before);
 }
+
+// Issue 7, point 2: only a 404 or 410 means gone. A member the server lists or returns in a
+// way davsync cannot trust is unreadable: named, exit 1, deleted nowhere.
+
+/// Two items known on both sides (the server side was written to, so the next listing asks
+/// for ETags only and a multiget fetches what changed), both changed on the server; the
+/// answers about `bad` are garbled by `fault`. `bad` keeps its old copy in the vdir, `ok` is
+/// synced, and the next clean run brings `bad` over.
+fn unreadable_on_server(fault: FaultRule) {
+    let world = World::radicale("", "");
+    world.put_local("bad", "Bad v1");
+    world.put_local("ok", "Ok v1");
+    world.sync().success();
+    world.put_remote("bad", "Bad v2");
+    world.put_remote("ok", "Ok v2");
+    world.proxy.set_faults(vec![fault]);
+    let run = world.sync();
+    let log = world.proxy.requests();
+    assert!(
+        log.iter().any(|r| !r.faults.is_empty()),
+        "the fault never applied:\n{}",
+        show(&log)
+    );
+    assert_eq!(run.code, Some(1), "{}", run.both());
+    assert!(run.stderr.contains("bad.ics"), "{}", run.both());
+    assert_eq!(
+        world.local_items(),
+        Items::from([
+            ("bad".into(), vec!["Bad v1".into()]),
+            ("ok".into(), vec!["Ok v2".into()]),
+        ]),
+        "{}",
+        run.both()
+    );
+    assert!(!log.iter().any(|r| r.method == "DELETE"), "{}", show(&log));
+    assert_eq!(
+        world.remote_items().get("bad"),
+        Some(&vec!["Bad v2".to_owned()])
+    );
+    world.assert_converges(&[("bad", "Bad v2"), ("ok", "Ok v2")]);
+}
+
+fn edit(href: &str, from: &str, to: &str) -> Fault {
+    Fault::EditResponses {
+        href: href.into(),
+        from: from.into(),
+        to: to.into(),
+    }
+}
+
+#[test]
+fn multiget_propstat_500_is_unreadable() {
+    unreadable_on_server(
+        FaultRule::once(edit("bad", "200 OK", "500 Internal Server Error"))
+            .method("REPORT")
+            .body("calendar-multiget"),
+    );
+}
+
+#[test]
+fn multiget_without_etag_is_unreadable() {
+    unreadable_on_server(
+        FaultRule::once(edit("bad", "getetag", "getetagx"))
+            .method("REPORT")
+            .body("calendar-multiget"),
+    );
+}
+
+#[test]
+fn multiget_without_calendar_data_is_unreadable() {
+    unreadable_on_server(
+        FaultRule::once(edit("bad", "calendar-data", "calendar-datax"))
+            .method("REPORT")
+            .body("calendar-multiget"),
+    );
+}
+
+#[test]
+fn listing_without_etag_is_unreadable() {
+    unreadable_on_server(
+        FaultRule::once(edit("bad", "getetag", "getetagx"))
+            .method("REPORT")
+            .body("sync-collection"),
+    );
+}
+
+/// A calendar-query listing (a storage restricted to VEVENT) cut short by the server with a
+/// 507 `number-of-matches-within-limits`: the collection is refused, nothing deleted.
+#[test]
+fn listing_cut_short_refuses_the_collection() {
+    let world = World::radicale("item_types = [\"VEVENT\"]", "");
+    world.put_local("cut-1", "Cut one");
+    world.put_local("kept", "Kept");
+    world.sync().success();
+    world.proxy.set_faults(vec![
+        FaultRule::once(Fault::CutShort("cut-1".into()))
+            .method("REPORT")
+            .body("calendar-query"),
+    ]);
+    let before = world.sb.state("a");
+    world.proxy.reset_log();
+    let run = world.sync();
+    let log = world.proxy.requests();
+    assert!(
+        log.iter().any(|r| !r.faults.is_empty()),
+        "the fault never applied:\n{}",
+        show(&log)
+    );
+    assert_eq!(run.code, Some(1), "{}", run.both());
+    assert!(run.stderr.contains("507"), "{}", run.both());
+    assert!(world.sb.state("a") == before, "the vdir was touched");
+    assert!(
+        !log.iter()
+            .any(|r| WRITE_METHODS.contains(&r.method.as_str())),
+        "{}",
+        show(&log)
+    );
+    world.assert_converges(&[("cut-1", "Cut one"), ("kept", "Kept")]);
+}
+
+// Issue 7, point 9: a create never duplicates. The PUT went through but was answered 412 and
+// the GET that should show what the server holds fails: uncertain, so the item is reported
+// changed and left for the next run, never written under a second name.
+
+#[test]
+fn create_answered_412_uncertain_is_left_for_the_next_run() {
+    let world = World::radicale("", "");
+    world.put_local("new-1", "New one");
+    world.proxy.set_faults(vec![
+        FaultRule::once(Fault::StatusAfterForward(412))
+            .method("PUT")
+            .path("new-1"),
+        FaultRule::always(Fault::status(500))
+            .method("GET")
+            .path("new-1"),
+    ]);
+    let run = world.sync();
+    let log = world.proxy.requests();
+    assert_eq!(run.code, Some(1), "{}", run.both());
+    assert!(run.stderr.contains("new-1"), "{}", run.both());
+    let puts: Vec<&Recorded> = log.iter().filter(|r| r.method == "PUT").collect();
+    assert_eq!(puts.len(), 1, "a second name was tried:\n{}", show(&log));
+    assert_eq!(
+        world.remote_items(),
+        Items::from([("new-1".into(), vec!["New one".into()])])
+    );
+    world.assert_converges(&[("new-1", "New one")]);
+}
+
+/// Another client stores an item with the same UID under another name while our PUT is under
+/// way: the server refuses ours (Radicale: 409 `no-uid-conflict`, without naming the holder),
+/// and the message names the status, the precondition and the item that holds the UID.
+#[test]
+fn uid_conflict_names_the_item_holding_the_uid() {
+    let world = World::radicale("", "");
+    world.put_local("dup", "Mine");
+    world.proxy.set_faults(vec![
+        FaultRule::once(Fault::Delay(800)).method("PUT").path("dup"),
+    ]);
+    let run = world.sync_then(|_| {
+        world.server.client().put_item(
+            &format!("{}other-name.ics", world.coll_url),
+            event("dup", "Theirs").as_bytes(),
+        );
+    });
+    assert_eq!(run.code, Some(1), "{}", run.both());
+    for needed in ["409", "no-uid-conflict", "/alice/work/other-name.ics"] {
+        assert!(run.stderr.contains(needed), "{needed}: {}", run.both());
+    }
+    let log = world.proxy.requests();
+    assert_eq!(
+        log.iter().filter(|r| r.method == "PUT").count(),
+        1,
+        "another name was tried:\n{}",
+        show(&log)
+    );
+    assert_eq!(
+        world.remote_items(),
+        Items::from([("dup".into(), vec!["Theirs".into()])])
+    );
+    assert_eq!(
+        world.local_items(),
+        Items::from([("dup".into(), vec!["Mine".into()])])
+    );
+}
+
+// Issue 7, point 10: a PUT answered without ETag is followed by a GET; another client's write
+// in between is not taken for ours, so the next run brings it over.
+
+#[test]
+fn put_without_etag_then_another_client_writes() {
+    let world = World::radicale("", "");
+    world.put_local("edited", "Mine");
+    // The PUT and the request after it for the same item are held a moment; while the second
+    // is held another client replaces the item.
+    world.proxy.set_faults(vec![
+        FaultRule::once(Fault::StripHeader("etag".into())).method("PUT"),
+        FaultRule::times(Fault::Delay(500), 2).path("edited.ics"),
+    ]);
+    let run = world.sync_then(|_| world.put_remote("edited", "Theirs"));
+    run.success();
+    let log = world.proxy.requests();
+    assert!(
+        log.iter()
+            .any(|r| r.method == "GET" && r.path.ends_with("/edited.ics")),
+        "no GET after the PUT without ETag:\n{}",
+        show(&log)
+    );
+    world.assert_converges(&[("edited", "Theirs")]);
+}
+
+// Issue 7, point 11: sync-collection is sent with Depth 0, and a server failing the token
+// request (and the fresh one) falls back to a full listing instead of blocking the collection.
+
+#[test]
+fn sync_collection_failing_falls_back_to_a_listing() {
+    let world = World::radicale("", "");
+    world.seed();
+    // A run that writes nothing remembers the server's sync token.
+    world.sync().success();
+    world.put_remote("fresh", "Fresh");
+    world.proxy.reset_log();
+    world.proxy.set_faults(vec![
+        FaultRule::always(Fault::Status(400, Vec::new(), b"bad sync token\n".to_vec()))
+            .method("REPORT")
+            .body("sync-collection"),
+    ]);
+    let run = world.sync();
+    run.success();
+    assert_clean(&run);
+    let log = world.proxy.requests();
+    let reports: Vec<&Recorded> = log
+        .iter()
+        .filter(|r| r.method == "REPORT" && r.body_text().contains("sync-collection"))
+        .collect();
+    assert!(
+        reports
+            .iter()
+            .any(|r| !r.body_text().contains("<d:sync-token/>")),
+        "no token request:\n{}",
+        show(&log)
+    );
+    assert!(
+        reports
+            .iter()
+            .any(|r| r.body_text().contains("<d:sync-token/>")),
+        "no fresh sync-collection:\n{}",
+        show(&log)
+    );
+    assert!(
+        reports.iter().all(|r| r.depth() == Some("0")),
+        "sync-collection without Depth 0:\n{}",
+        show(&log)
+    );
+    assert_eq!(
+        world.local_items().get("fresh"),
+        Some(&vec!["Fresh".to_owned()])
+    );
+    world.assert_converges(&[("fresh", "Fresh"), ("seed", "Seed")]);
+}
+
+// Issue 7, point 14: a server spelling hrefs in Latin-1 (`caf%E9.ics`): the item is fetched,
+// recorded and written back under exactly that href.
+
+#[test]
+fn latin1_hrefs_round_trip() {
+    let world = World::radicale("", "");
+    world.seed();
+    world
+        .proxy
+        .set_faults(vec![FaultRule::always(Fault::Latin1Hrefs)]);
+    world.server.client().put_item(
+        &format!("{}caf%C3%A9.ics", world.coll_url),
+        event("cafe", "Cafe").as_bytes(),
+    );
+    let run = world.sync();
+    run.success();
+    assert_clean(&run);
+    let log = world.proxy.requests();
+    assert!(
+        log.iter().any(|r| r.answer_text().contains("caf%E9.ics")),
+        "the server never spoke Latin-1:\n{}",
+        show(&log)
+    );
+    assert_eq!(
+        world.local_items().get("cafe"),
+        Some(&vec!["Cafe".to_owned()]),
+        "{}",
+        run.both()
+    );
+    // A local edit goes back to the same resource.
+    let name = world
+        .sb
+        .ls(&format!("a/{}", world.coll))
+        .into_iter()
+        .find(|n| {
+            world
+                .sb
+                .read_string(&format!("a/{}/{n}", world.coll))
+                .contains("UID:cafe")
+        })
+        .expect("the local copy");
+    world.sb.write(
+        &format!("a/{}/{name}", world.coll),
+        event("cafe", "Cafe edited"),
+    );
+    world.proxy.reset_log();
+    let run = world.sync();
+    run.success();
+    assert_clean(&run);
+    let log = world.proxy.requests();
+    assert!(
+        log.iter().any(|r| r.method == "PUT"
+            && r.path.ends_with("/caf%E9.ics")
+            && r.status == Some(204)
+            || r.method == "PUT" && r.path.ends_with("/caf%E9.ics") && r.status == Some(201)),
+        "{}",
+        show(&log)
+    );
+    assert_eq!(
+        world.remote_items(),
+        Items::from([
+            ("cafe".into(), vec!["Cafe edited".into()]),
+            ("seed".into(), vec!["Seed".into()]),
+        ])
+    );
+    // And the run after that has nothing to do.
+    world.proxy.reset_log();
+    let run = world.sync();
+    run.success();
+    assert_clean(&run);
+    assert!(
+        !world
+            .proxy
+            .requests()
+            .iter()
+            .any(|r| WRITE_METHODS.contains(&r.method.as_str())),
+        "{}",
+        show(&world.proxy.requests())
+    );
+}

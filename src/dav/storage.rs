@@ -634,6 +634,49 @@ impl DavStorage {
         }
     }
 
+    /// A server's refusal of a UID another item already holds (CalDAV and CardDAV
+    /// `no-uid-conflict`), naming that item: as the server named it, else as a query for the
+    /// UID finds it.
+    fn uid_conflict(
+        &self,
+        collection: &CollectionInfo,
+        href: &str,
+        response: &DavResponse,
+        bytes: &[u8],
+    ) -> Option<ItemError> {
+        let condition = xml::parse_error_condition(&response.body)?;
+        if !condition.name.contains("uid-conflict") {
+            return None;
+        }
+        let holder = condition
+            .href
+            .or_else(|| self.uid_holder(collection, bytes))
+            .map_or_else(
+                || "another item holds this UID".to_owned(),
+                |h| format!("{} already holds this UID", href::canonical_path(&h)),
+            );
+        Some(ItemError::Refused {
+            href: href.to_owned(),
+            status: Some(response.status),
+            reason: format!("{}: {holder}", condition.name),
+        })
+    }
+
+    /// The href of the item in `collection` with the UID of `bytes`, if a query finds one.
+    fn uid_holder(&self, collection: &CollectionInfo, bytes: &[u8]) -> Option<String> {
+        let item = Item::parse(bytes.to_vec()).ok()?;
+        let body = xml::query_by_uid(self.kind, item.component().unwrap_or("VEVENT"), item.uid()?);
+        let request = DavRequest::new("REPORT", &collection.id)
+            .header("Depth", "1")
+            .xml(body);
+        let status = self.multistatus(&request).ok()?;
+        status
+            .responses
+            .into_iter()
+            .find(|r| r.props.etag.is_some())
+            .map(|r| r.href)
+    }
+
     fn put(
         &self,
         url: &str,
@@ -678,24 +721,6 @@ fn refused(href: &str, status: u16, body: &[u8]) -> ItemError {
         status: Some(status),
         reason,
     }
-}
-
-/// A server's refusal of a UID another item already holds (CalDAV and CardDAV
-/// `no-uid-conflict`), naming that item.
-fn uid_conflict(href: &str, status: u16, body: &[u8]) -> Option<ItemError> {
-    let condition = xml::parse_error_condition(body)?;
-    if !condition.name.contains("uid-conflict") {
-        return None;
-    }
-    let holder = condition.href.map_or_else(
-        || "another item".to_owned(),
-        |h| format!("{} already", href::canonical_path(&h)),
-    );
-    Some(ItemError::Refused {
-        href: href.to_owned(),
-        status: Some(status),
-        reason: format!("{} ({holder} holds this UID)", condition.name),
-    })
 }
 
 /// Why a listed member is unreadable: no ETag, and perhaps the status the server gave it.
@@ -978,7 +1003,7 @@ impl Storage for DavStorage {
             let url = format!("{}{}", collection.id, href::encode_segment(&name));
             let response = self.put(&url, ("If-None-Match", "*".into()), bytes)?;
             // Another name will not help when the server refuses the UID itself.
-            if let Some(conflict) = uid_conflict(&url, response.status, &response.body) {
+            if let Some(conflict) = self.uid_conflict(collection, &url, &response, bytes) {
                 return Err(conflict);
             }
             let written = |etag| Written {
@@ -1018,7 +1043,7 @@ impl Storage for DavStorage {
     ) -> Result<Written, ItemError> {
         let url = href::join(&collection.id, href);
         let response = self.put(&url, ("If-Match", expected_etag.to_owned()), bytes)?;
-        if let Some(conflict) = uid_conflict(href, response.status, &response.body) {
+        if let Some(conflict) = self.uid_conflict(collection, href, &response, bytes) {
             return Err(conflict);
         }
         match response.status {

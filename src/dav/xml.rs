@@ -308,6 +308,37 @@ pub fn calendar_query_etags(component: &str) -> String {
     out
 }
 
+/// `calendar-query` (RFC 4791 §7.8) or `addressbook-query` (RFC 6352 §8.6) REPORT body
+/// listing the ETags of the items whose `UID` is exactly `uid`; for a calendar, among items
+/// whose main component is `component`. Used to name the item a server says already holds
+/// a UID.
+pub fn query_by_uid(kind: DavKind, component: &str, uid: &str) -> String {
+    let mut out = String::new();
+    let prefix = kind_prefix(kind);
+    let root = match kind {
+        DavKind::CalDav => "c:calendar-query",
+        DavKind::CardDav => "card:addressbook-query",
+    };
+    root_open(&mut out, root, &["d", prefix]);
+    out.push_str("  <d:prop>\n    <d:getetag/>\n  </d:prop>\n");
+    let uid_filter = format!(
+        "<{prefix}:prop-filter name=\"UID\"><{prefix}:text-match collation=\"i;octet\" \
+         match-type=\"equals\">{}</{prefix}:text-match></{prefix}:prop-filter>",
+        escape(uid)
+    );
+    let _ = match kind {
+        DavKind::CalDav => writeln!(
+            out,
+            "  <c:filter><c:comp-filter name=\"VCALENDAR\"><c:comp-filter name=\"{}\">\
+             {uid_filter}</c:comp-filter></c:comp-filter></c:filter>",
+            escape(component)
+        ),
+        DavKind::CardDav => writeln!(out, "  <card:filter>{uid_filter}</card:filter>"),
+    };
+    let _ = writeln!(out, "</{root}>");
+    out
+}
+
 /// MKCALENDAR body (RFC 4791) setting the display name and the allowed component types.
 /// With neither, the body has no `<set>`: the server's defaults apply.
 pub fn mkcalendar(displayname: Option<&str>, components: &[&str]) -> String {
@@ -1570,6 +1601,32 @@ mod tests {
         assert_eq!(name(b"<html><body>403</body></html>"), None);
         assert_eq!(name(b"<error><valid-sync-token/></error>"), None);
         assert_eq!(name(br#"<multistatus xmlns="DAV:"/>"#), None);
+    }
+
+    #[test]
+    fn query_by_uid_bodies() {
+        let cal = query_by_uid(DavKind::CalDav, "VEVENT", "a<b");
+        let root = parse_body(&cal, Ns::CalDav, "calendar-query");
+        let filter = child(&root, Ns::CalDav, "filter");
+        let vevent = child(
+            child(filter, Ns::CalDav, "comp-filter"),
+            Ns::CalDav,
+            "comp-filter",
+        );
+        assert_eq!(vevent.attr("name"), Some("VEVENT"));
+        let text = child(
+            child(vevent, Ns::CalDav, "prop-filter"),
+            Ns::CalDav,
+            "text-match",
+        );
+        assert_eq!(text.text, "a<b");
+        assert_eq!(text.attr("match-type"), Some("equals"));
+        let card = query_by_uid(DavKind::CardDav, "", "k");
+        let root = parse_body(&card, Ns::CardDav, "addressbook-query");
+        let filter = child(&root, Ns::CardDav, "filter");
+        let prop = child(filter, Ns::CardDav, "prop-filter");
+        assert_eq!(prop.attr("name"), Some("UID"));
+        assert_eq!(child(prop, Ns::CardDav, "text-match").text, "k");
     }
 
     #[test]

@@ -47,6 +47,25 @@ pub enum Fault {
     DropHrefsFromMultiget(String),
     /// Sleep this many milliseconds before handling (combines with the other faults).
     Delay(u64),
+    /// Forward (the upstream applies the request), then answer with this bare status instead
+    /// of the upstream's answer.
+    StatusAfterForward(u16),
+    /// Forward, and in a 207 body replace `from` by `to` inside every `<response>` whose first
+    /// `<href>` contains `href` (e.g. `200 OK` → `500 Internal Server Error` for a failed
+    /// propstat, or `getetag` → `getetagx` to take the ETag out). Plain answers.
+    EditResponses {
+        href: String,
+        from: String,
+        to: String,
+    },
+    /// Forward, then cut a 207 listing short the RFC 5323 way: drop every `<response>` whose
+    /// first `<href>` contains this substring and add a 507 response for the request URI with
+    /// `DAV:number-of-matches-within-limits`. Plain answers.
+    CutShort(String),
+    /// Play a Latin-1 server whose item hrefs spell `é` as `%E9`: in answers `%C3%A9` becomes
+    /// `%E9`, in requests (target and body) `%E9` becomes `%C3%A9` again before forwarding.
+    /// Plain answers.
+    Latin1Hrefs,
 }
 
 impl Fault {
@@ -73,6 +92,8 @@ pub struct FaultRule {
     pub method: Option<String>,
     /// Substring of the request target (path and query), any if `None`.
     pub path_contains: Option<String>,
+    /// Substring of the request body, any if `None`.
+    pub body_contains: Option<String>,
     /// Applications left; `None` = always.
     pub remaining: Option<usize>,
     pub fault: Fault,
@@ -89,6 +110,7 @@ impl FaultRule {
         FaultRule {
             method: None,
             path_contains: None,
+            body_contains: None,
             remaining: Some(n),
             fault,
         }
@@ -99,6 +121,7 @@ impl FaultRule {
         FaultRule {
             method: None,
             path_contains: None,
+            body_contains: None,
             remaining: None,
             fault,
         }
@@ -114,8 +137,18 @@ impl FaultRule {
         self
     }
 
-    fn matches(&self, method: &str, target: &str) -> bool {
+    /// Only requests whose body contains `substring` (e.g. `calendar-multiget`).
+    pub fn body(mut self, substring: &str) -> FaultRule {
+        self.body_contains = Some(substring.to_string());
+        self
+    }
+
+    fn matches(&self, method: &str, target: &str, body: &[u8]) -> bool {
         self.remaining != Some(0)
+            && self
+                .body_contains
+                .as_deref()
+                .is_none_or(|b| String::from_utf8_lossy(body).contains(b))
             && self.method.as_deref().is_none_or(|m| m == method)
             && self
                 .path_contains
@@ -230,11 +263,11 @@ impl Shared {
         }
     }
 
-    fn take_faults(&self, method: &str, target: &str) -> Vec<Fault> {
+    fn take_faults(&self, method: &str, target: &str, body: &[u8]) -> Vec<Fault> {
         let mut rules = lock(&self.faults);
         let mut applied = Vec::new();
         for rule in rules.iter_mut() {
-            if rule.matches(method, target) {
+            if rule.matches(method, target, body) {
                 if let Some(n) = rule.remaining.as_mut() {
                     *n -= 1;
                 }
@@ -501,10 +534,10 @@ fn read_request(
 fn handle(
     shared: &Shared,
     upstream: &str,
-    req: Request,
+    mut req: Request,
     client: &mut TcpStream,
 ) -> io::Result<bool> {
-    let faults = shared.take_faults(&req.method, &req.target);
+    let faults = shared.take_faults(&req.method, &req.target, &req.body);
     let mut record = Recorded {
         method: req.method.clone(),
         path: req.target.clone(),
@@ -546,10 +579,23 @@ fn handle(
         }
     }
 
+    let latin1 = faults.contains(&Fault::Latin1Hrefs);
+    if latin1 {
+        req.target = req.target.replace("%E9", "%C3%A9");
+        req.body = String::from_utf8_lossy(&req.body)
+            .replace("%E9", "%C3%A9")
+            .into_bytes();
+    }
     let plain = shared.plain.load(Ordering::SeqCst)
-        || faults
-            .iter()
-            .any(|f| matches!(f, Fault::DropHrefsFromMultiget(_)));
+        || faults.iter().any(|f| {
+            matches!(
+                f,
+                Fault::DropHrefsFromMultiget(_)
+                    | Fault::EditResponses { .. }
+                    | Fault::CutShort(_)
+                    | Fault::Latin1Hrefs
+            )
+        });
     let mut resp = match forward(shared, upstream, &req, plain) {
         Ok(resp) => resp,
         Err(e) => HttpResponse {
@@ -578,6 +624,35 @@ fn handle(
             Fault::DropHrefsFromMultiget(needle) if resp.status == 207 => {
                 let text = String::from_utf8_lossy(&resp.body).into_owned();
                 resp.body = drop_responses(&text, needle).into_bytes();
+            }
+            Fault::StatusAfterForward(code) => {
+                resp = HttpResponse {
+                    status: *code,
+                    reason: reason_phrase(*code).to_string(),
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                };
+            }
+            Fault::EditResponses { href, from, to } if resp.status == 207 => {
+                let text = String::from_utf8_lossy(&resp.body).into_owned();
+                resp.body = edit_responses(&text, href, from, to).into_bytes();
+            }
+            Fault::CutShort(needle) if resp.status == 207 => {
+                let text = drop_responses(&String::from_utf8_lossy(&resp.body), needle);
+                let path = req.target.split('?').next().unwrap_or("");
+                let cut = format!(
+                    "<response xmlns=\"DAV:\"><href>{path}</href>\
+                     <status>HTTP/1.1 507 Insufficient Storage</status>\
+                     <error><number-of-matches-within-limits/></error></response>"
+                );
+                let at = text.rfind("</").unwrap_or(text.len());
+                resp.body = format!("{}{cut}{}", &text[..at], &text[at..]).into_bytes();
+            }
+            Fault::Latin1Hrefs => {
+                resp.body = String::from_utf8_lossy(&resp.body)
+                    .replace("%C3%A9", "%E9")
+                    .replace("%c3%a9", "%E9")
+                    .into_bytes();
             }
             _ => {}
         }
@@ -698,6 +773,51 @@ fn first_href(block: &str) -> Option<&str> {
         from = i + 1;
     }
     None
+}
+
+/// In a multistatus body, replaces `from` by `to` inside every `response` element whose first
+/// `href` contains `needle`. String surgery, not a parser.
+pub fn edit_responses(xml: &str, needle: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(xml.len());
+    let mut pos = 0;
+    for (start, end) in response_blocks(xml) {
+        let block = &xml[start..end];
+        if first_href(block).is_some_and(|h| h.contains(needle)) {
+            out.push_str(&xml[pos..start]);
+            out.push_str(&block.replace(from, to));
+            pos = end;
+        }
+    }
+    out.push_str(&xml[pos..]);
+    out
+}
+
+/// The byte ranges of the `response` elements (any namespace prefix) of a multistatus body.
+fn response_blocks(xml: &str) -> Vec<(usize, usize)> {
+    let mut blocks = Vec::new();
+    let mut search = 0;
+    while let Some(off) = xml[search..].find('<') {
+        let i = search + off;
+        search = i + 1;
+        let Some(name) = tag_name_at(xml, i) else {
+            continue;
+        };
+        if local_name(name) != "response" {
+            continue;
+        }
+        let close_tag = format!("</{name}");
+        let Some(close_off) = xml[i..].find(&close_tag) else {
+            break;
+        };
+        let close_start = i + close_off;
+        let Some(gt) = xml[close_start..].find('>') else {
+            break;
+        };
+        let end = close_start + gt + 1;
+        blocks.push((i, end));
+        search = end;
+    }
+    blocks
 }
 
 /// Removes from a multistatus body every `response` element (any namespace prefix: `d:`,
