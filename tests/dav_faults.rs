@@ -738,12 +738,10 @@ fn put_without_etag(world: World) {
     assert_clean(&run);
     let log = world.proxy.requests();
     for uid in ["local-1", "local-2"] {
-        let lookup = log.iter().any(|r| {
-            r.method == "PROPFIND"
-                && r.depth() == Some("0")
-                && r.path.ends_with(&format!("/{uid}.ics"))
-        });
-        assert!(lookup, "no ETag lookup for {uid}:\n{}", show(&log));
+        let lookup = log
+            .iter()
+            .any(|r| r.method == "GET" && r.path.ends_with(&format!("/{uid}.ics")));
+        assert!(lookup, "no GET after the PUT of {uid}:\n{}", show(&log));
     }
     // The next sync is a no-op right away, even with the header still stripped.
     let before = world.sb.state("a");
