@@ -1133,8 +1133,7 @@ fn wrong_password() {
 /// for ETags only and a multiget fetches what changed), both changed on the server; the
 /// answers about `bad` are garbled by `fault`. `bad` keeps its old copy in the vdir, `ok` is
 /// synced, and the next clean run brings `bad` over.
-fn unreadable_on_server(fault: FaultRule) {
-    let world = World::radicale("", "");
+fn unreadable_on_server(world: World, fault: FaultRule) {
     world.put_local("bad", "Bad v1");
     world.put_local("ok", "Ok v1");
     world.sync().success();
@@ -1175,9 +1174,9 @@ fn edit(href: &str, from: &str, to: &str) -> Fault {
     }
 }
 
-#[test]
-fn multiget_propstat_500_is_unreadable() {
+fn multiget_propstat_500_is_unreadable(world: World) {
     unreadable_on_server(
+        world,
         FaultRule::once(edit("bad", "200 OK", "500 Internal Server Error"))
             .method("REPORT")
             .body("calendar-multiget"),
@@ -1185,8 +1184,18 @@ fn multiget_propstat_500_is_unreadable() {
 }
 
 #[test]
-fn multiget_without_etag_is_unreadable() {
+fn multiget_propstat_500_is_unreadable_radicale() {
+    multiget_propstat_500_is_unreadable(World::radicale("", ""));
+}
+
+#[test]
+fn multiget_propstat_500_is_unreadable_xandikos() {
+    multiget_propstat_500_is_unreadable(World::xandikos("", ""));
+}
+
+fn multiget_without_etag_is_unreadable(world: World) {
     unreadable_on_server(
+        world,
         FaultRule::once(edit("bad", "getetag", "getetagx"))
             .method("REPORT")
             .body("calendar-multiget"),
@@ -1194,8 +1203,18 @@ fn multiget_without_etag_is_unreadable() {
 }
 
 #[test]
-fn multiget_without_calendar_data_is_unreadable() {
+fn multiget_without_etag_is_unreadable_radicale() {
+    multiget_without_etag_is_unreadable(World::radicale("", ""));
+}
+
+#[test]
+fn multiget_without_etag_is_unreadable_xandikos() {
+    multiget_without_etag_is_unreadable(World::xandikos("", ""));
+}
+
+fn multiget_without_calendar_data_is_unreadable(world: World) {
     unreadable_on_server(
+        world,
         FaultRule::once(edit("bad", "calendar-data", "calendar-datax"))
             .method("REPORT")
             .body("calendar-multiget"),
@@ -1203,19 +1222,37 @@ fn multiget_without_calendar_data_is_unreadable() {
 }
 
 #[test]
-fn listing_without_etag_is_unreadable() {
+fn multiget_without_calendar_data_is_unreadable_radicale() {
+    multiget_without_calendar_data_is_unreadable(World::radicale("", ""));
+}
+
+#[test]
+fn multiget_without_calendar_data_is_unreadable_xandikos() {
+    multiget_without_calendar_data_is_unreadable(World::xandikos("", ""));
+}
+
+fn listing_without_etag_is_unreadable(world: World) {
     unreadable_on_server(
+        world,
         FaultRule::once(edit("bad", "getetag", "getetagx"))
             .method("REPORT")
             .body("sync-collection"),
     );
 }
 
+#[test]
+fn listing_without_etag_is_unreadable_radicale() {
+    listing_without_etag_is_unreadable(World::radicale("", ""));
+}
+
+#[test]
+fn listing_without_etag_is_unreadable_xandikos() {
+    listing_without_etag_is_unreadable(World::xandikos("", ""));
+}
+
 /// A calendar-query listing (a storage restricted to VEVENT) cut short by the server with a
 /// 507 `number-of-matches-within-limits`: the collection is refused, nothing deleted.
-#[test]
-fn listing_cut_short_refuses_the_collection() {
-    let world = World::radicale("item_types = [\"VEVENT\"]", "");
+fn listing_cut_short_refuses_the_collection(world: World) {
     world.put_local("cut-1", "Cut one");
     world.put_local("kept", "Kept");
     world.sync().success();
@@ -1245,13 +1282,21 @@ fn listing_cut_short_refuses_the_collection() {
     world.assert_converges(&[("cut-1", "Cut one"), ("kept", "Kept")]);
 }
 
+#[test]
+fn listing_cut_short_refuses_the_collection_radicale() {
+    listing_cut_short_refuses_the_collection(World::radicale("item_types = [\"VEVENT\"]", ""));
+}
+
+#[test]
+fn listing_cut_short_refuses_the_collection_xandikos() {
+    listing_cut_short_refuses_the_collection(World::xandikos("item_types = [\"VEVENT\"]", ""));
+}
+
 // Issue 7, point 9: a create never duplicates. The PUT went through but was answered 412 and
 // the GET that should show what the server holds fails: uncertain, so the item is reported
 // changed and left for the next run, never written under a second name.
 
-#[test]
-fn create_answered_412_uncertain_is_left_for_the_next_run() {
-    let world = World::radicale("", "");
+fn create_answered_412_uncertain_is_left_for_the_next_run(world: World) {
     world.put_local("new-1", "New one");
     world.proxy.set_faults(vec![
         FaultRule::once(Fault::StatusAfterForward(412))
@@ -1272,6 +1317,16 @@ fn create_answered_412_uncertain_is_left_for_the_next_run() {
         Items::from([("new-1".into(), vec!["New one".into()])])
     );
     world.assert_converges(&[("new-1", "New one")]);
+}
+
+#[test]
+fn create_answered_412_uncertain_is_left_for_the_next_run_radicale() {
+    create_answered_412_uncertain_is_left_for_the_next_run(World::radicale("", ""));
+}
+
+#[test]
+fn create_answered_412_uncertain_is_left_for_the_next_run_xandikos() {
+    create_answered_412_uncertain_is_left_for_the_next_run(World::xandikos("", ""));
 }
 
 /// Another client stores an item with the same UID under another name while our PUT is under
@@ -1314,9 +1369,7 @@ fn uid_conflict_names_the_item_holding_the_uid() {
 // Issue 7, point 10: a PUT answered without ETag is followed by a GET; another client's write
 // in between is not taken for ours, so the next run brings it over.
 
-#[test]
-fn put_without_etag_then_another_client_writes() {
-    let world = World::radicale("", "");
+fn put_without_etag_then_another_client_writes(world: World) {
     world.put_local("edited", "Mine");
     // The PUT and the request after it for the same item are held a moment; while the second
     // is held another client replaces the item.
@@ -1327,21 +1380,30 @@ fn put_without_etag_then_another_client_writes() {
     let run = world.sync_then(|_| world.put_remote("edited", "Theirs"));
     run.success();
     let log = world.proxy.requests();
+    // The other client's version reaches the vdir, and the server keeps it.
+    world.assert_converges(&[("edited", "Theirs")]);
     assert!(
         log.iter()
             .any(|r| r.method == "GET" && r.path.ends_with("/edited.ics")),
         "no GET after the PUT without ETag:\n{}",
         show(&log)
     );
-    world.assert_converges(&[("edited", "Theirs")]);
+}
+
+#[test]
+fn put_without_etag_then_another_client_writes_radicale() {
+    put_without_etag_then_another_client_writes(World::radicale("", ""));
+}
+
+#[test]
+fn put_without_etag_then_another_client_writes_xandikos() {
+    put_without_etag_then_another_client_writes(World::xandikos("", ""));
 }
 
 // Issue 7, point 11: sync-collection is sent with Depth 0, and a server failing the token
 // request (and the fresh one) falls back to a full listing instead of blocking the collection.
 
-#[test]
-fn sync_collection_failing_falls_back_to_a_listing() {
-    let world = World::radicale("", "");
+fn sync_collection_failing_falls_back_to_a_listing(world: World) {
     world.seed();
     // A run that writes nothing remembers the server's sync token.
     world.sync().success();
@@ -1384,6 +1446,16 @@ fn sync_collection_failing_falls_back_to_a_listing() {
         Some(&vec!["Fresh".to_owned()])
     );
     world.assert_converges(&[("fresh", "Fresh"), ("seed", "Seed")]);
+}
+
+#[test]
+fn sync_collection_failing_falls_back_to_a_listing_radicale() {
+    sync_collection_failing_falls_back_to_a_listing(World::radicale("", ""));
+}
+
+#[test]
+fn sync_collection_failing_falls_back_to_a_listing_xandikos() {
+    sync_collection_failing_falls_back_to_a_listing(World::xandikos("", ""));
 }
 
 // Issue 7, point 14: a server spelling hrefs in Latin-1 (`caf%E9.ics`): the item is fetched,
