@@ -72,6 +72,7 @@ pub const DAV_KEYS: &[&str] = &[
     "user_agent",
     "batch_size",
     "concurrency",
+    "max_response_size",
 ];
 
 /// Keys accepted in a `[pair.<name>]` table.
@@ -90,6 +91,9 @@ const BATCH_SIZE_RANGE: (i128, i128) = (1, 1000);
 /// Default of a DAV storage's `concurrency`, and its allowed range.
 const DEFAULT_CONCURRENCY: usize = 4;
 const CONCURRENCY_RANGE: (i128, i128) = (1, 32);
+
+/// Default of a DAV storage's `max_response_size`, in MiB.
+const DEFAULT_MAX_RESPONSE_MIB: u64 = 256;
 
 /// A parsed and validated configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,6 +325,8 @@ pub struct DavConfig {
     pub batch_size: usize,
     /// Requests in flight at once (default 4).
     pub concurrency: usize,
+    /// Largest response body accepted, in bytes, after decompression (default 256 MiB).
+    pub max_response_size: u64,
 }
 
 /// One `[pair.<name>]` table: two storages kept in sync.
@@ -1227,6 +1233,13 @@ impl Cx<'_> {
                 usize::try_from(n).unwrap_or(DEFAULT_CONCURRENCY)
             }
         };
+        let max_response_size = match table.get("max_response_size") {
+            None => DEFAULT_MAX_RESPONSE_MIB,
+            Some(v) => {
+                let mib = self.integer_in(v, &sub("max_response_size"), 1, 1 << 20)?;
+                u64::try_from(mib).unwrap_or(DEFAULT_MAX_RESPONSE_MIB)
+            }
+        } << 20;
         Ok(DavConfig {
             kind,
             url: url.to_string(),
@@ -1241,6 +1254,7 @@ impl Cx<'_> {
             user_agent,
             batch_size,
             concurrency,
+            max_response_size,
         })
     }
 
@@ -2382,6 +2396,7 @@ cmd = ["merge-tool"]
             user_agent: None,
             batch_size: 50,
             concurrency: 4,
+            max_response_size: 256 << 20,
         }
     }
 
@@ -2402,6 +2417,7 @@ timeout = 90
 user_agent = "davsync-test/1"
 batch_size = 1000
 concurrency = 32
+max_response_size = 1024
 
 [storage.contacts]
 type = "carddav"
@@ -2459,6 +2475,7 @@ metadata = []
             user_agent: Some("davsync-test/1".into()),
             batch_size: 1000,
             concurrency: 32,
+            max_response_size: 1 << 30,
             ..dav_defaults(
                 DavKind::CalDav,
                 "https://dav.example.com/dav/calendars/alice/",
@@ -2702,14 +2719,14 @@ metadata = []
                 caldav("path = \"/x\"\n"),
                 "4: storage.s.path: unknown key (expected one of: type, url, username, password, \
                  auth, verify, fingerprint, client_cert, item_types, timeout, user_agent, \
-                 batch_size, concurrency)",
+                 batch_size, concurrency, max_response_size)",
             ),
             (
                 "vdir key fileext in carddav",
                 carddav("fileext = \".vcf\"\n"),
                 "4: storage.s.fileext: unknown key (expected one of: type, url, username, \
                  password, auth, verify, fingerprint, client_cert, item_types, timeout, \
-                 user_agent, batch_size, concurrency)",
+                 user_agent, batch_size, concurrency, max_response_size)",
             ),
             (
                 "same URL on both sides",

@@ -1538,3 +1538,334 @@ fn latin1_hrefs_round_trip() {
         show(&world.proxy.requests())
     );
 }
+
+// 20. Credentials stay with their origin: a home set on another port (another origin) is
+// refused, naming both URLs, and nothing at all (let alone the password) goes there.
+
+/// A mock server on another port of 127.0.0.1 that records the head of every request it gets
+/// and answers 404: "another origin" a server could point davsync to.
+struct RecordingMock {
+    addr: std::net::SocketAddr,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RecordingMock {
+    fn start() -> RecordingMock {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind mock");
+        let addr = listener.local_addr().expect("mock address");
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = std::sync::Arc::clone(&heads);
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(&stream);
+                let mut head = String::new();
+                while reader.read_line(&mut head).is_ok_and(|n| n > 2) {}
+                recorded.lock().expect("mock log").push(head);
+                let _ = (&stream).write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        RecordingMock { addr, heads }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().expect("mock log").clone()
+    }
+}
+
+#[test]
+fn home_set_on_another_origin_is_refused() {
+    let world = World::radicale("", "");
+    world.put_local("local-1", "Local one");
+    let mock = RecordingMock::start();
+    let elsewhere = format!("http://{}/alice/", mock.addr);
+    // The principal's answer names its home set (and itself) on the mock's origin.
+    world.proxy.set_faults(vec![
+        FaultRule::always(Fault::ReplaceInBody(
+            ">/alice/<".into(),
+            format!(">{elsewhere}<"),
+        ))
+        .method("PROPFIND"),
+    ]);
+    let before = world.sb.state("a");
+    let run = world.sync();
+    run.expect_code(1);
+    let configured = world.proxy.proxied(&world.server.principal_url());
+    assert!(
+        run.stderr.contains(&elsewhere) && run.stderr.contains(&configured),
+        "the message names both URLs: {}",
+        run.both()
+    );
+    assert_eq!(
+        mock.heads(),
+        Vec::<String>::new(),
+        "requests sent to the other origin"
+    );
+    assert!(world.sb.state("a") == before, "the vdir was touched");
+    world.assert_converges(&[("local-1", "Local one")]);
+}
+
+// 21. A write the server redirects is an error naming the target, never a success.
+
+#[test]
+fn redirected_writes_are_errors() {
+    let world = World::radicale("", "");
+    world.put_local("local-1", "Local one");
+    world.put_local("local-2", "Local two");
+    let moved = format!("{}moved/x.ics", world.proxied_coll());
+    world.proxy.set_faults(vec![
+        FaultRule::once(Fault::Status(
+            303,
+            vec![("Location".into(), "/elsewhere/x.ics".into())],
+            vec![],
+        ))
+        .method("PUT")
+        .path("local-1"),
+        FaultRule::once(Fault::Status(
+            307,
+            vec![("Location".into(), moved.clone())],
+            vec![],
+        ))
+        .method("PUT")
+        .path("local-2"),
+    ]);
+    let before = world.sb.state("a");
+    let run = world.sync();
+    run.expect_code(1);
+    let elsewhere = format!("{}elsewhere/x.ics", world.proxy.url());
+    assert!(
+        run.stderr.contains(&elsewhere) && run.stderr.contains(&moved),
+        "the message names both targets: {}",
+        run.both()
+    );
+    let log = world.proxy.requests();
+    assert!(
+        log.iter()
+            .all(|r| !r.path.contains("elsewhere") && !r.path.contains("moved")),
+        "a redirected write was followed: {}",
+        show(&log)
+    );
+    assert_eq!(
+        world.remote_items(),
+        Items::new(),
+        "server after the redirects"
+    );
+    assert!(world.sb.state("a") == before, "the vdir was touched");
+    world.assert_converges(&[("local-1", "Local one"), ("local-2", "Local two")]);
+}
+
+// 22. A PROPFIND redirected (301) to a relative location is followed, as PROPFIND.
+
+#[test]
+fn propfind_redirected_to_a_relative_location() {
+    let world = World::radicale("", "");
+    world.put_local("local-1", "Local one");
+    world.put_remote("remote-1", "Remote one");
+    let principal = world.proxy.proxied(&world.server.principal_url());
+    let old = format!("{}old-home/", world.proxy.url());
+    let config = world.sb.read_string("config.toml");
+    world.sb.write(
+        "config.toml",
+        config.replace(&format!("\"{principal}\""), &format!("\"{old}\"")),
+    );
+    world.proxy.set_faults(vec![
+        FaultRule::always(Fault::Status(
+            301,
+            vec![("Location".into(), "../alice/".into())],
+            vec![],
+        ))
+        .path("/old-home/"),
+    ]);
+    let run = world.sync();
+    run.success();
+    assert_clean(&run);
+    let log = world.proxy.requests();
+    assert!(
+        log.iter()
+            .any(|r| r.method == "PROPFIND" && r.path == "/alice/" && r.status == Some(207)),
+        "the redirect was not followed as a PROPFIND: {}",
+        show(&log)
+    );
+    world.assert_converges(&[("local-1", "Local one"), ("remote-1", "Remote one")]);
+}
+
+// 23. Retry-After as an HTTP date, counted from the answer's own Date header (here 1994, so
+// the local clock cannot be what makes davsync wait).
+
+#[test]
+fn retry_after_http_date() {
+    let world = World::radicale("", "");
+    world.put_local("local-1", "Local one");
+    world.proxy.set_faults(vec![
+        FaultRule::once(Fault::Status(
+            503,
+            vec![
+                ("Date".into(), "Sun, 06 Nov 1994 08:49:37 GMT".into()),
+                ("Retry-After".into(), "Sun, 06 Nov 1994 08:49:40 GMT".into()),
+            ],
+            b"injected 503\n".to_vec(),
+        ))
+        .method("PROPFIND"),
+    ]);
+    let started = Instant::now();
+    let run = world.sync();
+    let elapsed = started.elapsed();
+    run.success();
+    assert_clean(&run);
+    assert!(
+        elapsed >= Duration::from_millis(2900),
+        "Retry-After (3 s by the server's clock) was not honoured ({elapsed:?})"
+    );
+    world.assert_converges(&[("local-1", "Local one")]);
+}
+
+// 24. A server locking its collection per write (423 to a write while another is in flight,
+// as Xandikos does after an interrupted run): fewer writes at once, and the run converges.
+
+#[test]
+fn parallel_writes_answered_423_converge() {
+    let world = World::radicale("concurrency = 4", "");
+    let expected: Vec<(String, String)> = (1..=16)
+        .map(|i| (format!("local-{i:02}"), format!("Local {i}")))
+        .collect();
+    for (uid, summary) in &expected {
+        world.put_local(uid, summary);
+    }
+    world.proxy.set_faults(vec![
+        FaultRule::always(Fault::LockedWhileBusy(150)).method("PUT"),
+    ]);
+    let run = world.sync();
+    run.success();
+    assert_clean(&run);
+    let log = world.proxy.requests();
+    assert!(
+        log.iter().any(|r| r.status == Some(423)),
+        "the writes never ran into the lock: {}",
+        show(&log)
+    );
+    let expected: Vec<(&str, &str)> = expected
+        .iter()
+        .map(|(u, s)| (u.as_str(), s.as_str()))
+        .collect();
+    world.assert_converges(&expected);
+}
+
+// 25. A server that stops answering mid-run costs one request and its retries, not a
+// request per batch and per item: the multigets get no answer at all.
+
+#[test]
+fn dead_server_is_asked_once() {
+    let world = World::radicale("batch_size = 10", "");
+    world.seed();
+    let expected: Vec<(String, String)> = (1..=30)
+        .map(|i| (format!("remote-{i:02}"), format!("Remote {i}")))
+        .collect();
+    for (uid, summary) in &expected {
+        world.put_remote(uid, summary);
+    }
+    world.proxy.set_faults(vec![
+        FaultRule::always(Fault::Reset)
+            .method("REPORT")
+            .body("calendar-multiget"),
+        FaultRule::always(Fault::Reset).method("GET"),
+    ]);
+    let before = world.sb.state("a");
+    let run = world.sync();
+    run.expect_code(1);
+    assert!(run.stderr.contains("remote-"), "{}", run.both());
+    let log = world.proxy.requests();
+    let unanswered = log.iter().filter(|r| r.status.is_none()).count();
+    // One request and its three retries; each of the other workers may have had its first
+    // multiget in flight already, and it too gets its retries.
+    assert!(
+        unanswered <= 4 * 3,
+        "{unanswered} requests to a dead server: {}",
+        show(&log)
+    );
+    assert!(world.sb.state("a") == before, "the vdir was touched");
+    let mut expected: Vec<(&str, &str)> = expected
+        .iter()
+        .map(|(u, s)| (u.as_str(), s.as_str()))
+        .collect();
+    expected.push(("seed", "Seed"));
+    world.assert_converges(&expected);
+}
+
+// 26. An answer larger than max_response_size once decompressed (a gzip bomb) is an error
+// naming the URL, read no further.
+
+#[test]
+fn huge_gzip_answer_is_refused() {
+    use std::io::Write;
+    let world = World::radicale("max_response_size = 1", "");
+    world.seed();
+    world.put_remote("remote-1", "Remote one");
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gzip.write_all(&vec![b' '; 4 << 20]).expect("gzip");
+    let bomb = gzip.finish().expect("gzip");
+    assert!(bomb.len() < 64 << 10);
+    let headers: Vec<(String, String)> = vec![
+        ("Content-Type".into(), "application/xml".into()),
+        ("Content-Encoding".into(), "gzip".into()),
+    ];
+    world.proxy.set_faults(vec![
+        FaultRule::always(Fault::Status(207, headers.clone(), bomb.clone()))
+            .method("REPORT")
+            .body("calendar-multiget"),
+        FaultRule::always(Fault::Status(200, headers, bomb)).method("GET"),
+    ]);
+    let before = world.sb.state("a");
+    let run = world.sync();
+    run.expect_code(1);
+    let item = world.proxied_item("remote-1");
+    assert!(
+        run.stderr.contains(&item) && run.stderr.contains("larger than 1 MiB"),
+        "{}",
+        run.both()
+    );
+    assert!(world.sb.state("a") == before, "the vdir was touched");
+    world.assert_converges(&[("remote-1", "Remote one"), ("seed", "Seed")]);
+}
+
+// 27. A single item over 64 MiB (in an answer within max_response_size) is an error naming
+// it; nothing is written locally.
+
+#[test]
+fn huge_item_is_refused() {
+    let world = World::radicale("", "");
+    world.seed();
+    world.put_remote("remote-1", "Remote one");
+    let href = format!("/alice/{}/remote-1.ics", world.coll);
+    let description = "x".repeat(65 << 20);
+    let answer = format!(
+        "<?xml version=\"1.0\"?><d:multistatus xmlns:d=\"DAV:\" \
+         xmlns:c=\"urn:ietf:params:xml:ns:caldav\"><d:response><d:href>{href}</d:href>\
+         <d:propstat><d:prop><d:getetag>\"huge\"</d:getetag><c:calendar-data>\
+         BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\n\
+         UID:remote-1\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20260101T100000Z\r\n\
+         SUMMARY:Huge\r\nDESCRIPTION:{description}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n\
+         </c:calendar-data></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>\
+         </d:response></d:multistatus>"
+    );
+    world.proxy.set_faults(vec![
+        FaultRule::once(Fault::Status(
+            207,
+            vec![("Content-Type".into(), "application/xml".into())],
+            answer.into_bytes(),
+        ))
+        .method("REPORT")
+        .body("calendar-multiget"),
+    ]);
+    let before = world.sb.state("a");
+    let run = world.sync();
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("remote-1.ics") && run.stderr.contains("larger than 64 MiB"),
+        "{}",
+        run.both()
+    );
+    assert!(world.sb.state("a") == before, "the vdir was touched");
+    world.assert_converges(&[("remote-1", "Remote one"), ("seed", "Seed")]);
+}

@@ -37,6 +37,7 @@ fn config(server: &dyn DavServer, kind: DavKind, url: &str) -> DavConfig {
         user_agent: None,
         batch_size: 50,
         concurrency: 4,
+        max_response_size: 256 << 20,
     }
 }
 

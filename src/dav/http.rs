@@ -3,11 +3,17 @@
 //! Requests are plain data ([`DavRequest`]) built elsewhere; this module only sends them and
 //! hands back the status, headers and body. It never logs credentials: the `Authorization`
 //! header is set here and nowhere else, and error messages name the method, URL and status only.
+//!
+//! Every request stays on the origin (scheme, host, port) of the configured `url`: a href or a
+//! redirect pointing elsewhere is refused before anything is sent there, so credentials never
+//! leave for another server (or for plain `http://` when the `url` says `https://`).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::hash::{BuildHasher, Hasher};
+use std::io::Read;
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::Method;
 use reqwest::blocking::{Client, RequestBuilder};
@@ -22,6 +28,9 @@ const MAX_RETRIES: u32 = 3;
 
 /// Longest wait honoured from a `Retry-After` header; a server asking for more gets an error.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Longest chain of redirects followed for one read.
+const MAX_REDIRECTS: usize = 5;
 
 /// One HTTP request, as data.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -89,6 +98,9 @@ pub struct DavResponse {
     pub headers: HeaderMap,
     /// The (decompressed) body.
     pub body: Vec<u8>,
+    /// The URL that answered: the request's, or where its redirects led. Relative hrefs in
+    /// the body are relative to it.
+    pub url: String,
 }
 
 impl DavResponse {
@@ -106,7 +118,18 @@ impl DavResponse {
 /// A request that got no usable HTTP answer.
 #[derive(Debug, Error)]
 pub enum HttpError {
-    /// Connecting, TLS, timeout or a broken connection.
+    /// No answer at all, after the retries: connecting, TLS, or a timeout before the
+    /// response head. The client then takes the server for dead for the rest of the run.
+    #[error("{method} {url}: {reason}")]
+    Unreachable {
+        /// The method.
+        method: &'static str,
+        /// The URL.
+        url: String,
+        /// What went wrong, with every cause in the chain.
+        reason: String,
+    },
+    /// An answer that broke off or could not be read.
     #[error("{method} {url}: {reason}")]
     Transport {
         /// The method.
@@ -115,6 +138,49 @@ pub enum HttpError {
         url: String,
         /// What went wrong, with every cause in the chain.
         reason: String,
+    },
+    /// A URL (a href from the server, or a redirect's target) on another scheme, host or port
+    /// than the configured `url`. Nothing was sent there.
+    #[error(
+        "{method} {url}: refused: not on {origin}, the server of the configured url {configured} \
+         (another scheme, host or port); davsync sends no request and no credentials there"
+    )]
+    OtherOrigin {
+        /// The method.
+        method: &'static str,
+        /// The URL refused.
+        url: String,
+        /// The configured `url`.
+        configured: String,
+        /// Its scheme, host and port.
+        origin: String,
+    },
+    /// A write the server redirected: not followed, so nothing was written.
+    #[error(
+        "{method} {url}: the server redirects this write to {target} (HTTP {status}); nothing was \
+         written (writes are not redirected: point url at the address the server uses)"
+    )]
+    RedirectedWrite {
+        /// The method.
+        method: &'static str,
+        /// The URL of the write.
+        url: String,
+        /// Where the server redirects it.
+        target: String,
+        /// The redirect's status.
+        status: u16,
+    },
+    /// A response body larger than `max_response_size`.
+    #[error(
+        "{method} {url}: the answer is larger than {limit_mib} MiB (max_response_size of the storage)"
+    )]
+    TooLarge {
+        /// The method.
+        method: &'static str,
+        /// The URL.
+        url: String,
+        /// The limit, in MiB.
+        limit_mib: u64,
     },
     /// The client could not be set up (bad CA file, client certificate, ...).
     #[error("{0}")]
@@ -166,6 +232,86 @@ pub struct HttpClient {
     digest: Mutex<Option<http_auth::PasswordClient>>,
     /// Answers to shareable requests since the last write sent through this client.
     shared_answers: Mutex<HashMap<DavRequest, DavResponse>>,
+    /// The configured `url`, and its origin (scheme, host, port): the only one requests go to.
+    configured_url: String,
+    origin: String,
+    /// Largest response body read, in bytes (after decompression).
+    max_response_size: u64,
+    /// Set once a request got no answer through all its retries: later requests fail at once,
+    /// so a dead server costs one request's retries, not every request's.
+    dead: OnceLock<String>,
+    /// Writes in flight, fewer after the server said it is busy.
+    writes: WriteLimiter,
+}
+
+/// The origin of `url` (`scheme://host[:port]`), the unit credentials are tied to; `None` for
+/// a URL that does not parse.
+pub fn origin(url: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+}
+
+/// Caps the writes (PUT, DELETE, PROPPATCH, MKCOL, MKCALENDAR) in flight at once. A server
+/// answering 423, 429 or 503 to a write halves the cap (down to one) for the rest of the
+/// run: Xandikos locks a collection per write, and servers that rate-limit want fewer
+/// requests, so retrying at the same concurrency would run the retries out.
+#[derive(Debug)]
+struct WriteLimiter {
+    state: Mutex<WriteSlots>,
+    freed: Condvar,
+}
+
+#[derive(Debug)]
+struct WriteSlots {
+    limit: usize,
+    in_flight: usize,
+}
+
+/// One write in flight; frees its slot when dropped.
+struct WritePermit<'a>(&'a WriteLimiter);
+
+impl WriteLimiter {
+    fn new(limit: usize) -> WriteLimiter {
+        WriteLimiter {
+            state: Mutex::new(WriteSlots {
+                limit: limit.max(1),
+                in_flight: 0,
+            }),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a free slot.
+    fn acquire(&self) -> WritePermit<'_> {
+        let mut slots = lock(&self.state);
+        while slots.in_flight >= slots.limit {
+            slots = self
+                .freed
+                .wait(slots)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        slots.in_flight += 1;
+        WritePermit(self)
+    }
+
+    /// The server is busy: fewer writes at once from now on.
+    fn back_off(&self) {
+        let mut slots = lock(&self.state);
+        slots.limit = (slots.limit / 2).max(1);
+    }
+}
+
+impl Drop for WritePermit<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.state).in_flight -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// Whether `method` changes something on the server.
+fn is_write(method: &str) -> bool {
+    !matches!(method, "GET" | "HEAD" | "OPTIONS" | "PROPFIND" | "REPORT")
 }
 
 /// Makes every cause in an error chain visible: reqwest's top-level message alone ("error
@@ -198,7 +344,8 @@ impl HttpClient {
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .pool_max_idle_per_host(config.concurrency.max(1))
-            .redirect(reqwest::redirect::Policy::limited(5));
+            // Followed here, after checking method and origin (see `send_now`).
+            .redirect(reqwest::redirect::Policy::none());
         builder = match &config.verify {
             TlsVerify::System => builder,
             TlsVerify::Off => builder.tls_danger_accept_invalid_certs(true),
@@ -234,26 +381,29 @@ impl HttpClient {
         let client = builder
             .build()
             .map_err(|e| HttpError::Setup(format!("HTTP client: {}", chain(&e))))?;
+        let origin = origin(&config.url)
+            .ok_or_else(|| HttpError::Setup(format!("{}: not a URL", config.url)))?;
         Ok(HttpClient {
             client,
             credentials,
             digest: Mutex::new(None),
             shared_answers: Mutex::new(HashMap::new()),
+            configured_url: config.url.clone(),
+            origin,
+            max_response_size: config.max_response_size,
+            dead: OnceLock::new(),
+            writes: WriteLimiter::new(config.concurrency),
         })
     }
 
-    fn build(&self, request: &DavRequest) -> Result<RequestBuilder, HttpError> {
+    /// Builds `request` for `url` (the request's own, or where a redirect led).
+    fn build(&self, request: &DavRequest, url: &str) -> Result<RequestBuilder, HttpError> {
         let method = Method::from_bytes(request.method.as_bytes()).map_err(|e| {
             HttpError::Setup(format!("{} is not an HTTP method: {e}", request.method))
         })?;
         let mut headers = HeaderMap::new();
         for (name, value) in &request.headers {
-            let bad = || {
-                HttpError::Setup(format!(
-                    "{} {}: bad {name} header",
-                    request.method, request.url
-                ))
-            };
+            let bad = || HttpError::Setup(format!("{} {url}: bad {name} header", request.method));
             let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
             headers.append(
                 header_name,
@@ -262,7 +412,7 @@ impl HttpClient {
         }
         let builder = self
             .client
-            .request(method, &request.url)
+            .request(method, url)
             .headers(headers)
             .body(request.body.clone());
         Ok(match &self.credentials {
@@ -277,8 +427,9 @@ impl HttpClient {
                     // No challenge yet: the first request goes without and gets one.
                     return Ok(builder);
                 };
-                let url = reqwest::Url::parse(&request.url)
-                    .map_err(|e| HttpError::Setup(format!("{}: {e}", request.url)))?;
+                // The Digest `uri` is that of the URL actually requested.
+                let url = reqwest::Url::parse(url)
+                    .map_err(|e| HttpError::Setup(format!("{url}: {e}")))?;
                 let uri = match url.query() {
                     Some(query) => format!("{}?{query}", url.path()),
                     None => url.path().to_owned(),
@@ -291,7 +442,7 @@ impl HttpClient {
                         method: request.method,
                         body: Some(&request.body),
                     })
-                    .map_err(|e| HttpError::Setup(format!("{}: digest: {e}", request.url)))?;
+                    .map_err(|e| HttpError::Setup(format!("{url}: digest: {e}")))?;
                 builder.header(reqwest::header::AUTHORIZATION, answer)
             }
         })
@@ -324,8 +475,9 @@ impl HttpClient {
         }
     }
 
-    /// Sends a request, retrying connection errors, 5xx and 429 (honouring `Retry-After`) with
-    /// backoff. Every request davsync sends is safe to repeat: reads are idempotent, and writes
+    /// Sends a request, retrying connection errors, 5xx, 423 and 429 (honouring `Retry-After`)
+    /// with backoff. Only to the configured origin ([`HttpError::OtherOrigin`]); redirects are
+    /// followed for reads and are an error for writes ([`HttpError::RedirectedWrite`]). Every request davsync sends is safe to repeat: reads are idempotent, and writes
     /// are conditional, so a repeated write that already happened answers 412 and the caller
     /// checks what is there.
     ///
@@ -339,10 +491,7 @@ impl HttpClient {
             if let Some(answer) = lock(&self.shared_answers).get(request) {
                 return Ok(answer.clone());
             }
-        } else if !matches!(
-            request.method,
-            "GET" | "HEAD" | "OPTIONS" | "PROPFIND" | "REPORT"
-        ) {
+        } else if is_write(request.method) {
             lock(&self.shared_answers).clear();
         }
         let response = self.send_now(request)?;
@@ -352,25 +501,95 @@ impl HttpClient {
         Ok(response)
     }
 
+    /// Sends `request`, following redirects for reads, on the configured origin only.
     fn send_now(&self, request: &DavRequest) -> Result<DavResponse, HttpError> {
+        let mut url = request.url.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            if origin(&url).as_deref() != Some(self.origin.as_str()) {
+                return Err(HttpError::OtherOrigin {
+                    method: request.method,
+                    url,
+                    configured: self.configured_url.clone(),
+                    origin: self.origin.clone(),
+                });
+            }
+            let response = self.send_with_retries(request, &url)?;
+            let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok());
+            let target = match location {
+                Some(location) if matches!(status, 301 | 302 | 303 | 307 | 308) => response
+                    .url()
+                    .join(location)
+                    .map_err(|e| HttpError::Transport {
+                        method: request.method,
+                        url: url.clone(),
+                        reason: format!("HTTP {status} to a bad Location {location:?}: {e}"),
+                    })?,
+                _ => return self.read(request, &url, response),
+            };
+            if is_write(request.method) {
+                // A write "redirected" was not done; repeating it elsewhere would also skip
+                // the If-Match the caller chose for this URL.
+                return Err(HttpError::RedirectedWrite {
+                    method: request.method,
+                    url,
+                    target: target.to_string(),
+                    status,
+                });
+            }
+            url = target.to_string();
+        }
+        Err(HttpError::Transport {
+            method: request.method,
+            url: request.url.clone(),
+            reason: format!("more than {MAX_REDIRECTS} redirects"),
+        })
+    }
+
+    /// Sends `request` to `url` until it gets an answer worth returning (see [`Self::send`]).
+    fn send_with_retries(
+        &self,
+        request: &DavRequest,
+        url: &str,
+    ) -> Result<reqwest::blocking::Response, HttpError> {
+        let unreachable = |reason: String| HttpError::Unreachable {
+            method: request.method,
+            url: url.to_owned(),
+            reason,
+        };
+        if let Some(reason) = self.dead.get() {
+            return Err(unreachable(format!(
+                "not sent: the server did not answer before ({reason})"
+            )));
+        }
         let max_retries = if request.retried { MAX_RETRIES } else { 0 };
         let mut attempt = 0;
         let mut answered_challenge = false;
         loop {
-            let result = self.build(request)?.send();
-            if let Ok(response) = &result
-                && response.status() == reqwest::StatusCode::UNAUTHORIZED
-                && !answered_challenge
-                && self.accept_challenge(response)
-            {
-                // One more try with the answer to the (new or renewed) Digest challenge.
-                answered_challenge = true;
-                continue;
+            let permit = is_write(request.method).then(|| self.writes.acquire());
+            let result = self.build(request, url)?.send();
+            drop(permit);
+            if let Ok(response) = &result {
+                let status = response.status().as_u16();
+                if says_busy(request.method, status) {
+                    self.writes.back_off();
+                }
+                if status == 401 && !answered_challenge && self.accept_challenge(response) {
+                    // One more try with the answer to the (new or renewed) Digest challenge.
+                    answered_challenge = true;
+                    continue;
+                }
             }
             let retry_in = match &result {
-                Ok(response) => {
-                    retry_delay(response.status().as_u16(), response.headers(), attempt)
-                }
+                Ok(response) => retry_delay(
+                    response.status().as_u16(),
+                    response.headers(),
+                    attempt,
+                    SystemTime::now(),
+                ),
                 Err(_) => Some(backoff(attempt)),
             };
             match (result, retry_in) {
@@ -381,7 +600,7 @@ impl HttpClient {
                     thread::sleep(delay);
                 }
                 (Err(_), Some(delay)) if attempt < max_retries => thread::sleep(delay),
-                (Ok(response), _) => return read(request, response),
+                (Ok(response), _) => return Ok(response),
                 (Err(e), _) => {
                     let mut reason = chain(&e);
                     if reason.contains("certificate") && !reason.contains("pinned") {
@@ -390,16 +609,55 @@ impl HttpClient {
                              fingerprint = \"sha256:...\" in the storage)",
                         );
                     }
-                    return Err(HttpError::Transport {
-                        method: request.method,
-                        url: request.url.clone(),
-                        reason,
-                    });
+                    if max_retries > 0 {
+                        // Retried and still no answer: the server is down for this run. (A
+                        // request without retries is a shortcut that may fail on its own.)
+                        let _ = self.dead.set(reason.clone());
+                    }
+                    return Err(unreachable(reason));
                 }
             }
             attempt += 1;
         }
     }
+
+    /// Reads the body, decompressed, up to `max_response_size`.
+    fn read(
+        &self,
+        request: &DavRequest,
+        url: &str,
+        response: reqwest::blocking::Response,
+    ) -> Result<DavResponse, HttpError> {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let mut body = Vec::new();
+        response
+            .take(self.max_response_size.saturating_add(1))
+            .read_to_end(&mut body)
+            .map_err(|e| HttpError::Transport {
+                method: request.method,
+                url: url.to_owned(),
+                reason: format!("reading the response body (HTTP {status}): {}", chain(&e)),
+            })?;
+        if body.len() as u64 > self.max_response_size {
+            return Err(HttpError::TooLarge {
+                method: request.method,
+                url: url.to_owned(),
+                limit_mib: self.max_response_size >> 20,
+            });
+        }
+        Ok(DavResponse {
+            status,
+            headers,
+            body,
+            url: url.to_owned(),
+        })
+    }
+}
+
+/// Whether a write answered with `status` says the server wants fewer writes at once.
+fn says_busy(method: &str, status: u16) -> bool {
+    is_write(method) && matches!(status, 423 | 429 | 503)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -422,45 +680,95 @@ fn same_nonce(
     }
 }
 
-fn read(
-    request: &DavRequest,
-    response: reqwest::blocking::Response,
-) -> Result<DavResponse, HttpError> {
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.bytes().map_err(|e| HttpError::Transport {
-        method: request.method,
-        url: request.url.clone(),
-        reason: format!("reading the response body (HTTP {status}): {}", chain(&e)),
-    })?;
-    Ok(DavResponse {
-        status,
-        headers,
-        body: body.to_vec(),
-    })
+/// About 250 ms, 500 ms, 1 s, ...: the upper half of each step is random, so clients that
+/// failed together (the workers of one run, several runs against one server) do not all
+/// come back at the same moment.
+fn backoff(attempt: u32) -> Duration {
+    let step = Duration::from_millis(250 << attempt.min(6));
+    step / 2 + jitter(step / 2)
 }
 
-/// 250 ms, 500 ms, 1 s, ...
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(250 << attempt.min(6))
+/// A random duration up to `max`. `RandomState` is seeded randomly per process and moves on
+/// with each instance: enough randomness for spreading retries, without a dependency.
+fn jitter(max: Duration) -> Duration {
+    let random = std::hash::RandomState::new().build_hasher().finish();
+    max.mul_f64(random as f64 / u64::MAX as f64)
 }
 
 /// Whether (and after how long) a response with `status` is worth retrying. 423 (Locked) is
 /// retried too: Xandikos answers it to a write while another write to the same collection
 /// holds its git index lock, which concurrent writes run into.
-fn retry_delay(status: u16, headers: &HeaderMap, attempt: u32) -> Option<Duration> {
+///
+/// `Retry-After` is honoured in both forms: seconds, or an HTTP date. A date is measured
+/// against the response's own `Date` header where there is one (both from the server's
+/// clock, so a skewed local clock does not matter), else against `now`.
+fn retry_delay(
+    status: u16,
+    headers: &HeaderMap,
+    attempt: u32,
+    now: SystemTime,
+) -> Option<Duration> {
     if status != 429 && status != 423 && !(500..600).contains(&status)
         || status == 501
         || status == 505
     {
         return None;
     }
-    let retry_after = headers
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let retry_after = text("retry-after").and_then(|value| {
+        let value = value.trim();
+        if let Ok(secs) = value.parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        let at = http_date(value)?;
+        let now = text("date").and_then(http_date).unwrap_or(now);
+        // A date already past: retry at once.
+        Some(at.duration_since(now).unwrap_or_default())
+    });
     Some(retry_after.unwrap_or_else(|| backoff(attempt)))
+}
+
+/// Parses an HTTP date in the preferred IMF-fixdate form (RFC 9110 §5.6.7), e.g.
+/// `Sun, 06 Nov 1994 08:49:37 GMT`; the obsolete forms give `None` (a plain backoff).
+fn http_date(text: &str) -> Option<SystemTime> {
+    let (_weekday, rest) = text.trim().split_once(", ")?;
+    let mut fields = rest.split(' ');
+    let day: u64 = fields.next()?.parse().ok()?;
+    let month = fields.next()?;
+    let year: u64 = fields.next()?.parse().ok()?;
+    let time = fields.next()?;
+    if fields.next()? != "GMT" || fields.next().is_some() {
+        return None;
+    }
+    let month = 1 + [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == month)? as u64;
+    let mut hms = time.split(':').map(|f| f.parse::<u64>().ok());
+    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    if hms.next().is_some()
+        || !(1970..10000).contains(&year)
+        || !(1..=31).contains(&day)
+        || h > 23
+        || m > 59
+        || sec > 60
+    {
+        return None;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+    let (y, mo) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let year_of_era = y % 400;
+    let day_of_year = (153 * mo + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let secs = days * 86_400 + h * 3600 + m * 60 + sec;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }
 
 /// The credentials a storage config describes, resolved now.
@@ -495,18 +803,125 @@ pub fn credentials(
 mod tests {
     use super::*;
 
+    fn between(delay: Option<Duration>, min_ms: u64, max_ms: u64) -> bool {
+        delay.is_some_and(|d| {
+            (Duration::from_millis(min_ms)..=Duration::from_millis(max_ms)).contains(&d)
+        })
+    }
+
     #[test]
     fn retries_only_what_is_worth_retrying() {
         let none = HeaderMap::new();
-        assert_eq!(retry_delay(200, &none, 0), None);
-        assert_eq!(retry_delay(412, &none, 0), None);
-        assert_eq!(retry_delay(423, &none, 1), Some(Duration::from_millis(500)));
-        assert_eq!(retry_delay(501, &none, 0), None);
-        assert_eq!(retry_delay(503, &none, 0), Some(Duration::from_millis(250)));
-        assert_eq!(retry_delay(500, &none, 2), Some(Duration::from_secs(1)));
+        let now = SystemTime::now();
+        assert_eq!(retry_delay(200, &none, 0, now), None);
+        assert_eq!(retry_delay(412, &none, 0, now), None);
+        assert!(between(retry_delay(423, &none, 1, now), 250, 500));
+        assert_eq!(retry_delay(501, &none, 0, now), None);
+        assert!(between(retry_delay(503, &none, 0, now), 125, 250));
+        assert!(between(retry_delay(500, &none, 2, now), 500, 1000));
         let mut after = HeaderMap::new();
         after.insert("retry-after", HeaderValue::from_static("2"));
-        assert_eq!(retry_delay(429, &after, 0), Some(Duration::from_secs(2)));
+        assert_eq!(
+            retry_delay(429, &after, 0, now),
+            Some(Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn backoff_is_spread() {
+        let delays: std::collections::HashSet<Duration> = (0..20).map(|_| backoff(3)).collect();
+        assert!(delays.len() > 1, "{delays:?}");
+        assert!(
+            delays.iter().all(|d| between(Some(*d), 1000, 2000)),
+            "{delays:?}"
+        );
+    }
+
+    #[test]
+    fn parses_http_dates() {
+        let at = |secs| Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(http_date("Sun, 06 Nov 1994 08:49:37 GMT"), at(784_111_777));
+        assert_eq!(http_date("Thu, 01 Jan 1970 00:00:00 GMT"), at(0));
+        assert_eq!(
+            http_date("Tue, 29 Feb 2028 23:59:59 GMT"),
+            at(1_835_481_599)
+        );
+        for bad in [
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 CET",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "",
+        ] {
+            assert_eq!(http_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn retry_after_date_counts_from_the_server_clock() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "retry-after",
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:47 GMT"),
+        );
+        // Without a Date header: from the local clock.
+        let local = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(
+            retry_delay(503, &headers, 0, local),
+            Some(Duration::from_secs(10))
+        );
+        // A date already past: at once.
+        let later = local + Duration::from_secs(60);
+        assert_eq!(retry_delay(503, &headers, 0, later), Some(Duration::ZERO));
+        // With one, the local clock (here far off) does not matter.
+        headers.insert(
+            "date",
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:44 GMT"),
+        );
+        assert_eq!(
+            retry_delay(429, &headers, 0, later),
+            Some(Duration::from_secs(3))
+        );
+    }
+
+    #[test]
+    fn busy_answers_to_writes_leave_fewer_writes_in_flight() {
+        let limiter = WriteLimiter::new(8);
+        let limit = |l: &WriteLimiter| lock(&l.state).limit;
+        for expected in [4, 2, 1, 1] {
+            limiter.back_off();
+            assert_eq!(limit(&limiter), expected);
+        }
+        assert!(says_busy("PUT", 423) && says_busy("DELETE", 429) && says_busy("PROPPATCH", 503));
+        assert!(!says_busy("GET", 503) && !says_busy("PUT", 500) && !says_busy("PUT", 412));
+    }
+
+    #[test]
+    fn a_second_write_waits_while_the_limit_is_one() {
+        let limiter = std::sync::Arc::new(WriteLimiter::new(1));
+        let first = limiter.acquire();
+        let (sent, got) = std::sync::mpsc::channel();
+        let other = std::sync::Arc::clone(&limiter);
+        let waiter = thread::spawn(move || {
+            let _second = other.acquire();
+            let _ = sent.send(());
+        });
+        assert!(got.recv_timeout(Duration::from_millis(200)).is_err());
+        drop(first);
+        assert!(got.recv_timeout(Duration::from_secs(5)).is_ok());
+        let _ = waiter.join();
+    }
+
+    #[test]
+    fn origins_are_scheme_host_and_port() {
+        let https = origin("https://Dav.Example.com/alice/");
+        assert_eq!(https.as_deref(), Some("https://dav.example.com"));
+        assert_eq!(origin("https://dav.example.com:443/other/"), https);
+        assert_ne!(origin("http://dav.example.com/alice/"), https);
+        assert_ne!(origin("https://dav.example.com:8443/alice/"), https);
+        assert_ne!(origin("https://evil.example.com/alice/"), https);
+        assert_eq!(origin("not a url"), None);
     }
 
     #[test]

@@ -23,6 +23,10 @@ use crate::storage::StorageError;
 
 pub use storage::DavStorage;
 
+/// The largest single item taken from a server, in bytes: a larger one is an error naming
+/// it. (The answer carrying it is capped separately, by `max_response_size`.)
+pub const MAX_ITEM_SIZE: usize = 64 << 20;
+
 /// The HTTP clients of the DAV storages opened for one run, one per connection setup (TLS
 /// settings, timeout, user agent, credentials). Storages with the same setup share a client,
 /// and with it its connections, its Digest session and the answers to discovery requests
@@ -36,6 +40,8 @@ pub struct Clients {
 /// Everything [`http::HttpClient::new`] builds a client from.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct ClientSetup {
+    /// A client only ever talks to one origin: credentials are tied to it.
+    origin: Option<String>,
     credentials: http::Credentials,
     verify: TlsVerify,
     fingerprint: Option<String>,
@@ -43,6 +49,7 @@ struct ClientSetup {
     timeout: Duration,
     user_agent: Option<String>,
     concurrency: usize,
+    max_response_size: u64,
 }
 
 impl Clients {
@@ -54,6 +61,7 @@ impl Clients {
         credentials: http::Credentials,
     ) -> Result<Arc<http::HttpClient>, http::HttpError> {
         let setup = ClientSetup {
+            origin: http::origin(&config.url),
             credentials,
             verify: config.verify.clone(),
             fingerprint: config.fingerprint.clone(),
@@ -61,6 +69,7 @@ impl Clients {
             timeout: config.timeout,
             user_agent: config.user_agent.clone(),
             concurrency: config.concurrency,
+            max_response_size: config.max_response_size,
         };
         let mut clients = self
             .by_setup

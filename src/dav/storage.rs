@@ -251,6 +251,8 @@ impl DavStorage {
                 .propfind(&at, "0", xml::propfind_home_sets())
                 .shareable();
             let response = self.http.send(&request).map_err(http_error)?;
+            // Relative hrefs in the answer are relative to the URL that answered.
+            at.clone_from(&response.url);
             match response.status {
                 207 => {}
                 401 => return Err(status_error(&request, &response)),
@@ -447,7 +449,10 @@ impl DavStorage {
                 }
                 let word = match (&r.props.etag, r.status) {
                     (_, Some(404 | 410)) => Word::Removed,
-                    (Some(etag), _) => Word::Changed(etag.clone(), r.props.data.clone()),
+                    // An item over the cap is fetched alone, and refused there by name.
+                    (Some(etag), _) => {
+                        Word::Changed(etag.clone(), r.props.data.clone().filter(|d| within_cap(d)))
+                    }
                     (None, _) => Word::Unreadable(format!(
                         "{}: {}",
                         href::join(&collection.id, &r.href),
@@ -490,20 +495,27 @@ impl DavStorage {
         )))
     }
 
-    /// One multiget; `None` when the server failed it as a whole.
+    /// One multiget; `Ok(None)` when the server failed it as a whole, `Err` when it did not
+    /// answer at all.
     fn multiget(
         &self,
         collection: &CollectionInfo,
         hrefs: &[&str],
-    ) -> Option<Vec<(String, Result<Fetched, ItemError>)>> {
+    ) -> Result<Option<FetchResults>, HttpError> {
         let request = DavRequest::new("REPORT", &collection.id)
             .header("Depth", "1")
             .xml(xml::multiget(self.kind, hrefs));
-        let response = self.http.send(&request).ok()?;
+        let response = match self.http.send(&request) {
+            Ok(response) => response,
+            Err(e @ HttpError::Unreachable { .. }) => return Err(e),
+            Err(_) => return Ok(None),
+        };
         if response.status != 207 {
-            return None;
+            return Ok(None);
         }
-        let status = xml::parse_multistatus(&response.body).ok()?;
+        let Ok(status) = xml::parse_multistatus(&response.body) else {
+            return Ok(None);
+        };
         // Keyed once: matching each wanted href by a scan made large batches quadratic.
         let by_path: HashMap<href::PathKey, &xml::Response> = status
             .responses
@@ -538,7 +550,7 @@ impl DavStorage {
                 (wanted.to_owned(), result)
             })
             .collect();
-        Some(results)
+        Ok(Some(results))
     }
 
     /// Why a multiget response that is not a 404 gives no usable item.
@@ -580,8 +592,22 @@ impl DavStorage {
         collection: &CollectionInfo,
         hrefs: &[&str],
     ) -> Vec<(String, Result<Fetched, ItemError>)> {
-        if let Some(results) = self.multiget(collection, hrefs) {
-            return results;
+        match self.multiget(collection, hrefs) {
+            Ok(Some(results)) => return results,
+            Ok(None) => {}
+            // No answer at all: smaller requests would get none either, each after retries.
+            Err(e) => {
+                return hrefs
+                    .iter()
+                    .map(|&h| {
+                        let error = ItemError::Transport {
+                            href: h.to_owned(),
+                            reason: e.to_string(),
+                        };
+                        (h.to_owned(), Err(error))
+                    })
+                    .collect();
+            }
         }
         if hrefs.len() > SMALL_BATCH {
             return hrefs
@@ -703,6 +729,29 @@ enum Held {
     /// The GET failed, or the item has our UID but other content (perhaps re-serialized by
     /// the server, perhaps edited by another client): the next run decides.
     Uncertain,
+}
+
+/// What fetching some hrefs gave, per href.
+type FetchResults = Vec<(String, Result<Fetched, ItemError>)>;
+
+/// Whether an item's content is within [`super::MAX_ITEM_SIZE`].
+fn within_cap(bytes: &[u8]) -> bool {
+    bytes.len() <= super::MAX_ITEM_SIZE
+}
+
+/// A fetched item, or an error naming it when it is over [`super::MAX_ITEM_SIZE`]: such an
+/// item is unreadable (left alone on both sides), never taken in.
+fn capped(href: &str, item: Fetched) -> Result<Fetched, ItemError> {
+    if within_cap(&item.bytes) {
+        return Ok(item);
+    }
+    Err(ItemError::Transport {
+        href: href.to_owned(),
+        reason: format!(
+            "the item is larger than {} MiB, the limit for one item",
+            super::MAX_ITEM_SIZE >> 20
+        ),
+    })
 }
 
 /// A per-item refusal with the server's reason: the `DAV:error` precondition it names, else
@@ -985,6 +1034,10 @@ impl Storage for DavStorage {
         batches
             .into_iter()
             .flat_map(|(_, fetched)| fetched)
+            .map(|(href, result)| {
+                let result = result.and_then(|item| capped(&href, item));
+                (href, result)
+            })
             .collect()
     }
 

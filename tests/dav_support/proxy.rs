@@ -66,6 +66,13 @@ pub enum Fault {
     /// `%E9`, in requests (target and body) `%E9` becomes `%C3%A9` again before forwarding.
     /// Plain answers.
     Latin1Hrefs,
+    /// Forward, and replace every occurrence of the first text in the answer's body by the
+    /// second (`Accept-Encoding` is removed from the forwarded request so the body is plain).
+    ReplaceInBody(String, String),
+    /// Like a server locking the collection for each write (Xandikos' git index lock): forward
+    /// and hold the answer this many milliseconds; a request of the same method arriving
+    /// meanwhile is answered 423 Locked without being forwarded.
+    LockedWhileBusy(u64),
 }
 
 impl Fault {
@@ -237,6 +244,8 @@ struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Ask the upstream for uncompressed answers (no `Accept-Encoding`).
     plain: AtomicBool,
+    /// Methods with a request held by [`Fault::LockedWhileBusy`] right now.
+    busy: Mutex<Vec<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -311,6 +320,7 @@ impl FaultProxy {
             next_socket: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
             plain: AtomicBool::new(false),
+            busy: Mutex::new(Vec::new()),
         });
         let accept = {
             let shared = Arc::clone(&shared);
@@ -578,6 +588,27 @@ fn handle(
             _ => {}
         }
     }
+    let hold = faults.iter().find_map(|f| match f {
+        Fault::LockedWhileBusy(ms) => Some(*ms),
+        _ => None,
+    });
+    if hold.is_some() {
+        let mut busy = lock(&shared.busy);
+        if busy.contains(&req.method) {
+            drop(busy);
+            let resp = HttpResponse {
+                status: 423,
+                reason: reason_phrase(423).to_string(),
+                headers: vec![("Content-Type".into(), "text/plain".into())],
+                body: b"injected 423: another write holds the lock\n".to_vec(),
+            };
+            record.status = Some(423);
+            shared.record(record);
+            write_response(client, &req.method, &resp, req.keep_alive, None)?;
+            return Ok(req.keep_alive);
+        }
+        busy.push(req.method.clone());
+    }
 
     let latin1 = faults.contains(&Fault::Latin1Hrefs);
     if latin1 {
@@ -594,9 +625,15 @@ fn handle(
                     | Fault::EditResponses { .. }
                     | Fault::CutShort(_)
                     | Fault::Latin1Hrefs
+                    | Fault::ReplaceInBody(..)
             )
         });
-    let mut resp = match forward(shared, upstream, &req, plain) {
+    let forwarded = forward(shared, upstream, &req, plain);
+    if let Some(ms) = hold {
+        shared.sleep(ms);
+        lock(&shared.busy).retain(|m| *m != req.method);
+    }
+    let mut resp = match forwarded {
         Ok(resp) => resp,
         Err(e) => HttpResponse {
             status: 502,
@@ -621,6 +658,10 @@ fn handle(
                     .retain(|(n, _)| !n.eq_ignore_ascii_case("content-encoding"));
             }
             Fault::StripHeader(name) => resp.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name)),
+            Fault::ReplaceInBody(from, to) => {
+                let text = String::from_utf8_lossy(&resp.body).into_owned();
+                resp.body = text.replace(from.as_str(), to).into_bytes();
+            }
             Fault::DropHrefsFromMultiget(needle) if resp.status == 207 => {
                 let text = String::from_utf8_lossy(&resp.body).into_owned();
                 resp.body = drop_responses(&text, needle).into_bytes();
