@@ -1591,17 +1591,24 @@ fn home_set_on_another_origin_is_refused() {
     ]);
     let before = world.sb.state("a");
     let run = world.sync();
+    let heads = mock.heads();
+    assert!(
+        !heads
+            .iter()
+            .any(|h| h.to_lowercase().contains("authorization:")),
+        "credentials sent to the other origin: {heads:#?}"
+    );
+    assert_eq!(
+        heads,
+        Vec::<String>::new(),
+        "requests sent to the other origin"
+    );
     run.expect_code(1);
     let configured = world.proxy.proxied(&world.server.principal_url());
     assert!(
         run.stderr.contains(&elsewhere) && run.stderr.contains(&configured),
         "the message names both URLs: {}",
         run.both()
-    );
-    assert_eq!(
-        mock.heads(),
-        Vec::<String>::new(),
-        "requests sent to the other origin"
     );
     assert!(world.sb.state("a") == before, "the vdir was touched");
     world.assert_converges(&[("local-1", "Local one")]);
@@ -1656,7 +1663,9 @@ fn redirected_writes_are_errors() {
     world.assert_converges(&[("local-1", "Local one"), ("local-2", "Local two")]);
 }
 
-// 22. A PROPFIND redirected (301) to a relative location is followed, as PROPFIND.
+// 22. A PROPFIND redirected (301) to a relative location is followed, as PROPFIND, and the
+// relative hrefs in its answer are taken relative to the URL that answered, not the one
+// asked.
 
 #[test]
 fn propfind_redirected_to_a_relative_location() {
@@ -1670,6 +1679,8 @@ fn propfind_redirected_to_a_relative_location() {
         "config.toml",
         config.replace(&format!("\"{principal}\""), &format!("\"{old}\"")),
     );
+    // The configured URL moved to /alice/; the server there names its home set and
+    // collection by relative hrefs.
     world.proxy.set_faults(vec![
         FaultRule::always(Fault::Status(
             301,
@@ -1677,6 +1688,13 @@ fn propfind_redirected_to_a_relative_location() {
             vec![],
         ))
         .path("/old-home/"),
+        FaultRule::always(Fault::ReplaceInBody(">/alice/<".into(), ">./<".into()))
+            .method("PROPFIND"),
+        FaultRule::always(Fault::ReplaceInBody(
+            format!(">/alice/{}/<", world.coll),
+            format!(">{}/<", world.coll),
+        ))
+        .method("PROPFIND"),
     ]);
     let run = world.sync();
     run.success();
@@ -1688,7 +1706,20 @@ fn propfind_redirected_to_a_relative_location() {
         "the redirect was not followed as a PROPFIND: {}",
         show(&log)
     );
-    world.assert_converges(&[("local-1", "Local one"), ("remote-1", "Remote one")]);
+    let expected: Items = [("local-1", "Local one"), ("remote-1", "Remote one")]
+        .iter()
+        .map(|(uid, summary)| ((*uid).to_owned(), vec![(*summary).to_owned()]))
+        .collect();
+    assert_eq!(world.local_items(), expected, "vdir");
+    assert_eq!(world.remote_items(), expected, "server");
+    let run = world.sync();
+    run.success();
+    assert!(
+        run.stdout
+            .contains("0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors"),
+        "{}",
+        run.both()
+    );
 }
 
 // 23. Retry-After as an HTTP date, counted from the answer's own Date header (here 1994, so
