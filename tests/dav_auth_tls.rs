@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 use common::{EventBuilder, Run, Sandbox, totals};
 use dav_support::http::{IO_TIMEOUT, header, read_body, read_head, reason_phrase};
 use dav_support::{
-    DavServer, FaultProxy, Radicale, Xandikos, basic_auth, free_port, try_http, venv_bin,
+    DavServer, Fault, FaultProxy, FaultRule, Radicale, Xandikos, basic_auth, free_port, try_http,
+    venv_bin,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -1203,5 +1204,49 @@ fn digest_auth_follows_a_renewed_nonce() {
         seen.iter().filter(|s| s.status == 401).count(),
         verdicts(STALE) + 1,
         "{log}"
+    );
+}
+
+/// A redirected read is answered for the URL it was redirected to: the Digest `uri` is that
+/// URL's (the mock checks it against the request target), not the one first asked.
+#[test]
+fn digest_answers_the_redirected_url() {
+    let radicale = Radicale::start();
+    let mock = digest_mock(&radicale);
+    let proxy = FaultProxy::start(&mock.url());
+    proxy.set_faults(vec![
+        FaultRule::always(Fault::Status(
+            301,
+            vec![("Location".into(), "/alice/".into())],
+            vec![],
+        ))
+        .path("/old/"),
+    ]);
+    let sb = upload_sandbox(
+        &format!("{}old/", proxy.url()),
+        &digest_keys(DIGEST_PASSWORD),
+        "work",
+        "d1",
+    );
+    let sync = run(&sb, &["sync"]);
+    let seen = mock.seen();
+    let describe = seen
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} -> {} {:?}\n",
+                s.method, s.target, s.status, s.verdict
+            )
+        })
+        .collect::<String>();
+    sync.success();
+    assert!(
+        seen.iter()
+            .all(|s| s.authorization.is_none() || s.verdict.is_ok()),
+        "a Digest answer the mock refused:\n{describe}"
+    );
+    assert!(
+        radicale_item(&radicale.data_dir(), "work", "d1.ics").is_some(),
+        "d1 not on Radicale:\n{describe}"
     );
 }
