@@ -477,8 +477,9 @@ impl HttpClient {
 
     /// Sends a request, retrying connection errors, 5xx, 423 and 429 (honouring `Retry-After`)
     /// with backoff. Only to the configured origin ([`HttpError::OtherOrigin`]); redirects are
-    /// followed for reads and are an error for writes ([`HttpError::RedirectedWrite`]). Every request davsync sends is safe to repeat: reads are idempotent, and writes
-    /// are conditional, so a repeated write that already happened answers 412 and the caller
+    /// followed for reads and are an error for writes ([`HttpError::RedirectedWrite`]).
+    /// Every request davsync sends is safe to repeat: reads are idempotent, and writes are
+    /// conditional, so a repeated write that already happened answers 412 and the caller
     /// checks what is there.
     ///
     /// A [`DavRequest::shareable`] request sent before through this client, with no write
