@@ -53,6 +53,14 @@ impl Item {
         &self.hash
     }
 
+    /// Whether `recorded`, a hash a status database holds for this item's place, was computed
+    /// from content equal to this item's: by today's [`vobject::normalized_hash`], or by the
+    /// definition davsync used before it recognized default values ([`vobject::legacy_hash`]),
+    /// which status databases written then still hold.
+    pub fn matches_recorded(&self, recorded: &str) -> bool {
+        self.hash == recorded || vobject::legacy_hash(&self.bytes) == recorded
+    }
+
     /// The identity used to pair this item with its copy on the other side: the UID, or for an
     /// item without one, its content hash (so an edit to such an item is a delete plus a create).
     pub fn ident(&self) -> Ident {
@@ -60,5 +68,25 @@ impl Item {
             Some(uid) => uid.clone(),
             None => format!("sha256:{}", self.hash),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_recorded_before_defaults_were_recognized_still_matches() {
+        let plain = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:u\r\n\
+            ATTENDEE;RSVP=TRUE;CN=\"Ann\":mailto:ann@example.org\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let item = Item::parse(plain.as_bytes().to_vec()).expect("parses");
+        let legacy = vobject::legacy_hash(plain.as_bytes());
+        assert_ne!(item.hash(), legacy);
+        assert!(item.matches_recorded(item.hash()));
+        assert!(item.matches_recorded(&legacy));
+        let edited = plain.replace("CN=\"Ann\"", "CN=\"Bob\"");
+        let edited = Item::parse(edited.into_bytes()).expect("parses");
+        assert!(!edited.matches_recorded(&legacy));
+        assert!(!edited.matches_recorded(item.hash()));
     }
 }

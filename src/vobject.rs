@@ -195,9 +195,9 @@ impl<'a> Line<'a> {
     }
 }
 
-/// The parameters of `params` (as returned by [`Line::params`]) as (name, value) pairs, values
-/// without their surrounding double quotes. `;` inside quotes does not split.
-fn params(params: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+/// The parameters of `params` (as returned by [`Line::params`]) as raw slices, each without its
+/// leading `;`. `;` inside quotes does not split.
+fn raw_params(params: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = params.strip_prefix(b";").unwrap_or(params);
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -215,16 +215,28 @@ fn params(params: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
             .unwrap_or(rest.len());
         let param = &rest[..len];
         rest = rest.get(len + 1..).unwrap_or_default();
-        let (k, v) = match param.iter().position(|&b| b == b'=') {
-            Some(eq) => (&param[..eq], &param[eq + 1..]),
-            None => (param, &b""[..]),
-        };
-        let v = v
-            .strip_prefix(b"\"")
-            .and_then(|v| v.strip_suffix(b"\""))
-            .unwrap_or(v);
-        Some((k.trim_ascii(), v))
+        Some(param)
     })
+}
+
+/// One raw parameter as (name, value), the name trimmed, the value without surrounding double
+/// quotes.
+fn split_param(param: &[u8]) -> (&[u8], &[u8]) {
+    let (k, v) = match param.iter().position(|&b| b == b'=') {
+        Some(eq) => (&param[..eq], &param[eq + 1..]),
+        None => (param, &b""[..]),
+    };
+    let v = v
+        .strip_prefix(b"\"")
+        .and_then(|v| v.strip_suffix(b"\""))
+        .unwrap_or(v);
+    (k.trim_ascii(), v)
+}
+
+/// The parameters of `params` (as returned by [`Line::params`]) as (name, value) pairs, values
+/// without their surrounding double quotes. `;` inside quotes does not split.
+fn params(params: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    raw_params(params).map(split_param)
 }
 
 /// Iterator over the logical lines of an input, skipping a leading BOM and blank lines.
@@ -473,42 +485,313 @@ pub fn component_type(bytes: &[u8]) -> Option<String> {
     None
 }
 
+/// Which normal form [`hash_with`] computes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Definition {
+    /// The normal form of davsync before default values were recognized. Status databases
+    /// written then hold hashes of this form; [`legacy_hash`] lets the engine tell whether such
+    /// a hash was computed from content that is still the same.
+    Legacy,
+    /// Today's normal form: [`Definition::Legacy`] plus the treatment of defaults and parameters
+    /// described at [`normalized_hash`].
+    Current,
+}
+
 /// One open component while hashing.
 struct Frame<'a> {
     /// Upper-cased component name; empty for the virtual root around the whole input.
     name: Vec<u8>,
+    /// Inside a VCARD: parameter and value-type defaults are those of RFC 6350, not RFC 5545.
+    vcard: bool,
     props: Vec<Line<'a>>,
     children: Vec<[u8; 32]>,
 }
 
-/// The normalized form of a property line after its name: parameters and value as they are,
-/// except for recurrence rules, whose `;`-separated parts servers reorder (Xandikos writes
-/// `BYDAY` before `BYMONTH`): those parts are sorted and upper-cased.
-fn normal_rest<'l>(l: &'l Line<'_>) -> Cow<'l, [u8]> {
+/// The property name without a vCard group prefix (`item1.EMAIL` is `EMAIL`).
+fn bare_name(name: &[u8]) -> &[u8] {
+    name.rsplit(|&b| b == b'.').next().unwrap_or(name)
+}
+
+/// Default value type of each iCalendar property (the "Value Type" paragraph of each property
+/// in RFC 5545 §3.7 and §3.8): a `VALUE=` parameter naming it says nothing.
+const ICAL_VALUE_TYPES: [(&[u8], &[&[u8]]); 10] = [
+    (
+        b"DATE-TIME",
+        &[
+            b"DTSTART",
+            b"DTEND",
+            b"DUE",
+            b"RECURRENCE-ID",
+            b"EXDATE",
+            b"RDATE",
+            b"COMPLETED",
+            b"CREATED",
+            b"DTSTAMP",
+            b"LAST-MODIFIED",
+        ],
+    ),
+    (b"DURATION", &[b"DURATION", b"TRIGGER"]),
+    (b"URI", &[b"ATTACH", b"URL", b"TZURL"]),
+    (b"CAL-ADDRESS", &[b"ATTENDEE", b"ORGANIZER"]),
+    (
+        b"TEXT",
+        &[
+            b"CALSCALE",
+            b"METHOD",
+            b"PRODID",
+            b"VERSION",
+            b"CATEGORIES",
+            b"CLASS",
+            b"COMMENT",
+            b"DESCRIPTION",
+            b"LOCATION",
+            b"RESOURCES",
+            b"STATUS",
+            b"SUMMARY",
+            b"TRANSP",
+            b"TZID",
+            b"TZNAME",
+            b"CONTACT",
+            b"RELATED-TO",
+            b"UID",
+            b"ACTION",
+            b"REQUEST-STATUS",
+        ],
+    ),
+    (b"FLOAT", &[b"GEO"]),
+    (
+        b"INTEGER",
+        &[b"PERCENT-COMPLETE", b"PRIORITY", b"SEQUENCE", b"REPEAT"],
+    ),
+    (b"PERIOD", &[b"FREEBUSY"]),
+    (b"UTC-OFFSET", &[b"TZOFFSETFROM", b"TZOFFSETTO"]),
+    (b"RECUR", &[b"RRULE", b"EXRULE"]),
+];
+
+/// Default value type of the vCard properties whose default is the same in vCard 3.0 (RFC 2426)
+/// and 4.0 (RFC 6350 §6); the others (`TEL`, `UID`, `BDAY`, `REV`, `PHOTO`, ...) differ between
+/// versions and keep their `VALUE=` parameter.
+const VCARD_VALUE_TYPES: [(&[u8], &[&[u8]]); 2] = [
+    (
+        b"TEXT",
+        &[
+            b"FN",
+            b"N",
+            b"NICKNAME",
+            b"NOTE",
+            b"TITLE",
+            b"ROLE",
+            b"ORG",
+            b"CATEGORIES",
+            b"ADR",
+            b"EMAIL",
+        ],
+    ),
+    (b"URI", &[b"URL"]),
+];
+
+/// The components a default property belongs to, its name and its default value.
+type DefaultProperty = (&'static [&'static [u8]], &'static [u8], &'static [u8]);
+
+/// Properties whose absence means the given value, with the components they belong to.
+const DEFAULT_PROPERTIES: [DefaultProperty; 6] = [
+    // RFC 5545 §3.8.1.3: "Default is PUBLIC".
+    (&[b"VEVENT", b"VTODO", b"VJOURNAL"], b"CLASS", b"PUBLIC"),
+    // RFC 5545 §3.8.2.7: "Default value is OPAQUE" (TRANSP is a VEVENT property only).
+    (&[b"VEVENT"], b"TRANSP", b"OPAQUE"),
+    // RFC 5545 §3.8.7.4: "When a calendar component is created, its sequence number is 0".
+    (&[b"VEVENT", b"VTODO", b"VJOURNAL"], b"SEQUENCE", b"0"),
+    // RFC 5545 §3.8.6.2: `repeat = "REPEAT" repparam ":" integer ; Default is "0", zero`.
+    (&[b"VALARM"], b"REPEAT", b"0"),
+    // RFC 5545 §3.7.1: "The Gregorian calendar scale is assumed if this property is not
+    // specified in the iCalendar object".
+    (&[b"VCALENDAR"], b"CALSCALE", b"GREGORIAN"),
+    // RFC 6350 §6.1.4: "If this property is absent, "individual" MUST be assumed as default".
+    (&[b"VCARD"], b"KIND", b"INDIVIDUAL"),
+];
+
+/// Parameters with enumerated values, which RFC 5545 §3.2 and RFC 6350 §5 compare
+/// case-insensitively; the values of all others (`CN`, `TZID`, `ALTREP`, ...) keep their case.
+const ENUMERATED_PARAMS: [&[u8]; 12] = [
+    b"VALUE",
+    b"CUTYPE",
+    b"ROLE",
+    b"PARTSTAT",
+    b"RSVP",
+    b"ENCODING",
+    b"FBTYPE",
+    b"RELTYPE",
+    b"RELATED",
+    b"RANGE",
+    b"TYPE",
+    b"CALSCALE",
+];
+
+/// Where a property stands, which decides what its defaults are.
+#[derive(Clone, Copy)]
+struct Context<'c> {
+    /// Upper-cased name of the component holding the property.
+    component: &'c [u8],
+    /// Inside a VCARD.
+    vcard: bool,
+    /// The property name without group.
+    property: &'c [u8],
+}
+
+impl Context<'_> {
+    /// The property's default value type, for the properties listed in [`ICAL_VALUE_TYPES`] and
+    /// [`VCARD_VALUE_TYPES`].
+    fn default_value_type(self) -> Option<&'static [u8]> {
+        let table: &[(&[u8], &[&[u8]])] = if self.vcard {
+            &VCARD_VALUE_TYPES
+        } else {
+            &ICAL_VALUE_TYPES
+        };
+        table
+            .iter()
+            .find(|(_, props)| props.iter().any(|p| self.property.eq_ignore_ascii_case(p)))
+            .map(|&(value_type, _)| value_type)
+    }
+
+    /// Whether the parameter `name=value` states what its absence would mean.
+    fn is_default_param(self, name: &[u8], value: &[u8]) -> bool {
+        let is = |n: &[u8], v: &[u8]| name.eq_ignore_ascii_case(n) && value.eq_ignore_ascii_case(v);
+        if name.eq_ignore_ascii_case(b"VALUE") {
+            // RFC 5545 §3.2.20, RFC 6350 §5.2: VALUE only needs to be given for another type
+            // than the property's default.
+            return self
+                .default_value_type()
+                .is_some_and(|t| value.eq_ignore_ascii_case(t));
+        }
+        if self.vcard {
+            // RFC 6350 §5.8: "gregorian" is "the default when the parameter is absent".
+            return is(b"CALSCALE", b"GREGORIAN");
+        }
+        let scheduled = [&b"VEVENT"[..], b"VTODO", b"VJOURNAL"].contains(&self.component);
+        // RFC 5545 §3.2.3, §3.2.7, §3.2.9, §3.2.14, §3.2.15, §3.2.16, §3.2.17 in this order;
+        // PARTSTAT (§3.2.12) has NEEDS-ACTION as default only in VEVENT, VTODO and VJOURNAL.
+        is(b"CUTYPE", b"INDIVIDUAL")
+            || is(b"ENCODING", b"8BIT")
+            || is(b"FBTYPE", b"BUSY")
+            || is(b"RELATED", b"START")
+            || is(b"RELTYPE", b"PARENT")
+            || is(b"ROLE", b"REQ-PARTICIPANT")
+            || is(b"RSVP", b"FALSE")
+            || (scheduled && is(b"PARTSTAT", b"NEEDS-ACTION"))
+    }
+
+    /// Whether the property line says only what its absence would say: a default value and
+    /// nothing but default parameters.
+    fn is_default_property(self, l: &Line<'_>) -> bool {
+        DEFAULT_PROPERTIES
+            .iter()
+            .any(|&(components, property, value)| {
+                self.property.eq_ignore_ascii_case(property)
+                    && components.contains(&self.component)
+                    && l.value().is_some_and(|v| v.eq_ignore_ascii_case(value))
+            })
+            && params(l.params()).all(|(k, v)| self.is_default_param(k, v))
+    }
+}
+
+fn is_enumerated(name: &[u8]) -> bool {
+    ENUMERATED_PARAMS
+        .iter()
+        .any(|p| name.eq_ignore_ascii_case(p))
+}
+
+/// The parameters of `l` as a set in normal form, each `;NAME=value`: defaults left out, names
+/// upper-cased, quotes removed, enumerated values upper-cased, sorted. Borrowed when the line
+/// already has that form, which is the usual case (`TZID=...`), so most lines allocate nothing.
+fn normal_params<'l>(l: &'l Line<'_>, context: Context<'_>) -> Cow<'l, [u8]> {
+    let raw = l.params();
+    let mut previous: Option<(&[u8], &[u8])> = None;
+    let already_normal = raw_params(raw).all(|param| {
+        let (k, v) = split_param(param);
+        // Another length than `k=v` means: no `=`, quotes, or blanks around the name.
+        let off_normal = param.len() != k.len() + 1 + v.len()
+            || v.contains(&b'"')
+            || k.iter().any(u8::is_ascii_lowercase)
+            || (is_enumerated(k) && v.iter().any(u8::is_ascii_lowercase))
+            || context.is_default_param(k, v)
+            || previous.is_some_and(|p| p >= (k, v));
+        previous = Some((k, v));
+        !off_normal
+    });
+    if already_normal {
+        return Cow::Borrowed(raw);
+    }
+    let mut set: Vec<(Vec<u8>, Vec<u8>)> = params(raw)
+        .filter(|&(k, v)| !context.is_default_param(k, v))
+        .map(|(k, v)| {
+            let mut value: Vec<u8> = v.iter().copied().filter(|&b| b != b'"').collect();
+            if is_enumerated(k) {
+                value.make_ascii_uppercase();
+            }
+            (k.to_ascii_uppercase(), value)
+        })
+        .collect();
+    set.sort_unstable();
+    let mut out = Vec::with_capacity(raw.len());
+    for (k, v) in &set {
+        out.push(b';');
+        out.extend_from_slice(k);
+        out.push(b'=');
+        out.extend_from_slice(v);
+    }
+    Cow::Owned(out)
+}
+
+/// The normalized form of a property line after its name. Recurrence rules have their
+/// `;`-separated parts sorted and upper-cased, since servers reorder them (Xandikos writes
+/// `BYDAY` before `BYMONTH`). With [`Definition::Current`] the parameters are those of
+/// [`normal_params`]; with [`Definition::Legacy`] they stay as they are.
+fn normal_rest<'l>(l: &'l Line<'_>, context: Context<'_>, definition: Definition) -> Cow<'l, [u8]> {
     let rest = &l.text[l.name_end..];
-    let (Some(colon), true) = (l.colon, l.is(b"RRULE") || l.is(b"EXRULE")) else {
+    let Some(colon) = l.colon else {
         return Cow::Borrowed(rest);
     };
-    let value = l.text[colon + 1..].trim_ascii();
-    let mut parts: Vec<Vec<u8>> = value
-        .split(|&b| b == b';')
-        .filter(|p| !p.is_empty())
-        .map(<[u8]>::to_ascii_uppercase)
-        .collect();
-    parts.sort_unstable();
-    let mut out = l.text[l.name_end..=colon].to_vec();
-    out.extend_from_slice(&parts.join(&b';'));
+    let recur = l.is(b"RRULE") || l.is(b"EXRULE");
+    let params = match definition {
+        Definition::Current => normal_params(l, context),
+        Definition::Legacy => Cow::Borrowed(l.params()),
+    };
+    if !recur && matches!(params, Cow::Borrowed(_)) {
+        return Cow::Borrowed(rest);
+    }
+    let mut out = params.into_owned();
+    out.push(b':');
+    if recur {
+        let value = l.text[colon + 1..].trim_ascii();
+        let mut parts: Vec<Vec<u8>> = value
+            .split(|&b| b == b';')
+            .filter(|p| !p.is_empty())
+            .map(<[u8]>::to_ascii_uppercase)
+            .collect();
+        parts.sort_unstable();
+        out.extend_from_slice(&parts.join(&b';'));
+    } else {
+        out.extend_from_slice(&l.text[colon + 1..]);
+    }
     Cow::Owned(out)
 }
 
 impl Frame<'_> {
     /// A digest of the component that is independent of property and subcomponent order. Every
     /// part is length- or count-prefixed so that different trees cannot feed the same bytes.
-    fn digest(self) -> [u8; 32] {
+    fn digest(self, definition: Definition) -> [u8; 32] {
         let mut props: Vec<(Vec<u8>, Cow<'_, [u8]>)> = self
             .props
             .iter()
-            .map(|p| (p.name().to_ascii_uppercase(), normal_rest(p)))
+            .map(|p| {
+                let context = Context {
+                    component: &self.name,
+                    vcard: self.vcard,
+                    property: bare_name(p.name()),
+                };
+                let rest = normal_rest(p, context, definition);
+                (p.name().to_ascii_uppercase(), rest)
+            })
             .collect();
         props.sort_unstable();
         let mut children = self.children;
@@ -535,42 +818,78 @@ impl Frame<'_> {
 /// Two copies hash the same when they differ only in: CRLF vs LF vs lone CR line ends, line
 /// folding, a UTF-8 BOM, blank lines, case of property and component names, order of properties
 /// within a component, order of sibling components, vCard 2.1 quoted-printable soft line breaks,
-/// and the volatile properties PRODID, DTSTAMP, LAST-MODIFIED, REV, CREATED, METHOD and
-/// X-WR-CALNAME, which are left out wherever they occur. Any other difference (a value, a
-/// parameter, parameter case) changes the hash. Works on any bytes, malformed or not: stray
-/// lines outside components are hashed as properties of a virtual root, and unclosed components
-/// are closed at the end.
+/// the order of the parts of a recurrence rule, and the volatile properties PRODID, DTSTAMP,
+/// LAST-MODIFIED, REV, CREATED, METHOD and X-WR-CALNAME, which are left out wherever they occur.
+///
+/// Servers also store what an item means in other words, so the hash does not see those either:
+/// a property carrying its default value (`CLASS:PUBLIC`, `TRANSP:OPAQUE` and `SEQUENCE:0` in a
+/// VEVENT, see `DEFAULT_PROPERTIES`), a parameter carrying its default (`VALUE=` the property's
+/// default type, `ROLE=REQ-PARTICIPANT`, `RSVP=FALSE`, `CUTYPE=INDIVIDUAL`, ...), the order of
+/// parameters, the case of parameter names, quotes around parameter values, and the case of
+/// enumerated parameter values (`PARTSTAT=accepted`). Any other difference (a value, the case of
+/// a `CN` or `TZID`) changes the hash. Works on any bytes, malformed or not: stray lines outside
+/// components are hashed as properties of a virtual root, and unclosed components are closed at
+/// the end.
 pub fn normalized_hash(bytes: &[u8]) -> String {
+    hash_with(bytes, Definition::Current)
+}
+
+/// The hash davsync computed before it recognized default values and parameter sets (the
+/// normal form of [`normalized_hash`] without its second paragraph). Only for recognizing
+/// hashes recorded in an existing status database.
+pub fn legacy_hash(bytes: &[u8]) -> String {
+    hash_with(bytes, Definition::Legacy)
+}
+
+fn hash_with(bytes: &[u8], definition: Definition) -> String {
     let root = Frame {
         name: Vec::new(),
+        vcard: false,
         props: Vec::new(),
         children: Vec::new(),
     };
     let mut stack = vec![root];
     for l in Lines::new(bytes) {
         match l.kind() {
-            Kind::Begin(name) => stack.push(Frame {
-                name: name.to_ascii_uppercase(),
-                props: Vec::new(),
-                children: Vec::new(),
-            }),
+            Kind::Begin(name) => {
+                let name = name.to_ascii_uppercase();
+                let vcard = name == b"VCARD" || stack.last().is_some_and(|f| f.vcard);
+                stack.push(Frame {
+                    name,
+                    vcard,
+                    props: Vec::new(),
+                    children: Vec::new(),
+                });
+            }
             // An END closes the innermost component whatever it names: the hash must not fail.
-            Kind::End(_) => close(&mut stack),
+            Kind::End(_) => close(&mut stack, definition),
             Kind::Prop => {
-                let name = l.name();
-                let bare = name.rsplit(|&b| b == b'.').next().unwrap_or(name);
-                if !VOLATILE.iter().any(|v| bare.eq_ignore_ascii_case(v))
-                    && let Some(top) = stack.last_mut()
-                {
-                    top.props.push(l);
+                let bare = bare_name(l.name());
+                if VOLATILE.iter().any(|v| bare.eq_ignore_ascii_case(v)) {
+                    continue;
                 }
+                let Some(top) = stack.last_mut() else {
+                    continue;
+                };
+                let context = Context {
+                    component: &top.name,
+                    vcard: top.vcard,
+                    property: bare,
+                };
+                if definition == Definition::Current && context.is_default_property(&l) {
+                    continue;
+                }
+                top.props.push(l);
             }
         }
     }
     while stack.len() > 1 {
-        close(&mut stack);
+        close(&mut stack, definition);
     }
-    let digest = stack.pop().map(Frame::digest).unwrap_or_default();
+    let digest = stack
+        .pop()
+        .map(|root| root.digest(definition))
+        .unwrap_or_default();
     hex(&digest)
 }
 
@@ -585,12 +904,12 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Pops the innermost component into its parent's children; never pops the virtual root.
-fn close(stack: &mut Vec<Frame<'_>>) {
+fn close(stack: &mut Vec<Frame<'_>>, definition: Definition) {
     if stack.len() > 1
         && let Some(frame) = stack.pop()
         && let Some(parent) = stack.last_mut()
     {
-        parent.children.push(frame.digest());
+        parent.children.push(frame.digest(definition));
     }
 }
 
@@ -994,6 +1313,8 @@ BEGIN:VTODO\r\nUID:1\r\nEND:VTODO\r\nEND:VCALENDAR\r\n";
                 "UID:e1\r\nDTSTAMP:20240101T000000Z\r\n",
                 "DTSTAMP:20240101T000000Z\r\nUID:e1\r\n",
             ),
+            BASE.replace("LANGUAGE=en", "language=en"),
+            BASE.replace("LANGUAGE=en", "LANGUAGE=\"en\""),
             BASE.replace("DTSTAMP:20240101T000000Z", "DTSTAMP:20250505T050505Z")
                 .replace(
                     "PRODID:-//A//B//EN\r\n",
@@ -1013,7 +1334,7 @@ BEGIN:VTODO\r\nUID:1\r\nEND:VTODO\r\nEND:VCALENDAR\r\n";
         let differ = [
             BASE.replace("UID:e1", "UID:e2"),
             BASE.replace("LANGUAGE=en", "LANGUAGE=de"),
-            BASE.replace("LANGUAGE=en", "language=en"),
+            BASE.replace("LANGUAGE=en", "LANGUAGE=EN"),
             BASE.replace("LANGUAGE=en:", "LANGUAGE=en;X=1:"),
             BASE.replace("forty octets", "forty octets "),
             BASE.replace("forty octets", "Forty octets"),
@@ -1041,6 +1362,179 @@ BEGIN:VTODO\r\nUID:1\r\nEND:VTODO\r\nEND:VCALENDAR\r\n";
         // Malformed and non-UTF-8 input still hashes.
         assert_eq!(normalized_hash(b"\xff\xfe garbage").len(), 64);
         assert_eq!(normalized_hash(b"END:X\nEND:Y\nBEGIN:Z").len(), 64);
+    }
+
+    /// A VEVENT with one property or parameter per line that the defaults tests vary.
+    const EVENT: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:d1\r\n\
+        DTSTART;TZID=Europe/Berlin:20240102T100000\r\nSUMMARY:Plan\r\n\
+        ATTENDEE;CN=\"Doe, Jane\";PARTSTAT=ACCEPTED:mailto:jane@example.org\r\n\
+        RELATED-TO:parent-uid\r\nFREEBUSY:20240101T100000Z/PT1H\r\n\
+        BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT5M\r\nEND:VALARM\r\n\
+        END:VEVENT\r\nEND:VCALENDAR\r\n";
+
+    /// `EVENT` with `line` added to the VEVENT (or, for a `BEGIN:VALARM` prefix, to the alarm).
+    fn event_with(line: &str) -> String {
+        EVENT.replace("SUMMARY:Plan\r\n", &format!("SUMMARY:Plan\r\n{line}\r\n"))
+    }
+
+    fn same_hash(a: &str, b: &str) -> bool {
+        normalized_hash(a.as_bytes()) == normalized_hash(b.as_bytes())
+    }
+
+    #[test]
+    fn default_properties_are_absent() {
+        let cases = [
+            // RFC 5545 §3.8.1.3: CLASS "Default is PUBLIC"; enumerated values are case-insensitive.
+            "CLASS:PUBLIC",
+            "class:public",
+            "CLASS;VALUE=TEXT:PUBLIC",
+            // RFC 5545 §3.8.2.7: TRANSP "Default value is OPAQUE".
+            "TRANSP:OPAQUE",
+            // RFC 5545 §3.8.7.4: "When a calendar component is created, its sequence number is 0".
+            "SEQUENCE:0",
+        ];
+        for line in cases {
+            assert!(same_hash(&event_with(line), EVENT), "{line}");
+        }
+        // RFC 5545 §3.8.6.2: REPEAT "Default is "0", zero" in a VALARM.
+        let alarm = EVENT.replace("TRIGGER:-PT5M\r\n", "TRIGGER:-PT5M\r\nREPEAT:0\r\n");
+        assert!(same_hash(&alarm, EVENT));
+        // RFC 5545 §3.7.1: the Gregorian scale "is assumed if this property is not specified".
+        let scale = EVENT.replace("VERSION:2.0\r\n", "VERSION:2.0\r\nCALSCALE:GREGORIAN\r\n");
+        assert!(same_hash(&scale, EVENT));
+        // RFC 6350 §6.1.4: KIND "individual" MUST be assumed when absent.
+        let card = "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:c\r\nFN:Jane\r\nEND:VCARD\r\n";
+        let kind = card.replace("FN:Jane", "FN:Jane\r\nKIND:individual");
+        assert!(same_hash(&kind, card));
+    }
+
+    #[test]
+    fn default_parameters_are_absent() {
+        let attendee = "ATTENDEE;CN=\"Doe, Jane\";PARTSTAT=ACCEPTED:";
+        let with_param = |param: &str| {
+            EVENT.replace(
+                attendee,
+                &format!("ATTENDEE;CN=\"Doe, Jane\";PARTSTAT=ACCEPTED;{param}:"),
+            )
+        };
+        let cases = [
+            // RFC 5545 §3.2.3: CUTYPE "Default is INDIVIDUAL".
+            "CUTYPE=INDIVIDUAL",
+            // RFC 5545 §3.2.7: "The default encoding is "8BIT"".
+            "ENCODING=8BIT",
+            // RFC 5545 §3.2.16: ROLE "Default is REQ-PARTICIPANT".
+            "ROLE=REQ-PARTICIPANT",
+            "role=req-participant",
+            // RFC 5545 §3.2.17: RSVP "Default is FALSE".
+            "RSVP=FALSE",
+            // RFC 5545 §3.8.4.1 (Value Type: CAL-ADDRESS) with §3.2.20.
+            "VALUE=CAL-ADDRESS",
+        ];
+        for param in cases {
+            assert!(same_hash(&with_param(param), EVENT), "{param}");
+        }
+        let replaced = [
+            // RFC 5545 §3.8.2.4: DTSTART "The default value type is DATE-TIME".
+            ("DTSTART;TZID=", "DTSTART;VALUE=DATE-TIME;TZID="),
+            // RFC 5545 §3.8.4.5: RELATED-TO with §3.2.15 RELTYPE "Default is PARENT".
+            ("RELATED-TO:", "RELATED-TO;RELTYPE=PARENT:"),
+            // RFC 5545 §3.8.2.6: FREEBUSY with §3.2.9 FBTYPE "Default is BUSY".
+            ("FREEBUSY:", "FREEBUSY;FBTYPE=BUSY:"),
+            // RFC 5545 §3.8.6.3: TRIGGER's default type is DURATION; §3.2.14 RELATED "Default is
+            // START".
+            ("TRIGGER:", "TRIGGER;VALUE=DURATION;RELATED=START:"),
+            // RFC 5545 §3.8.1.12: SUMMARY is TEXT.
+            ("SUMMARY:", "SUMMARY;VALUE=TEXT:"),
+        ];
+        for (from, to) in replaced {
+            assert!(same_hash(&EVENT.replace(from, to), EVENT), "{to}");
+        }
+        // RFC 5545 §3.2.12: PARTSTAT "Default is NEEDS-ACTION" in VEVENT, VTODO and VJOURNAL...
+        let needs = |s: &str| s.replace("PARTSTAT=ACCEPTED", "PARTSTAT=NEEDS-ACTION");
+        let absent = |s: &str| s.replace(";PARTSTAT=ACCEPTED", "");
+        assert!(same_hash(&needs(EVENT), &absent(EVENT)));
+        let todo = EVENT.replace("VEVENT", "VTODO");
+        assert!(same_hash(&needs(&todo), &absent(&todo)));
+        // ...but not in a VALARM, whose attendees are e-mail recipients.
+        let alarm = EVENT.replace(
+            "TRIGGER:-PT5M\r\n",
+            "TRIGGER:-PT5M\r\nATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:a@example.org\r\n",
+        );
+        let alarm_absent = alarm.replace(";PARTSTAT=NEEDS-ACTION", "");
+        assert!(!same_hash(&alarm, &alarm_absent));
+        // RFC 6350 §5.2 (TEXT is the default of FN, §6.2.1) and §5.8 (CALSCALE "gregorian" is the
+        // default) in a vCard.
+        let card =
+            "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:c\r\nFN:Jane\r\nBDAY:19700101\r\nEND:VCARD\r\n";
+        let explicit = card
+            .replace("FN:", "FN;VALUE=text:")
+            .replace("BDAY:", "BDAY;CALSCALE=gregorian:");
+        assert!(same_hash(&explicit, card));
+        // A value type that is not the property's default is meaningful: DATE for DTSTART, and
+        // in a vCard TEXT for a TEL, whose default differs between vCard 3.0 and 4.0.
+        assert!(!same_hash(
+            &EVENT.replace("DTSTART;", "DTSTART;VALUE=DATE;"),
+            EVENT
+        ));
+        let tel = card.replace("FN:Jane", "FN:Jane\r\nTEL:+1");
+        assert!(!same_hash(&tel.replace("TEL:", "TEL;VALUE=text:"), &tel));
+        // ENCODING=8BIT is an iCalendar default; vCard 2.1 defaults to 7BIT.
+        let note = card.replace("FN:Jane", "FN:Jane\r\nNOTE:x");
+        assert!(!same_hash(
+            &note.replace("NOTE:", "NOTE;ENCODING=8BIT:"),
+            &note
+        ));
+    }
+
+    #[test]
+    fn server_reserialization_hashes_equal() {
+        // What a server storing the item might hand back: defaults added, parameters
+        // reordered, re-quoted, names and enumerated values re-cased, lines refolded with LF.
+        let client = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Client//EN\r\n\
+            BEGIN:VEVENT\r\nUID:s1\r\nDTSTAMP:20240101T000000Z\r\n\
+            DTSTART;TZID=Europe/Berlin:20240102T100000\r\nSUMMARY:Meeting\r\n\
+            ORGANIZER;CN=Boss:mailto:boss@example.org\r\n\
+            ATTENDEE;CN=\"Doe, Jane\";PARTSTAT=ACCEPTED;RSVP=TRUE:mailto:jane@example.org\r\n\
+            ATTENDEE;CN=Ann:mailto:ann@example.org\r\n\
+            END:VEVENT\r\nEND:VCALENDAR\r\n";
+        let server = "BEGIN:VCALENDAR\nPRODID:-//Server//EN\nVERSION:2.0\nCALSCALE:GREGORIAN\n\
+            BEGIN:VEVENT\nUID:s1\nDTSTAMP:20250505T050505Z\nSEQUENCE:0\nCLASS:PUBLIC\n\
+            TRANSP:OPAQUE\nDTSTART;VALUE=DATE-TIME;TZID=Europe/Berlin:20240102T100000\n\
+            SUMMARY:Meeting\nORGANIZER;CN=\"Boss\":mailto:boss@example.org\n\
+            ATTENDEE;rsvp=true;partstat=accepted;ROLE=REQ-PARTICIPANT;CUTYPE=INDIVIDUAL;\n \
+            CN=\"Doe, Jane\":mailto:jane@example.org\n\
+            ATTENDEE;CUTYPE=INDIVIDUAL;ROLE=REQ-PARTICIPANT;PARTSTAT=NEEDS-ACTION;RSVP=FA\n \
+            LSE;CN=Ann:mailto:ann@example.org\n\
+            END:VEVENT\nEND:VCALENDAR\n";
+        assert!(same_hash(client, server));
+        // A real change still differs, also when it is made to a defaulted property or parameter.
+        let changes = [
+            ("CLASS:PUBLIC", "CLASS:PRIVATE"),
+            ("TRANSP:OPAQUE", "TRANSP:TRANSPARENT"),
+            ("SEQUENCE:0", "SEQUENCE:1"),
+            ("ROLE=REQ-PARTICIPANT;CUTYPE", "ROLE=CHAIR;CUTYPE"),
+            ("PARTSTAT=NEEDS-ACTION", "PARTSTAT=DECLINED"),
+            ("RSVP=FA\n LSE", "RSVP=TR\n UE"),
+            ("CUTYPE=INDIVIDUAL;ROLE", "CUTYPE=ROOM;ROLE"),
+            ("CN=\"Boss\"", "CN=\"boss\""),
+            ("VALUE=DATE-TIME", "VALUE=DATE"),
+        ];
+        for (from, to) in changes {
+            assert!(server.contains(from), "{from}");
+            assert!(!same_hash(client, &server.replacen(from, to, 1)), "{to}");
+        }
+    }
+
+    #[test]
+    fn legacy_hash_is_the_previous_definition() {
+        // Pinned from the normalized hash of davsync before defaults were recognized: status
+        // databases hold such hashes, and the engine recognizes unchanged content by them.
+        let item = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:pin\r\nSUMMARY:Pinned\r\n\
+            ATTENDEE;RSVP=TRUE;CN=\"Ann\":mailto:ann@example.org\r\n\
+            DTSTART;TZID=Europe/Berlin:20240102T100000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let pinned = "77fd64edf81dc2b3d12bc005a780ea8eff7f49f0fbb3c215471a0e80dd7e5e89";
+        assert_eq!(legacy_hash(item.as_bytes()), pinned);
+        assert_ne!(normalized_hash(item.as_bytes()), pinned);
     }
 
     #[test]

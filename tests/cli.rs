@@ -774,3 +774,140 @@ fn edits_after_time_passes_are_still_seen() {
     sb.run(&["sync"]).success();
     assert_eq!(sb.read(&format!("b/{LUNCH_FILE}")), edited.as_bytes());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Content that only looks different
+// ---------------------------------------------------------------------------------------------
+
+/// An event with attendees, as a client writes it.
+fn meeting(uid: &str, summary: &str) -> String {
+    common::crlf(&[
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//Client//EN",
+        "BEGIN:VEVENT",
+        &format!("UID:{uid}"),
+        "DTSTAMP:20240101T000000Z",
+        "DTSTART;TZID=Europe/Berlin:20240102T100000",
+        &format!("SUMMARY:{summary}"),
+        "ORGANIZER;CN=Boss:mailto:boss@example.org",
+        "ATTENDEE;CN=\"Doe, Jane\";PARTSTAT=ACCEPTED;RSVP=TRUE:mailto:jane@example.org",
+        "ATTENDEE;CN=Ann:mailto:ann@example.org",
+        "BEGIN:VALARM",
+        "ACTION:DISPLAY",
+        "TRIGGER:-PT15M",
+        "END:VALARM",
+        "END:VEVENT",
+        "END:VCALENDAR",
+    ])
+}
+
+/// The same event as a server that stores every default stores it: default properties and
+/// parameters added, parameters reordered, re-quoted and re-cased, LF line ends, new DTSTAMP.
+fn meeting_as_stored(uid: &str, summary: &str) -> String {
+    [
+        "BEGIN:VCALENDAR",
+        "PRODID:-//Server//EN",
+        "VERSION:2.0",
+        "CALSCALE:GREGORIAN",
+        "BEGIN:VEVENT",
+        &format!("UID:{uid}"),
+        "DTSTAMP:20250505T050505Z",
+        "SEQUENCE:0",
+        "CLASS:PUBLIC",
+        "TRANSP:OPAQUE",
+        "DTSTART;VALUE=DATE-TIME;TZID=Europe/Berlin:20240102T100000",
+        &format!("SUMMARY;VALUE=TEXT:{summary}"),
+        "ORGANIZER;CN=\"Boss\";CUTYPE=INDIVIDUAL:mailto:boss@example.org",
+        "ATTENDEE;rsvp=true;partstat=accepted;ROLE=REQ-PARTICIPANT;CUTYPE=INDIVIDUAL;CN=\"Doe, Jane\":mailto:jane@example.org",
+        "ATTENDEE;CUTYPE=INDIVIDUAL;ROLE=REQ-PARTICIPANT;PARTSTAT=NEEDS-ACTION;RSVP=FALSE;CN=Ann:mailto:ann@example.org",
+        "BEGIN:VALARM",
+        "ACTION:DISPLAY",
+        "TRIGGER;VALUE=DURATION;RELATED=START:-PT15M",
+        "REPEAT:0",
+        "END:VALARM",
+        "END:VEVENT",
+        "END:VCALENDAR",
+        "",
+    ]
+    .join("\n")
+}
+
+#[test]
+fn defaulted_copies_after_an_interrupted_first_sync_converge_without_conflicts() {
+    // A first sync uploaded every item to a server that stores defaults, and was interrupted
+    // before it recorded anything: side b holds the stored form of every item.
+    let sb = setup("");
+    for i in 0..5 {
+        let uid = format!("meeting-{i}@example.org");
+        sb.write(
+            &format!("a/{i}.ics"),
+            meeting(&uid, &format!("Meeting {i}")),
+        );
+        sb.write(
+            &format!("b/{i}.ics"),
+            meeting_as_stored(&uid, &format!("Meeting {i}")),
+        );
+    }
+    let (a, b) = (sb.state("a"), sb.state("b"));
+    let run = sb.run(&["sync"]);
+    run.success();
+    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors");
+    assert_eq!(sb.state("a"), a, "nothing written on a");
+    assert_eq!(sb.state("b"), b, "nothing written on b");
+    assert_eq!(status_items(&sb), 5);
+    // A real change to what the server defaulted still travels.
+    let private = meeting_as_stored("meeting-0@example.org", "Meeting 0")
+        .replace("CLASS:PUBLIC", "CLASS:PRIVATE");
+    sb.write("b/0.ics", &private);
+    let run = sb.run(&["sync"]);
+    run.success();
+    run.expect_stdout("cal: 0 created, 1 updated, 0 deleted, 0 conflicts");
+    assert_eq!(sb.read_string("a/0.ics"), private);
+}
+
+/// Rewrites the status of pair `cal` as davsync wrote it before the hash recognized default
+/// values: every hash (and the ident of an item without UID) of the older definition.
+fn downgrade_status_hashes(sb: &Sandbox, contents: &[&str]) {
+    let db = rusqlite::Connection::open(sb.path("status/cal.db")).expect("status opens");
+    for content in contents {
+        let new = davsync::vobject::normalized_hash(content.as_bytes());
+        let old = davsync::vobject::legacy_hash(content.as_bytes());
+        assert_ne!(
+            new, old,
+            "the test item must hash differently under both definitions"
+        );
+        let changed = db
+            .execute(
+                "UPDATE items SET a_hash = ?2, b_hash = ?2,
+                     ident = CASE WHEN ident = 'sha256:' || ?1 THEN 'sha256:' || ?2 ELSE ident END
+                 WHERE a_hash = ?1 AND b_hash = ?1",
+                [&new, &old],
+            )
+            .expect("status updates");
+        assert_eq!(changed, 1);
+    }
+}
+
+#[test]
+fn status_hashes_from_before_defaults_were_recognized_make_no_conflict_or_rewrite() {
+    let lunch = meeting(LUNCH, "Lunch");
+    let note = meeting("", "Note").replace("UID:\r\n", "");
+    let sb = synced(&[("lunch.ics", &lunch), ("note.ics", &note)]);
+    downgrade_status_hashes(&sb, &[&lunch, &note]);
+    // Both files on a get a new version tag with the same content, and lunch is really edited
+    // on b: a is unchanged, so b's edit travels; the note stays where it is on b.
+    touch(&sb.path("a/lunch.ics"));
+    touch(&sb.path("a/note.ics"));
+    let edited = meeting(LUNCH, "Lunch, moved");
+    sb.write(&format!("b/{LUNCH_FILE}"), &edited);
+    let b = sb.state("b");
+    let run = sb.run(&["sync"]);
+    run.success();
+    run.expect_stdout("cal: 0 created, 1 updated, 0 deleted, 0 conflicts, 0 errors");
+    assert_eq!(sb.read_string("a/lunch.ics"), edited);
+    assert_eq!(sb.state("b"), b, "nothing written on b");
+    assert_eq!(status_items(&sb), 2);
+    let again = sb.run(&["sync"]);
+    again.expect_stdout("cal: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors");
+}

@@ -505,12 +505,23 @@ fn prepare<'s>(
                     )
                 }
                 Ok(item) => {
+                    // A status written before the hash recognized default values holds hashes
+                    // of the older definition: content that still matches its row is unchanged
+                    // and keeps the row's ident and hash, so an upgrade edits nothing.
+                    let recorded = known
+                        .get(href.as_str())
+                        .filter(|s| item.hash() != s.side(side).hash)
+                        .filter(|s| item.matches_recorded(&s.side(side).hash));
+                    let (ident, hash) = match recorded {
+                        Some(s) => (Cow::Borrowed(s.ident.as_str()), s.side(side).hash.clone()),
+                        None => (Cow::Owned(item.ident()), item.hash().to_owned()),
+                    };
                     prepared.listing.items.push(ListedItem {
-                        ident: Cow::Owned(item.ident()),
+                        ident,
                         version: Cow::Owned(ItemVersion {
                             href: href.clone(),
                             etag: fetched.etag,
-                            hash: item.hash().to_owned(),
+                            hash,
                         }),
                     });
                     prepared.fetched.insert(href, item);
