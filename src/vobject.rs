@@ -1682,29 +1682,4 @@ BEGIN:VTODO\r\nUID:1\r\nEND:VTODO\r\nEND:VCALENDAR\r\n";
             Some(Problem::UnexpectedEnd { .. })
         ));
     }
-
-    proptest::proptest! {
-        /// No input makes any function panic; pieces of real syntax make deep paths likely.
-        #[test]
-        fn never_panics(parts in proptest::collection::vec(proptest::prop_oneof![
-            proptest::prelude::Just(b"BEGIN:VCALENDAR".to_vec()),
-            proptest::prelude::Just(b"END:VCALENDAR".to_vec()),
-            proptest::prelude::Just(b"BEGIN:VEVENT\r\nUID:a".to_vec()),
-            proptest::prelude::Just(b"END:VEVENT".to_vec()),
-            proptest::prelude::Just(b"BEGIN:VTIMEZONE\nTZID:z".to_vec()),
-            proptest::prelude::Just(b"X;TZID=\"z\";ENCODING=QUOTED-PRINTABLE:a=".to_vec()),
-            proptest::prelude::Just(b"\r\n".to_vec()),
-            proptest::prelude::Just(b"\r\n ".to_vec()),
-            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..8),
-        ], 0..40)) {
-            let bytes = parts.concat();
-            let _ = check(&bytes);
-            let _ = uid(&bytes);
-            proptest::prop_assert_eq!(normalized_hash(&bytes).len(), 64);
-            if let Ok(items) = split_calendar(&bytes) {
-                let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
-                let _ = join_calendar(&refs);
-            }
-        }
-    }
 }
