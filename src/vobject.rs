@@ -1659,6 +1659,20 @@ BEGIN:VTODO\r\nUID:1\r\nEND:VTODO\r\nEND:VCALENDAR\r\n";
         assert_eq!(norm(&again), norm(&items));
     }
 
+    #[test]
+    fn split_keeps_a_non_utf8_item_apart() {
+        // Found by the `vobject` fuzz target: the stream splits, and only the item holding the
+        // bad bytes fails its check, on its own line, so the other one still syncs.
+        let stream = b"BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:abc\nSUMMARY:target\n\
+            END:VEVENT\nBEGIN:VEVENT\nUID:xyz\nDESCRIPTION:contains\xff\xff abc in text\n\
+            END:VEVENT\nEND:VCALENDAR\n";
+        let items = split_calendar(stream).expect("splits");
+        assert_eq!(items.len(), 2);
+        assert_eq!(check(&items[0]), Ok(()));
+        let bad = check(&items[1]).map_err(|m| (m.line, m.problem));
+        assert_eq!(bad, Err((5, Problem::NotUtf8)));
+    }
+
     fn problem<T>(r: Result<T, Malformed>) -> Option<Problem> {
         r.err().map(|m| m.problem)
     }
