@@ -30,9 +30,15 @@ impl Default for Sandbox {
 impl Sandbox {
     /// A fresh, empty sandbox with its `home/` created.
     pub fn new() -> Sandbox {
+        Sandbox::new_in(&std::env::temp_dir())
+    }
+
+    /// A fresh, empty sandbox below `parent` (`/dev/shm` for a test that must not wait for a
+    /// disk), with its `home/` created.
+    pub fn new_in(parent: &Path) -> Sandbox {
         let dir = tempfile::Builder::new()
             .prefix("davsync-test-")
-            .tempdir()
+            .tempdir_in(parent)
             .expect("create temporary directory");
         let sandbox = Sandbox { dir };
         sandbox.mkdir("home");
@@ -117,7 +123,13 @@ impl Sandbox {
     /// variable point into the sandbox, `DAVSYNC_CONFIG` at [`Sandbox::config_path`], and the
     /// working directory is the root. Nothing of the real home can be read or written.
     pub fn cmd(&self) -> Command {
-        let mut cmd = Command::cargo_bin("davsync").expect("the davsync binary is built");
+        Command::from_std(self.std_cmd())
+    }
+
+    /// [`Sandbox::cmd`] as a `std::process::Command`, for a test that spawns the binary and
+    /// watches or kills it while it runs.
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_davsync"));
         let home = self.home();
         cmd.current_dir(self.root())
             .env("HOME", &home)

@@ -12,7 +12,7 @@ use std::fmt;
 use std::io::{self, BufReader, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -246,6 +246,34 @@ struct Shared {
     plain: AtomicBool,
     /// Methods with a request held by [`Fault::LockedWhileBusy`] right now.
     busy: Mutex<Vec<String>>,
+    /// Requests being handled (read, not yet answered or dropped).
+    in_flight: AtomicU64,
+    /// See [`FaultProxy::hold`].
+    hold: Mutex<HoldState>,
+    /// Signalled when a request is held and when the test releases it.
+    hold_changed: Condvar,
+}
+
+/// What happens to a request held by [`FaultProxy::hold`] once the test releases it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// Forward it: the upstream applies it, whether or not the client is still there to read
+    /// the answer (after a `kill -9`: the "applied, answer lost" case).
+    Forward,
+    /// Close the client connection without forwarding: the request never reaches the upstream.
+    Drop,
+}
+
+/// The request [`FaultProxy::hold`] is waiting for, and the one it holds.
+#[derive(Default)]
+struct HoldState {
+    /// Methods that count (any if empty), a substring of the target, and how many matching
+    /// requests still pass before the one that is held (`None`: not armed).
+    armed: Option<(Vec<String>, Option<String>, usize)>,
+    /// `METHOD target` of the request being held.
+    held: Option<String>,
+    /// The test's decision for the held request.
+    release: Option<Release>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -290,6 +318,40 @@ impl Shared {
         lock(&self.log).push(r);
     }
 
+    /// Holds this request if it is the one [`FaultProxy::hold`] waits for, until the test
+    /// releases it (or the proxy stops); returns the test's decision, `None` if not held.
+    fn hold_here(&self, method: &str, target: &str) -> Option<Release> {
+        let mut hold = lock(&self.hold);
+        let (methods, path, skip) = hold.armed.as_mut()?;
+        let counts = (methods.is_empty() || methods.iter().any(|m| m == method))
+            && path.as_deref().is_none_or(|p| target.contains(p));
+        if !counts {
+            return None;
+        }
+        if *skip > 0 {
+            *skip -= 1;
+            return None;
+        }
+        hold.armed = None;
+        hold.held = Some(format!("{method} {target}"));
+        self.hold_changed.notify_all();
+        let release = loop {
+            if let Some(release) = hold.release.take() {
+                break release;
+            }
+            if self.shutdown.load(Ordering::SeqCst) {
+                break Release::Drop;
+            }
+            hold = self
+                .hold_changed
+                .wait_timeout(hold, Duration::from_millis(20))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        };
+        hold.held = None;
+        Some(release)
+    }
+
     fn sleep(&self, ms: u64) {
         let end = Instant::now() + Duration::from_millis(ms);
         while Instant::now() < end && !self.shutdown.load(Ordering::SeqCst) {
@@ -321,6 +383,9 @@ impl FaultProxy {
             threads: Mutex::new(Vec::new()),
             plain: AtomicBool::new(false),
             busy: Mutex::new(Vec::new()),
+            in_flight: AtomicU64::new(0),
+            hold: Mutex::new(HoldState::default()),
+            hold_changed: Condvar::new(),
         });
         let accept = {
             let shared = Arc::clone(&shared);
@@ -417,6 +482,50 @@ impl FaultProxy {
     pub fn reset_log(&self) {
         lock(&self.shared.log).clear();
     }
+
+    /// Arms a hold: the `nth` (1 = the next) request from now on whose method is one of
+    /// `methods` (any if empty) and whose target contains `path_contains` is stopped before it
+    /// reaches the upstream, until [`FaultProxy::release`]. Lets a test kill its client at a
+    /// chosen request, deterministically: wait for [`FaultProxy::held`], kill, release.
+    pub fn hold(&self, methods: &[&str], path_contains: Option<&str>, nth: usize) {
+        assert!(nth >= 1, "hold: nth counts from 1");
+        let mut hold = lock(&self.shared.hold);
+        assert!(hold.held.is_none(), "hold: a request is still held");
+        hold.armed = Some((
+            methods.iter().map(|m| m.to_string()).collect(),
+            path_contains.map(str::to_owned),
+            nth - 1,
+        ));
+        hold.release = None;
+    }
+
+    /// `METHOD target` of the request being held, if any.
+    pub fn held(&self) -> Option<String> {
+        lock(&self.shared.hold).held.clone()
+    }
+
+    /// Disarms the hold and lets the held request (if any) go on as `how` says.
+    pub fn release(&self, how: Release) {
+        let mut hold = lock(&self.shared.hold);
+        hold.armed = None;
+        if hold.held.is_some() {
+            hold.release = Some(how);
+        }
+        self.shared.hold_changed.notify_all();
+    }
+
+    /// Waits until no request is being handled (a released request forwarded, the requests a
+    /// killed client left in flight answered), at most `timeout`; false if still busy then.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while self.shared.in_flight.load(Ordering::SeqCst) > 0 {
+            if Instant::now() > end {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
 }
 
 impl Drop for FaultProxy {
@@ -494,7 +603,10 @@ fn serve_client(shared: &Shared, upstream: &str, client: TcpStream) {
             let Ok(Some(req)) = read_request(&mut reader, &mut writer) else {
                 break;
             };
-            match handle(shared, upstream, req, &mut writer) {
+            shared.in_flight.fetch_add(1, Ordering::SeqCst);
+            let outcome = handle(shared, upstream, req, &mut writer);
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            match outcome {
                 Ok(true) => continue,
                 _ => break,
             }
@@ -561,6 +673,11 @@ fn handle(
         if let Fault::Delay(ms) = f {
             shared.sleep(*ms);
         }
+    }
+    if shared.hold_here(&req.method, &req.target) == Some(Release::Drop) {
+        shared.record(record);
+        let _ = client.shutdown(Shutdown::Both);
+        return Ok(false);
     }
     if shared.shutdown.load(Ordering::SeqCst) {
         return Ok(false);
