@@ -12,7 +12,9 @@ use std::thread;
 use std::time::Instant;
 
 use common::{EventBuilder, Run, Sandbox, totals, vcard};
-use dav_support::{DavClient, DavServer, Fault, FaultProxy, FaultRule, Radicale, Xandikos};
+use dav_support::{
+    DavClient, DavServer, Fault, FaultProxy, FaultRule, Radicale, Recorded, Xandikos,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -436,20 +438,55 @@ fn reserialization_is_not_a_change(server: &dyn DavServer) {
 // ---------------------------------------------------------------------------------------------
 // Request counts
 
+/// `METHOD path (Depth d)` of a logged request, for assertions that read like the README.
+fn request_line(r: &Recorded) -> String {
+    format!(
+        "{} {} (Depth {})",
+        r.method,
+        r.path,
+        r.depth().unwrap_or("-")
+    )
+}
+
+/// How many hrefs a multiget names.
+fn multiget_hrefs(r: &Recorded) -> usize {
+    r.body_text().matches("<d:href>").count()
+}
+
+/// How many items a REPORT answer carries.
+fn items_carried(r: &Recorded) -> usize {
+    r.answer_text().matches("BEGIN:VCALENDAR").count()
+}
+
+/// The figures the README's DAV section states, asserted exactly: discovery then one
+/// PROPFIND of the home set; a first download with one sync-collection REPORT per calendar
+/// carrying the items (where the server leaves the data out, as Xandikos does: that REPORT
+/// lists the ETags and multigets of at most 50 items fetch them); a sync with nothing to do is
+/// one PROPFIND (Depth 1 on the home set, asking for ctags); after edits by another client,
+/// one sync-collection REPORT per changed calendar (plus the multiget where the data is left
+/// out), none for an unchanged one.
 fn request_counts(server: &dyn DavServer) {
+    const CALENDARS: usize = 3;
+    const EVENTS: usize = 60;
+    const BATCH: usize = 50;
     let client = server.client();
     let home = server.calendar_home_url();
-    // 3 calendars of 200 events, put on the server directly by another client.
+    let home_path = home.trim_start_matches(&server.url()[..server.url().len() - 1]);
+    let calendar_path = |c: usize| format!("{home_path}big{c}/");
+    // Three calendars of 60 events, put on the server directly by another client.
     let started = Instant::now();
     thread::scope(|scope| {
-        for c in 0..3 {
+        for c in 0..CALENDARS {
             let (client, home) = (&client, &home);
             scope.spawn(move || {
-                let events: Vec<(String, String)> = (0..200)
+                let events: Vec<(String, String)> = (0..EVENTS)
                     .map(|i| {
                         let uid = format!("b{c}-{i:03}");
                         let summary = format!("Event {c}/{i}");
-                        (uid.clone(), january_event(&uid, &summary, 1 + i % 28))
+                        (
+                            uid.clone(),
+                            january_event(&uid, &summary, 1 + i as u32 % 28),
+                        )
                     })
                     .collect();
                 fill_calendar(client, &format!("{home}big{c}/"), &events);
@@ -457,42 +494,115 @@ fn request_counts(server: &dyn DavServer) {
         }
     });
     println!(
-        "request_counts: 600 events put on the server in {:.1} s",
+        "request_counts: {} events put on the server in {:.1} s",
+        CALENDARS * EVENTS,
         started.elapsed().as_secs_f64()
     );
+    let carries_data = server.sync_report_has_data();
 
+    // First download: discovery (the configured URL, then its principal), the home set, then
+    // per calendar one sync-collection REPORT (and multigets where it carries no data).
     let proxy = FaultProxy::start(&server.url());
     proxy.plain_answers();
     let sb = cal_sandbox(&proxy.url(), "collections = \"from b\"");
     let first = run(&sb, server, &["sync"]);
     first.success();
-    assert_eq!(totals(&first).0, 600, "{}", first.both());
-    for c in 0..3 {
-        assert_eq!(sb.ls(&format!("cals/big{c}")).len(), 200);
-    }
-    println!(
-        "request_counts: first sync of 600 items into an empty vdir: {} requests",
-        proxy.count()
+    assert_eq!(
+        totals(&first).0,
+        (CALENDARS * EVENTS) as u64,
+        "{}",
+        first.both()
     );
+    for c in 0..CALENDARS {
+        assert_eq!(sb.ls(&format!("cals/big{c}")).len(), EVENTS);
+    }
+    let requests = proxy.requests();
+    let lines: Vec<String> = requests.iter().map(request_line).collect();
+    println!(
+        "request_counts: first download of {} items: {} requests: {lines:#?}",
+        CALENDARS * EVENTS,
+        lines.len()
+    );
+    let principal = server.principal_url();
+    let principal_path = principal.trim_start_matches(&server.url()[..server.url().len() - 1]);
+    assert_eq!(
+        lines[..3],
+        [
+            "PROPFIND / (Depth 0)".to_owned(),
+            format!("PROPFIND {principal_path} (Depth 0)"),
+            format!("PROPFIND {home_path} (Depth 1)"),
+        ],
+        "{lines:#?}"
+    );
+    let multigets_each = if carries_data {
+        0
+    } else {
+        EVENTS.div_ceil(BATCH)
+    };
+    // Other calendars the server has (Xandikos makes an empty one) are listed with one REPORT.
+    let others = sb.ls("cals").len() - CALENDARS;
+    assert_eq!(
+        lines.len(),
+        3 + CALENDARS * (1 + multigets_each) + others,
+        "{lines:#?}"
+    );
+    let reports = requests.iter().filter(|r| r.method == "REPORT");
+    assert!(
+        reports
+            .filter(|r| !(0..CALENDARS).any(|c| r.path == calendar_path(c)))
+            .all(|r| r.body_text().contains("sync-collection") && items_carried(r) == 0),
+        "{lines:#?}"
+    );
+    for c in 0..CALENDARS {
+        let on_calendar: Vec<&Recorded> = requests
+            .iter()
+            .filter(|r| r.path == calendar_path(c))
+            .collect();
+        assert!(
+            on_calendar.iter().all(|r| r.method == "REPORT"),
+            "{lines:#?}"
+        );
+        let (listings, multigets): (Vec<&Recorded>, Vec<&Recorded>) = on_calendar
+            .iter()
+            .partition(|r| r.body_text().contains("sync-collection"));
+        assert_eq!(listings.len(), 1, "{lines:#?}");
+        assert!(listings[0].body_text().contains("calendar-data"));
+        if carries_data {
+            assert_eq!(items_carried(listings[0]), EVENTS);
+            assert!(multigets.is_empty(), "{lines:#?}");
+        } else {
+            assert_eq!(items_carried(listings[0]), 0);
+            assert_eq!(multigets.len(), multigets_each, "{lines:#?}");
+            assert!(
+                multigets
+                    .iter()
+                    .all(|r| r.body_text().contains("calendar-multiget")
+                        && multiget_hrefs(r) <= BATCH)
+            );
+            let fetched: usize = multigets.iter().map(|r| multiget_hrefs(r)).sum();
+            assert_eq!(fetched, EVENTS);
+        }
+    }
 
+    // Nothing to do: exactly one request, the home set's PROPFIND asking for ctags.
     proxy.reset_log();
     let noop = run(&sb, server, &["sync"]);
     noop.success();
     assert_eq!(totals(&noop), (0, 0, 0), "{}", noop.both());
-    let noop_requests: Vec<String> = proxy
-        .requests()
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
-    println!(
-        "request_counts: no-op sync: {} requests: {noop_requests:?}",
-        noop_requests.len()
+    let requests = proxy.requests();
+    let lines: Vec<String> = requests.iter().map(request_line).collect();
+    println!("request_counts: no-op sync: {lines:?}");
+    assert_eq!(
+        lines,
+        [format!("PROPFIND {home_path} (Depth 1)")],
+        "{}",
+        proxy.log_text()
     );
-    assert!(noop_requests.len() <= 4, "{noop_requests:#?}");
+    assert!(requests[0].body_text().contains("getctag"));
 
-    // Ten edits by another client, spread over the three calendars.
+    // Ten edits by another client, in two of the three calendars.
     let edited: Vec<String> = (0..10)
-        .map(|k| format!("b{}-{:03}", k % 3, k * 17))
+        .map(|k| format!("b{}-{:03}", k % 2, k * 5))
         .collect();
     for uid in &edited {
         let c = &uid[1..2];
@@ -506,37 +616,36 @@ fn request_counts(server: &dyn DavServer) {
     let sync = run(&sb, server, &["sync"]);
     sync.success();
     assert_eq!(totals(&sync), (0, 10, 0), "{}", sync.both());
-    // The items downloaded: those a multiget asked for, and those a listing carried (a
-    // sync-collection delta asks for the content, which saves the multigets on servers that
-    // send it).
-    let reports = proxy.requests_with_method("REPORT");
-    let multigets = reports
-        .iter()
-        .filter(|r| r.body_text().contains("calendar-multiget"));
-    let fetched: usize = multigets
-        .clone()
-        .map(|r| r.body_text().matches("<d:href>").count())
-        .sum();
-    let carried: usize = reports
-        .iter()
-        .filter(|r| r.body_text().contains("sync-collection"))
-        .map(|r| r.answer_text().matches("BEGIN:VCALENDAR").count())
-        .sum();
-    let lines: Vec<String> = proxy
-        .requests()
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
-    println!(
-        "request_counts: sync after 10 edits: {} requests, {} items carried by listings, {} \
-         multigets fetching {fetched} items: {lines:?}",
-        lines.len(),
-        carried,
-        multigets.count()
+    let requests = proxy.requests();
+    let lines: Vec<String> = requests.iter().map(request_line).collect();
+    println!("request_counts: sync after 10 edits in 2 calendars: {lines:#?}");
+    let per_changed = if carries_data { 1 } else { 2 };
+    assert_eq!(lines.len(), 1 + 2 * per_changed, "{lines:#?}");
+    assert_eq!(lines[0], format!("PROPFIND {home_path} (Depth 1)"));
+    for c in 0..2 {
+        let on_calendar: Vec<&Recorded> = requests
+            .iter()
+            .filter(|r| r.path == calendar_path(c))
+            .collect();
+        assert_eq!(on_calendar.len(), per_changed, "{lines:#?}");
+        let listing = on_calendar[0];
+        assert!(
+            listing.body_text().contains("sync-collection")
+                && !listing.body_text().contains("<d:sync-token/>"),
+            "a sync-collection from the remembered token: {}",
+            listing.body_text()
+        );
+        if carries_data {
+            assert_eq!(items_carried(listing), 5, "{}", listing.answer_text());
+        } else {
+            assert_eq!(items_carried(listing), 0);
+            assert_eq!(multiget_hrefs(on_calendar[1]), 5);
+        }
+    }
+    assert!(
+        !requests.iter().any(|r| r.path == calendar_path(2)),
+        "the unchanged calendar was asked: {lines:#?}"
     );
-    assert_eq!(carried + fetched, 10, "{}", proxy.log_text());
-    assert!(proxy.requests_with_method("PUT").is_empty());
-    assert!(proxy.requests_with_method("GET").is_empty(), "{lines:#?}");
     for uid in &edited {
         let c = &uid[1..2];
         assert!(
