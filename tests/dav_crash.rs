@@ -2,10 +2,10 @@
 //! the binary and the fault proxy.
 //!
 //! A vdir with three calendars (`c0`, `c1`, `c2`; a fourth, `c3`, appears later) is paired with
-//! the server (`collections = "from a"`) and synced cleanly. Then, ten times, items are created,
-//! edited and deleted on both sides (on the server by another client) and `davsync -v sync` is
-//! killed with SIGKILL at a moment chosen by watching the proxy, so that each round is killed at
-//! the same point on every machine:
+//! the server (`collections = "from a"`) and synced cleanly. Then, eleven times, items are
+//! created, edited and deleted on both sides (on the server by another client) and
+//! `davsync -v sync` is killed with SIGKILL at a moment chosen by watching the proxy, so that
+//! each round is killed at the same point on every machine:
 //!
 //! - a request is *held* by the proxy (the first PUT, the third PUT, the second DELETE, the
 //!   REPORT listing one calendar, the first request of the second calendar, a MKCALENDAR, the
@@ -13,8 +13,12 @@
 //!   either forwards the request (the server applies it, the answer is lost) or drops it (it
 //!   never reaches the server);
 //! - or the run is killed as soon as the proxy has answered its second write (before the status
-//!   database records it), or once it has reported four applied actions (downloads into the
-//!   vdir among them).
+//!   database records it), or once it has reported a few applied actions (downloads into the
+//!   vdir among them); a later request is held meanwhile so that the run cannot finish first;
+//! - once, the held PUT of a killed run stays held into the next run, which is not killed: that
+//!   run's own PUT of the same item is held until the server applied the old one, so it meets
+//!   its own content under a new ETag (a server slow to apply the write of a killed client).
+//!   That run must succeed without errors or conflicts.
 //!
 //! Every item is edited or deleted at most once, and only after a clean sync copied it: a killed
 //! run may have copied a change without recording it, which the next run must recognize as "the
@@ -38,7 +42,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use common::{Run, Sandbox, totals, tree_state};
-use dav_support::{DavClient, DavServer, FaultProxy, Radicale, Release, Xandikos};
+use dav_support::{DavClient, DavServer, FaultProxy, Hold, Radicale, Release, Xandikos};
 
 /// Longest wait for a run to reach its kill point.
 const KILL_POINT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -74,14 +78,22 @@ enum Kill {
         nth: usize,
         release: Release,
     },
-    /// While the proxy holds the `nth` PUT; the request is forwarded (and applied by the
-    /// server) only during the next run, once that run's first request was answered: a server
-    /// slow to apply a write of a killed run. The next round must not hold a request itself.
+    /// While the proxy holds the `nth` PUT, which stays held for [`World::late_write_run`]: a
+    /// server slow to apply a write of a killed run.
     HeldLate { nth: usize },
-    /// As soon as the proxy has answered this many PUTs and DELETEs with a success.
+    /// As soon as the proxy has answered this many PUTs and DELETEs with a success. The
+    /// second write after those is held meanwhile (and dropped after the kill), so that the
+    /// run cannot finish before its kill however fast it is.
     AfterAnswered(usize),
-    /// Once the run has reported this many applied actions (`-v` prints one line each).
-    AfterApplied(usize),
+    /// Once the run has reported `n` applied actions (`-v` prints one line each). The first
+    /// request whose path contains `backstop` is held meanwhile (and dropped after the kill),
+    /// so that the run cannot finish before its kill however fast it is.
+    AfterApplied { n: usize, backstop: &'static str },
+}
+
+/// A file's content as text (lossy).
+fn read(path: &Path) -> String {
+    String::from_utf8_lossy(&fs::read(path).unwrap()).into_owned()
 }
 
 /// An event whose SUMMARY says which version it is.
@@ -209,8 +221,8 @@ struct World<'s> {
     round: usize,
     /// One line per killed run, printed at the end.
     outcomes: Vec<String>,
-    /// A request of a killed run the proxy still holds, to be forwarded during the next run.
-    late: Option<String>,
+    /// A write of a killed run the proxy still holds, and `METHOD target` of it.
+    late: Option<(Hold, String)>,
 }
 
 impl<'s> World<'s> {
@@ -488,57 +500,52 @@ collections = "from a"
         items
     }
 
-    /// Runs `davsync -v sync` and kills it with SIGKILL at `kill`; waits until the proxy has
-    /// nothing in flight any more, then checks that the vdir holds only complete items.
-    fn killed_run(&mut self, moment: &str, kill: Kill) {
-        self.round += 1;
-        self.proxy.reset_log();
-        match &kill {
-            Kill::Held {
-                methods, path, nth, ..
-            } => self.proxy.hold(methods, *path, *nth),
-            Kill::HeldLate { nth } => self.proxy.hold(&["PUT"], None, *nth),
-            Kill::AfterAnswered(_) | Kill::AfterApplied(_) => {}
-        }
-        let mut late = self.late.take();
-        let mut notes = Vec::new();
+    /// Starts `davsync ARGS` writing stdout and stderr to `run-ROUND.out`.
+    fn spawn(&self, args: &[&str]) -> (std::process::Child, std::path::PathBuf) {
         let out_path = self.sb.path(&format!("run-{}.out", self.round));
         let out = fs::File::create(&out_path).unwrap();
-        let mut child = self
+        let child = self
             .sb
             .std_cmd()
-            .args(["-v", "sync"])
+            .args(args)
             .env("DAVSYNC_TEST_PW", self.server.password())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
+        (child, out_path)
+    }
+
+    /// Runs `davsync -v sync` and kills it with SIGKILL at `kill`; waits until the proxy has
+    /// nothing in flight any more, then checks that the vdir holds only complete items.
+    fn killed_run(&mut self, moment: &str, kill: Kill) {
+        assert!(self.late.is_none(), "a late write is still held");
+        self.round += 1;
+        self.proxy.reset_log();
+        let hold = match &kill {
+            Kill::Held {
+                methods, path, nth, ..
+            } => Some(self.proxy.hold(methods, *path, *nth)),
+            Kill::HeldLate { nth } => Some(self.proxy.hold(&["PUT"], None, *nth)),
+            Kill::AfterApplied { backstop, .. } => Some(self.proxy.hold(&[], Some(backstop), 1)),
+            Kill::AfterAnswered(n) => Some(self.proxy.hold(&["PUT", "DELETE"], None, n + 2)),
+        };
+        let (mut child, out_path) = self.spawn(&["-v", "sync"]);
         let started = Instant::now();
-        let output = |p: &Path| String::from_utf8_lossy(&fs::read(p).unwrap()).into_owned();
         let point = loop {
-            if let Some(held) = &late
-                && !self.proxy.requests().is_empty()
-            {
-                self.proxy.release(Release::Forward);
-                notes.push(format!(
-                    "{held} of the last run forwarded after its first request"
-                ));
-                late = None;
-            }
             if let Some(status) = child.try_wait().unwrap() {
                 panic!(
                     "round {} ({moment}): the run ended ({status}) before its kill point:\n{}\n\
                      requests:\n{:#?}",
                     self.round,
-                    output(&out_path),
+                    read(&out_path),
                     self.proxy.requests()
                 );
             }
+            let held = hold.and_then(|h| self.proxy.held(h));
             let point = match kill {
-                Kill::Held { .. } | Kill::HeldLate { .. } => {
-                    self.proxy.held().filter(|_| late.is_none())
-                }
+                Kill::Held { .. } | Kill::HeldLate { .. } => held,
                 Kill::AfterAnswered(n) => {
                     let answered = self
                         .proxy
@@ -549,11 +556,17 @@ collections = "from a"
                         .count();
                     (answered >= n).then(|| format!("{answered} writes answered"))
                 }
-                Kill::AfterApplied(n) => {
-                    let applied = output(&out_path)
+                Kill::AfterApplied { n, .. } => {
+                    let applied = read(&out_path)
                         .lines()
                         .filter(|l| !l.contains(" created, "))
                         .count();
+                    assert!(
+                        applied >= n || held.is_none(),
+                        "round {} ({moment}): the backstop {held:?} came first:\n{}",
+                        self.round,
+                        read(&out_path)
+                    );
                     (applied >= n).then(|| format!("{applied} actions applied"))
                 }
             };
@@ -564,28 +577,27 @@ collections = "from a"
                 started.elapsed() < KILL_POINT_TIMEOUT,
                 "round {} ({moment}): no kill point after {KILL_POINT_TIMEOUT:?}:\n{}",
                 self.round,
-                output(&out_path)
+                read(&out_path)
             );
             sleep(Duration::from_millis(1));
         };
         child.kill().unwrap();
         let status = child.wait().unwrap();
-        if let Some(held) = late {
-            self.proxy.release(Release::Forward);
-            notes.push(format!("{held} of the last run forwarded after the kill"));
-        }
-        match kill {
-            Kill::Held { release, .. } => self.proxy.release(release),
-            Kill::HeldLate { .. } => self.late = self.proxy.held(),
-            Kill::AfterAnswered(_) | Kill::AfterApplied(_) => {}
-        }
         assert_eq!(
             status.signal(),
             Some(9),
             "round {} ({moment}): not killed ({status}):\n{}",
             self.round,
-            output(&out_path)
+            read(&out_path)
         );
+        match (kill, hold) {
+            (Kill::Held { release, .. }, Some(hold)) => self.proxy.release(hold, release),
+            (Kill::HeldLate { .. }, Some(hold)) => {
+                self.late = Some((hold, point.clone()));
+            }
+            (_, Some(backstop)) => self.proxy.release(backstop, Release::Drop),
+            (_, None) => {}
+        }
         if self.late.is_none() {
             assert!(
                 self.proxy.wait_idle(Duration::from_secs(30)),
@@ -593,6 +605,17 @@ collections = "from a"
                 self.round
             );
         }
+        self.note(&format!(
+            "{moment}: killed after {:?} at {point}",
+            started.elapsed()
+        ));
+        for calendar in self.expected.keys() {
+            self.local_items(calendar);
+        }
+    }
+
+    /// One line about this round's run in the outcomes printed at the end.
+    fn note(&mut self, what: &str) {
         let requests = self.proxy.requests();
         let writes = requests
             .iter()
@@ -602,20 +625,80 @@ collections = "from a"
             .iter()
             .filter(|r| r.status.is_some_and(|s| s >= 400))
             .count();
-        notes.insert(
-            0,
-            format!(
-                "round {}: {moment}: killed after {:?} at {point}; {} requests ({writes} \
-                 writes, {refused} answered 4xx/5xx)",
-                self.round,
-                started.elapsed(),
-                requests.len()
-            ),
-        );
-        self.outcomes.push(notes.join("; "));
-        for calendar in self.expected.keys() {
-            self.local_items(calendar);
+        self.outcomes.push(format!(
+            "round {}: {what}; {} requests ({writes} writes, {refused} answered 4xx/5xx)",
+            self.round,
+            requests.len()
+        ));
+    }
+
+    /// The run after a [`Kill::HeldLate`]: its own write of the same item is held, the killed
+    /// run's write is forwarded and applied first, then the run's write goes on and finds the
+    /// item already as it means to write it (412 on its condition). The run is not killed; it
+    /// must finish without errors or conflicts.
+    fn late_write_run(&mut self) {
+        let (late, line) = self.late.take().expect("a held write of the last run");
+        self.round += 1;
+        self.proxy.reset_log();
+        let path = line.split_once(' ').unwrap().1.to_owned();
+        let again = self.proxy.hold(&["PUT"], Some(&path), 1);
+        let (mut child, out_path) = self.spawn(&["sync"]);
+        let started = Instant::now();
+        while self.proxy.held(again).is_none() {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.proxy.release(late, Release::Drop);
+                panic!(
+                    "round {}: the run ended ({status}) without writing {path} again:\n{}",
+                    self.round,
+                    read(&out_path)
+                );
+            }
+            assert!(
+                started.elapsed() < KILL_POINT_TIMEOUT,
+                "round {}",
+                self.round
+            );
+            sleep(Duration::from_millis(1));
         }
+        self.proxy.release(late, Release::Forward);
+        let landed = |proxy: &FaultProxy| {
+            proxy
+                .requests()
+                .iter()
+                .any(|r| r.method == "PUT" && r.path == path && r.status.is_some())
+        };
+        while !landed(&self.proxy) {
+            assert!(
+                started.elapsed() < KILL_POINT_TIMEOUT,
+                "round {}",
+                self.round
+            );
+            sleep(Duration::from_millis(1));
+        }
+        self.proxy.release(again, Release::Forward);
+        let status = child.wait().unwrap();
+        let output = read(&out_path);
+        assert!(
+            status.success() && !output.contains("conflict:"),
+            "round {}: the run after the late write: {status}:\n{output}",
+            self.round
+        );
+        let answers: Vec<Option<u16>> = self
+            .proxy
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.path == path)
+            .map(|r| r.status)
+            .collect();
+        assert_eq!(
+            answers.last(),
+            Some(&Some(412)),
+            "round {}: the second PUT of {path} met the first: {answers:?}",
+            self.round
+        );
+        self.note(&format!(
+            "{line} of the killed run applied while this run's own PUT waited; not killed"
+        ));
     }
 
     /// Every expected item is held exactly once on both sides, in its last version, and
@@ -714,9 +797,13 @@ fn kills_then_converges(server: &dyn DavServer) {
     w.create(Side::Server, "c0", 8);
     w.edit(Side::Server, 1);
     w.delete(Side::Server, 1);
+    w.create(Side::Server, "c2", 1);
     w.killed_run(
         "downloading: after four applied actions",
-        Kill::AfterApplied(4),
+        Kill::AfterApplied {
+            n: 4,
+            backstop: "/c2/",
+        },
     );
 
     w.create(Side::Server, "c2", 5);
@@ -771,12 +858,18 @@ fn kills_then_converges(server: &dyn DavServer) {
         "both ways: the second PUT held, applied by the server during the next run",
         Kill::HeldLate { nth: 2 },
     );
+    w.late_write_run();
 
+    w.create(Side::Server, "c0", 4);
+    w.create(Side::Local, "c1", 3);
     w.create(Side::Server, "c3", 2);
     w.delete(Side::Local, 1);
     w.killed_run(
-        "a slow server applying the last run's write: after three applied actions",
-        Kill::AfterApplied(3),
+        "both ways: after three applied actions",
+        Kill::AfterApplied {
+            n: 3,
+            backstop: "/c3/",
+        },
     );
 
     w.create(Side::Local, "c1", 2);

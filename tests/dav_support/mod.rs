@@ -20,7 +20,7 @@ pub mod servers;
 pub mod venv;
 
 pub use http::{DavClient, HttpResponse, basic_auth, http, try_http};
-pub use proxy::Release;
 pub use proxy::{Fault, FaultProxy, FaultRule, Recorded, drop_responses};
+pub use proxy::{Hold, Release};
 pub use servers::{DavServer, Radicale, Xandikos, free_port};
 pub use venv::{REQUIREMENTS, venv, venv_bin};

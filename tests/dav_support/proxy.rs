@@ -264,16 +264,30 @@ pub enum Release {
     Drop,
 }
 
-/// The request [`FaultProxy::hold`] is waiting for, and the one it holds.
-#[derive(Default)]
-struct HoldState {
-    /// Methods that count (any if empty), a substring of the target, and how many matching
-    /// requests still pass before the one that is held (`None`: not armed).
-    armed: Option<(Vec<String>, Option<String>, usize)>,
-    /// `METHOD target` of the request being held.
+/// A hold armed by [`FaultProxy::hold`]: which request it stops, and what became of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Hold(u64);
+
+/// One armed hold.
+struct Armed {
+    id: Hold,
+    /// Methods that count (any if empty).
+    methods: Vec<String>,
+    /// A substring of the target that counts (any if `None`).
+    path: Option<String>,
+    /// Matching requests still let through before the one that is held.
+    skip: usize,
+    /// `METHOD target` of the request being held, once it arrived.
     held: Option<String>,
     /// The test's decision for the held request.
     release: Option<Release>,
+}
+
+/// Every hold armed and not yet released.
+#[derive(Default)]
+struct HoldState {
+    next: u64,
+    armed: Vec<Armed>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -318,38 +332,45 @@ impl Shared {
         lock(&self.log).push(r);
     }
 
-    /// Holds this request if it is the one [`FaultProxy::hold`] waits for, until the test
-    /// releases it (or the proxy stops); returns the test's decision, `None` if not held.
+    /// Holds this request if an armed hold waits for it, until the test releases it (or the
+    /// proxy stops); returns the test's decision, `None` if not held.
     fn hold_here(&self, method: &str, target: &str) -> Option<Release> {
-        let mut hold = lock(&self.hold);
-        let (methods, path, skip) = hold.armed.as_mut()?;
-        let counts = (methods.is_empty() || methods.iter().any(|m| m == method))
-            && path.as_deref().is_none_or(|p| target.contains(p));
-        if !counts {
-            return None;
+        let mut holds = lock(&self.hold);
+        // The request counts for every armed hold it matches, until one takes it.
+        let mut taken = None;
+        for armed in holds.armed.iter_mut() {
+            let matches = armed.held.is_none()
+                && (armed.methods.is_empty() || armed.methods.iter().any(|m| m == method))
+                && armed.path.as_deref().is_none_or(|p| target.contains(p));
+            if !matches {
+                continue;
+            }
+            if armed.skip > 0 {
+                armed.skip -= 1;
+                continue;
+            }
+            taken = Some(armed);
+            break;
         }
-        if *skip > 0 {
-            *skip -= 1;
-            return None;
-        }
-        hold.armed = None;
-        hold.held = Some(format!("{method} {target}"));
+        let armed = taken?;
+        let id = armed.id;
+        armed.held = Some(format!("{method} {target}"));
         self.hold_changed.notify_all();
-        let release = loop {
-            if let Some(release) = hold.release.take() {
-                break release;
+        loop {
+            let index = holds.armed.iter().position(|a| a.id == id)?;
+            if let Some(release) = holds.armed[index].release {
+                holds.armed.remove(index);
+                return Some(release);
             }
             if self.shutdown.load(Ordering::SeqCst) {
-                break Release::Drop;
+                return Some(Release::Drop);
             }
-            hold = self
+            holds = self
                 .hold_changed
-                .wait_timeout(hold, Duration::from_millis(20))
+                .wait_timeout(holds, Duration::from_millis(20))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
-        };
-        hold.held = None;
-        Some(release)
+        }
     }
 
     fn sleep(&self, ms: u64) {
@@ -486,30 +507,42 @@ impl FaultProxy {
     /// Arms a hold: the `nth` (1 = the next) request from now on whose method is one of
     /// `methods` (any if empty) and whose target contains `path_contains` is stopped before it
     /// reaches the upstream, until [`FaultProxy::release`]. Lets a test kill its client at a
-    /// chosen request, deterministically: wait for [`FaultProxy::held`], kill, release.
-    pub fn hold(&self, methods: &[&str], path_contains: Option<&str>, nth: usize) {
+    /// chosen request, deterministically: wait for [`FaultProxy::held`], kill, release. Several
+    /// holds may be armed at once; a request is stopped by the first one that takes it.
+    pub fn hold(&self, methods: &[&str], path_contains: Option<&str>, nth: usize) -> Hold {
         assert!(nth >= 1, "hold: nth counts from 1");
-        let mut hold = lock(&self.shared.hold);
-        assert!(hold.held.is_none(), "hold: a request is still held");
-        hold.armed = Some((
-            methods.iter().map(|m| m.to_string()).collect(),
-            path_contains.map(str::to_owned),
-            nth - 1,
-        ));
-        hold.release = None;
+        let mut holds = lock(&self.shared.hold);
+        holds.next += 1;
+        let id = Hold(holds.next);
+        holds.armed.push(Armed {
+            id,
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            path: path_contains.map(str::to_owned),
+            skip: nth - 1,
+            held: None,
+            release: None,
+        });
+        id
     }
 
-    /// `METHOD target` of the request being held, if any.
-    pub fn held(&self) -> Option<String> {
-        lock(&self.shared.hold).held.clone()
+    /// `METHOD target` of the request `hold` stops, once it is held.
+    pub fn held(&self, hold: Hold) -> Option<String> {
+        lock(&self.shared.hold)
+            .armed
+            .iter()
+            .find(|a| a.id == hold)
+            .and_then(|a| a.held.clone())
     }
 
-    /// Disarms the hold and lets the held request (if any) go on as `how` says.
-    pub fn release(&self, how: Release) {
-        let mut hold = lock(&self.shared.hold);
-        hold.armed = None;
-        if hold.held.is_some() {
-            hold.release = Some(how);
+    /// Lets the request `hold` stops go on as `how` says, or disarms it if none came yet.
+    pub fn release(&self, hold: Hold, how: Release) {
+        let mut holds = lock(&self.shared.hold);
+        if let Some(index) = holds.armed.iter().position(|a| a.id == hold) {
+            if holds.armed[index].held.is_some() {
+                holds.armed[index].release = Some(how);
+            } else {
+                holds.armed.remove(index);
+            }
         }
         self.shared.hold_changed.notify_all();
     }
