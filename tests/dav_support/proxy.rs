@@ -1,5 +1,6 @@
 //! `FaultProxy`: an HTTP/1.1 reverse proxy on 127.0.0.1 in front of one upstream server that
-//! records every request and injects faults chosen by the test.
+//! records every request and injects faults chosen by the test. It can also hold a chosen
+//! request until the test releases it ([`FaultProxy::hold`]), to kill a client at that point.
 //!
 //! The client side supports keep-alive; every request goes to the upstream on a fresh
 //! connection with `Connection: close`, the whole response is read (de-chunked) and returned
@@ -264,7 +265,8 @@ pub enum Release {
     Drop,
 }
 
-/// A hold armed by [`FaultProxy::hold`]: which request it stops, and what became of it.
+/// Names a hold armed by [`FaultProxy::hold`], for [`FaultProxy::held`] and
+/// [`FaultProxy::release`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Hold(u64);
 
