@@ -546,7 +546,13 @@ fn is_allowed(item: &Item, allowed: &[String]) -> bool {
         .is_some_and(|c| allowed.iter().any(|a| a.eq_ignore_ascii_case(c)))
 }
 
+/// Where a person finds an item: a vdir file's full path, or a server item's full URL. A
+/// server names its items by absolute path (`/alice/work/x.ics`), which is resolved against the
+/// collection URL instead of appended to it.
 fn item_location(collection: &CollectionInfo, href: &str) -> String {
+    if href.contains("://") || (href.starts_with('/') && collection.id.contains("://")) {
+        return crate::dav::href::join(&collection.id, href);
+    }
     format!("{}/{href}", collection.id.trim_end_matches('/'))
 }
 
@@ -905,5 +911,26 @@ mod tests {
         assert!(check_item_types(&status, coll, &[], false).unwrap());
         assert_eq!(states(), [None, None]);
         assert!(!check_item_types(&status, coll, &[], false).unwrap());
+    }
+
+    #[test]
+    fn item_locations_are_full_paths_or_urls_without_doubled_paths() {
+        let coll = |id: &str| CollectionInfo {
+            name: "work".into(),
+            id: id.into(),
+        };
+        let server = coll("https://dav.example.com/alice/work/");
+        assert_eq!(
+            item_location(&server, "/alice/work/x.ics"),
+            "https://dav.example.com/alice/work/x.ics"
+        );
+        assert_eq!(
+            item_location(&server, "x.ics"),
+            "https://dav.example.com/alice/work/x.ics"
+        );
+        assert_eq!(
+            item_location(&coll("/home/a/cal/work"), "x.ics"),
+            "/home/a/cal/work/x.ics"
+        );
     }
 }
