@@ -10,7 +10,9 @@ mod dav_support;
 use std::time::{Duration, SystemTime};
 
 use common::{EventBuilder, Run, Sandbox, crlf, set_mtime, totals};
-use dav_support::{DavClient, DavServer, Fault, FaultProxy, FaultRule, Radicale, Xandikos};
+use dav_support::{
+    DavClient, DavServer, Fault, FaultProxy, FaultRule, Radicale, Xandikos, elements, xml_text,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -78,41 +80,11 @@ fn todo(uid: &str, summary: &str) -> String {
 
 /// The text of the first element with local name `local` (any prefix) in `xml` that has
 /// content; `None` when there is none (a property reported in a 404 propstat is empty).
-/// String surgery, enough for the answers of Radicale and Xandikos; `&amp;`, `&lt;`, `&gt;`
-/// are decoded.
 fn element_text(xml: &str, local: &str) -> Option<String> {
-    let mut from = 0;
-    while let Some(off) = xml[from..].find('<') {
-        let i = from + off;
-        from = i + 1;
-        let rest = &xml[i + 1..];
-        if rest.starts_with(['/', '?', '!']) {
-            continue;
-        }
-        let name_end = rest
-            .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
-            .unwrap_or(rest.len());
-        let qname = &rest[..name_end];
-        if qname.rsplit(':').next() != Some(local) {
-            continue;
-        }
-        let gt = rest.find('>')?;
-        if rest[..gt].ends_with('/') {
-            continue;
-        }
-        let content = &rest[gt + 1..];
-        let end = content.find("</")?;
-        let text = content[..end].trim();
-        if text.is_empty() {
-            continue;
-        }
-        return Some(
-            text.replace("&lt;", "<")
-                .replace("&gt;", ">")
-                .replace("&amp;", "&"),
-        );
-    }
-    None
+    elements(xml, local)
+        .into_iter()
+        .map(xml_text)
+        .find(|text| !text.is_empty())
 }
 
 /// Display name and Apple calendar colour of the collection at `url`, as another client reads
