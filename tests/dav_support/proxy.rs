@@ -1018,31 +1018,11 @@ fn response_blocks(xml: &str) -> Vec<(usize, usize)> {
 pub fn drop_responses(xml: &str, needle: &str) -> String {
     let mut out = String::with_capacity(xml.len());
     let mut pos = 0;
-    let mut search = 0;
-    while let Some(off) = xml[search..].find('<') {
-        let i = search + off;
-        search = i + 1;
-        let Some(name) = tag_name_at(xml, i) else {
-            continue;
-        };
-        if local_name(name) != "response" {
-            continue;
-        }
-        let close_tag = format!("</{name}");
-        let Some(close_off) = xml[i..].find(&close_tag) else {
-            break;
-        };
-        let close_start = i + close_off;
-        let Some(gt) = xml[close_start..].find('>') else {
-            break;
-        };
-        let end = close_start + gt + 1;
-        let block = &xml[i..end];
-        if first_href(block).is_some_and(|h| h.contains(needle)) {
-            out.push_str(&xml[pos..i]);
+    for (start, end) in response_blocks(xml) {
+        if first_href(&xml[start..end]).is_some_and(|h| h.contains(needle)) {
+            out.push_str(&xml[pos..start]);
             pos = end;
         }
-        search = end;
     }
     out.push_str(&xml[pos..]);
     out
