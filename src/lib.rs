@@ -7,7 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
-pub mod dav;
+pub mod http;
 pub mod item;
 pub mod metadata;
 pub mod model;

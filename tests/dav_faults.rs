@@ -218,7 +218,11 @@ collections = ["{coll}"]
     /// The events in the server collection, read directly (PROPFIND, then a GET each).
     fn remote_items(&self) -> Items {
         let client = self.server.client();
-        let resp = client.propfind(&self.coll_url, "1", &davsync::dav::xml::propfind_etags());
+        let resp = client.propfind(
+            &self.coll_url,
+            "1",
+            &davsync::storage::dav::xml::propfind_etags(),
+        );
         assert_eq!(
             resp.status,
             207,
@@ -226,7 +230,8 @@ collections = ["{coll}"]
             self.coll_url,
             resp.text()
         );
-        let status = davsync::dav::xml::parse_multistatus(&resp.body).expect("multistatus");
+        let status =
+            davsync::storage::dav::xml::parse_multistatus(&resp.body).expect("multistatus");
         let base = format!("{}/", self.server.url().trim_end_matches('/'));
         let mut items = Items::new();
         for r in status.responses {

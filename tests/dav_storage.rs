@@ -1,4 +1,4 @@
-//! The CalDAV/CardDAV storage (`davsync::dav::open`) against real servers, one storage
+//! The CalDAV/CardDAV storage (`davsync::storage::dav::open`) against real servers, one storage
 //! operation at a time: discovery, collections, listing, change tracking, batched fetching and
 //! conditional writes. Every test body is written once, taking the server, and runs against
 //! Radicale and Xandikos (see the `both!` invocation at the end). Requests are counted and
@@ -15,7 +15,7 @@ use std::time::Duration;
 use dav_support::http::split_url;
 use dav_support::*;
 use davsync::config::{AuthScheme, DavConfig, DavKind, Secret, TlsVerify};
-use davsync::dav::DavStorage;
+use davsync::storage::dav::DavStorage;
 use davsync::storage::{ChangeSet, Changes, CollectionInfo, ItemError, ListEntry, Storage};
 
 // ---------------------------------------------------------------------------------------------
@@ -42,10 +42,10 @@ fn config(server: &dyn DavServer, kind: DavKind, url: &str) -> DavConfig {
 }
 
 fn open(config: &DavConfig) -> DavStorage {
-    davsync::dav::open(
+    davsync::storage::dav::open(
         config,
         &BTreeMap::<String, String>::new(),
-        &davsync::dav::Clients::default(),
+        &davsync::http::Clients::default(),
     )
     .expect("open DAV storage")
 }

@@ -1,6 +1,6 @@
 //! Property tests over arbitrary and mutated input for the three parsers that read what other
 //! programs wrote: the content-line layer (`davsync::vobject`), the multistatus parser
-//! (`davsync::dav::xml`) and the config loader (`davsync::config`). None of them may panic on any
+//! (`davsync::storage::dav::xml`) and the config loader (`davsync::config`). None of them may panic on any
 //! input, and the normalized hash must not see what only looks different. Case counts keep the
 //! whole file to a few seconds; `fuzz/` has the same targets for longer runs by hand.
 
@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use davsync::config::{self, ConfigError};
-use davsync::dav::xml;
+use davsync::storage::dav::xml;
 use davsync::vobject;
 use proptest::prelude::*;
 

@@ -1,7 +1,7 @@
 //! The multistatus and `DAV:error` parsers on arbitrary bytes: they never panic.
 #![no_main]
 
-use davsync::dav::xml;
+use davsync::storage::dav::xml;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {

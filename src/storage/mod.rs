@@ -5,6 +5,7 @@
 //! is conditional on the version tag seen when listing, so a storage never overwrites or deletes
 //! a version davsync has not seen.
 
+pub mod dav;
 pub mod vdir;
 
 use sha2::{Digest, Sha256};
@@ -117,10 +118,10 @@ pub fn item_file_name(hint: &str, ext: &str) -> String {
 }
 
 /// What the storages opened for one run share: DAV storages with the same connection setup
-/// share an HTTP client ([`crate::dav::Clients`]).
+/// share an HTTP client ([`crate::http::Clients`]).
 #[derive(Debug, Default)]
 pub struct Shared {
-    dav: crate::dav::Clients,
+    dav: crate::http::Clients,
 }
 
 /// Opens the storage a config section describes. Secrets are resolved now, from `env` and
@@ -135,7 +136,7 @@ pub fn open(
             path.clone(),
             fileext.clone(),
         ))),
-        StorageConfig::Dav(dav) => Ok(Box::new(crate::dav::open(dav, env, &shared.dav)?)),
+        StorageConfig::Dav(dav) => Ok(Box::new(dav::open(dav, env, &shared.dav)?)),
     }
 }
 

@@ -359,7 +359,7 @@ fn check_identity(
 /// address a storage gives a collection it creates may be encoded differently from the one its
 /// listing shows later (`%40` or `@`, a trailing slash). A directory is never a URL.
 fn same_address(known: &str, now: &str) -> bool {
-    known.contains("://") == now.contains("://") && crate::dav::href::same_href(known, now)
+    known.contains("://") == now.contains("://") && crate::storage::dav::href::same_href(known, now)
 }
 
 /// Whether the component types both sides accept differ from the last run's. If they do, the
@@ -551,7 +551,7 @@ fn is_allowed(item: &Item, allowed: &[String]) -> bool {
 /// collection URL instead of appended to it.
 fn item_location(collection: &CollectionInfo, href: &str) -> String {
     if href.contains("://") || (href.starts_with('/') && collection.id.contains("://")) {
-        return crate::dav::href::join(&collection.id, href);
+        return crate::storage::dav::href::join(&collection.id, href);
     }
     format!("{}/{href}", collection.id.trim_end_matches('/'))
 }

@@ -1,4 +1,5 @@
-//! Sending DAV requests: one pooled HTTP client, authentication, TLS settings, retries.
+//! The HTTP client every network storage uses (CalDAV, CardDAV, webcal, cloud APIs): one pooled
+//! client per connection setup ([`Clients`]), authentication, TLS settings ([`tls`]), retries.
 //!
 //! Requests are plain data ([`DavRequest`]) built elsewhere; this module only sends them and
 //! hands back the status, headers and body. It never logs credentials: the `Authorization`
@@ -19,6 +20,11 @@ use reqwest::Method;
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use thiserror::Error;
+
+mod clients;
+pub mod tls;
+
+pub use clients::Clients;
 
 use crate::config::{AuthScheme, DavConfig, TlsVerify};
 
@@ -367,7 +373,7 @@ impl HttpClient {
                     "fingerprint and client_cert cannot be combined yet".into(),
                 ));
             }
-            let tls = super::tls::pinned_config(expected)
+            let tls = tls::pinned_config(expected)
                 .map_err(|e| HttpError::Setup(format!("TLS setup: {e}")))?;
             builder = builder.tls_backend_preconfigured(tls);
         }

@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use super::href;
-use super::http::{DavRequest, DavResponse, HttpClient, HttpError};
 use super::xml::{self, Multistatus, Props};
 use crate::config::{DavConfig, DavKind, MetadataKey};
+use crate::http::{DavRequest, DavResponse, HttpClient, HttpError};
 use crate::item::Item;
 use crate::model::UnreadableItem;
 use crate::storage::{

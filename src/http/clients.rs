@@ -1,0 +1,66 @@
+//! The clients of one run: one [`HttpClient`] per connection setup.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{Credentials, HttpClient, HttpError};
+use crate::config::{DavConfig, TlsVerify};
+
+/// The HTTP clients of the DAV storages opened for one run, one per connection setup (TLS
+/// settings, timeout, user agent, credentials). Storages with the same setup share a client,
+/// and with it its connections, its Digest session and the answers to discovery requests
+/// ([`HttpClient::send`]): a calendar pair and an address-book pair on one server learn
+/// what changed from one PROPFIND.
+#[derive(Debug, Default)]
+pub struct Clients {
+    by_setup: Mutex<HashMap<ClientSetup, Arc<HttpClient>>>,
+}
+
+/// Everything [`HttpClient::new`] builds a client from.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ClientSetup {
+    /// A client only ever talks to one origin: credentials are tied to it.
+    origin: Option<String>,
+    credentials: Credentials,
+    verify: TlsVerify,
+    fingerprint: Option<String>,
+    client_cert: Option<PathBuf>,
+    timeout: Duration,
+    user_agent: Option<String>,
+    concurrency: usize,
+    max_response_size: u64,
+}
+
+impl Clients {
+    /// The client for `config` with `credentials`: the one already made for the same setup,
+    /// else a new one.
+    pub fn get(
+        &self,
+        config: &DavConfig,
+        credentials: Credentials,
+    ) -> Result<Arc<HttpClient>, HttpError> {
+        let setup = ClientSetup {
+            origin: super::origin(&config.url),
+            credentials,
+            verify: config.verify.clone(),
+            fingerprint: config.fingerprint.clone(),
+            client_cert: config.client_cert.clone(),
+            timeout: config.timeout,
+            user_agent: config.user_agent.clone(),
+            concurrency: config.concurrency,
+            max_response_size: config.max_response_size,
+        };
+        let mut clients = self
+            .by_setup
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(client) = clients.get(&setup) {
+            return Ok(Arc::clone(client));
+        }
+        let client = Arc::new(HttpClient::new(config, setup.credentials.clone())?);
+        clients.insert(setup, Arc::clone(&client));
+        Ok(client)
+    }
+}
