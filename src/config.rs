@@ -432,6 +432,19 @@ pub enum ConflictResolution {
     Command(Vec<String>),
 }
 
+/// The `mode` key of a pair: which way changes flow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SyncMode {
+    /// `"two-way"`: changes on either side are copied to the other.
+    #[default]
+    TwoWay,
+    /// `"a-to-b"`: side b mirrors side a; b's own changes are overwritten and items only on b
+    /// are deleted.
+    AToB,
+    /// `"b-to-a"`: side a mirrors side b.
+    BToA,
+}
+
 /// The process environment as the config needs it, so tests don't mutate the real env.
 pub trait Env {
     /// The value of environment variable `name`, or `None` when it is unset (or not UTF-8).

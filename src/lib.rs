@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod filter;
 pub mod http;
 pub mod item;
 pub mod metadata;
