@@ -29,8 +29,10 @@
 //! metadata = ["displayname", "color"]   # also "description", "order"
 //! ```
 //!
-//! [`parse`] walks the span-carrying TOML tree ([`toml::de::DeTable`]) by hand instead of
-//! deriving serde structs, so that every error — a syntax error, an unknown key, a wrong type, a
+//! [`parse`] walks the span-carrying TOML tree ([`toml::de::DeTable`]): the top level, the
+//! pairs and the keys common to every storage here, each storage type's own keys in its folder
+//! (`storage::<type>::parse_config`, through a [`Section`]; `storage::StorageKind::parse` picks
+//! the folder), so that every error — a syntax error, an unknown key, a wrong type, a
 //! missing key, a pair naming a missing storage — can name the file, the 1-based line and the
 //! dotted key it is about (see [`ConfigError`]). Nothing here prints; the process environment is
 //! read only through [`Env`], so tests can use a fake one.
@@ -40,60 +42,39 @@ use std::hash::BuildHasher;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::time::Duration;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-/// Storage types that a config may use.
-const SUPPORTED_STORAGE_TYPES: &[&str] = &["vdir", "caldav", "carddav"];
+pub use crate::filter::{DateBound, ItemFilter};
+pub use crate::http::{AuthScheme, HttpOptions, TlsVerify};
+pub use crate::storage::dav::{DavConfig, DavKind};
+pub use crate::storage::vdir::VdirConfig;
+pub use crate::storage::{Place, StorageKind};
 
-/// Storage types that are planned but not implemented yet; they get a friendlier error.
-const PLANNED_STORAGE_TYPES: &[&str] = &["singlefile", "webcal"];
+/// Storage types that a config may use.
+use crate::storage::{PLANNED_STORAGE_TYPES, STORAGE_TYPES as SUPPORTED_STORAGE_TYPES};
 
 /// Keys accepted at the top level of the file.
 pub const TOP_LEVEL_KEYS: &[&str] = &["status_path", "storage", "pair"];
 
-/// Keys accepted in a `[storage.<name>]` table of type `vdir`.
-pub const VDIR_KEYS: &[&str] = &["type", "path", "fileext"];
-
-/// Keys accepted in a `[storage.<name>]` table of type `caldav` or `carddav`.
-pub const DAV_KEYS: &[&str] = &[
-    "type",
-    "url",
-    "username",
-    "password",
-    "auth",
-    "verify",
-    "fingerprint",
-    "client_cert",
-    "item_types",
-    "timeout",
-    "user_agent",
-    "batch_size",
-    "concurrency",
-    "max_response_size",
-];
+/// Keys every `[storage.<name>]` table accepts, whatever its type.
+pub const COMMON_STORAGE_KEYS: &[&str] =
+    &["type", "read_only", "item_types", "start_date", "end_date"];
 
 /// Keys accepted in a `[pair.<name>]` table.
-pub const PAIR_KEYS: &[&str] = &["a", "b", "collections", "conflict_resolution", "metadata"];
+pub const PAIR_KEYS: &[&str] = &[
+    "a",
+    "b",
+    "collections",
+    "conflict_resolution",
+    "metadata",
+    "mode",
+    "post_sync",
+];
 
 /// Component types a CalDAV storage's `item_types` may list.
 const DAV_ITEM_TYPES: &[&str] = &["VEVENT", "VTODO", "VJOURNAL"];
-
-/// Default of a DAV storage's `timeout`, in seconds.
-const DEFAULT_TIMEOUT_SECS: u64 = 30;
-
-/// Default of a DAV storage's `batch_size`, and its allowed range.
-const DEFAULT_BATCH_SIZE: usize = 50;
-const BATCH_SIZE_RANGE: (i128, i128) = (1, 1000);
-
-/// Default of a DAV storage's `concurrency`, and its allowed range.
-const DEFAULT_CONCURRENCY: usize = 4;
-const CONCURRENCY_RANGE: (i128, i128) = (1, 32);
-
-/// Default of a DAV storage's `max_response_size`, in MiB.
-const DEFAULT_MAX_RESPONSE_MIB: u64 = 256;
 
 /// A parsed and validated configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,28 +90,15 @@ pub struct Config {
     pub pairs: BTreeMap<String, PairConfig>,
 }
 
-/// One `[storage.<name>]` table.
+/// One `[storage.<name>]` table: the type's own section and the keys common to every type.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StorageConfig {
-    /// `type = "vdir"`: a directory of collections, one file per item.
-    Vdir {
-        /// The directory: `~` and `$VAR`/`${VAR}` expanded, relative paths resolved against the
-        /// config file's directory, lexically normalized (no `.`/`..` components).
-        path: PathBuf,
-        /// Extension of item files, including the leading dot (`".ics"`, `".vcf"`).
-        fileext: String,
-    },
-    /// `type = "caldav"` or `type = "carddav"`: collections on a WebDAV server.
-    Dav(DavConfig),
-}
-
-/// Which protocol a DAV storage speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DavKind {
-    /// CalDAV (RFC 4791): calendars, `.ics` items.
-    CalDav,
-    /// CardDAV (RFC 6352): address books, `.vcf` items.
-    CardDav,
+pub struct StorageConfig {
+    /// The storage type and its own keys.
+    pub kind: StorageKind,
+    /// `read_only = true`: davsync never writes to this storage (default false).
+    pub read_only: bool,
+    /// What the storage lets into a sync: `item_types`, `start_date`, `end_date`.
+    pub filter: ItemFilter,
 }
 
 /// Where a secret (password or token) comes from. Resolved once per run, before any network
@@ -271,64 +239,6 @@ pub enum SecretError {
     },
 }
 
-/// HTTP authentication scheme of a DAV storage.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum AuthScheme {
-    /// HTTP Basic (the default when a username is given).
-    #[default]
-    Basic,
-    /// HTTP Digest.
-    Digest,
-    /// `Authorization: Bearer <token>`; the token comes from `password`.
-    Bearer,
-}
-
-/// How the server's TLS certificate is checked.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub enum TlsVerify {
-    /// `verify = true` or absent: the system's trusted roots.
-    #[default]
-    System,
-    /// `verify = false`: no check at all (warned about on every run).
-    Off,
-    /// `verify = "path/ca.pem"`: this CA bundle (PEM) instead of the system roots.
-    CaFile(PathBuf),
-}
-
-/// A `[storage.<name>]` table of type `caldav` or `carddav`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DavConfig {
-    /// CalDAV or CardDAV.
-    pub kind: DavKind,
-    /// A service root, a home set, or one collection (`http://` or `https://`).
-    pub url: String,
-    /// User name for authentication.
-    pub username: Option<String>,
-    /// Password (or bearer token).
-    pub password: Option<Secret>,
-    /// Authentication scheme.
-    pub auth: AuthScheme,
-    /// TLS certificate checking.
-    pub verify: TlsVerify,
-    /// `fingerprint = "sha256:AB:CD:..."`: pin the server certificate's SHA-256 fingerprint
-    /// (lower-case hex without separators here).
-    pub fingerprint: Option<String>,
-    /// Client certificate and key (one PEM file).
-    pub client_cert: Option<PathBuf>,
-    /// Only these component types (`VEVENT`, `VTODO`, `VJOURNAL`) are synced; empty: all.
-    pub item_types: Vec<String>,
-    /// Timeout of one request.
-    pub timeout: std::time::Duration,
-    /// `User-Agent` header; default `davsync/<version>`.
-    pub user_agent: Option<String>,
-    /// Hrefs per multiget request (default 50).
-    pub batch_size: usize,
-    /// Requests in flight at once (default 4).
-    pub concurrency: usize,
-    /// Largest response body accepted, in bytes, after decompression (default 256 MiB).
-    pub max_response_size: u64,
-}
-
 /// One `[pair.<name>]` table: two storages kept in sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PairConfig {
@@ -346,6 +256,11 @@ pub struct PairConfig {
     /// Collection properties synced along with the items (`metadata = [...]`), in the order
     /// written, without duplicates; empty (the default): none.
     pub metadata: Vec<MetadataKey>,
+    /// Which way changes flow (`mode`); a pair with a read-only side and no `mode` gets the
+    /// one-way mode from that side.
+    pub mode: SyncMode,
+    /// `post_sync = ["cmd", ...]`: run once after the pair synced; empty: nothing.
+    pub post_sync: Vec<String>,
 }
 
 /// A collection property a pair may sync (`metadata = ["displayname", "color"]`).
@@ -724,36 +639,6 @@ fn is_var_name(name: &str) -> bool {
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
-/// Checks a DAV storage's `url`; the error text is the message for [`ConfigError::Invalid`].
-/// Messages never repeat the URL (it might hold a password).
-fn check_url(url: &str) -> Result<(), String> {
-    let scheme_ok = ["http://", "https://"].iter().any(|prefix| {
-        url.get(..prefix.len())
-            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-    });
-    if !scheme_ok {
-        return Err("the URL must start with http:// or https://".to_string());
-    }
-    let authority = url.split_once("://").map_or("", |(_, rest)| {
-        rest.split(['/', '?', '#']).next().unwrap_or("")
-    });
-    if authority.is_empty() {
-        return Err("invalid URL: no host".to_string());
-    }
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err("invalid URL: no host".to_string());
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(
-            "the URL must not contain a user name or password; use \"username\" and \
-             \"password\""
-                .to_string(),
-        );
-    }
-    Ok(())
-}
-
 /// What makes two DAV URLs the same place: scheme, host and port compared case-insensitively
 /// (as the URL parser normalizes them), the path with trailing slashes ignored, and the query.
 fn url_identity(url: &str) -> String {
@@ -769,28 +654,6 @@ fn url_identity(url: &str) -> String {
         // Not reachable for a parsed config (the URL was checked); compare as written.
         Err(_) => url.trim_end_matches('/').to_string(),
     }
-}
-
-/// `sha256:AB:CD:...` or `sha256:abcd...` (prefix case-insensitive) as 64 lower-case hex
-/// digits; `None` when malformed.
-fn parse_fingerprint(raw: &str) -> Option<String> {
-    const PREFIX: &str = "sha256:";
-    let head = raw.get(..PREFIX.len())?;
-    if !head.eq_ignore_ascii_case(PREFIX) {
-        return None;
-    }
-    let hex = &raw[PREFIX.len()..];
-    let digits: String = if hex.contains(':') {
-        let groups: Vec<&str> = hex.split(':').collect();
-        if groups.len() != 32 || groups.iter().any(|g| g.len() != 2) {
-            return None;
-        }
-        groups.concat()
-    } else {
-        hex.to_string()
-    };
-    (digits.len() == 64 && digits.chars().all(|c| c.is_ascii_hexdigit()))
-        .then(|| digits.to_ascii_lowercase())
 }
 
 /// Storage and pair names: non-empty, only `[A-Za-z0-9_.-]`, not starting with `.`.
@@ -870,6 +733,109 @@ struct Cx<'a> {
     path: &'a Path,
     env: &'a dyn Env,
     base_dir: PathBuf,
+}
+
+/// One `[storage.<name>]` table as a storage type's folder parses it
+/// (`storage::<type>::parse_config`): every error names the file, line and dotted key.
+pub struct Section<'s, 'i> {
+    cx: &'s Cx<'s>,
+    value: &'s Value<'i>,
+    table: &'s DeTable<'i>,
+    key: &'s str,
+}
+
+impl<'s, 'i> Section<'s, 'i> {
+    /// Rejects keys that are neither common storage keys nor in one of `own` (the type's key
+    /// lists); the error lists them all, the type's first.
+    pub fn check_keys(&self, own: &[&[&str]]) -> Result<(), ConfigError> {
+        let allowed: Vec<&str> = own
+            .iter()
+            .flat_map(|keys| keys.iter().copied())
+            .chain(COMMON_STORAGE_KEYS.iter().copied().filter(|k| *k != "type"))
+            .collect();
+        let mut with_type = vec!["type"];
+        with_type.extend(allowed);
+        self.cx.check_keys(self.table, self.key, &with_type)
+    }
+
+    /// The value of key `name`, if given.
+    pub fn get(&self, name: &str) -> Option<&'s Value<'i>> {
+        self.table.get(name)
+    }
+
+    /// The dotted key of `name` in this section (`storage.<storage>.<name>`).
+    pub fn sub(&self, name: &str) -> String {
+        join_key(self.key, name)
+    }
+
+    /// An invalid value: `message` about key `name`, whose value is `value`.
+    pub fn invalid(
+        &self,
+        value: &Value<'_>,
+        name: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        self.cx.at(value.span(), &self.sub(name), message)
+    }
+
+    /// A value of the wrong type: "expected `expected`, found …".
+    pub fn wrong_type(&self, value: &Value<'_>, name: &str, expected: &str) -> ConfigError {
+        self.cx.wrong_type(value, &self.sub(name), expected)
+    }
+
+    /// A required key's value.
+    pub fn required(&self, name: &str) -> Result<&'s Value<'i>, ConfigError> {
+        self.cx.required(self.value, self.table, self.key, name)
+    }
+
+    /// A string value.
+    pub fn string<'v>(&self, value: &'v Value<'_>, name: &str) -> Result<&'v str, ConfigError> {
+        self.cx.string(value, &self.sub(name))
+    }
+
+    /// Optional string key `name`.
+    pub fn optional_string(
+        &self,
+        name: &str,
+    ) -> Result<Option<(&'s Value<'i>, &'s str)>, ConfigError> {
+        self.get(name)
+            .map(|v| Ok((v, self.string(v, name)?)))
+            .transpose()
+    }
+
+    /// A path value: `~` and `$VAR` expanded, resolved against the config file's directory,
+    /// normalized.
+    pub fn path(&self, value: &Value<'_>, name: &str) -> Result<PathBuf, ConfigError> {
+        self.cx.path_value(value, &self.sub(name))
+    }
+
+    /// Optional integer key `name`, between `min` and `max`.
+    pub fn integer_in(
+        &self,
+        name: &str,
+        min: i128,
+        max: i128,
+    ) -> Result<Option<i128>, ConfigError> {
+        self.get(name)
+            .map(|v| self.cx.integer_in(v, &self.sub(name), min, max))
+            .transpose()
+    }
+
+    /// Optional command key `name`: a non-empty array of strings, the program name non-empty;
+    /// empty when absent.
+    pub fn command(&self, name: &str) -> Result<Vec<String>, ConfigError> {
+        self.get(name)
+            .map(|v| self.cx.command_value(v, &self.sub(name)))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Optional secret key `name`: a literal, `{ cmd = [...] }` or `{ env = "VAR" }`.
+    pub fn secret(&self, name: &str) -> Result<Option<Secret>, ConfigError> {
+        self.get(name)
+            .map(|v| self.cx.parse_secret(v, &self.sub(name)))
+            .transpose()
+    }
 }
 
 impl Cx<'_> {
@@ -1040,235 +1006,122 @@ impl Cx<'_> {
         let type_value = self.required(value, table, key, "type")?;
         let storage_type = self.string(type_value, &type_key)?;
         let supported = SUPPORTED_STORAGE_TYPES.join(", ");
-        match storage_type {
-            "vdir" => {
-                self.check_keys(table, key, VDIR_KEYS)?;
-                let path_key = join_key(key, "path");
-                let path = self.path_value(self.required(value, table, key, "path")?, &path_key)?;
-                let fileext_key = join_key(key, "fileext");
-                let fileext_value = self.required(value, table, key, "fileext")?;
-                let fileext = self.string(fileext_value, &fileext_key)?;
-                if !fileext.starts_with('.') || fileext.contains('/') {
-                    return Err(self.at(
-                        fileext_value.span(),
-                        &fileext_key,
-                        format!(
-                            "invalid file extension {fileext:?}: it must start with '.' and \
-                             contain no '/' (e.g. \".ics\", \".vcf\")"
-                        ),
-                    ));
-                }
-                Ok(StorageConfig::Vdir {
-                    path,
-                    fileext: fileext.to_string(),
-                })
-            }
-            "caldav" => Ok(StorageConfig::Dav(self.parse_dav(
-                value,
-                table,
-                key,
+        let section = Section {
+            cx: self,
+            value,
+            table,
+            key,
+        };
+        let kind = match storage_type {
+            "vdir" => StorageKind::Vdir(crate::storage::vdir::parse_config(&section)?),
+            "caldav" => StorageKind::Dav(crate::storage::dav::parse_config(
+                &section,
                 DavKind::CalDav,
-            )?)),
-            "carddav" => Ok(StorageConfig::Dav(self.parse_dav(
-                value,
-                table,
-                key,
+            )?),
+            "carddav" => StorageKind::Dav(crate::storage::dav::parse_config(
+                &section,
                 DavKind::CardDav,
-            )?)),
-            planned if PLANNED_STORAGE_TYPES.contains(&planned) => Err(self.at(
-                type_value.span(),
-                &type_key,
-                format!("storage type {planned:?} is not supported yet (supported: {supported})"),
-            )),
-            "filesystem" => Err(self.at(
-                type_value.span(),
-                &type_key,
-                "\"filesystem\" is vdirsyncer's name; use type = \"vdir\"",
-            )),
-            other => Err(self.at(
-                type_value.span(),
-                &type_key,
-                format!("unknown storage type {other:?} (supported: {supported})"),
-            )),
-        }
+            )?),
+            planned if PLANNED_STORAGE_TYPES.contains(&planned) => {
+                return Err(self.at(
+                    type_value.span(),
+                    &type_key,
+                    format!(
+                        "storage type {planned:?} is not supported yet (supported: {supported})"
+                    ),
+                ));
+            }
+            "filesystem" => {
+                return Err(self.at(
+                    type_value.span(),
+                    &type_key,
+                    "\"filesystem\" is vdirsyncer's name; use type = \"vdir\"",
+                ));
+            }
+            other => {
+                return Err(self.at(
+                    type_value.span(),
+                    &type_key,
+                    format!("unknown storage type {other:?} (supported: {supported})"),
+                ));
+            }
+        };
+        self.parse_common(&section, kind)
     }
 
-    /// The keys of a `caldav`/`carddav` storage table (`table`, the value `value` at `key`).
-    fn parse_dav(
+    /// The keys every storage type accepts: `read_only` and the filters.
+    fn parse_common(
         &self,
-        value: &Value<'_>,
-        table: &DeTable<'_>,
-        key: &str,
-        kind: DavKind,
-    ) -> Result<DavConfig, ConfigError> {
-        self.check_keys(table, key, DAV_KEYS)?;
-        let sub = |name: &str| join_key(key, name);
-
-        let url_value = self.required(value, table, key, "url")?;
-        let url = self.string(url_value, &sub("url"))?;
-        check_url(url).map_err(|msg| self.at(url_value.span(), &sub("url"), msg))?;
-
-        let username = match table.get("username") {
-            None => None,
-            Some(v) => {
-                let name = self.string(v, &sub("username"))?;
-                if name.is_empty() {
-                    return Err(self.at(
-                        v.span(),
-                        &sub("username"),
-                        "must not be empty (omit \"username\" for no authentication)",
-                    ));
-                }
-                Some(name.to_string())
-            }
+        section: &Section<'_, '_>,
+        kind: StorageKind,
+    ) -> Result<StorageConfig, ConfigError> {
+        let read_only = match section.get("read_only") {
+            None => false,
+            Some(v) => v
+                .get_ref()
+                .as_bool()
+                .ok_or_else(|| self.wrong_type(v, &section.sub("read_only"), "true or false"))?,
         };
-        let password = match table.get("password") {
-            None => None,
-            Some(v) => Some(self.parse_secret(v, &sub("password"))?),
+        let mut filter = ItemFilter::default();
+        let contacts_error = |v: &Value<'_>, name: &str, what: &str| {
+            self.at(
+                v.span(),
+                &section.sub(name),
+                format!("only calendar storages have {what}; this one holds contacts"),
+            )
         };
-        let auth = match table.get("auth") {
-            None => AuthScheme::Basic,
-            Some(v) => match self.string(v, &sub("auth"))? {
-                "basic" => AuthScheme::Basic,
-                "digest" => AuthScheme::Digest,
-                "bearer" => AuthScheme::Bearer,
-                other => {
-                    return Err(self.at(
-                        v.span(),
-                        &sub("auth"),
-                        format!(
-                            "unknown value {other:?} (expected \"basic\", \"digest\" or \"bearer\")"
-                        ),
-                    ));
-                }
-            },
-        };
-        match (auth, table.get("auth"), table.get("password")) {
-            (AuthScheme::Bearer, Some(auth_value), None) => {
-                return Err(self.at(
-                    auth_value.span(),
-                    &sub("auth"),
-                    "auth = \"bearer\" needs the token in \"password\"",
-                ));
+        if let Some(v) = section.get("item_types") {
+            if kind.holds_contacts() {
+                return Err(contacts_error(v, "item_types", "item types"));
             }
-            (AuthScheme::Basic | AuthScheme::Digest, _, Some(password_value))
-                if username.is_none() =>
-            {
-                return Err(self.at(
-                    password_value.span(),
-                    &sub("password"),
-                    "a password needs a \"username\" (for a bearer token, set auth = \"bearer\")",
-                ));
-            }
-            _ => {}
+            filter.item_types = self.parse_item_types(v, &section.sub("item_types"))?;
         }
-
-        let verify = match table.get("verify") {
-            None => TlsVerify::System,
-            Some(v) => match v.get_ref() {
-                DeValue::Boolean(true) => TlsVerify::System,
-                DeValue::Boolean(false) => TlsVerify::Off,
-                DeValue::String(_) => TlsVerify::CaFile(self.path_value(v, &sub("verify"))?),
-                _ => {
-                    return Err(self.wrong_type(
-                        v,
-                        &sub("verify"),
-                        "true, false or the path of a CA file",
-                    ));
-                }
-            },
-        };
-        let fingerprint = match table.get("fingerprint") {
-            None => None,
-            Some(v) => {
-                let raw = self.string(v, &sub("fingerprint"))?;
-                Some(parse_fingerprint(raw).ok_or_else(|| {
-                    self.at(
-                        v.span(),
-                        &sub("fingerprint"),
-                        format!(
-                            "invalid fingerprint {raw:?}: expected \"sha256:\" and 32 bytes in hex \
-                             (64 hex digits, optionally as colon-separated pairs)"
-                        ),
-                    )
-                })?)
+        for name in ["start_date", "end_date"] {
+            let Some(v) = section.get(name) else {
+                continue;
+            };
+            if kind.holds_contacts() {
+                return Err(contacts_error(v, name, "start and end dates"));
             }
-        };
-        let client_cert = match table.get("client_cert") {
-            None => None,
-            Some(v) => Some(self.path_value(v, &sub("client_cert"))?),
-        };
-        let item_types = match table.get("item_types") {
-            None => Vec::new(),
-            Some(v) if kind == DavKind::CardDav => {
-                return Err(self.at(
-                    v.span(),
-                    &sub("item_types"),
-                    "only caldav storages have item types",
+            let bound = self.date_bound(v, &section.sub(name))?;
+            if name == "start_date" {
+                filter.start = Some(bound);
+            } else {
+                filter.end = Some(bound);
+            }
+        }
+        if let (Some(DateBound::Absolute(start)), Some(DateBound::Absolute(end)), Some(v)) =
+            (&filter.start, &filter.end, section.get("end_date"))
+            && end < start
+        {
+            return Err(self.at(
+                v.span(),
+                &section.sub("end_date"),
+                format!("{end} is before start_date {start}: no item would be in the window"),
+            ));
+        }
+        Ok(StorageConfig {
+            kind,
+            read_only,
+            filter,
+        })
+    }
+
+    /// `start_date`/`end_date`: a string (`"2026-01-31"`, `"-30d"`) or a TOML date literal.
+    fn date_bound(&self, value: &Value<'_>, key: &str) -> Result<DateBound, ConfigError> {
+        let text = match value.get_ref() {
+            DeValue::String(s) => s.to_string(),
+            DeValue::Datetime(dt) if dt.date.is_some() && dt.time.is_none() => dt.to_string(),
+            _ => {
+                return Err(self.wrong_type(
+                    value,
+                    key,
+                    "a date such as 2026-01-31 or a relative one such as \"-30d\"",
                 ));
             }
-            Some(v) => self.parse_item_types(v, &sub("item_types"))?,
         };
-        let timeout = match table.get("timeout") {
-            None => Duration::from_secs(DEFAULT_TIMEOUT_SECS),
-            Some(v) => {
-                let secs = self.integer_in(v, &sub("timeout"), 1, u64::MAX.into())?;
-                Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX))
-            }
-        };
-        let user_agent = match table.get("user_agent") {
-            None => None,
-            Some(v) => {
-                let agent = self.string(v, &sub("user_agent"))?;
-                if agent.is_empty() || agent.chars().any(char::is_control) {
-                    return Err(self.at(
-                        v.span(),
-                        &sub("user_agent"),
-                        "must be non-empty and contain no control characters",
-                    ));
-                }
-                Some(agent.to_string())
-            }
-        };
-        let batch_size = match table.get("batch_size") {
-            None => DEFAULT_BATCH_SIZE,
-            Some(v) => {
-                let (min, max) = BATCH_SIZE_RANGE;
-                let n = self.integer_in(v, &sub("batch_size"), min, max)?;
-                usize::try_from(n).unwrap_or(DEFAULT_BATCH_SIZE)
-            }
-        };
-        let concurrency = match table.get("concurrency") {
-            None => DEFAULT_CONCURRENCY,
-            Some(v) => {
-                let (min, max) = CONCURRENCY_RANGE;
-                let n = self.integer_in(v, &sub("concurrency"), min, max)?;
-                usize::try_from(n).unwrap_or(DEFAULT_CONCURRENCY)
-            }
-        };
-        let max_response_size = match table.get("max_response_size") {
-            None => DEFAULT_MAX_RESPONSE_MIB,
-            Some(v) => {
-                let mib = self.integer_in(v, &sub("max_response_size"), 1, 1 << 20)?;
-                u64::try_from(mib).unwrap_or(DEFAULT_MAX_RESPONSE_MIB)
-            }
-        } << 20;
-        Ok(DavConfig {
-            kind,
-            url: url.to_string(),
-            username,
-            password,
-            auth,
-            verify,
-            fingerprint,
-            client_cert,
-            item_types,
-            timeout,
-            user_agent,
-            batch_size,
-            concurrency,
-            max_response_size,
-        })
+        text.parse::<DateBound>()
+            .map_err(|msg| self.at(value.span(), key, msg))
     }
 
     /// `password`: a literal string, `{ cmd = [...] }` or `{ env = "VAR" }`.
@@ -1480,6 +1333,11 @@ impl Cx<'_> {
             None => Vec::new(),
             Some(value) => self.parse_metadata(value, &join_key(key, "metadata"))?,
         };
+        let mode = self.parse_mode(value, table.get("mode"), key, [a, b], storages)?;
+        let post_sync = match table.get("post_sync") {
+            None => Vec::new(),
+            Some(value) => self.command_value(value, &join_key(key, "post_sync"))?,
+        };
         Ok(PairConfig {
             name: name.to_string(),
             a: a.to_string(),
@@ -1487,7 +1345,81 @@ impl Cx<'_> {
             collections,
             conflict_resolution,
             metadata,
+            mode,
+            post_sync,
         })
+    }
+
+    /// A pair's `mode`, checked against its sides' `read_only`: nothing is ever planned to be
+    /// written into a read-only side, and without `mode` a read-only side is the source.
+    fn parse_mode(
+        &self,
+        pair_value: &Value<'_>,
+        mode_value: Option<&Value<'_>>,
+        key: &str,
+        [a, b]: [&str; 2],
+        storages: &BTreeMap<String, StorageConfig>,
+    ) -> Result<SyncMode, ConfigError> {
+        let read_only = |name: &str| storages.get(name).is_some_and(|s| s.read_only);
+        let (ro_a, ro_b) = (read_only(a), read_only(b));
+        let mode_key = join_key(key, "mode");
+        let span = mode_value.map_or_else(|| pair_value.span(), Spanned::span);
+        let error_key = if mode_value.is_some() {
+            mode_key.as_str()
+        } else {
+            key
+        };
+        if ro_a && ro_b {
+            return Err(self.at(
+                span,
+                error_key,
+                format!(
+                    "storages {a:?} and {b:?} are both read_only: nothing can be synced; make one \
+                     of them writable"
+                ),
+            ));
+        }
+        let Some(mode_value) = mode_value else {
+            return Ok(if ro_a {
+                SyncMode::AToB
+            } else if ro_b {
+                SyncMode::BToA
+            } else {
+                SyncMode::TwoWay
+            });
+        };
+        let mode = match self.string(mode_value, &mode_key)? {
+            "two-way" => SyncMode::TwoWay,
+            "a-to-b" => SyncMode::AToB,
+            "b-to-a" => SyncMode::BToA,
+            other => {
+                return Err(self.at(
+                    mode_value.span(),
+                    &mode_key,
+                    format!(
+                        "unknown mode {other:?} (expected \"two-way\", \"a-to-b\" or \"b-to-a\")"
+                    ),
+                ));
+            }
+        };
+        let conflict = match mode {
+            SyncMode::TwoWay if ro_a => Some(("two-way", a, "a-to-b")),
+            SyncMode::TwoWay if ro_b => Some(("two-way", b, "b-to-a")),
+            SyncMode::BToA if ro_a => Some(("b-to-a", a, "a-to-b")),
+            SyncMode::AToB if ro_b => Some(("a-to-b", b, "b-to-a")),
+            _ => None,
+        };
+        match conflict {
+            None => Ok(mode),
+            Some((written, storage, fits)) => Err(self.at(
+                mode_value.span(),
+                &mode_key,
+                format!(
+                    "mode = \"{written}\" would write into storage {storage:?}, which is \
+                     read_only; use mode = \"{fits}\" (or leave mode out)"
+                ),
+            )),
+        }
     }
 
     /// Two sides restricted to component types they do not share would sync nothing, and
@@ -1500,12 +1432,10 @@ impl Cx<'_> {
         span: Range<usize>,
         key: &str,
     ) -> Result<(), ConfigError> {
-        let (Some(StorageConfig::Dav(dav_a)), Some(StorageConfig::Dav(dav_b))) =
-            (storages.get(a), storages.get(b))
-        else {
+        let (Some(storage_a), Some(storage_b)) = (storages.get(a), storages.get(b)) else {
             return Ok(());
         };
-        let (types_a, types_b) = (&dav_a.item_types, &dav_b.item_types);
+        let (types_a, types_b) = (&storage_a.filter.item_types, &storage_b.filter.item_types);
         if types_a.is_empty() || types_b.is_empty() || types_a.iter().any(|t| types_b.contains(t)) {
             return Ok(());
         }
@@ -1537,12 +1467,12 @@ impl Cx<'_> {
                 format!("a and b are both storage {a:?}; a pair needs two different places"),
             ));
         }
-        match (storages.get(a), storages.get(b)) {
-            (
-                Some(StorageConfig::Vdir { path: path_a, .. }),
-                Some(StorageConfig::Vdir { path: path_b, .. }),
-            ) => {
-                let message = if path_a == path_b {
+        let (Some(storage_a), Some(storage_b)) = (storages.get(a), storages.get(b)) else {
+            return Ok(());
+        };
+        let message = match (storage_a.kind.place(), storage_b.kind.place()) {
+            (Place::Path(path_a), Place::Path(path_b)) => {
+                if path_a == path_b {
                     format!(
                         "storages {a:?} and {b:?} are the same directory {}",
                         path_a.display()
@@ -1561,28 +1491,20 @@ impl Cx<'_> {
                     )
                 } else {
                     return Ok(());
-                };
-                Err(self.at(
-                    span,
-                    key,
-                    format!("{message}; a pair needs two separate places"),
-                ))
+                }
             }
-            (Some(StorageConfig::Dav(dav_a)), Some(StorageConfig::Dav(dav_b)))
-                if url_identity(&dav_a.url) == url_identity(&dav_b.url) =>
+            (Place::Url(url_a), Place::Url(url_b))
+                if url_identity(url_a) == url_identity(url_b) =>
             {
-                Err(self.at(
-                    span,
-                    key,
-                    format!(
-                        "storages {a:?} and {b:?} are the same URL {}; a pair needs two \
-                         separate places",
-                        dav_a.url
-                    ),
-                ))
+                format!("storages {a:?} and {b:?} are the same URL {url_a}")
             }
-            _ => Ok(()),
-        }
+            _ => return Ok(()),
+        };
+        Err(self.at(
+            span,
+            key,
+            format!("{message}; a pair needs two separate places"),
+        ))
     }
 
     fn parse_collections(
@@ -1775,6 +1697,7 @@ impl Cx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     const FILE: &str = "/home/u/.config/davsync/config.toml";
 
@@ -1805,11 +1728,22 @@ mod tests {
         }
     }
 
+    /// A storage of `kind` with every common key at its default.
+    fn storage(kind: StorageKind) -> StorageConfig {
+        StorageConfig {
+            kind,
+            read_only: false,
+            filter: ItemFilter::default(),
+        }
+    }
+
     fn vdir(path: &str, fileext: &str) -> StorageConfig {
-        StorageConfig::Vdir {
+        storage(StorageKind::Vdir(VdirConfig {
             path: PathBuf::from(path),
             fileext: fileext.to_string(),
-        }
+            post_hook: Vec::new(),
+            pre_deletion_hook: Vec::new(),
+        }))
     }
 
     fn mapping(name: &str, a: &str, b: &str) -> CollectionMapping {
@@ -1911,6 +1845,8 @@ cmd = ["merge-tool"]
                     collections: c,
                     conflict_resolution: r,
                     metadata: Vec::new(),
+                    mode: SyncMode::TwoWay,
+                    post_sync: Vec::new(),
                 },
             )
         };
@@ -2117,7 +2053,8 @@ cmd = ["merge-tool"]
                 "unknown storage key",
                 "[storage.s]\ntype = \"vdir\"\npath = \"/x\"\nfileext = \".ics\"\npth = \"/y\"\n"
                     .to_string(),
-                "5: storage.s.pth: unknown key (expected one of: type, path, fileext)",
+                "5: storage.s.pth: unknown key (expected one of: type, path, fileext, post_hook, \
+                 pre_deletion_hook, read_only, item_types, start_date, end_date)",
             ),
             (
                 "wrong type for path",
@@ -2201,7 +2138,7 @@ cmd = ["merge-tool"]
                 "unknown pair key",
                 with_storages("[pair.p]\na = \"laptop\"\nb = \"backup\"\nconflict = \"a wins\"\n"),
                 "14: pair.p.conflict: unknown key (expected one of: a, b, collections, \
-                 conflict_resolution, metadata)",
+                 conflict_resolution, metadata, mode, post_sync)",
             ),
             (
                 "missing b",
@@ -2394,9 +2331,8 @@ cmd = ["merge-tool"]
         format!("[storage.s]\ntype = \"carddav\"\nurl = \"https://dav.example.com/\"\n{rest}")
     }
 
-    fn dav_defaults(kind: DavKind, url: &str) -> DavConfig {
-        DavConfig {
-            kind,
+    fn http_defaults(url: &str) -> HttpOptions {
+        HttpOptions {
             url: url.to_string(),
             username: None,
             password: None,
@@ -2404,13 +2340,23 @@ cmd = ["merge-tool"]
             verify: TlsVerify::System,
             fingerprint: None,
             client_cert: None,
-            item_types: Vec::new(),
             timeout: Duration::from_secs(30),
             user_agent: None,
-            batch_size: 50,
-            concurrency: 4,
             max_response_size: 256 << 20,
         }
+    }
+
+    fn dav_defaults(kind: DavKind, url: &str) -> DavConfig {
+        DavConfig {
+            kind,
+            http: http_defaults(url),
+            batch_size: 50,
+            concurrency: 4,
+        }
+    }
+
+    fn dav(config: DavConfig) -> StorageConfig {
+        storage(StorageKind::Dav(config))
     }
 
     #[test]
@@ -2471,53 +2417,67 @@ metadata = []
 "#;
         let config = parse_ok(text, &home_env());
         let cal = DavConfig {
-            username: Some("alice".into()),
-            password: Some(Secret::Command(vec![
-                "pass".into(),
-                "show".into(),
-                "dav/alice".into(),
-            ])),
-            auth: AuthScheme::Digest,
-            verify: TlsVerify::CaFile(PathBuf::from("/home/u/certs/ca.pem")),
-            fingerprint: Some(
-                "abcd0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab".into(),
-            ),
-            client_cert: Some(PathBuf::from("/home/u/.config/davsync/client.pem")),
-            item_types: vec!["VEVENT".into(), "VTODO".into()],
-            timeout: Duration::from_secs(90),
-            user_agent: Some("davsync-test/1".into()),
+            http: HttpOptions {
+                username: Some("alice".into()),
+                password: Some(Secret::Command(vec![
+                    "pass".into(),
+                    "show".into(),
+                    "dav/alice".into(),
+                ])),
+                auth: AuthScheme::Digest,
+                verify: TlsVerify::CaFile(PathBuf::from("/home/u/certs/ca.pem")),
+                fingerprint: Some(
+                    "abcd0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab".into(),
+                ),
+                client_cert: Some(PathBuf::from("/home/u/.config/davsync/client.pem")),
+                timeout: Duration::from_secs(90),
+                user_agent: Some("davsync-test/1".into()),
+                max_response_size: 1 << 30,
+                ..http_defaults("https://dav.example.com/dav/calendars/alice/")
+            },
             batch_size: 1000,
             concurrency: 32,
-            max_response_size: 1 << 30,
-            ..dav_defaults(
-                DavKind::CalDav,
-                "https://dav.example.com/dav/calendars/alice/",
-            )
+            ..dav_defaults(DavKind::CalDav, "")
         };
         let contacts = DavConfig {
-            password: Some(Secret::Env("DAV_TOKEN".into())),
-            auth: AuthScheme::Bearer,
-            verify: TlsVerify::Off,
-            fingerprint: Some(
-                "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into(),
-            ),
-            timeout: Duration::from_secs(1),
+            http: HttpOptions {
+                password: Some(Secret::Env("DAV_TOKEN".into())),
+                auth: AuthScheme::Bearer,
+                verify: TlsVerify::Off,
+                fingerprint: Some(
+                    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into(),
+                ),
+                timeout: Duration::from_secs(1),
+                ..http_defaults("http://localhost:5232/alice/contacts/")
+            },
             batch_size: 1,
             concurrency: 1,
-            ..dav_defaults(DavKind::CardDav, "http://localhost:5232/alice/contacts/")
+            ..dav_defaults(DavKind::CardDav, "")
         };
         let literal = DavConfig {
-            username: Some("bob".into()),
-            password: Some(Secret::Literal("hunter2".into())),
-            ..dav_defaults(DavKind::CardDav, "https://dav.example.com/card/")
+            http: HttpOptions {
+                username: Some("bob".into()),
+                password: Some(Secret::Literal("hunter2".into())),
+                ..http_defaults("https://dav.example.com/card/")
+            },
+            ..dav_defaults(DavKind::CardDav, "")
         };
-        assert_eq!(config.storages["cal"], StorageConfig::Dav(cal));
-        assert_eq!(config.storages["contacts"], StorageConfig::Dav(contacts));
+        assert_eq!(
+            config.storages["cal"],
+            StorageConfig {
+                filter: ItemFilter {
+                    item_types: vec!["VEVENT".into(), "VTODO".into()],
+                    ..ItemFilter::default()
+                },
+                ..dav(cal)
+            }
+        );
+        assert_eq!(config.storages["contacts"], dav(contacts));
         assert_eq!(
             config.storages["minimal"],
-            StorageConfig::Dav(dav_defaults(DavKind::CalDav, "HTTPS://Dav.Example.com"))
+            dav(dav_defaults(DavKind::CalDav, "HTTPS://Dav.Example.com"))
         );
-        assert_eq!(config.storages["literal"], StorageConfig::Dav(literal));
+        assert_eq!(config.storages["literal"], dav(literal));
         assert_eq!(
             config.pairs["cal"].metadata,
             vec![
@@ -2575,7 +2535,7 @@ metadata = []
             (
                 "item_types on carddav",
                 carddav("item_types = [\"VEVENT\"]\n"),
-                "4: storage.s.item_types: only caldav storages have item types",
+                "4: storage.s.item_types: only calendar storages have item types; this one holds contacts",
             ),
             (
                 "unknown component",
@@ -2731,15 +2691,15 @@ metadata = []
                 "unknown key in a dav storage",
                 caldav("path = \"/x\"\n"),
                 "4: storage.s.path: unknown key (expected one of: type, url, username, password, \
-                 auth, verify, fingerprint, client_cert, item_types, timeout, user_agent, \
-                 batch_size, concurrency, max_response_size)",
+                 auth, verify, fingerprint, client_cert, timeout, user_agent, max_response_size, \
+                 batch_size, concurrency, read_only, item_types, start_date, end_date)",
             ),
             (
                 "vdir key fileext in carddav",
                 carddav("fileext = \".vcf\"\n"),
-                "4: storage.s.fileext: unknown key (expected one of: type, url, username, \
-                 password, auth, verify, fingerprint, client_cert, item_types, timeout, \
-                 user_agent, batch_size, concurrency, max_response_size)",
+                "4: storage.s.fileext: unknown key (expected one of: type, url, username, password, \
+                 auth, verify, fingerprint, client_cert, timeout, user_agent, max_response_size, \
+                 batch_size, concurrency, read_only, item_types, start_date, end_date)",
             ),
             (
                 "same URL on both sides",
@@ -2825,30 +2785,6 @@ metadata = []
             let config = parse_ok(&text, &home_env());
             assert_eq!(config.pairs["p"].metadata, Vec::new(), "{a} {b}");
         }
-    }
-
-    #[test]
-    fn fingerprints() {
-        let hex = "ab".repeat(32);
-        let colons = vec!["AB"; 32].join(":");
-        assert_eq!(
-            parse_fingerprint(&format!("sha256:{hex}")),
-            Some(hex.clone())
-        );
-        assert_eq!(
-            parse_fingerprint(&format!("SHA256:{colons}")),
-            Some(hex.clone())
-        );
-        assert_eq!(parse_fingerprint(&hex), None);
-        assert_eq!(parse_fingerprint(&format!("sha1:{hex}")), None);
-        assert_eq!(parse_fingerprint(&format!("sha256:{hex}ab")), None);
-        assert_eq!(parse_fingerprint(&format!("sha256:{colons}:")), None);
-        assert_eq!(
-            parse_fingerprint(&format!("sha256:{}", "abc:".repeat(16))),
-            None
-        );
-        assert_eq!(parse_fingerprint("sha256"), None);
-        assert_eq!(parse_fingerprint("sha256é:"), None);
     }
 
     #[test]
@@ -2940,12 +2876,15 @@ metadata = []
     fn secrets_never_show_in_debug_output() {
         let literal = Secret::Literal("hunter2".into());
         assert_eq!(format!("{literal:?}"), "Literal(<hidden>)");
-        let dav = DavConfig {
-            username: Some("alice".into()),
-            password: Some(literal),
-            ..dav_defaults(DavKind::CalDav, "https://dav.example.com/")
+        let config = DavConfig {
+            http: HttpOptions {
+                username: Some("alice".into()),
+                password: Some(literal),
+                ..http_defaults("https://dav.example.com/")
+            },
+            ..dav_defaults(DavKind::CalDav, "")
         };
-        let debug = format!("{dav:?} {:#?}", StorageConfig::Dav(dav.clone()));
+        let debug = format!("{config:?} {:#?}", dav(config.clone()));
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("alice"), "{debug}");
 
@@ -3003,10 +2942,12 @@ metadata = []
         assert_eq!(config.path, path);
         assert_eq!(
             config.storages["s"],
-            StorageConfig::Vdir {
+            storage(StorageKind::Vdir(VdirConfig {
                 path: dir.path().join("cal"),
                 fileext: ".ics".into(),
-            }
+                post_hook: Vec::new(),
+                pre_deletion_hook: Vec::new(),
+            }))
         );
     }
 
@@ -3108,6 +3049,223 @@ metadata = []
         assert_eq!(
             join_key("storage", "q\"\\\n"),
             "storage.\"q\\\"\\\\\\u000A\""
+        );
+    }
+
+    /// Two vdir storages `a` (lines 1-5) and `b` (lines 7-11), each with `extra_a`/`extra_b`
+    /// as its fifth line, and pair `p` (line 13) with `pair` appended from line 16 on.
+    fn read_only_pair(extra_a: &str, extra_b: &str, pair: &str) -> String {
+        format!(
+            "[storage.a]\ntype = \"vdir\"\npath = \"/x/a\"\nfileext = \".ics\"\n{extra_a}\n\n\
+             [storage.b]\ntype = \"vdir\"\npath = \"/x/b\"\nfileext = \".ics\"\n{extra_b}\n\n\
+             [pair.p]\na = \"a\"\nb = \"b\"\n{pair}"
+        )
+    }
+
+    #[test]
+    fn common_storage_keys() {
+        let config = parse_ok(
+            &caldav(
+                "read_only = true\nitem_types = [\"vtodo\"]\nstart_date = \"-30d\"\n\
+                 end_date = 2027-06-30\n",
+            ),
+            &home_env(),
+        );
+        let storage = &config.storages["s"];
+        assert!(storage.read_only);
+        assert_eq!(
+            storage.filter,
+            ItemFilter {
+                item_types: vec!["VTODO".into()],
+                start: Some("-30d".parse().unwrap_or_else(|e| panic!("{e}"))),
+                end: Some("2027-06-30".parse().unwrap_or_else(|e| panic!("{e}"))),
+            }
+        );
+        let vdir = parse_ok(
+            "[storage.s]\ntype = \"vdir\"\npath = \"/x\"\nfileext = \".ics\"\n\
+             item_types = [\"VEVENT\"]\nstart_date = 2026-01-01\nend_date = \"2026-01-01\"\n",
+            &home_env(),
+        );
+        assert!(!vdir.storages["s"].read_only);
+        assert_eq!(
+            vdir.storages["s"].filter.item_types,
+            vec!["VEVENT".to_string()]
+        );
+    }
+
+    #[test]
+    fn common_storage_key_errors() {
+        let vcf = "[storage.s]\ntype = \"vdir\"\npath = \"/x\"\nfileext = \".vcf\"\n";
+        let cases: &[(&str, String, &str)] = &[
+            (
+                "read_only not a bool",
+                caldav("read_only = \"yes\"\n"),
+                "4: storage.s.read_only: expected true or false, found a string",
+            ),
+            (
+                "item_types on a .vcf vdir",
+                format!("{vcf}item_types = [\"VEVENT\"]\n"),
+                "5: storage.s.item_types: only calendar storages have item types; this one \
+                 holds contacts",
+            ),
+            (
+                "start_date on carddav",
+                carddav("start_date = \"-30d\"\n"),
+                "4: storage.s.start_date: only calendar storages have start and end dates; \
+                 this one holds contacts",
+            ),
+            (
+                "invalid date",
+                caldav("start_date = \"yesterday\"\n"),
+                "4: storage.s.start_date: invalid date \"yesterday\": expected a date such as \
+                 \"2026-01-31\" or a relative one such as \"-30d\", \"+2w\", \"-6m\" or \"+1y\"",
+            ),
+            (
+                "date and time",
+                caldav("end_date = 2026-01-01T10:00:00\n"),
+                "4: storage.s.end_date: expected a date such as 2026-01-31 or a relative one \
+                 such as \"-30d\", found a datetime",
+            ),
+            (
+                "end before start",
+                caldav("start_date = 2026-02-01\nend_date = \"2026-01-31\"\n"),
+                "5: storage.s.end_date: 2026-01-31 is before start_date 2026-02-01: no item \
+                 would be in the window",
+            ),
+        ];
+        for (name, text, expected) in cases {
+            let got = parse_err(text, &home_env());
+            let expected = format!("{FILE}:{expected}");
+            assert_eq!(got, expected, "case {name}");
+        }
+    }
+
+    #[test]
+    fn vdir_hooks() {
+        let base = "[storage.s]\ntype = \"vdir\"\npath = \"/x\"\nfileext = \".ics\"\n";
+        let config = parse_ok(
+            &format!("{base}post_hook = [\"git\", \"add\"]\npre_deletion_hook = [\"trash\"]\n"),
+            &home_env(),
+        );
+        let StorageKind::Vdir(vdir) = &config.storages["s"].kind else {
+            panic!("not a vdir: {:?}", config.storages["s"]);
+        };
+        assert_eq!(vdir.post_hook, vec!["git".to_string(), "add".to_string()]);
+        assert_eq!(vdir.pre_deletion_hook, vec!["trash".to_string()]);
+        assert_eq!(
+            parse_err(&format!("{base}post_hook = []\n"), &home_env()),
+            format!(
+                "{FILE}:5: storage.s.post_hook: the command must not be empty (expected \
+                 [\"program\", \"arg\", ...])"
+            )
+        );
+        assert_eq!(
+            parse_err(&format!("{base}pre_deletion_hook = [\"\"]\n"), &home_env()),
+            format!("{FILE}:5: storage.s.pre_deletion_hook[0]: the program name must not be empty")
+        );
+        assert_eq!(
+            parse_err(&format!("{base}post_hook = \"git add\"\n"), &home_env()),
+            format!("{FILE}:5: storage.s.post_hook: expected an array of strings, found a string")
+        );
+    }
+
+    #[test]
+    fn pair_modes() {
+        let mode = |extra_a: &str, extra_b: &str, pair: &str| {
+            parse_ok(&read_only_pair(extra_a, extra_b, pair), &home_env()).pairs["p"].mode
+        };
+        assert_eq!(mode("", "", ""), SyncMode::TwoWay);
+        assert_eq!(mode("", "", "mode = \"two-way\"\n"), SyncMode::TwoWay);
+        assert_eq!(mode("", "", "mode = \"a-to-b\"\n"), SyncMode::AToB);
+        assert_eq!(mode("", "", "mode = \"b-to-a\"\n"), SyncMode::BToA);
+        // A read-only side without `mode` is the source.
+        assert_eq!(mode("read_only = true", "", ""), SyncMode::AToB);
+        assert_eq!(mode("", "read_only = true", ""), SyncMode::BToA);
+        assert_eq!(
+            mode("read_only = true", "", "mode = \"a-to-b\"\n"),
+            SyncMode::AToB
+        );
+        assert_eq!(
+            mode("", "read_only = true", "mode = \"b-to-a\"\n"),
+            SyncMode::BToA
+        );
+    }
+
+    #[test]
+    fn pair_mode_errors() {
+        let ro = "read_only = true";
+        let cases: &[(&str, String, &str)] = &[
+            (
+                "unknown mode",
+                read_only_pair("", "", "mode = \"revert\"\n"),
+                "16: pair.p.mode: unknown mode \"revert\" (expected \"two-way\", \"a-to-b\" or \
+                 \"b-to-a\")",
+            ),
+            (
+                "two-way with read-only a",
+                read_only_pair(ro, "", "mode = \"two-way\"\n"),
+                "16: pair.p.mode: mode = \"two-way\" would write into storage \"a\", which is \
+                 read_only; use mode = \"a-to-b\" (or leave mode out)",
+            ),
+            (
+                "two-way with read-only b",
+                read_only_pair("", ro, "mode = \"two-way\"\n"),
+                "16: pair.p.mode: mode = \"two-way\" would write into storage \"b\", which is \
+                 read_only; use mode = \"b-to-a\" (or leave mode out)",
+            ),
+            (
+                "a-to-b into read-only b",
+                read_only_pair("", ro, "mode = \"a-to-b\"\n"),
+                "16: pair.p.mode: mode = \"a-to-b\" would write into storage \"b\", which is \
+                 read_only; use mode = \"b-to-a\" (or leave mode out)",
+            ),
+            (
+                "b-to-a into read-only a",
+                read_only_pair(ro, "", "mode = \"b-to-a\"\n"),
+                "16: pair.p.mode: mode = \"b-to-a\" would write into storage \"a\", which is \
+                 read_only; use mode = \"a-to-b\" (or leave mode out)",
+            ),
+            (
+                "both read-only, no mode",
+                read_only_pair(ro, ro, ""),
+                "13: pair.p: storages \"a\" and \"b\" are both read_only: nothing can be \
+                 synced; make one of them writable",
+            ),
+            (
+                "both read-only with a mode",
+                read_only_pair(ro, ro, "mode = \"a-to-b\"\n"),
+                "16: pair.p.mode: storages \"a\" and \"b\" are both read_only: nothing can be \
+                 synced; make one of them writable",
+            ),
+        ];
+        for (name, text, expected) in cases {
+            let got = parse_err(text, &home_env());
+            let expected = format!("{FILE}:{expected}");
+            assert_eq!(got, expected, "case {name}");
+        }
+    }
+
+    #[test]
+    fn pair_post_sync() {
+        let config = parse_ok(
+            &with_storages(
+                "[pair.p]\na = \"laptop\"\nb = \"backup\"\npost_sync = [\"notify-send\", \"done\"]\n",
+            ),
+            &home_env(),
+        );
+        assert_eq!(
+            config.pairs["p"].post_sync,
+            vec!["notify-send".to_string(), "done".to_string()]
+        );
+        assert_eq!(
+            parse_err(
+                &with_storages("[pair.p]\na = \"laptop\"\nb = \"backup\"\npost_sync = []\n"),
+                &home_env()
+            ),
+            format!(
+                "{FILE}:14: pair.p.post_sync: the command must not be empty (expected \
+                 [\"program\", \"arg\", ...])"
+            )
         );
     }
 }

@@ -515,7 +515,7 @@ fn config_error_unknown_key() {
     let run = sb.run(&["sync"]);
     insta::assert_snapshot!(run.both(), @r"
         --- stderr
-        davsync: [TMP]/config.toml:16: pair.cal.conflict: unknown key (expected one of: a, b, collections, conflict_resolution, metadata)
+        davsync: [TMP]/config.toml:16: pair.cal.conflict: unknown key (expected one of: a, b, collections, conflict_resolution, metadata, mode, post_sync)
         --- exit 2
         ");
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use dav_support::http::split_url;
 use dav_support::*;
-use davsync::config::{AuthScheme, DavConfig, DavKind, Secret, TlsVerify};
+use davsync::config::{AuthScheme, DavConfig, DavKind, HttpOptions, ItemFilter, Secret, TlsVerify};
 use davsync::storage::dav::DavStorage;
 use davsync::storage::{ChangeSet, Changes, CollectionInfo, ItemError, ListEntry, Storage};
 
@@ -25,25 +25,32 @@ use davsync::storage::{ChangeSet, Changes, CollectionInfo, ItemError, ListEntry,
 fn config(server: &dyn DavServer, kind: DavKind, url: &str) -> DavConfig {
     DavConfig {
         kind,
-        url: url.to_owned(),
-        username: Some(server.user().to_owned()),
-        password: Some(Secret::Literal(server.password().to_owned())),
-        auth: AuthScheme::Basic,
-        verify: TlsVerify::System,
-        fingerprint: None,
-        client_cert: None,
-        item_types: Vec::new(),
-        timeout: Duration::from_secs(30),
-        user_agent: None,
+        http: HttpOptions {
+            url: url.to_owned(),
+            username: Some(server.user().to_owned()),
+            password: Some(Secret::Literal(server.password().to_owned())),
+            auth: AuthScheme::Basic,
+            verify: TlsVerify::System,
+            fingerprint: None,
+            client_cert: None,
+            timeout: Duration::from_secs(30),
+            user_agent: None,
+            max_response_size: 256 << 20,
+        },
         batch_size: 50,
         concurrency: 4,
-        max_response_size: 256 << 20,
     }
 }
 
 fn open(config: &DavConfig) -> DavStorage {
+    open_filtered(config, &ItemFilter::default())
+}
+
+/// A storage letting through only what `filter` lets through.
+fn open_filtered(config: &DavConfig, filter: &ItemFilter) -> DavStorage {
     davsync::storage::dav::open(
         config,
+        filter,
         &BTreeMap::<String, String>::new(),
         &davsync::http::Clients::default(),
     )
@@ -872,14 +879,17 @@ fn item_types_restrict_listing(server: &dyn DavServer) {
         ],
     );
     let proxy = FaultProxy::start(&server.url());
-    let mut cfg = config(server, DavKind::CalDav, &proxy.url());
-    cfg.item_types = vec!["VTODO".to_owned()];
+    let cfg = config(server, DavKind::CalDav, &proxy.url());
+    let filter = ItemFilter {
+        item_types: vec!["VTODO".to_owned()],
+        ..ItemFilter::default()
+    };
     let todos = [
         path_of(&format!("{url}t1.ics")),
         path_of(&format!("{url}t2.ics")),
     ];
 
-    let storage = open(&cfg);
+    let storage = open_filtered(&cfg, &filter);
     let coll = collection(&storage, "mixed");
     assert_eq!(hrefs(&storage.list(&coll).expect("list")), todos);
     let set = storage

@@ -63,11 +63,12 @@ fn config_man_page_example_parses_and_documents_every_key() {
     let config = davsync::config::parse(example, Path::new("/home/u/example.toml"), &env)
         .expect("the documented example is a valid config");
     assert_eq!(config.pairs.len(), 1);
-    use davsync::config::{DAV_KEYS, PAIR_KEYS, TOP_LEVEL_KEYS, VDIR_KEYS};
+    use davsync::config::{COMMON_STORAGE_KEYS, PAIR_KEYS, TOP_LEVEL_KEYS};
+    let type_keys = davsync::storage::type_keys();
     let keys = TOP_LEVEL_KEYS
         .iter()
-        .chain(VDIR_KEYS)
-        .chain(DAV_KEYS)
+        .chain(COMMON_STORAGE_KEYS)
+        .chain(&type_keys)
         .chain(PAIR_KEYS);
     let values = ["cmd", "from a", "from b", "all", "a wins", "b wins", "vdir"];
     for key in keys.chain(&values) {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use davsync::config::{self, Config, PairConfig, ProcessEnv, StorageConfig, TlsVerify};
+use davsync::config::{self, Config, PairConfig, ProcessEnv, TlsVerify};
 use davsync::status::{LockError, PairLock, StatusDb, StatusError};
 use davsync::storage::{self, Storage, StorageError};
 use davsync::sync::Sides;
@@ -225,8 +225,8 @@ impl PairStorages {
             let storage = config.storages.get(name).ok_or_else(|| {
                 CliError::Usage(format!("pair {}: no storage named {name:?}", pair.name))
             })?;
-            if let StorageConfig::Dav(dav) = storage
-                && dav.verify == TlsVerify::Off
+            if let Some(http) = storage.kind.http()
+                && http.verify == TlsVerify::Off
             {
                 eprintln!(
                     "warning: storage {name}: TLS certificates are not checked (verify = false); \

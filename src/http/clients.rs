@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{Credentials, HttpClient, HttpError};
-use crate::config::{DavConfig, TlsVerify};
+use super::{HttpOptions, TlsVerify};
 
 /// The HTTP clients of the DAV storages opened for one run, one per connection setup (TLS
 /// settings, timeout, user agent, credentials). Storages with the same setup share a client,
@@ -34,11 +34,12 @@ struct ClientSetup {
 }
 
 impl Clients {
-    /// The client for `config` with `credentials`: the one already made for the same setup,
-    /// else a new one.
+    /// The client for `config` with `credentials` and up to `concurrency` requests in flight:
+    /// the one already made for the same setup, else a new one.
     pub fn get(
         &self,
-        config: &DavConfig,
+        config: &HttpOptions,
+        concurrency: usize,
         credentials: Credentials,
     ) -> Result<Arc<HttpClient>, HttpError> {
         let setup = ClientSetup {
@@ -49,7 +50,7 @@ impl Clients {
             client_cert: config.client_cert.clone(),
             timeout: config.timeout,
             user_agent: config.user_agent.clone(),
-            concurrency: config.concurrency,
+            concurrency,
             max_response_size: config.max_response_size,
         };
         let mut clients = self
@@ -59,7 +60,11 @@ impl Clients {
         if let Some(client) = clients.get(&setup) {
             return Ok(Arc::clone(client));
         }
-        let client = Arc::new(HttpClient::new(config, setup.credentials.clone())?);
+        let client = Arc::new(HttpClient::new(
+            config,
+            concurrency,
+            setup.credentials.clone(),
+        )?);
         clients.insert(setup, Arc::clone(&client));
         Ok(client)
     }

@@ -22,11 +22,11 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use thiserror::Error;
 
 mod clients;
+pub mod options;
 pub mod tls;
 
 pub use clients::Clients;
-
-use crate::config::{AuthScheme, DavConfig, TlsVerify};
+pub use options::{AuthScheme, HttpOptions, TlsVerify};
 
 /// How often a request that is safe to repeat is retried after a connection error, a 5xx or a
 /// 429 before giving up.
@@ -337,8 +337,13 @@ fn chain(error: &dyn std::error::Error) -> String {
 }
 
 impl HttpClient {
-    /// Builds the client from a storage's settings and already resolved credentials.
-    pub fn new(config: &DavConfig, credentials: Credentials) -> Result<HttpClient, HttpError> {
+    /// Builds the client from a storage's HTTP options and already resolved credentials, for
+    /// up to `concurrency` requests in flight.
+    pub fn new(
+        config: &HttpOptions,
+        concurrency: usize,
+        credentials: Credentials,
+    ) -> Result<HttpClient, HttpError> {
         // Only the ring provider is compiled in; installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let user_agent = config
@@ -349,7 +354,7 @@ impl HttpClient {
             .user_agent(user_agent)
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
-            .pool_max_idle_per_host(config.concurrency.max(1))
+            .pool_max_idle_per_host(concurrency.max(1))
             // Followed here, after checking method and origin (see `send_now`).
             .redirect(reqwest::redirect::Policy::none());
         builder = match &config.verify {
@@ -398,7 +403,7 @@ impl HttpClient {
             origin,
             max_response_size: config.max_response_size,
             dead: OnceLock::new(),
-            writes: WriteLimiter::new(config.concurrency),
+            writes: WriteLimiter::new(concurrency),
         })
     }
 
@@ -780,7 +785,7 @@ fn http_date(text: &str) -> Option<SystemTime> {
 
 /// The credentials a storage config describes, resolved now.
 pub fn credentials(
-    config: &DavConfig,
+    config: &HttpOptions,
     env: &dyn crate::config::Env,
 ) -> Result<Credentials, crate::config::SecretError> {
     let secret = config

@@ -11,7 +11,7 @@ pub mod vdir;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::config::{Env, MetadataKey, StorageConfig};
+use crate::config::{ConfigError, Env, MetadataKey, Section, StorageConfig};
 use crate::model::{ItemVersion, UnreadableItem};
 
 /// A collection as found on a storage.
@@ -131,12 +131,92 @@ pub fn open(
     env: &dyn Env,
     shared: &Shared,
 ) -> Result<Box<dyn Storage>, StorageError> {
-    match config {
-        StorageConfig::Vdir { path, fileext } => Ok(Box::new(vdir::VdirStorage::new(
-            path.clone(),
-            fileext.clone(),
+    match &config.kind {
+        StorageKind::Vdir(vdir) => Ok(Box::new(vdir::VdirStorage::new(
+            vdir.path.clone(),
+            vdir.fileext.clone(),
         ))),
-        StorageConfig::Dav(dav) => Ok(Box::new(dav::open(dav, env, &shared.dav)?)),
+        StorageKind::Dav(dav) => Ok(Box::new(dav::open(dav, &config.filter, env, &shared.dav)?)),
+    }
+}
+
+/// The storage types a config may name (`type = "..."`), in the order error messages list
+/// them; [`StorageKind::parse`] parses each.
+pub const STORAGE_TYPES: &[&str] = &["vdir", "caldav", "carddav"];
+
+/// Storage types that are planned but not implemented yet; they get a friendlier error.
+pub const PLANNED_STORAGE_TYPES: &[&str] = &["singlefile", "webcal"];
+
+/// Where a storage keeps its items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place<'a> {
+    /// A local directory or file; another place inside it is the same place.
+    Path(&'a std::path::Path),
+    /// An address on a server.
+    Url(&'a str),
+}
+
+/// Every key some storage type's section accepts besides the common keys
+/// ([`crate::config::COMMON_STORAGE_KEYS`]), for documentation checks.
+pub fn type_keys() -> Vec<&'static str> {
+    [
+        vdir::config::KEYS,
+        dav::config::KEYS,
+        crate::http::options::KEYS,
+    ]
+    .concat()
+}
+
+/// A storage type and its own section (`[storage.<name>]` without the common keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageKind {
+    /// `type = "vdir"`: a directory of collections, one file per item.
+    Vdir(vdir::VdirConfig),
+    /// `type = "caldav"` or `type = "carddav"`: collections on a WebDAV server.
+    Dav(dav::DavConfig),
+}
+
+impl StorageKind {
+    /// Parses the section of a storage of type `type_name` (one of [`STORAGE_TYPES`]); the
+    /// common keys are parsed by the caller.
+    pub fn parse(type_name: &str, section: &Section<'_, '_>) -> Result<StorageKind, ConfigError> {
+        Ok(match type_name {
+            "vdir" => StorageKind::Vdir(vdir::parse_config(section)?),
+            "caldav" => StorageKind::Dav(dav::parse_config(section, dav::DavKind::CalDav)?),
+            "carddav" => StorageKind::Dav(dav::parse_config(section, dav::DavKind::CardDav)?),
+            other => {
+                return Err(section.invalid(
+                    section.required("type")?,
+                    "type",
+                    format!("storage type {other:?} has no parser"),
+                ));
+            }
+        })
+    }
+
+    /// Whether the storage holds contacts only, so `item_types`, `start_date` and `end_date`
+    /// (which concern calendar components) make no sense on it.
+    pub fn holds_contacts(&self) -> bool {
+        match self {
+            StorageKind::Vdir(vdir) => vdir.holds_contacts(),
+            StorageKind::Dav(dav) => dav.kind == dav::DavKind::CardDav,
+        }
+    }
+
+    /// Where the storage is, so a pair can refuse two sides that are the same place.
+    pub fn place(&self) -> Place<'_> {
+        match self {
+            StorageKind::Vdir(vdir) => Place::Path(&vdir.path),
+            StorageKind::Dav(dav) => Place::Url(&dav.http.url),
+        }
+    }
+
+    /// The HTTP options of a network storage, `None` for a local one.
+    pub fn http(&self) -> Option<&crate::http::HttpOptions> {
+        match self {
+            StorageKind::Vdir(_) => None,
+            StorageKind::Dav(dav) => Some(&dav.http),
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use std::thread;
 use super::href;
 use super::xml::{self, Multistatus, Props};
 use crate::config::{DavConfig, DavKind, MetadataKey};
+use crate::filter::ItemFilter;
 use crate::http::{DavRequest, DavResponse, HttpClient, HttpError};
 use crate::item::Item;
 use crate::model::UnreadableItem;
@@ -155,14 +156,14 @@ fn parse(request: &DavRequest, response: &DavResponse) -> Result<Multistatus, St
 }
 
 impl DavStorage {
-    /// A storage for `config`, with an HTTP client already set up (perhaps shared with other
-    /// storages, see [`super::Clients`]).
-    pub fn new(config: &DavConfig, http: Arc<HttpClient>) -> DavStorage {
+    /// A storage for `config` letting through what `filter` lets through, with an HTTP client
+    /// already set up (perhaps shared with other storages, see [`crate::http::Clients`]).
+    pub fn new(config: &DavConfig, filter: &ItemFilter, http: Arc<HttpClient>) -> DavStorage {
         DavStorage {
             kind: config.kind,
-            url: with_slash(&config.url),
+            url: with_slash(&config.http.url),
             http,
-            item_types: config.item_types.clone(),
+            item_types: filter.item_types.clone(),
             batch_size: config.batch_size.max(1),
             concurrency: config.concurrency.max(1),
             home: Mutex::new(None),
@@ -170,8 +171,8 @@ impl DavStorage {
             identity: format!(
                 "{:?} {} {}",
                 config.kind,
-                config.url,
-                config.username.as_deref().unwrap_or("")
+                config.http.url,
+                config.http.username.as_deref().unwrap_or("")
             ),
         }
     }

@@ -21,6 +21,10 @@
 //! a file over [`MAX_ITEM_SIZE`]) is listed anyway and reported unreadable when fetched, so the
 //! planner never takes it for a deletion.
 
+pub mod config;
+
+pub use config::{VdirConfig, parse_config};
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;

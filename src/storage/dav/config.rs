@@ -1,0 +1,61 @@
+//! The `[storage.<name>]` section of `type = "caldav"` and `type = "carddav"`.
+
+use crate::config::{ConfigError, Section};
+use crate::http::{HttpOptions, options};
+
+/// Keys of a DAV section besides the common storage keys and the HTTP options.
+pub const KEYS: &[&str] = &["batch_size", "concurrency"];
+
+/// Which protocol a DAV storage speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DavKind {
+    /// CalDAV (RFC 4791): calendars, `.ics` items.
+    CalDav,
+    /// CardDAV (RFC 6352): address books, `.vcf` items.
+    CardDav,
+}
+
+/// A `[storage.<name>]` table of type `caldav` or `carddav`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DavConfig {
+    /// CalDAV or CardDAV.
+    pub kind: DavKind,
+    /// Where and how to connect; `url` is a service root, a home set, or one collection.
+    pub http: HttpOptions,
+    /// Hrefs per multiget request (default 50).
+    pub batch_size: usize,
+    /// Requests in flight at once (default 4).
+    pub concurrency: usize,
+}
+
+/// Default of `batch_size`, and its allowed range.
+const DEFAULT_BATCH_SIZE: usize = 50;
+const BATCH_SIZE_RANGE: (i128, i128) = (1, 1000);
+
+/// Default of `concurrency`, and its allowed range.
+const DEFAULT_CONCURRENCY: usize = 4;
+const CONCURRENCY_RANGE: (i128, i128) = (1, 32);
+
+/// Parses a `type = "caldav"`/`"carddav"` section (the common keys are parsed by the caller).
+pub fn parse_config(section: &Section<'_, '_>, kind: DavKind) -> Result<DavConfig, ConfigError> {
+    section.check_keys(&[options::KEYS, KEYS])?;
+    let http = HttpOptions::parse(section)?;
+    let (min, max) = BATCH_SIZE_RANGE;
+    let batch_size = section
+        .integer_in("batch_size", min, max)?
+        .map_or(DEFAULT_BATCH_SIZE, |n| {
+            usize::try_from(n).unwrap_or(DEFAULT_BATCH_SIZE)
+        });
+    let (min, max) = CONCURRENCY_RANGE;
+    let concurrency = section
+        .integer_in("concurrency", min, max)?
+        .map_or(DEFAULT_CONCURRENCY, |n| {
+            usize::try_from(n).unwrap_or(DEFAULT_CONCURRENCY)
+        });
+    Ok(DavConfig {
+        kind,
+        http,
+        batch_size,
+        concurrency,
+    })
+}
