@@ -830,6 +830,73 @@ impl<'s, 'i> Section<'s, 'i> {
             .map(Option::unwrap_or_default)
     }
 
+    /// The whole section deserialized with serde (derive `Deserialize` on a struct with
+    /// `#[serde(deny_unknown_fields)]` only when it lists every key, common ones included; use
+    /// `toml::Spanned<T>` for fields validated afterwards, so [`Section::invalid`] can point at
+    /// them). toml/serde errors become the same texts as the hand-written checks: "unknown key
+    /// (expected one of: …)", "missing required key \"x\"", "expected a string, found …".
+    pub fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        T::deserialize(toml::de::ValueDeserializer::from(self.value.clone()))
+            .map_err(|e| self.serde_error(&e))
+    }
+
+    /// A toml/serde error as a [`ConfigError`] at its span, in this module's wording.
+    fn serde_error(&self, error: &toml::de::Error) -> ConfigError {
+        let message = error.message();
+        let span = error.span().unwrap_or_else(|| self.value.span());
+        let quoted = |text: &str| text.split('`').nth(1).map(str::to_string);
+        // The key whose value the error is about, found by its span.
+        let key = self
+            .table
+            .iter()
+            .find(|(name, value)| (name.span().start..value.span().end).contains(&span.start))
+            .map_or_else(
+                || self.key.to_string(),
+                |(name, _)| self.sub(name.get_ref()),
+            );
+        if let Some(rest) = message.strip_prefix("missing field ") {
+            let name = quoted(rest).unwrap_or_default();
+            return self.cx.at(
+                self.value.span(),
+                self.key,
+                format!("missing required key \"{name}\""),
+            );
+        }
+        if message.starts_with("unknown field ") {
+            let name = quoted(message).unwrap_or_default();
+            let expected: Vec<&str> = message
+                .split_once("expected")
+                .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
+                .unwrap_or_default();
+            let fix = vdirsyncer_key_fix(&name).map_or(String::new(), |fix| format!("; {fix}"));
+            return self.cx.at(
+                span,
+                &self.sub(&name),
+                format!(
+                    "unknown key (expected one of: {}){fix}",
+                    expected.join(", ")
+                ),
+            );
+        }
+        if let Some(rest) = message.strip_prefix("invalid type: ") {
+            let found = rest.split([' ', ',']).next().unwrap_or("");
+            let expected = rest.split_once("expected ").map_or("", |(_, e)| e);
+            let found = match found {
+                "integer" => "an integer",
+                "string" => "a string",
+                "boolean" => "a boolean",
+                "floating" => "a float",
+                "sequence" => "an array",
+                "map" => "a table",
+                other => other,
+            };
+            return self
+                .cx
+                .at(span, &key, format!("expected {expected}, found {found}"));
+        }
+        self.cx.at(span, &key, message.trim_end().to_string())
+    }
+
     /// Optional secret key `name`: a literal, `{ cmd = [...] }` or `{ env = "VAR" }`.
     pub fn secret(&self, name: &str) -> Result<Option<Secret>, ConfigError> {
         self.get(name)
@@ -3267,5 +3334,58 @@ metadata = []
                  [\"program\", \"arg\", ...])"
             )
         );
+    }
+
+    #[test]
+    fn serde_sections_keep_the_error_texts() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)] // read through Debug only
+        struct Sample {
+            r#type: String,
+            path: String,
+            count: Option<u32>,
+        }
+        let run = |text: &str| -> Result<Sample, String> {
+            let root = DeTable::parse(text).map_err(|e| e.to_string())?;
+            let cx = Cx {
+                text,
+                path: Path::new(FILE),
+                env: &BTreeMap::<String, String>::new(),
+                base_dir: PathBuf::from("/"),
+            };
+            let value = root.get_ref().get("s").ok_or("no s")?;
+            let table = value.get_ref().as_table().ok_or("not a table")?;
+            let section = Section {
+                cx: &cx,
+                value,
+                table,
+                key: "storage.s",
+            };
+            section.deserialize::<Sample>().map_err(|e| e.to_string())
+        };
+        let ok = run("[s]\ntype = \"x\"\npath = \"/p\"\ncount = 3\n");
+        assert!(ok.is_ok(), "{ok:?}");
+        let cases = [
+            (
+                "[s]\ntype = \"x\"\npath = \"/p\"\npth = 1\n",
+                "4: storage.s.pth: unknown key (expected one of: type, path, count)",
+            ),
+            (
+                "[s]\ntype = \"x\"\n",
+                "1: storage.s: missing required key \"path\"",
+            ),
+            (
+                "[s]\ntype = \"x\"\npath = 1\n",
+                "3: storage.s.path: expected a string, found an integer",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                run(text).err(),
+                Some(format!("{FILE}:{expected}")),
+                "{text}"
+            );
+        }
     }
 }

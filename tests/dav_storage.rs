@@ -902,7 +902,7 @@ fn item_types_restrict_listing(server: &dyn DavServer) {
     server
         .client()
         .put_item(&format!("{url}e3.ics"), event("e3", "Event 3").as_bytes());
-    let storage = open(&cfg);
+    let storage = open_filtered(&cfg, &filter);
     let coll = collection(&storage, "mixed");
     let set = storage
         .list_changes(&coll, state.as_deref(), false)
