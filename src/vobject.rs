@@ -1101,6 +1101,388 @@ pub fn join_calendar(items: &[&[u8]]) -> Result<Vec<u8>, Malformed> {
     Ok(out)
 }
 
+/// One item of a whole `.ics` or `.vcf` file as [`split_file`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileItem {
+    /// 1-based physical line where the item's first component begins.
+    pub line: usize,
+    /// The UID, unfolded and converted lossily; also found for a malformed item when it has one,
+    /// so that the item keeps its identity while it cannot be read.
+    pub uid: Option<String>,
+    /// The byte ranges of the file that are this item's own components, in file order: a VCARD,
+    /// or a master and its overrides, or stray lines. Shared VTIMEZONEs and VCALENDAR-level
+    /// properties are not part of them.
+    pub ranges: Vec<std::ops::Range<usize>>,
+    /// The item as one standalone object (for a calendar item: the `BEGIN:VCALENDAR` line and
+    /// properties of its calendar, the VTIMEZONEs it references, its components, the `END`
+    /// line; all copied byte for byte), or the first problem found in it, with a line number of
+    /// the file.
+    pub content: Result<Vec<u8>, Malformed>,
+}
+
+/// A whole `.ics` or `.vcf` file cut into items by [`split_file`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SplitFile {
+    /// The items, in order of first appearance; malformed ones included.
+    pub items: Vec<FileItem>,
+    /// Every VTIMEZONE of the file: its TZID (possibly empty) and byte range.
+    pub timezones: Vec<(Vec<u8>, std::ops::Range<usize>)>,
+    /// Where the `END` line of the last VCALENDAR starts: the place for new components. `None`
+    /// when the file holds no terminated VCALENDAR.
+    pub calendar_end: Option<usize>,
+}
+
+/// Components that only ever stand directly inside a VCALENDAR: meeting one of them inside
+/// another component means that component was never ended.
+const CALENDAR_CHILDREN: [&[u8]; 6] = [
+    b"VEVENT",
+    b"VTODO",
+    b"VJOURNAL",
+    b"VFREEBUSY",
+    b"VTIMEZONE",
+    b"VCALENDAR",
+];
+
+/// A component being cut out by [`split_file`]: a direct child of a VCALENDAR, a VCARD, or a
+/// run of stray lines outside any object.
+struct Piece {
+    /// Index of the VCALENDAR holding it; `None` for a VCARD or stray lines.
+    calendar: Option<usize>,
+    line: usize,
+    last_line: usize,
+    start: usize,
+    end: usize,
+    /// Open components, innermost last; empty for stray lines.
+    open: Vec<Vec<u8>>,
+    uid: Option<Vec<u8>>,
+    /// For a VTIMEZONE its TZID (possibly empty), else `None`.
+    tzid: Option<Vec<u8>>,
+    /// TZIDs referenced by `TZID=` parameters anywhere inside, in order of first use.
+    refs: Vec<Vec<u8>>,
+    problem: Option<Malformed>,
+}
+
+impl Piece {
+    fn new(calendar: Option<usize>, l: &Line<'_>, open: Vec<Vec<u8>>) -> Self {
+        let tzid = open
+            .first()
+            .filter(|name| name.eq_ignore_ascii_case(b"VTIMEZONE"))
+            .map(|_| Vec::new());
+        Piece {
+            calendar,
+            line: l.line,
+            last_line: l.line,
+            start: l.start,
+            end: l.end,
+            open,
+            uid: None,
+            tzid,
+            refs: Vec::new(),
+            problem: None,
+        }
+    }
+
+    fn fail(&mut self, line: usize, problem: Problem) {
+        if self.problem.is_none() {
+            self.problem = Some(Malformed { line, problem });
+        }
+    }
+
+    fn take(&mut self, l: &Line<'_>) {
+        self.end = l.end;
+        self.last_line = l.line;
+    }
+
+    /// Marks a component that was never ended; it ends before the line being looked at.
+    fn unterminated(&mut self) {
+        let open = self.open.last().map(|n| lossy(n)).unwrap_or_default();
+        self.fail(self.last_line, Problem::MissingEnd(open));
+        self.open.clear();
+    }
+
+    /// Adds a line inside the component; returns `true` once the component is complete.
+    fn add(&mut self, l: &Line<'_>) -> bool {
+        self.take(l);
+        if l.colon.is_none() || !valid_name(l.name()) {
+            self.fail(l.line, Problem::NotAContentLine);
+            return false;
+        }
+        match l.kind() {
+            Kind::Begin(b"") | Kind::End(b"") => self.fail(l.line, Problem::NoComponentName),
+            Kind::Begin(name) => self.open.push(name.to_vec()),
+            Kind::End(name) => {
+                let innermost = self.open.last().map(Vec::as_slice).unwrap_or_default();
+                if !innermost.eq_ignore_ascii_case(name) {
+                    let expected = lossy(innermost);
+                    self.fail(
+                        l.line,
+                        Problem::UnexpectedEnd {
+                            expected,
+                            found: lossy(name),
+                        },
+                    );
+                    // Close up to the component it names, if open; else the line is ignored.
+                    match self.open.iter().rposition(|o| o.eq_ignore_ascii_case(name)) {
+                        Some(i) => self.open.truncate(i + 1),
+                        None => return false,
+                    }
+                }
+                self.open.pop();
+                return self.open.is_empty();
+            }
+            Kind::Prop => {
+                let value = l.value().unwrap_or_default();
+                if self.open.len() == 1 && l.is(b"UID") && self.uid.is_none() && !value.is_empty() {
+                    self.uid = Some(value.to_vec());
+                }
+                if self.open.len() == 1
+                    && l.is(b"TZID")
+                    && let Some(tz) = self.tzid.as_mut()
+                {
+                    *tz = value.to_vec();
+                }
+                for (k, v) in params(l.params()) {
+                    if k.eq_ignore_ascii_case(b"TZID") && !self.refs.iter().any(|r| r == v) {
+                        self.refs.push(v.to_vec());
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// Checks the component's bytes are UTF-8, naming the line of the first invalid byte.
+    fn finish(mut self, bytes: &[u8]) -> Self {
+        let raw = &bytes[self.start..self.end];
+        if let Err(e) = std::str::from_utf8(raw) {
+            let line = self.line + line_of(raw, e.valid_up_to()) - 1;
+            if self.problem.as_ref().is_none_or(|p| p.line > line) {
+                self.problem = Some(Malformed {
+                    line,
+                    problem: Problem::NotUtf8,
+                });
+            }
+        }
+        self
+    }
+}
+
+/// Cuts a whole `.ics` file (one or several VCALENDARs holding events, todos, journals and
+/// VTIMEZONEs) or `.vcf` file (a sequence of VCARDs) into items, tolerating damage, in time
+/// linear in the file's size.
+///
+/// Calendar components are grouped by UID across the file (a master and its RECURRENCE-ID
+/// overrides are one item; a component without UID is an item of its own); each VCARD is an
+/// item. An item's [`FileItem::content`] is built as [`split_calendar`] builds its items. A
+/// component that is not well formed (a line that is not a content line, an `END` that does not
+/// match, a component never ended, bytes that are not UTF-8) makes its item malformed, named by
+/// line, without affecting the others; so do lines outside any object. Nothing is dropped:
+/// every byte of the file that is not a blank line between components belongs to an item's
+/// ranges, a VTIMEZONE, or a VCALENDAR's own lines, so a writer that replaces only some items'
+/// ranges keeps everything else as it was.
+pub fn split_file(bytes: &[u8]) -> SplitFile {
+    let mut cals: Vec<Calendar<'_>> = Vec::new();
+    let mut pieces: Vec<Piece> = Vec::new();
+    let mut current: Option<Piece> = None;
+    let mut in_calendar = false;
+    let mut calendar_end = None;
+    let mut stray: Option<Piece> = None;
+    let mut lines = Lines::new(bytes).peekable();
+    while let Some(l) = lines.next() {
+        if let Some(piece) = current.as_mut() {
+            let restart = match l.kind() {
+                Kind::Begin(name) => CALENDAR_CHILDREN
+                    .iter()
+                    .chain([&&b"VCARD"[..]])
+                    .any(|c| c.eq_ignore_ascii_case(name)),
+                Kind::End(name) => {
+                    name.eq_ignore_ascii_case(b"VCALENDAR")
+                        && !piece.open.iter().any(|o| o.eq_ignore_ascii_case(name))
+                }
+                Kind::Prop => false,
+            };
+            if !restart {
+                if piece.add(&l) {
+                    pieces.extend(current.take().map(|p| p.finish(bytes)));
+                }
+                continue;
+            }
+            // A component that only stands at the top (or the calendar's END) inside this one:
+            // this one was never ended; the line is looked at again outside it.
+            piece.unterminated();
+            pieces.extend(current.take().map(|p| p.finish(bytes)));
+        }
+        let raw = &bytes[l.start..l.end];
+        let content_line = l.colon.is_some() && valid_name(l.name());
+        if in_calendar && content_line {
+            match l.kind() {
+                Kind::Begin(name) if name.eq_ignore_ascii_case(b"VCALENDAR") => {
+                    // The previous VCALENDAR was never ended; its items get a synthesized END.
+                    in_calendar = false;
+                }
+                Kind::Begin(name) if !name.is_empty() => {
+                    current = Some(Piece::new(Some(cals.len() - 1), &l, vec![name.to_vec()]));
+                    continue;
+                }
+                Kind::End(_) => {
+                    if let Some(cal) = cals.last_mut() {
+                        cal.end = raw;
+                    }
+                    calendar_end = Some(l.start);
+                    in_calendar = false;
+                    continue;
+                }
+                _ => {
+                    if let Some(cal) = cals.last_mut() {
+                        cal.header.push(raw);
+                    }
+                    continue;
+                }
+            }
+        }
+        if content_line && !in_calendar {
+            match l.kind() {
+                Kind::Begin(name) if name.eq_ignore_ascii_case(b"VCALENDAR") => {
+                    pieces.extend(stray.take());
+                    cals.push(Calendar {
+                        begin: raw,
+                        end: b"",
+                        header: Vec::new(),
+                    });
+                    in_calendar = true;
+                    continue;
+                }
+                Kind::Begin(name) if !name.is_empty() => {
+                    pieces.extend(stray.take());
+                    let mut piece = Piece::new(None, &l, vec![name.to_vec()]);
+                    if !name.eq_ignore_ascii_case(b"VCARD") {
+                        piece.fail(l.line, Problem::NoBegin);
+                    }
+                    current = Some(piece);
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        // A line outside any object, or one that is no content line in a VCALENDAR's own
+        // lines: kept as stray lines, an item that is never readable.
+        let problem = if content_line || !in_calendar {
+            if cals.is_empty() && pieces.is_empty() {
+                Problem::NoBegin
+            } else {
+                Problem::ContentAfterEnd
+            }
+        } else {
+            Problem::NotAContentLine
+        };
+        match stray.as_mut() {
+            Some(s) => s.take(&l),
+            None => {
+                let mut s = Piece::new(None, &l, Vec::new());
+                s.fail(l.line, problem);
+                stray = Some(s);
+            }
+        }
+        // Stray lines end where an object could begin again.
+        if lines
+            .peek()
+            .is_none_or(|next| matches!(next.kind(), Kind::Begin(_)) || in_calendar)
+        {
+            pieces.extend(stray.take());
+        }
+    }
+    if let Some(mut piece) = current.take() {
+        piece.unterminated();
+        pieces.push(piece.finish(bytes));
+    }
+    pieces.extend(stray.take());
+    assemble(bytes, &cals, pieces, calendar_end)
+}
+
+/// Groups the pieces of [`split_file`] into items and builds each item's content.
+fn assemble(
+    bytes: &[u8],
+    cals: &[Calendar<'_>],
+    pieces: Vec<Piece>,
+    calendar_end: Option<usize>,
+) -> SplitFile {
+    let mut zones: HashMap<&[u8], &Piece> = HashMap::new();
+    let mut timezones = Vec::new();
+    for p in &pieces {
+        if let Some(tz) = &p.tzid {
+            // The first definition of a TZID wins, as in join_calendar.
+            zones.entry(tz).or_insert(p);
+            timezones.push((tz.clone(), p.start..p.end));
+        }
+    }
+    let mut groups: Vec<Vec<&Piece>> = Vec::new();
+    let mut by_uid: HashMap<&[u8], usize> = HashMap::new();
+    for p in pieces.iter().filter(|p| p.tzid.is_none()) {
+        let grouped = p.calendar.is_some().then_some(()).and(p.uid.as_deref());
+        match grouped.and_then(|u| by_uid.get(u)) {
+            Some(&i) => groups[i].push(p),
+            None => {
+                if let Some(u) = grouped {
+                    by_uid.insert(u, groups.len());
+                }
+                groups.push(vec![p]);
+            }
+        }
+    }
+    let items = groups
+        .into_iter()
+        .filter_map(|group| {
+            let first = *group.first()?;
+            let problem = group
+                .iter()
+                .filter_map(|p| p.problem.clone())
+                .min_by_key(|m| m.line);
+            let content = match (problem, first.calendar.and_then(|c| cals.get(c))) {
+                (Some(problem), _) => Err(problem),
+                (None, None) => Ok(bytes[first.start..first.end].to_vec()),
+                (None, Some(cal)) => {
+                    let mut out = cal.begin.to_vec();
+                    cal.header.iter().for_each(|h| out.extend_from_slice(h));
+                    let mut used: Vec<&[u8]> = Vec::new();
+                    for tz in group.iter().flat_map(|p| &p.refs) {
+                        if let Some(zone) = zones.get(tz.as_slice())
+                            && !used.contains(&tz.as_slice())
+                        {
+                            used.push(tz);
+                            out.extend_from_slice(&bytes[zone.start..zone.end]);
+                        }
+                    }
+                    group
+                        .iter()
+                        .for_each(|p| out.extend_from_slice(&bytes[p.start..p.end]));
+                    if cal.end.is_empty() {
+                        out.extend_from_slice(b"END:VCALENDAR\r\n");
+                    } else {
+                        out.extend_from_slice(cal.end);
+                    }
+                    // What the pieces cannot see on their own, such as a VCALENDAR property that
+                    // is not UTF-8, still makes the item malformed, at its first line.
+                    check(&out).map(|()| out).map_err(|m| Malformed {
+                        line: first.line,
+                        problem: m.problem,
+                    })
+                }
+            };
+            Some(FileItem {
+                line: first.line,
+                uid: first.uid.as_deref().map(lossy),
+                ranges: group.iter().map(|p| p.start..p.end).collect(),
+                content,
+            })
+        })
+        .collect();
+    SplitFile {
+        items,
+        timezones,
+        calendar_end,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -1695,5 +2077,87 @@ BEGIN:VTODO\r\nUID:1\r\nEND:VTODO\r\nEND:VCALENDAR\r\n";
             problem(split_calendar(open)),
             Some(Problem::UnexpectedEnd { .. })
         ));
+    }
+    #[test]
+    fn split_file_groups_by_uid_and_keeps_lines() {
+        let ics = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTIMEZONE\r\nTZID:Z\r\nEND:VTIMEZONE\r\n\
+BEGIN:VEVENT\r\nUID:a\r\nDTSTART;TZID=Z:20260101T100000\r\nEND:VEVENT\r\n\r\n\
+BEGIN:VTODO\r\nUID:t\r\nEND:VTODO\r\n\
+BEGIN:VEVENT\r\nUID:a\r\nRECURRENCE-ID:20260102T100000Z\r\nEND:VEVENT\r\n\
+BEGIN:VJOURNAL\r\nSUMMARY:no uid\r\nEND:VJOURNAL\r\nEND:VCALENDAR\r\n";
+        let split = split_file(ics.as_bytes());
+        let lines: Vec<_> = split
+            .items
+            .iter()
+            .map(|i| (i.line, i.uid.clone()))
+            .collect();
+        assert_eq!(
+            lines,
+            [(6, Some("a".into())), (11, Some("t".into())), (18, None)]
+        );
+        let whole = split_calendar(ics.as_bytes()).expect("valid");
+        let contents: Vec<_> = split
+            .items
+            .iter()
+            .map(|i| i.content.clone().expect("ok"))
+            .collect();
+        assert_eq!(contents, whole);
+        assert_eq!(split.items[0].ranges.len(), 2);
+        assert_eq!(split.timezones.len(), 1);
+        assert_eq!(split.calendar_end, ics.rfind("END:VCALENDAR"));
+    }
+
+    #[test]
+    fn split_file_names_malformed_items_and_reads_the_rest() {
+        let ics = b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:a\r\nno colon here\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:b\r\nSUMMARY:never ended\r\n\
+BEGIN:VEVENT\r\nUID:c\r\nSUMMARY:\xff\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:d\r\nEND:VTODO\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:e\r\nEND:VEVENT\r\nEND:VCALENDAR\r\ntrailing junk\r\n";
+        let split = split_file(ics);
+        let got: Vec<_> = split
+            .items
+            .iter()
+            .map(|i| {
+                (
+                    i.uid.clone().unwrap_or_default(),
+                    i.content.as_ref().err().map(|m| m.line),
+                )
+            })
+            .collect();
+        let want = [
+            ("a", Some(4)),
+            ("b", Some(8)),
+            ("c", Some(11)),
+            ("d", Some(15)),
+            ("e", None),
+            ("", Some(21)),
+        ];
+        let want: Vec<_> = want.iter().map(|(u, l)| (u.to_string(), *l)).collect();
+        assert_eq!(got, want);
+        // Every item's ranges together with the calendar's own lines cover the file.
+        let covered: usize = split
+            .items
+            .iter()
+            .flat_map(|i| &i.ranges)
+            .map(|r| r.len())
+            .sum();
+        let own = "BEGIN:VCALENDAR\r\n".len() + "END:VCALENDAR\r\n".len();
+        assert_eq!(covered + own, ics.len());
+    }
+
+    #[test]
+    fn split_file_cuts_vcards_and_never_groups_them() {
+        let vcf = b"BEGIN:VCARD\nUID:x\nFN:a\nEND:VCARD\nBEGIN:VCARD\nUID:x\nFN:b\nEND:VCARD\n\
+BEGIN:VCARD\nFN:broken\nBEGIN:VCARD\nFN:c\nEND:VCARD\n";
+        let split = split_file(vcf);
+        let lines: Vec<_> = split
+            .items
+            .iter()
+            .map(|i| (i.line, i.content.is_ok()))
+            .collect();
+        assert_eq!(lines, [(1, true), (5, true), (9, false), (11, true)]);
+        assert_eq!(split.items[1].content.as_deref().ok(), Some(&vcf[33..66]));
+        assert_eq!(split.calendar_end, None);
     }
 }
