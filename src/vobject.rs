@@ -1483,6 +1483,27 @@ fn assemble(
     }
 }
 
+/// The value of a VCALENDAR-level property (such as `X-WR-CALNAME`) of the first VCALENDAR,
+/// unfolded and converted lossily; `None` when absent or when the bytes hold no VCALENDAR.
+pub fn calendar_property(bytes: &[u8], name: &[u8]) -> Option<String> {
+    let mut depth = 0usize;
+    for l in Lines::new(bytes) {
+        match l.kind() {
+            Kind::Begin(component)
+                if depth == 0 && !component.eq_ignore_ascii_case(b"VCALENDAR") =>
+            {
+                return None;
+            }
+            Kind::Begin(_) => depth += 1,
+            Kind::End(_) if depth == 1 => return None,
+            Kind::End(_) => depth = depth.saturating_sub(1),
+            Kind::Prop if depth == 1 && l.is(name) => return l.value().map(lossy),
+            Kind::Prop => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -6,6 +6,7 @@
 //! a version davsync has not seen.
 
 pub mod dav;
+pub mod singlefile;
 pub mod vdir;
 
 use sha2::{Digest, Sha256};
