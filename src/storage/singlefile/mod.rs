@@ -79,6 +79,8 @@ struct Entry {
     etag: String,
     /// The bytes written by this run.
     written: Option<Vec<u8>>,
+    /// The item of `split.items` these bytes replace, whose place in the file they take.
+    in_place_of: Option<usize>,
 }
 
 /// A hash of an item's own component bytes: its version tag.
@@ -175,6 +177,7 @@ impl File {
                     original: Some(index),
                     etag,
                     written: None,
+                    in_place_of: None,
                 },
             );
         }
@@ -213,8 +216,9 @@ impl File {
         self.dirty = true;
     }
 
-    /// Stores `bytes` as the item at its href; returns what a write reports.
-    fn put(&mut self, bytes: &[u8]) -> Written {
+    /// Stores `bytes` as the item at its href, in place of item `in_place_of` of the file as
+    /// read; returns what a write reports.
+    fn put(&mut self, bytes: &[u8], in_place_of: Option<usize>) -> Written {
         let split = vobject::split_file(bytes);
         let uid = split.items.first().and_then(|i| i.uid.clone());
         let href = href_of(uid.as_deref(), bytes);
@@ -232,90 +236,109 @@ impl File {
                 original: None,
                 etag: etag.clone(),
                 written: Some(bytes.to_vec()),
+                in_place_of,
             },
         );
         self.dirty = true;
         Written { href, etag }
     }
 
-    /// The file's new bytes: removed items' ranges dropped, written items' components before
-    /// the last `END:VCALENDAR` (with the VTIMEZONEs the file lacks), cards at the end.
+    /// The file's new bytes: removed items' ranges dropped; a rewritten item's components (with
+    /// the VTIMEZONEs the file lacks) where its first component stood, a new item's before the
+    /// last `END:VCALENDAR` (a new card at the end); every other byte as it was.
     fn render(&self) -> Vec<u8> {
-        let mut cut: Vec<std::ops::Range<usize>> = self
+        let bytes = &self.bytes;
+        let mut cuts: Vec<std::ops::Range<usize>> = self
             .removed
             .iter()
             .filter_map(|&i| self.split.items.get(i))
             .flat_map(|item| item.ranges.iter().cloned())
             .collect();
-        cut.sort_by_key(|r| r.start);
-        let mut known_zones: Vec<&[u8]> = self
+        cuts.sort_by_key(|r| r.start);
+        let mut known_zones: Vec<Vec<u8>> = self
             .split
             .timezones
             .iter()
-            .map(|(tz, _)| tz.as_slice())
+            .map(|(tz, _)| tz.clone())
             .collect();
-        let (mut components, mut cards) = (Vec::new(), Vec::new());
+        // (position in the file, bytes to insert there), and what goes at the calendar's end.
+        let mut inserts: Vec<(usize, Vec<u8>)> = Vec::new();
+        let (mut appended, mut cards) = (Vec::new(), Vec::new());
         // A file without VCALENDAR takes the frame (BEGIN line, properties, END line) of the
         // first calendar item written to it.
         let mut frame: Option<(&[u8], &[u8])> = None;
-        let written = self
-            .created
-            .iter()
-            .filter_map(|href| self.items.get(href)?.written.as_deref());
-        let splits: Vec<(&[u8], SplitFile)> =
-            written.map(|b| (b, vobject::split_file(b))).collect();
-        for (bytes, split) in &splits {
-            let Some(calendar_end) = split.calendar_end else {
-                cards.extend_from_slice(bytes);
-                if !bytes.ends_with(b"\n") && !bytes.ends_with(b"\r") {
-                    cards.extend_from_slice(b"\r\n");
-                }
+        for entry in self.created.iter().filter_map(|href| self.items.get(href)) {
+            let Some(written) = entry.written.as_deref() else {
                 continue;
             };
-            let ranges = split.items.iter().flat_map(|i| &i.ranges);
-            let first = split
-                .timezones
-                .iter()
-                .map(|(_, r)| r)
-                .chain(ranges.clone())
-                .map(|r| r.start)
-                .min()
-                .unwrap_or(calendar_end);
-            frame.get_or_insert((&bytes[..first], &bytes[calendar_end..]));
-            for (tz, range) in &split.timezones {
-                if !known_zones.contains(&tz.as_slice()) {
-                    known_zones.push(tz);
-                    components.extend_from_slice(&bytes[range.clone()]);
+            let place = entry
+                .in_place_of
+                .and_then(|i| self.split.items.get(i))
+                .and_then(|item| item.ranges.first())
+                .map(|r| r.start);
+            let split = vobject::split_file(written);
+            let mut chunk = Vec::new();
+            match split.calendar_end {
+                None => {
+                    chunk.extend_from_slice(written);
+                    if !written.ends_with(b"\n") && !written.ends_with(b"\r") {
+                        chunk.extend_from_slice(b"\r\n");
+                    }
+                }
+                Some(calendar_end) => {
+                    let ranges = split.items.iter().flat_map(|i| &i.ranges);
+                    let first = split
+                        .timezones
+                        .iter()
+                        .map(|(_, r)| r)
+                        .chain(ranges.clone())
+                        .map(|r| r.start)
+                        .min()
+                        .unwrap_or(calendar_end);
+                    if place.is_none() {
+                        frame.get_or_insert((&written[..first], &written[calendar_end..]));
+                    }
+                    for (tz, range) in &split.timezones {
+                        if !known_zones.contains(tz) {
+                            known_zones.push(tz.clone());
+                            chunk.extend_from_slice(&written[range.clone()]);
+                        }
+                    }
+                    ranges.for_each(|r| chunk.extend_from_slice(&written[r.clone()]));
                 }
             }
-            ranges.for_each(|r| components.extend_from_slice(&bytes[r.clone()]));
-        }
-        let bytes = &self.bytes;
-        let mut out = Vec::with_capacity(bytes.len() + components.len() + cards.len());
-        let insert_at = self.split.calendar_end;
-        let mut pos = 0;
-        let copy_to = |out: &mut Vec<u8>, pos: &mut usize, to: usize| {
-            if let Some(at) = insert_at.filter(|&at| *pos <= at && at < to) {
-                out.extend_from_slice(&bytes[*pos..at]);
-                out.extend_from_slice(&components);
-                *pos = at;
+            match (place, split.calendar_end) {
+                (Some(at), _) => inserts.push((at, chunk)),
+                (None, None) => cards.extend_from_slice(&chunk),
+                (None, Some(_)) => appended.extend_from_slice(&chunk),
             }
-            out.extend_from_slice(&bytes[*pos..to]);
-            *pos = to;
-        };
-        for range in cut {
-            copy_to(&mut out, &mut pos, range.start);
-            pos = range.end;
         }
-        copy_to(&mut out, &mut pos, bytes.len());
-        let appending = !cards.is_empty() || (insert_at.is_none() && !components.is_empty());
+        if let Some(at) = self.split.calendar_end {
+            inserts.push((at, std::mem::take(&mut appended)));
+        }
+        inserts.sort_by_key(|(at, _)| *at);
+        let mut out = Vec::with_capacity(bytes.len() + appended.len() + cards.len());
+        let mut pos = 0;
+        let mut pending = inserts.into_iter().peekable();
+        // An empty cut at the end places the inserts left after the last real one.
+        cuts.push(bytes.len()..bytes.len());
+        for cut in cuts {
+            while let Some((at, chunk)) = pending.next_if(|(at, _)| *at <= cut.start) {
+                out.extend_from_slice(&bytes[pos..at.max(pos)]);
+                out.extend_from_slice(&chunk);
+                pos = at.max(pos);
+            }
+            out.extend_from_slice(&bytes[pos..cut.start.max(pos)]);
+            pos = cut.end.max(pos);
+        }
+        let appending = !cards.is_empty() || !appended.is_empty();
         if appending && !out.is_empty() && !out.ends_with(b"\n") && !out.ends_with(b"\r") {
             out.extend_from_slice(b"\r\n");
         }
-        if insert_at.is_none() && !components.is_empty() {
+        if !appended.is_empty() {
             let (head, tail) = frame.unwrap_or_default();
             out.extend_from_slice(head);
-            out.extend_from_slice(&components);
+            out.extend_from_slice(&appended);
             out.extend_from_slice(tail);
         }
         out.extend_from_slice(&cards);
@@ -622,7 +645,7 @@ impl Storage for SinglefileStorage {
             if file.items.contains_key(&href) {
                 return Err(ItemError::Changed { href });
             }
-            Ok(file.put(bytes))
+            Ok(file.put(bytes, None))
         })
     }
 
@@ -634,9 +657,10 @@ impl Storage for SinglefileStorage {
         bytes: &[u8],
     ) -> Result<Written, ItemError> {
         self.write(collection, href, |file| {
-            file.expect(href, expected_etag)?;
+            let entry = file.expect(href, expected_etag)?;
+            let place = entry.original.or(entry.in_place_of);
             file.detach(href);
-            Ok(file.put(bytes))
+            Ok(file.put(bytes, place))
         })
     }
 
