@@ -18,6 +18,8 @@
 #   noop    - a sync with nothing changed (5 runs, median reported)
 #   changes - a sync after 100 events changed in the file (SUMMARY) and 100
 #             others in the vdir (DESCRIPTION)
+#   upload  - on a fresh pair, the first sync of a full vdir into an empty
+#             file (every item written into the one file)
 # and checks after every step that both sides hold the same N UIDs (after
 # "changes", that every change reached the other side). The floor is what one
 # pass over the data costs: reading the file (cat FILE >/dev/null) plus
@@ -37,7 +39,7 @@ give_up=${BENCH_GIVE_UP:-600}
 tools="davsync vdirsyncer"
 keep=0
 
-usage() { sed -n '2,28s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,30s/^# \{0,1\}//p' "$0"; }
 die() { echo "singlefile.sh: error: $*" >&2; exit 1; }
 
 # shellcheck source=bench/lib.sh
@@ -231,7 +233,6 @@ EOF
 echo "== generating $items events"
 "$py" "$gen" gen "$scratch/items" "$items" >/dev/null
 "$py" "$scratch/sf.py" join "$scratch/items" "$scratch/work.ics"
-rm -rf "$scratch/items"
 
 # ------------------------------------------------------------ floor
 floor() {
@@ -252,12 +253,22 @@ declare -A step_label=(
     [first]="first sync (file -> empty vdir)"
     [noop]="no-op sync"
     [changes]="sync after 100 + 100 changes"
+    [upload]="first sync (vdir -> empty file)"
 )
 
+# prepare TOOL [upload] : fresh copy of the data (the full file and an empty vdir; with
+# "upload" an empty file and the full vdir), config, status dir
 prepare() {
     local tool=$1 dir=$scratch/$1
-    mkdir -p "$dir/B"
-    cp -a "$scratch/work.ics" "$dir/work.ics"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    if [ "${2:-}" = upload ]; then
+        : >"$dir/work.ics"
+        cp -a "$scratch/items" "$dir/B"
+    else
+        mkdir -p "$dir/B"
+        cp -a "$scratch/work.ics" "$dir/work.ics"
+    fi
     case $tool in
         davsync)
             cat >"$dir/davsync.toml" <<EOF
@@ -329,23 +340,33 @@ step() {
         || die "$tool left the sides wrong after the '$s' step; no figures reported"
 }
 
+# discover TOOL : vdirsyncer needs its untimed discover run first
+discover() {
+    local dir=$scratch/$1
+    [ "$1" = vdirsyncer ] || return 0
+    timeout "$give_up" "$vdirsyncer" -c "$dir/vdirsyncer.conf" discover bench \
+        < <(yes) >"$dir/discover.log" 2>&1 \
+        || { tail -n 20 "$dir/discover.log" >&2; die "vdirsyncer discover failed"; }
+}
+
+# steps TOOL : first, no-op, changes on one pair
+steps() {
+    local tool=$1 dir=$scratch/$1
+    step "$tool" first || return 0
+    for _ in 1 2 3 4 5; do step "$tool" noop || return 0; done
+    "$py" "$scratch/sf.py" modify-file "$dir/work.ics"
+    "$py" "$scratch/sf.py" modify-vdir "$dir/B"
+    step "$tool" changes || return 0
+}
+
 for tool in $tools; do
     echo "== $tool"
     prepare "$tool"
-    dir=$scratch/$tool
-    if [ "$tool" = vdirsyncer ]; then
-        mkdir -p "$dir/B"
-        timeout "$give_up" "$vdirsyncer" -c "$dir/vdirsyncer.conf" discover bench \
-            < <(yes) >"$dir/discover.log" 2>&1 \
-            || { tail -n 20 "$dir/discover.log" >&2; die "vdirsyncer discover failed"; }
-    fi
-    step "$tool" first || continue
-    gave_up=0
-    for _ in 1 2 3 4 5; do step "$tool" noop || { gave_up=1; break; }; done
-    [ "$gave_up" = 1 ] && continue
-    "$py" "$scratch/sf.py" modify-file "$dir/work.ics"
-    "$py" "$scratch/sf.py" modify-vdir "$dir/B"
-    step "$tool" changes || continue
+    discover "$tool"
+    steps "$tool"
+    prepare "$tool" upload
+    discover "$tool"
+    step "$tool" upload || true
 done
 
 # ------------------------------------------------------------ report
@@ -367,7 +388,8 @@ def fig(tool, step):
 head = ["step", "davsync s", "davsync MB", "vdirsyncer s", "vdirsyncer MB", "vs floor"]
 rows = []
 for key, label in [("first", "first sync (file -> empty vdir)"), ("noop", "no-op sync"),
-                   ("changes", "sync after 100 + 100 changes")]:
+                   ("changes", "sync after 100 + 100 changes"),
+                   ("upload", "first sync (vdir -> empty file)")]:
     dw, dm = fig("davsync", key)
     vw, vm = fig("vdirsyncer", key)
     ratio = "-" if dw == "-" else "%.1fx" % (float(dw) / floor)
