@@ -1415,6 +1415,15 @@ fn assemble(
             timezones.push((tz.clone(), p.start..p.end));
         }
     }
+    let utf8_calendars: Vec<bool> = cals
+        .iter()
+        .map(|c| {
+            [c.begin, c.end]
+                .iter()
+                .chain(&c.header)
+                .all(|l| std::str::from_utf8(l).is_ok())
+        })
+        .collect();
     let mut groups: Vec<Vec<&Piece>> = Vec::new();
     let mut by_uid: HashMap<&[u8], usize> = HashMap::new();
     for p in pieces.iter().filter(|p| p.tzid.is_none()) {
@@ -1460,12 +1469,22 @@ fn assemble(
                     } else {
                         out.extend_from_slice(cal.end);
                     }
-                    // What the pieces cannot see on their own, such as a VCALENDAR property that
-                    // is not UTF-8, still makes the item malformed, at its first line.
-                    check(&out).map(|()| out).map_err(|m| Malformed {
-                        line: first.line,
-                        problem: m.problem,
-                    })
+                    // A broken VTIMEZONE it uses, or a VCALENDAR line that is not UTF-8 (named
+                    // at the item's first line), makes the item malformed too.
+                    match used
+                        .iter()
+                        .filter_map(|tz| zones.get(tz)?.problem.clone())
+                        .next()
+                    {
+                        Some(problem) => Err(problem),
+                        None if !utf8_calendars[first.calendar.unwrap_or_default()] => {
+                            Err(Malformed {
+                                line: first.line,
+                                problem: Problem::NotUtf8,
+                            })
+                        }
+                        None => Ok(out),
+                    }
                 }
             };
             Some(FileItem {
@@ -2180,5 +2199,24 @@ BEGIN:VCARD\nFN:broken\nBEGIN:VCARD\nFN:c\nEND:VCARD\n";
         assert_eq!(lines, [(1, true), (5, true), (9, false), (11, true)]);
         assert_eq!(split.items[1].content.as_deref().ok(), Some(&vcf[33..66]));
         assert_eq!(split.calendar_end, None);
+    }
+    #[test]
+    fn split_file_items_using_a_broken_timezone_or_header_are_malformed() {
+        let ics = b"BEGIN:VCALENDAR\r\nBEGIN:VTIMEZONE\r\nTZID:Z\r\nbroken\r\nEND:VTIMEZONE\r\n\
+BEGIN:VEVENT\r\nUID:a\r\nDTSTART;TZID=Z:20260101T100000\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:b\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let split = split_file(ics);
+        let lines: Vec<_> = split
+            .items
+            .iter()
+            .map(|i| i.content.as_ref().err().map(|m| m.line))
+            .collect();
+        assert_eq!(lines, [Some(4), None]);
+        let header = b"BEGIN:VCALENDAR\r\nX-WR-CALNAME:\xff\r\nBEGIN:VEVENT\r\nUID:a\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let item = &split_file(header).items[0];
+        assert_eq!(
+            item.content.as_ref().err().map(|m| (m.line, &m.problem)),
+            Some((3, &Problem::NotUtf8))
+        );
     }
 }
