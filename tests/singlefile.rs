@@ -350,3 +350,34 @@ b = "dir"
         )
     );
 }
+
+#[test]
+fn an_event_without_uid_is_known_by_its_content() {
+    let no_uid = vevent("x", "No UID", 3).replace("UID:x\r\n", "");
+    let sb = setup(&calendar(&[no_uid.clone(), vevent("one", "One", 1)]));
+    sb.run(&["sync"]).success();
+    assert_eq!(sb.ls("b").len(), 2);
+    let (file, vdir) = (sb.state("."), sb.state("b"));
+    sb.run(&["sync"]).success();
+    assert_eq!(sb.state("b"), vdir);
+    assert_eq!(sb.state(".").get("work.ics"), file.get("work.ics"));
+
+    // Edited in the vdir, it is another item: the old one goes, the new one comes.
+    let name = sb
+        .ls("b")
+        .into_iter()
+        .find(|n| n != "one.ics")
+        .expect("the no-UID item");
+    let edited = read(&sb, &format!("b/{name}")).replace("SUMMARY:No UID", "SUMMARY:Edited");
+    sb.remove(&format!("b/{name}"));
+    sb.write("b/edited.ics", &edited);
+    sb.run(&["sync"]).success();
+    let now = read(&sb, "work.ics");
+    assert!(
+        now.contains("SUMMARY:Edited") && !now.contains("SUMMARY:No UID"),
+        "{now}"
+    );
+    let file = sb.state(".").get("work.ics").cloned();
+    sb.run(&["sync"]).success();
+    assert_eq!(sb.state(".").get("work.ics").cloned(), file);
+}
