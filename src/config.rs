@@ -1081,6 +1081,9 @@ impl Cx<'_> {
         };
         let kind = match storage_type {
             "vdir" => StorageKind::Vdir(crate::storage::vdir::parse_config(&section)?),
+            "singlefile" => {
+                StorageKind::Singlefile(crate::storage::singlefile::parse_config(&section)?)
+            }
             "caldav" => StorageKind::Dav(crate::storage::dav::parse_config(
                 &section,
                 DavKind::CalDav,
@@ -2169,13 +2172,13 @@ cmd = ["merge-tool"]
                 "planned storage type",
                 "[storage.s]\ntype = \"webcal\"\nurl = \"https://x\"\n".to_string(),
                 "2: storage.s.type: storage type \"webcal\" is not supported yet (supported: \
-                 vdir, caldav, carddav)",
+                 vdir, singlefile, caldav, carddav)",
             ),
             (
                 "unknown storage type",
                 "[storage.s]\ntype = \"ftp\"\n".to_string(),
-                "2: storage.s.type: unknown storage type \"ftp\" (supported: vdir, caldav, \
-                 carddav)",
+                "2: storage.s.type: unknown storage type \"ftp\" (supported: vdir, singlefile, \
+                 caldav, carddav)",
             ),
             (
                 "bad storage name",

@@ -138,15 +138,18 @@ pub fn open(
             vdir.fileext.clone(),
         ))),
         StorageKind::Dav(dav) => Ok(Box::new(dav::open(dav, &config.filter, env, &shared.dav)?)),
+        StorageKind::Singlefile(file) => Ok(Box::new(singlefile::SinglefileStorage::new(
+            file.path.clone(),
+        ))),
     }
 }
 
 /// The storage types a config may name (`type = "..."`), in the order error messages list
 /// them; [`StorageKind::parse`] parses each.
-pub const STORAGE_TYPES: &[&str] = &["vdir", "caldav", "carddav"];
+pub const STORAGE_TYPES: &[&str] = &["vdir", "singlefile", "caldav", "carddav"];
 
 /// Storage types that are planned but not implemented yet; they get a friendlier error.
-pub const PLANNED_STORAGE_TYPES: &[&str] = &["singlefile", "webcal"];
+pub const PLANNED_STORAGE_TYPES: &[&str] = &["webcal"];
 
 /// Where a storage keeps its items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +165,7 @@ pub enum Place<'a> {
 pub fn type_keys() -> Vec<&'static str> {
     [
         vdir::config::KEYS,
+        singlefile::config::KEYS,
         dav::config::KEYS,
         crate::http::options::KEYS,
     ]
@@ -175,6 +179,8 @@ pub enum StorageKind {
     Vdir(vdir::VdirConfig),
     /// `type = "caldav"` or `type = "carddav"`: collections on a WebDAV server.
     Dav(dav::DavConfig),
+    /// `type = "singlefile"`: one `.ics` or `.vcf` file (one per collection with `%s`).
+    Singlefile(singlefile::SinglefileConfig),
 }
 
 impl StorageKind {
@@ -183,6 +189,7 @@ impl StorageKind {
     pub fn parse(type_name: &str, section: &Section<'_, '_>) -> Result<StorageKind, ConfigError> {
         Ok(match type_name {
             "vdir" => StorageKind::Vdir(vdir::parse_config(section)?),
+            "singlefile" => StorageKind::Singlefile(singlefile::parse_config(section)?),
             "caldav" => StorageKind::Dav(dav::parse_config(section, dav::DavKind::CalDav)?),
             "carddav" => StorageKind::Dav(dav::parse_config(section, dav::DavKind::CardDav)?),
             other => {
@@ -201,6 +208,7 @@ impl StorageKind {
         match self {
             StorageKind::Vdir(vdir) => vdir.holds_contacts(),
             StorageKind::Dav(dav) => dav.kind == dav::DavKind::CardDav,
+            StorageKind::Singlefile(file) => file.holds_contacts(),
         }
     }
 
@@ -209,13 +217,14 @@ impl StorageKind {
         match self {
             StorageKind::Vdir(vdir) => Place::Path(&vdir.path),
             StorageKind::Dav(dav) => Place::Url(&dav.http.url),
+            StorageKind::Singlefile(file) => Place::Path(&file.path),
         }
     }
 
     /// The HTTP options of a network storage, `None` for a local one.
     pub fn http(&self) -> Option<&crate::http::HttpOptions> {
         match self {
-            StorageKind::Vdir(_) => None,
+            StorageKind::Vdir(_) | StorageKind::Singlefile(_) => None,
             StorageKind::Dav(dav) => Some(&dav.http),
         }
     }

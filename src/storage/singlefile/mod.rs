@@ -22,6 +22,8 @@
 //! A malformed item is listed with an unreadable tag and reported with its line when fetched,
 //! so it is never taken for a deletion (the planner skips the ident its href, the UID, had).
 
+pub mod config;
+
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -39,6 +41,8 @@ use super::{
 };
 use crate::config::MetadataKey;
 use crate::vobject::{self, SplitFile};
+
+pub use config::{SinglefileConfig, parse_config};
 
 /// Version tag listed for a malformed item: weak, so the status never vouches for it and the
 /// fetch reports why it cannot be read.
