@@ -7,6 +7,7 @@
 
 pub mod dav;
 pub mod vdir;
+pub mod webcal;
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
