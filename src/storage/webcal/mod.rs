@@ -13,14 +13,33 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::config::MetadataKey;
-use crate::http::{DavRequest, DavResponse, HttpClient};
+use crate::config::{DavConfig, Env, MetadataKey};
+use crate::http::{self, Clients, DavRequest, DavResponse, HttpClient};
 use crate::model::UnreadableItem;
 use crate::storage::{
     ChangeSet, Changes, CollectionInfo, Fetched, ItemError, ListEntry, Storage, StorageError,
     Written, item_file_name,
 };
 use crate::vobject;
+
+/// Opens a feed: resolves its secrets (before any network I/O) and takes its client from
+/// `clients`, keyed by the `https://` address of a `webcal://` feed.
+pub fn open(
+    config: &DavConfig,
+    env: &dyn Env,
+    clients: &Clients,
+) -> Result<WebcalStorage, StorageError> {
+    let config = DavConfig {
+        url: feed_url(&config.url),
+        ..config.clone()
+    };
+    let credentials = http::credentials(&config, env)
+        .map_err(|e| StorageError::Other(format!("{}: {e}", config.url)))?;
+    let client = clients
+        .get(&config, credentials)
+        .map_err(|e| StorageError::Other(e.to_string()))?;
+    Ok(WebcalStorage::new(&config.url, client))
+}
 
 /// The address the feed is fetched from: `webcal://` is `https://`, anything else is kept.
 pub fn feed_url(url: &str) -> String {
