@@ -1089,6 +1089,9 @@ impl Cx<'_> {
                 &section,
                 DavKind::CardDav,
             )?),
+            other if SUPPORTED_STORAGE_TYPES.contains(&other) => {
+                StorageKind::parse(other, &section)?
+            }
             planned if PLANNED_STORAGE_TYPES.contains(&planned) => {
                 return Err(self.at(
                     type_value.span(),
@@ -2167,15 +2170,15 @@ cmd = ["merge-tool"]
             ),
             (
                 "planned storage type",
-                "[storage.s]\ntype = \"webcal\"\nurl = \"https://x\"\n".to_string(),
-                "2: storage.s.type: storage type \"webcal\" is not supported yet (supported: \
-                 vdir, caldav, carddav)",
+                "[storage.s]\ntype = \"singlefile\"\npath = \"/x.ics\"\n".to_string(),
+                "2: storage.s.type: storage type \"singlefile\" is not supported yet (supported: \
+                 vdir, caldav, carddav, webcal)",
             ),
             (
                 "unknown storage type",
                 "[storage.s]\ntype = \"ftp\"\n".to_string(),
                 "2: storage.s.type: unknown storage type \"ftp\" (supported: vdir, caldav, \
-                 carddav)",
+                 carddav, webcal)",
             ),
             (
                 "bad storage name",

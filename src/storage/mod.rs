@@ -138,15 +138,16 @@ pub fn open(
             vdir.fileext.clone(),
         ))),
         StorageKind::Dav(dav) => Ok(Box::new(dav::open(dav, &config.filter, env, &shared.dav)?)),
+        StorageKind::Webcal(feed) => Ok(Box::new(webcal::open(feed, env, &shared.dav)?)),
     }
 }
 
 /// The storage types a config may name (`type = "..."`), in the order error messages list
 /// them; [`StorageKind::parse`] parses each.
-pub const STORAGE_TYPES: &[&str] = &["vdir", "caldav", "carddav"];
+pub const STORAGE_TYPES: &[&str] = &["vdir", "caldav", "carddav", "webcal"];
 
 /// Storage types that are planned but not implemented yet; they get a friendlier error.
-pub const PLANNED_STORAGE_TYPES: &[&str] = &["singlefile", "webcal"];
+pub const PLANNED_STORAGE_TYPES: &[&str] = &["singlefile"];
 
 /// Where a storage keeps its items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +176,8 @@ pub enum StorageKind {
     Vdir(vdir::VdirConfig),
     /// `type = "caldav"` or `type = "carddav"`: collections on a WebDAV server.
     Dav(dav::DavConfig),
+    /// `type = "webcal"`: one read-only calendar feed.
+    Webcal(webcal::WebcalConfig),
 }
 
 impl StorageKind {
@@ -185,6 +188,7 @@ impl StorageKind {
             "vdir" => StorageKind::Vdir(vdir::parse_config(section)?),
             "caldav" => StorageKind::Dav(dav::parse_config(section, dav::DavKind::CalDav)?),
             "carddav" => StorageKind::Dav(dav::parse_config(section, dav::DavKind::CardDav)?),
+            "webcal" => StorageKind::Webcal(webcal::parse_config(section)?),
             other => {
                 return Err(section.invalid(
                     section.required("type")?,
@@ -201,6 +205,7 @@ impl StorageKind {
         match self {
             StorageKind::Vdir(vdir) => vdir.holds_contacts(),
             StorageKind::Dav(dav) => dav.kind == dav::DavKind::CardDav,
+            StorageKind::Webcal(_) => false,
         }
     }
 
@@ -209,6 +214,7 @@ impl StorageKind {
         match self {
             StorageKind::Vdir(vdir) => Place::Path(&vdir.path),
             StorageKind::Dav(dav) => Place::Url(&dav.http.url),
+            StorageKind::Webcal(feed) => Place::Url(&feed.http.url),
         }
     }
 
@@ -217,6 +223,7 @@ impl StorageKind {
         match self {
             StorageKind::Vdir(_) => None,
             StorageKind::Dav(dav) => Some(&dav.http),
+            StorageKind::Webcal(feed) => Some(&feed.http),
         }
     }
 }

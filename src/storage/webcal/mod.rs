@@ -13,7 +13,11 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::config::{DavConfig, Env, MetadataKey};
+pub mod config;
+
+pub use config::{WebcalConfig, parse_config};
+
+use crate::config::{Env, MetadataKey};
 use crate::http::{self, Clients, DavRequest, DavResponse, HttpClient};
 use crate::model::UnreadableItem;
 use crate::storage::{
@@ -23,22 +27,19 @@ use crate::storage::{
 use crate::vobject;
 
 /// Opens a feed: resolves its secrets (before any network I/O) and takes its client from
-/// `clients`, keyed by the `https://` address of a `webcal://` feed.
+/// `clients`.
 pub fn open(
-    config: &DavConfig,
+    config: &WebcalConfig,
     env: &dyn Env,
     clients: &Clients,
 ) -> Result<WebcalStorage, StorageError> {
-    let config = DavConfig {
-        url: feed_url(&config.url),
-        ..config.clone()
-    };
-    let credentials = http::credentials(&config, env)
-        .map_err(|e| StorageError::Other(format!("{}: {e}", config.url)))?;
+    let credentials = http::credentials(&config.http, env)
+        .map_err(|e| StorageError::Other(format!("{}: {e}", config.http.url)))?;
+    // One request per run: one connection is enough.
     let client = clients
-        .get(&config, credentials)
+        .get(&config.http, 1, credentials)
         .map_err(|e| StorageError::Other(e.to_string()))?;
-    Ok(WebcalStorage::new(&config.url, client))
+    Ok(WebcalStorage::new(&config.http.url, client))
 }
 
 /// The address the feed is fetched from: `webcal://` is `https://`, anything else is kept.
