@@ -1080,18 +1080,9 @@ impl Cx<'_> {
             key,
         };
         let kind = match storage_type {
-            "vdir" => StorageKind::Vdir(crate::storage::vdir::parse_config(&section)?),
-            "singlefile" => {
-                StorageKind::Singlefile(crate::storage::singlefile::parse_config(&section)?)
+            known if SUPPORTED_STORAGE_TYPES.contains(&known) => {
+                StorageKind::parse(known, &section)?
             }
-            "caldav" => StorageKind::Dav(crate::storage::dav::parse_config(
-                &section,
-                DavKind::CalDav,
-            )?),
-            "carddav" => StorageKind::Dav(crate::storage::dav::parse_config(
-                &section,
-                DavKind::CardDav,
-            )?),
             planned if PLANNED_STORAGE_TYPES.contains(&planned) => {
                 return Err(self.at(
                     type_value.span(),
@@ -1126,11 +1117,20 @@ impl Cx<'_> {
         kind: StorageKind,
     ) -> Result<StorageConfig, ConfigError> {
         let read_only = match section.get("read_only") {
-            None => false,
-            Some(v) => v
-                .get_ref()
-                .as_bool()
-                .ok_or_else(|| self.wrong_type(v, &section.sub("read_only"), "true or false"))?,
+            None => kind.only_readable(),
+            Some(v) => {
+                let read_only = v.get_ref().as_bool().ok_or_else(|| {
+                    self.wrong_type(v, &section.sub("read_only"), "true or false")
+                })?;
+                if !read_only && kind.only_readable() {
+                    return Err(self.at(
+                        v.span(),
+                        &section.sub("read_only"),
+                        "this storage type can only be read; drop read_only = false",
+                    ));
+                }
+                read_only
+            }
         };
         let mut filter = ItemFilter::default();
         let contacts_error = |v: &Value<'_>, name: &str, what: &str| {
@@ -2170,15 +2170,15 @@ cmd = ["merge-tool"]
             ),
             (
                 "planned storage type",
-                "[storage.s]\ntype = \"webcal\"\nurl = \"https://x\"\n".to_string(),
-                "2: storage.s.type: storage type \"webcal\" is not supported yet (supported: \
-                 vdir, singlefile, caldav, carddav)",
+                "[storage.s]\ntype = \"google_calendar\"\n".to_string(),
+                "2: storage.s.type: storage type \"google_calendar\" is not supported yet \
+                 (supported: vdir, singlefile, caldav, carddav, webcal)",
             ),
             (
                 "unknown storage type",
                 "[storage.s]\ntype = \"ftp\"\n".to_string(),
                 "2: storage.s.type: unknown storage type \"ftp\" (supported: vdir, singlefile, \
-                 caldav, carddav)",
+                 caldav, carddav, webcal)",
             ),
             (
                 "bad storage name",
@@ -3160,6 +3160,22 @@ metadata = []
         assert_eq!(
             vdir.storages["s"].filter.item_types,
             vec!["VEVENT".to_string()]
+        );
+    }
+
+    #[test]
+    fn webcal_is_read_only_without_saying_so() {
+        let feed = "[storage.s]\ntype = \"webcal\"\nurl = \"webcal://example.com/h.ics\"\n";
+        let config = parse_ok(feed, &home_env());
+        assert!(config.storages["s"].read_only);
+        let config = parse_ok(&format!("{feed}read_only = true\n"), &home_env());
+        assert!(config.storages["s"].read_only);
+        assert_eq!(
+            parse_err(&format!("{feed}read_only = false\n"), &home_env()),
+            format!(
+                "{FILE}:4: storage.s.read_only: this storage type can only be read; \
+                 drop read_only = false"
+            )
         );
     }
 

@@ -7,7 +7,6 @@
 mod common;
 mod dav_support;
 
-use std::process::Command;
 use std::thread;
 use std::time::Instant;
 
@@ -903,7 +902,12 @@ collections = "from b"
             sb.path("cals/agenda").display()
         ),
     );
-    let out = tool_output(&sb, "khal", &khal_config, &["list", "2026-01-01", "30d"]);
+    let out = dav_support::tool_output(
+        "khal",
+        &sb.home(),
+        &khal_config,
+        &["list", "2026-01-01", "30d"],
+    );
     for summary in ["Dentist appointment", "Quarterly planning"] {
         assert!(out.contains(summary), "khal list lacks {summary:?}:\n{out}");
     }
@@ -917,45 +921,10 @@ collections = "from b"
             sb.path("contacts/people").display()
         ),
     );
-    let out = tool_output(&sb, "khard", &khard_config, &["list", "--parsable"]);
+    let out = dav_support::tool_output("khard", &sb.home(), &khard_config, &["list", "--parsable"]);
     for name in ["Grace Hopper", "Alan Turing"] {
         assert!(out.contains(name), "khard list lacks {name:?}:\n{out}");
     }
-}
-
-/// A venv tool with `$HOME` and the XDG directories inside the sandbox.
-/// Runs the PyPI tool `name` (khal, khard) with `-c config` and `args`; its stdout, after
-/// checking that it exited 0.
-fn tool_output(sb: &Sandbox, name: &str, config: &std::path::Path, args: &[&str]) -> String {
-    let output = tool(sb, name)
-        .arg("-c")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {name}: {e}"));
-    let out = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{name}: {}\n{out}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    out
-}
-
-fn tool(sb: &Sandbox, name: &str) -> Command {
-    let mut cmd = Command::new(dav_support::venv_bin(name));
-    let home = sb.home();
-    cmd.current_dir(sb.root())
-        .env("HOME", &home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("XDG_DATA_HOME", home.join(".local/share"))
-        .env("XDG_STATE_HOME", home.join(".local/state"))
-        .env("XDG_CACHE_HOME", home.join(".cache"))
-        .env("TZ", "UTC")
-        .env("LC_ALL", "C.UTF-8")
-        .env("LANG", "C.UTF-8");
-    cmd
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,8 +7,6 @@ mod common;
 #[path = "dav_support/venv.rs"]
 mod venv;
 
-use std::process::Command;
-
 use common::{Sandbox, crlf, mtime, vcard};
 
 /// One VEVENT component on a January 2026 day (UTC), for khal.
@@ -101,25 +99,11 @@ fn first_sync_fills_the_vdir_and_khal_reads_it() {
             sb.path("b").display()
         ),
     );
-    let home = sb.home();
-    let output = Command::new(venv::venv_bin("khal"))
-        .current_dir(sb.root())
-        .env("HOME", &home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("XDG_DATA_HOME", home.join(".local/share"))
-        .env("XDG_CACHE_HOME", home.join(".cache"))
-        .env("TZ", "UTC")
-        .env("LC_ALL", "C.UTF-8")
-        .arg("-c")
-        .arg(&khal_config)
-        .args(["list", "2026-01-01", "30d"])
-        .output()
-        .expect("run khal");
-    let out = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "khal: {out}{}",
-        String::from_utf8_lossy(&output.stderr)
+    let out = venv::tool_output(
+        "khal",
+        &sb.home(),
+        &khal_config,
+        &["list", "2026-01-01", "30d"],
     );
     for summary in [
         "Dentist appointment",

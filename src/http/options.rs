@@ -81,9 +81,18 @@ impl HttpOptions {
     /// Parses the HTTP keys of a network storage's section (the caller checks for unknown
     /// keys, with [`KEYS`] among the allowed ones).
     pub fn parse(section: &Section<'_, '_>) -> Result<HttpOptions, ConfigError> {
+        HttpOptions::parse_with_url(section, str::to_owned)
+    }
+
+    /// [`HttpOptions::parse`], with `url` first rewritten by `url_of` (a webcal feed's
+    /// `webcal://` is `https://`); the result must be an `http://` or `https://` URL.
+    pub fn parse_with_url(
+        section: &Section<'_, '_>,
+        url_of: fn(&str) -> String,
+    ) -> Result<HttpOptions, ConfigError> {
         let url_value = section.required("url")?;
-        let url = section.string(url_value, "url")?;
-        check_url(url).map_err(|msg| section.invalid(url_value, "url", msg))?;
+        let url = url_of(section.string(url_value, "url")?);
+        check_url(&url).map_err(|msg| section.invalid(url_value, "url", msg))?;
 
         let username = match section.optional_string("username")? {
             None => None,
@@ -188,7 +197,7 @@ impl HttpOptions {
             })
             << 20;
         Ok(HttpOptions {
-            url: url.to_string(),
+            url,
             username,
             password,
             auth,

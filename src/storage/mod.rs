@@ -8,6 +8,7 @@
 pub mod dav;
 pub mod singlefile;
 pub mod vdir;
+pub mod webcal;
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -141,15 +142,16 @@ pub fn open(
         StorageKind::Singlefile(file) => Ok(Box::new(singlefile::SinglefileStorage::new(
             file.path.clone(),
         ))),
+        StorageKind::Webcal(feed) => Ok(Box::new(webcal::open(feed, env, &shared.dav)?)),
     }
 }
 
 /// The storage types a config may name (`type = "..."`), in the order error messages list
 /// them; [`StorageKind::parse`] parses each.
-pub const STORAGE_TYPES: &[&str] = &["vdir", "singlefile", "caldav", "carddav"];
+pub const STORAGE_TYPES: &[&str] = &["vdir", "singlefile", "caldav", "carddav", "webcal"];
 
 /// Storage types that are planned but not implemented yet; they get a friendlier error.
-pub const PLANNED_STORAGE_TYPES: &[&str] = &["webcal"];
+pub const PLANNED_STORAGE_TYPES: &[&str] = &["google_calendar", "google_contacts"];
 
 /// Where a storage keeps its items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +183,8 @@ pub enum StorageKind {
     Dav(dav::DavConfig),
     /// `type = "singlefile"`: one `.ics` or `.vcf` file (one per collection with `%s`).
     Singlefile(singlefile::SinglefileConfig),
+    /// `type = "webcal"`: one read-only calendar feed.
+    Webcal(webcal::WebcalConfig),
 }
 
 impl StorageKind {
@@ -192,6 +196,7 @@ impl StorageKind {
             "singlefile" => StorageKind::Singlefile(singlefile::parse_config(section)?),
             "caldav" => StorageKind::Dav(dav::parse_config(section, dav::DavKind::CalDav)?),
             "carddav" => StorageKind::Dav(dav::parse_config(section, dav::DavKind::CardDav)?),
+            "webcal" => StorageKind::Webcal(webcal::parse_config(section)?),
             other => {
                 return Err(section.invalid(
                     section.required("type")?,
@@ -209,7 +214,14 @@ impl StorageKind {
             StorageKind::Vdir(vdir) => vdir.holds_contacts(),
             StorageKind::Dav(dav) => dav.kind == dav::DavKind::CardDav,
             StorageKind::Singlefile(file) => file.holds_contacts(),
+            StorageKind::Webcal(_) => false,
         }
+    }
+
+    /// Whether the storage type cannot be written at all (a webcal feed), so its
+    /// `read_only` is `true` whatever the section says.
+    pub fn only_readable(&self) -> bool {
+        matches!(self, StorageKind::Webcal(_))
     }
 
     /// Where the storage is, so a pair can refuse two sides that are the same place.
@@ -218,6 +230,7 @@ impl StorageKind {
             StorageKind::Vdir(vdir) => Place::Path(&vdir.path),
             StorageKind::Dav(dav) => Place::Url(&dav.http.url),
             StorageKind::Singlefile(file) => Place::Path(&file.path),
+            StorageKind::Webcal(feed) => Place::Url(&feed.http.url),
         }
     }
 
@@ -226,6 +239,7 @@ impl StorageKind {
         match self {
             StorageKind::Vdir(_) | StorageKind::Singlefile(_) => None,
             StorageKind::Dav(dav) => Some(&dav.http),
+            StorageKind::Webcal(feed) => Some(&feed.http),
         }
     }
 }

@@ -131,3 +131,32 @@ fn install() -> PathBuf {
     drop(lock); // releases the lock
     dir
 }
+
+/// Runs the venv tool `name` (khal, khard) with `-c config` and `args`, with `$HOME` (and the
+/// XDG directories inside it) at `home`, UTC and a UTF-8 locale; its stdout, after checking
+/// that it exited 0.
+pub fn tool_output(name: &str, home: &Path, config: &Path, args: &[&str]) -> String {
+    let output = Command::new(venv_bin(name))
+        .current_dir(home)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_DATA_HOME", home.join(".local/share"))
+        .env("XDG_STATE_HOME", home.join(".local/state"))
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("TZ", "UTC")
+        .env("LC_ALL", "C.UTF-8")
+        .env("LANG", "C.UTF-8")
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {name}: {e}"));
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{name}: {}\n{out}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    out
+}
