@@ -16,6 +16,7 @@ use std::sync::atomic::AtomicBool;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::config::{CollectionsSpec, ConflictResolution, MetadataKey};
+use crate::filter::{CivilDate, ItemFilter, Window, item_span};
 use crate::item::Item;
 use crate::metadata::{Described, PropertyAction, plan_property};
 use crate::model::{
@@ -39,8 +40,12 @@ pub struct SyncOptions {
     pub dry_run: bool,
     /// What to do with conflicts.
     pub resolution: ConflictResolution,
-    /// The time the run is recorded at (unix seconds); the library never reads the clock.
+    /// The time the run is recorded at (unix seconds); the library never reads the clock. Its
+    /// day (UTC) is the day relative `start_date`/`end_date` bounds count from.
     pub now: i64,
+    /// The filters of side A's and side B's storage (`item_types`, `start_date`, `end_date`):
+    /// an item either leaves out is out of scope on both sides, neither copied nor deleted.
+    pub filters: [ItemFilter; 2],
     /// Collection properties to sync.
     pub metadata: Vec<MetadataKey>,
     /// Set (by a signal handler, say) to stop: the writes under way finish and are recorded,
@@ -80,6 +85,9 @@ pub struct CollectionReport {
     pub refused: Option<String>,
     /// Set when the run was interrupted: the number of actions with storage writes not done.
     pub interrupted: Option<u64>,
+    /// Items left alone on both sides because a date window (`start_date`, `end_date`) leaves
+    /// them out.
+    pub out_of_scope: u64,
     /// Things the user should know that are neither errors nor conflicts (such as a collection
     /// synced like a first sync because it is not the one the status database knew).
     pub notes: Vec<String>,
@@ -299,6 +307,9 @@ const ID_KEYS: [&str; 2] = ["a:id", "b:id"];
 /// Collection status key of the component types both sides accepted in the last run.
 const ITEM_TYPES_KEY: &str = "item_types";
 
+/// Collection status key of the date window (both sides' together) of the last run.
+const WINDOW_KEY: &str = "window";
+
 /// Status database keys of the storages' change-tracking states, per side.
 const STATE_KEYS: [&str; 2] = ["a:state", "b:state"];
 
@@ -373,21 +384,87 @@ fn check_item_types(
 ) -> Result<bool, StatusError> {
     let mut current: Vec<String> = allowed.iter().map(|t| t.to_ascii_uppercase()).collect();
     current.sort();
-    let current = current.join(",");
-    let last = status.collection_meta(coll, ITEM_TYPES_KEY)?;
+    check_scope(status, coll, ITEM_TYPES_KEY, &current.join(","), dry_run)
+}
+
+/// Whether the date window differs from the last run's (a relative bound moves with the day),
+/// dropping the remembered change-tracking states if it does, as [`check_item_types`] does: an
+/// item that was left out as new on one side is not in the status, and a change list since a
+/// state taken then would never mention it again, even once the window has come to it.
+fn check_window(
+    status: &StatusDb,
+    coll: CollectionId,
+    window: Window,
+    dry_run: bool,
+) -> Result<bool, StatusError> {
+    let current = match window.is_open() {
+        true => String::new(),
+        false => window.key(),
+    };
+    check_scope(status, coll, WINDOW_KEY, &current, dry_run)
+}
+
+/// Compares what a filter lets through (`current`, empty for everything) with what the status
+/// remembers under `key`; when they differ, drops the change-tracking states and remembers
+/// `current` (not in a dry run). Returns whether they differed.
+fn check_scope(
+    status: &StatusDb,
+    coll: CollectionId,
+    key: &str,
+    current: &str,
+    dry_run: bool,
+) -> Result<bool, StatusError> {
+    let last = status.collection_meta(coll, key)?;
     if last.as_deref().unwrap_or("") == current {
         return Ok(false);
     }
     if !dry_run {
-        for key in STATE_KEYS {
-            status.remove_collection_meta(coll, key)?;
+        for state in STATE_KEYS {
+            status.remove_collection_meta(coll, state)?;
         }
         match current.is_empty() {
-            true => status.remove_collection_meta(coll, ITEM_TYPES_KEY)?,
-            false => status.set_collection_meta(coll, ITEM_TYPES_KEY, &current)?,
+            true => status.remove_collection_meta(coll, key)?,
+            false => status.set_collection_meta(coll, key, current)?,
         }
     }
     Ok(true)
+}
+
+/// The idents a date window leaves out in this run. Each side's version is judged: one
+/// fetched in this run by its content, one the status vouched for by the status row's span.
+/// For an ident one side no longer lists, the version the status last agreed on is judged in
+/// its place, so an item that left the window is never deleted on the other side because
+/// someone deleted it on one. `status_outside` are the status rows whose span the window
+/// leaves out.
+fn out_of_window(
+    window: Window,
+    prepared: [&Prepared<'_>; 2],
+    status: &[StatusItem],
+    status_outside: &FxHashSet<String>,
+) -> FxHashSet<String> {
+    let mut outside = FxHashSet::default();
+    let mut listed: [FxHashSet<&str>; 2] = Default::default();
+    for (side, prepared) in prepared.iter().enumerate() {
+        for item in &prepared.listing.items {
+            listed[side].insert(item.ident.as_ref());
+            let left_out = match prepared.fetched.get(&item.version.href) {
+                Some(fetched) => !window.admits(item_span(fetched.bytes())),
+                None => status_outside.contains(item.ident.as_ref()),
+            };
+            if left_out {
+                outside.insert(item.ident.clone().into_owned());
+            }
+        }
+    }
+    for row in status {
+        let ident = row.ident.as_str();
+        // Gone from both sides: nothing left to delete, the row may go.
+        if status_outside.contains(ident) && listed[0].contains(ident) != listed[1].contains(ident)
+        {
+            outside.insert(row.ident.clone());
+        }
+    }
+    outside
 }
 
 /// Creates a collection that exists on one side only (not in a dry run, where the missing side
@@ -569,7 +646,10 @@ pub fn sync_collection(
         ..CollectionReport::default()
     };
     let coll = status.collection(&pair.name)?;
-    let allowed = allowed_types(sides.a.item_types(), sides.b.item_types());
+    let [filter_a, filter_b] = &options.filters;
+    let allowed = allowed_types(&filter_a.item_types, &filter_b.item_types);
+    let today = CivilDate::from_days_since_epoch(options.now.div_euclid(86_400));
+    let window = filter_a.window(today).intersect(filter_b.window(today));
     let collections =
         ensure_collection(sides.a, &pair.a, &pair.a_name, options.dry_run).and_then(|a| {
             Ok((
@@ -593,8 +673,9 @@ pub fn sync_collection(
     let forget = first_sync.is_some() && options.dry_run;
     report.notes.extend(first_sync);
     let types_changed = check_item_types(status, coll, &allowed, options.dry_run)?;
+    let window_changed = check_window(status, coll, window, options.dry_run)?;
     let since = |side: Side| -> Result<Option<String>, StatusError> {
-        if forget || types_changed {
+        if forget || types_changed || window_changed {
             return Ok(None);
         }
         status.collection_meta(coll, STATE_KEYS[side.index()])
@@ -669,6 +750,39 @@ pub fn sync_collection(
         );
         (a, join(b))
     });
+    // Out of the date window: left out of the plan on both sides (and the status rows with
+    // them), so nothing is copied and nothing deleted; the rows stay for when it comes back.
+    let (mut a, mut b) = (a, b);
+    let outside = match window.is_open() {
+        true => FxHashSet::default(),
+        false => {
+            let status_outside = match in_scope.is_empty() {
+                true => FxHashSet::default(),
+                false => status
+                    .idents_out_of_window(coll, window)?
+                    .into_iter()
+                    .collect(),
+            };
+            out_of_window(window, [&a, &b], &in_scope, &status_outside)
+        }
+    };
+    let planned: Cow<'_, [StatusItem]> = match outside.is_empty() {
+        true => Cow::Borrowed(&in_scope),
+        false => {
+            for prepared in [&mut a, &mut b] {
+                prepared
+                    .listing
+                    .items
+                    .retain(|item| !outside.contains(item.ident.as_ref()));
+            }
+            in_scope
+                .iter()
+                .filter(|s| !outside.contains(&s.ident))
+                .cloned()
+                .collect()
+        }
+    };
+    report.out_of_scope = u64::try_from(outside.len()).unwrap_or(u64::MAX);
     for unreadable in a.listing.unreadable.iter().chain(&b.listing.unreadable) {
         report.errors.push(Problem {
             ident: unreadable.href.clone(),
@@ -678,7 +792,7 @@ pub fn sync_collection(
     let plan_options = PlanOptions {
         force_delete: options.force_delete,
     };
-    let actions = match plan(&a.listing, &b.listing, &in_scope, plan_options) {
+    let actions = match plan(&a.listing, &b.listing, &planned, plan_options) {
         Ok(actions) => actions,
         Err(refusal) => {
             report.refused = Some(refusal.to_string());
