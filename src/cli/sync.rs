@@ -233,7 +233,7 @@ fn print_report(name: &str, report: &CollectionReport, dry_run: bool, verbosity:
     if verbosity >= Verbosity::Normal {
         let out_of_scope = match report.out_of_scope {
             0 => String::new(),
-            n => format!(", {n} out of the date window (left alone)"),
+            n => format!("; {n} outside the date window, left alone"),
         };
         println!(
             "{name}: {}{} created, {} updated, {} deleted, {} conflicts, {} errors{out_of_scope}",

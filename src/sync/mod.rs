@@ -26,7 +26,7 @@ use crate::pairing::{CollectionPair, match_collections};
 use crate::plan::{Action, PlanOptions, SkipReason, plan};
 use crate::status::{CollectionId, Problem, RunRecord, StatusDb, StatusError};
 use crate::storage::{
-    ChangeSet, Changes, CollectionInfo, Fetched, ItemError, Storage, StorageError,
+    ChangeSet, Changes, CollectionInfo, Fetched, ItemError, ListEntry, Storage, StorageError,
 };
 pub use execute::known_as;
 use execute::{Executor, Outcome};
@@ -126,6 +126,22 @@ struct Prepared<'s> {
     fetched: HashMap<String, Item>,
     /// The storage's state to remember after a clean sync.
     state: Option<String>,
+    /// Listed items a time-range answer left out, not fetched: outside the window.
+    deferred: Vec<String>,
+}
+
+/// What [`prepare`] leaves out of a side's listing.
+struct Scope<'a> {
+    /// The component types both sides accept (empty for all).
+    allowed: &'a [String],
+    /// The status entries known to be of a type `allowed` leaves out.
+    excluded: &'a [&'a StatusItem],
+    /// The storage's answer to a time-range query ([`Storage::list_in_window`]) keyed by
+    /// href, on a first download.
+    in_window: Option<&'a FxHashMap<&'a str, &'a ListEntry>>,
+    /// Leave listed items `in_window` lacks unfetched ([`Prepared::deferred`]) rather than
+    /// fetch them.
+    defer: bool,
 }
 
 /// The collections of a pair as they exist now on both sides.
@@ -430,6 +446,25 @@ fn check_scope(
     Ok(true)
 }
 
+/// A storage's time-range answer keyed by href.
+fn by_href(entries: &[ListEntry]) -> FxHashMap<&str, &ListEntry> {
+    entries.iter().map(|e| (e.href.as_str(), e)).collect()
+}
+
+/// Whether `from` lists an item neither `to` nor the status knows, which the plan would
+/// create on `to`'s side.
+fn would_create(from: &Prepared<'_>, to: &Prepared<'_>, status: &[StatusItem]) -> bool {
+    let known: FxHashSet<&str> = status
+        .iter()
+        .map(|s| s.ident.as_str())
+        .chain(to.listing.items.iter().map(|i| i.ident.as_ref()))
+        .collect();
+    from.listing
+        .items
+        .iter()
+        .any(|item| !known.contains(item.ident.as_ref()))
+}
+
 /// The idents a date window leaves out in this run. Each side's version is judged: one
 /// fetched in this run by its content, one the status vouched for by the status row's span.
 /// For an ident one side no longer lists, the version the status last agreed on is judged in
@@ -486,21 +521,23 @@ fn ensure_collection(
 /// unchanged strong version tag vouches for them, everything else is fetched and parsed. With a
 /// storage that reports changes since a remembered state, items it does not mention are taken
 /// from the status. Items whose component type `allowed` excludes are left out, as if they were
-/// not there; `excluded` are the status entries known to be of such a type, which are not even
-/// fetched while their version tag is unchanged.
+/// not there; the status entries known to be of such a type are not even fetched while their
+/// version tag is unchanged (see [`Scope`]). On a first download with a date window, items
+/// the storage's time-range answer carries are taken from it, and the others are deferred.
 fn prepare<'s>(
     storage: &dyn Storage,
     collection: Option<&CollectionInfo>,
     change_set: Option<ChangeSet>,
     status: &'s [StatusItem],
-    excluded: &[&StatusItem],
     side: Side,
-    allowed: &[String],
+    scope: &Scope<'_>,
 ) -> Prepared<'s> {
+    let allowed = scope.allowed;
     let mut prepared = Prepared {
         listing: Listing::default(),
         fetched: HashMap::new(),
         state: None,
+        deferred: Vec::new(),
     };
     let (Some(collection), Some(change_set)) = (collection, change_set) else {
         return prepared;
@@ -514,7 +551,8 @@ fn prepare<'s>(
         .iter()
         .map(|s| (s.side(side).href.as_str(), s))
         .collect();
-    let excluded: FxHashMap<&str, &str> = excluded
+    let excluded: FxHashMap<&str, &str> = scope
+        .excluded
         .iter()
         .map(|s| (s.side(side).href.as_str(), s.side(side).etag.as_str()))
         .collect();
@@ -561,7 +599,25 @@ fn prepare<'s>(
                     etag: entry.etag,
                 }),
             )),
-            (_, None) => to_fetch.push(entry.href),
+            (_, None) => match scope
+                .in_window
+                .map(|answer| answer.get(entry.href.as_str()))
+            {
+                Some(Some(ListEntry {
+                    etag,
+                    content: Some(bytes),
+                    ..
+                })) if *etag == entry.etag => carried.push((
+                    entry.href,
+                    Ok(Fetched {
+                        bytes: bytes.clone(),
+                        etag: entry.etag,
+                    }),
+                )),
+                Some(None) if scope.defer => prepared.deferred.push(entry.href),
+                // No answer, an item changed since it, or one too large to be carried.
+                _ => to_fetch.push(entry.href),
+            },
         }
     }
     let to_fetch: Vec<&str> = to_fetch.iter().map(String::as_str).collect();
@@ -687,9 +743,19 @@ pub fn sync_collection(
     // With nothing of this collection in the status yet, every item listed will be fetched: a
     // server may as well send the content with the listing (one request instead of many).
     let fetch_all = forget || !status.has_items(coll)?;
+    // On a first download with a date window, a CalDAV server is asked for the items in the
+    // window with their content; the listing (without content) still says what exists, so an
+    // item the answer leaves out is outside the window, never absent.
     let list = |storage: &dyn Storage, collection: Option<&CollectionInfo>, since: Option<&str>| {
         collection
-            .map(|c| storage.list_changes(c, since, fetch_all))
+            .map(|c| {
+                let in_window = match fetch_all && !window.is_open() {
+                    true => storage.list_in_window(c, window),
+                    false => None,
+                };
+                let changes = storage.list_changes(c, since, fetch_all && in_window.is_none())?;
+                Ok::<_, StorageError>((changes, in_window))
+            })
             .transpose()
     };
     let (known, changes_a, changes_b) = std::thread::scope(|scope| {
@@ -720,13 +786,31 @@ pub fn sync_collection(
         .iter()
         .filter(|s| outside.contains(&s.ident))
         .collect();
-    let (changes_a, changes_b) = match (changes_a, changes_b) {
+    let (listed_a, listed_b) = match (changes_a, changes_b) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
             report.refused = Some(e.to_string());
             return Ok(report);
         }
     };
+    let split = |listed: Option<(ChangeSet, Option<Vec<ListEntry>>)>| match listed {
+        Some((changes, in_window)) => (Some(changes), in_window),
+        None => (None, None),
+    };
+    let ((changes_a, window_a), (changes_b, window_b)) = (split(listed_a), split(listed_b));
+    let answers = [
+        window_a.as_deref().map(by_href),
+        window_b.as_deref().map(by_href),
+    ];
+    let scopes = answers.each_ref().map(|answer| Scope {
+        allowed: &allowed,
+        excluded: &excluded,
+        in_window: answer.as_ref(),
+        defer: true,
+    });
+    // A deferred side may have to be prepared again: keep its (content-less) listing.
+    let kept = [(&changes_a, &answers[0]), (&changes_b, &answers[1])]
+        .map(|(changes, answer)| answer.as_ref().and(changes.clone()));
     let (a, b) = std::thread::scope(|scope| {
         let b = scope.spawn(|| {
             prepare(
@@ -734,9 +818,8 @@ pub fn sync_collection(
                 b_coll.as_ref(),
                 changes_b,
                 &in_scope,
-                &excluded,
                 Side::B,
-                &allowed,
+                &scopes[1],
             )
         });
         let a = prepare(
@@ -744,12 +827,32 @@ pub fn sync_collection(
             a_coll.as_ref(),
             changes_a,
             &in_scope,
-            &excluded,
             Side::A,
-            &allowed,
+            &scopes[0],
         );
         (a, join(b))
     });
+    // An item the time-range answer left out is not looked at. That is only safe while the
+    // other side has nothing this run would create on the deferring side: such an item might
+    // be one of those left out (the server and davsync may disagree about an instance at the
+    // window's edge). Then the deferring side is prepared again, fetching what it deferred.
+    let [kept_a, kept_b] = kept;
+    let mut prepared = [a, b];
+    for (side, kept) in [(Side::A, kept_a), (Side::B, kept_b)] {
+        let (this, other) = (side.index(), side.other().index());
+        if prepared[this].deferred.is_empty()
+            || !would_create(&prepared[other], &prepared[this], &in_scope)
+        {
+            continue;
+        }
+        let scope = Scope {
+            defer: false,
+            ..scopes[this]
+        };
+        let collection = [a_coll.as_ref(), b_coll.as_ref()][this];
+        prepared[this] = prepare(sides.get(side), collection, kept, &in_scope, side, &scope);
+    }
+    let [a, b] = prepared;
     // Out of the date window: left out of the plan on both sides (and the status rows with
     // them), so nothing is copied and nothing deleted; the rows stay for when it comes back.
     let (mut a, mut b) = (a, b);
@@ -782,7 +885,8 @@ pub fn sync_collection(
                 .collect()
         }
     };
-    report.out_of_scope = u64::try_from(outside.len()).unwrap_or(u64::MAX);
+    let deferred = a.deferred.len() + b.deferred.len();
+    report.out_of_scope = u64::try_from(outside.len() + deferred).unwrap_or(u64::MAX);
     for unreadable in a.listing.unreadable.iter().chain(&b.listing.unreadable) {
         report.errors.push(Problem {
             ident: unreadable.href.clone(),
