@@ -387,13 +387,14 @@ pub trait Storage: Send + Sync {
     }
 
     /// The items of `collection` with an occurrence in `window` (and perhaps a day or two
-    /// around it), with their content, when the storage can ask for just those (a CalDAV
-    /// time-range query); `None` when it cannot or the answer cannot be trusted. An item it
-    /// leaves out is outside the window, never absent: the listing still names it.
+    /// around it), with their content if `content`, when the storage can ask for just those
+    /// (a CalDAV time-range query); `None` when it cannot or the answer cannot be trusted. An
+    /// item it leaves out is outside the window, never absent: the listing still names it.
     fn list_in_window(
         &self,
         _collection: &CollectionInfo,
         _window: Window,
+        _content: bool,
     ) -> Option<Vec<ListEntry>> {
         None
     }

@@ -137,7 +137,7 @@ struct Scope<'a> {
     /// The status entries known to be of a type `allowed` leaves out.
     excluded: &'a [&'a StatusItem],
     /// The storage's answer to a time-range query ([`Storage::list_in_window`]) keyed by
-    /// href, on a first download.
+    /// href, for a side listed in full.
     in_window: Option<&'a FxHashMap<&'a str, &'a ListEntry>>,
     /// Leave listed items `in_window` lacks unfetched ([`Prepared::deferred`]) rather than
     /// fetch them.
@@ -451,18 +451,26 @@ fn by_href(entries: &[ListEntry]) -> FxHashMap<&str, &ListEntry> {
     entries.iter().map(|e| (e.href.as_str(), e)).collect()
 }
 
-/// Whether `from` lists an item neither `to` nor the status knows, which the plan would
-/// create on `to`'s side.
-fn would_create(from: &Prepared<'_>, to: &Prepared<'_>, status: &[StatusItem]) -> bool {
+/// Whether `from` lists an item in `window` that neither `to` nor the status knows, which the
+/// plan would create on `to`'s side.
+fn would_create(
+    from: &Prepared<'_>,
+    to: &Prepared<'_>,
+    status: &[StatusItem],
+    window: Window,
+) -> bool {
     let known: FxHashSet<&str> = status
         .iter()
         .map(|s| s.ident.as_str())
         .chain(to.listing.items.iter().map(|i| i.ident.as_ref()))
         .collect();
-    from.listing
-        .items
-        .iter()
-        .any(|item| !known.contains(item.ident.as_ref()))
+    from.listing.items.iter().any(|item| {
+        !known.contains(item.ident.as_ref())
+            && from
+                .fetched
+                .get(&item.version.href)
+                .is_none_or(|fetched| window.admits(item_span(fetched.bytes())))
+    })
 }
 
 /// The idents a date window leaves out in this run. Each side's version is judged: one
@@ -522,8 +530,8 @@ fn ensure_collection(
 /// storage that reports changes since a remembered state, items it does not mention are taken
 /// from the status. Items whose component type `allowed` excludes are left out, as if they were
 /// not there; the status entries known to be of such a type are not even fetched while their
-/// version tag is unchanged (see [`Scope`]). On a first download with a date window, items
-/// the storage's time-range answer carries are taken from it, and the others are deferred.
+/// version tag is unchanged (see [`Scope`]). With a date window and a time-range answer, items
+/// it carries are taken from it, and new ones it leaves out are deferred.
 fn prepare<'s>(
     storage: &dyn Storage,
     collection: Option<&CollectionInfo>,
@@ -614,8 +622,13 @@ fn prepare<'s>(
                         etag: entry.etag,
                     }),
                 )),
-                Some(None) if scope.defer => prepared.deferred.push(entry.href),
-                // No answer, an item changed since it, or one too large to be carried.
+                // Only an item the status does not know: one it knows that the answer leaves
+                // out must be read, or it would look deleted.
+                Some(None) if scope.defer && !known.contains_key(entry.href.as_str()) => {
+                    prepared.deferred.push(entry.href)
+                }
+                // No answer, an answer without content, an item changed since it, or one too
+                // large to be carried.
                 _ => to_fetch.push(entry.href),
             },
         }
@@ -743,14 +756,15 @@ pub fn sync_collection(
     // With nothing of this collection in the status yet, every item listed will be fetched: a
     // server may as well send the content with the listing (one request instead of many).
     let fetch_all = forget || !status.has_items(coll)?;
-    // On a first download with a date window, a CalDAV server is asked for the items in the
-    // window with their content; the listing (without content) still says what exists, so an
-    // item the answer leaves out is outside the window, never absent.
+    // With a date window, a side listed in full (no remembered state) is also asked which
+    // items are in the window (a CalDAV time-range query; on a first download with their
+    // content): an item the status does not know and the answer leaves out is not fetched.
+    // The listing still says what exists, so such an item is outside the window, never absent.
     let list = |storage: &dyn Storage, collection: Option<&CollectionInfo>, since: Option<&str>| {
         collection
             .map(|c| {
-                let in_window = match fetch_all && !window.is_open() {
-                    true => storage.list_in_window(c, window),
+                let in_window = match (fetch_all || since.is_none()) && !window.is_open() {
+                    true => storage.list_in_window(c, window, fetch_all),
                     false => None,
                 };
                 let changes = storage.list_changes(c, since, fetch_all && in_window.is_none())?;
@@ -841,7 +855,7 @@ pub fn sync_collection(
     for (side, kept) in [(Side::A, kept_a), (Side::B, kept_b)] {
         let (this, other) = (side.index(), side.other().index());
         if prepared[this].deferred.is_empty()
-            || !would_create(&prepared[other], &prepared[this], &in_scope)
+            || !would_create(&prepared[other], &prepared[this], &in_scope, window)
         {
             continue;
         }

@@ -958,6 +958,7 @@ impl Storage for DavStorage {
         &self,
         collection: &CollectionInfo,
         window: Window,
+        content: bool,
     ) -> Option<Vec<ListEntry>> {
         if self.kind != DavKind::CalDav || window.is_open() {
             return None;
@@ -984,6 +985,7 @@ impl Storage for DavStorage {
                     component,
                     start.as_deref(),
                     end.as_deref(),
+                    content,
                 ));
             // Any doubt (an error, a cut-short answer, a member without ETag) and the caller
             // lists and fetches as if there were no window.

@@ -308,18 +308,23 @@ pub fn calendar_query_etags(component: &str) -> String {
     out
 }
 
-/// `calendar-query` REPORT body asking for the ETag and data of the items whose main component
-/// is `component` and that have an occurrence overlapping `start`..`end` (UTC date-times such
-/// as `20260101T000000Z`; `end` exclusive; either may be left open, RFC 4791 §9.9). A
-/// recurring item matches when any of its instances does (§9.9).
+/// `calendar-query` REPORT body asking for the ETag (and the data if `data`) of the items whose
+/// main component is `component` and that have an occurrence overlapping `start`..`end` (UTC
+/// date-times such as `20260101T000000Z`; `end` exclusive; either may be left open, RFC 4791
+/// §9.9). A recurring item matches when any of its instances does (§9.9).
 pub fn calendar_query_time_range(
     component: &str,
     start: Option<&str>,
     end: Option<&str>,
+    data: bool,
 ) -> String {
     let mut out = String::new();
     root_open(&mut out, "c:calendar-query", &["d", "c"]);
-    out.push_str("  <d:prop>\n    <d:getetag/>\n    <c:calendar-data/>\n  </d:prop>\n");
+    out.push_str("  <d:prop>\n    <d:getetag/>\n");
+    if data {
+        out.push_str("    <c:calendar-data/>\n");
+    }
+    out.push_str("  </d:prop>\n");
     let mut range = String::new();
     for (name, value) in [("start", start), ("end", end)] {
         if let Some(value) = value {
@@ -1098,7 +1103,7 @@ mod tests {
 
     #[test]
     fn time_range_query_body() {
-        let body = calendar_query_time_range("VEVENT", Some("20260101T000000Z"), None);
+        let body = calendar_query_time_range("VEVENT", Some("20260101T000000Z"), None, true);
         let root = parse_body(&body, Ns::CalDav, "calendar-query");
         assert_eq!(
             names(child(&root, Ns::Dav, "prop")),
@@ -1116,8 +1121,9 @@ mod tests {
         assert_eq!(range.attr("start"), Some("20260101T000000Z"));
         assert_eq!(range.attr("end"), None);
 
-        let body = calendar_query_time_range("VTODO", None, Some("20270101T000000Z"));
+        let body = calendar_query_time_range("VTODO", None, Some("20270101T000000Z"), false);
         let root = parse_body(&body, Ns::CalDav, "calendar-query");
+        assert_eq!(names(child(&root, Ns::Dav, "prop")), [(Ns::Dav, "getetag")]);
         let vcalendar = child(
             child(&root, Ns::CalDav, "filter"),
             Ns::CalDav,
