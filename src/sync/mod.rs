@@ -1145,6 +1145,100 @@ mod tests {
         assert!(!check_item_types(&status, coll, &[], false).unwrap());
     }
 
+    /// An all-day event `uid` on `day` (`YYYYMMDD`).
+    fn event_on(uid: &str, day: &str) -> Item {
+        let text = format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:{uid}\r\n\
+             DTSTART;VALUE=DATE:{day}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        );
+        Item::parse(text.into_bytes()).unwrap()
+    }
+
+    fn version(href: &str) -> ItemVersion {
+        ItemVersion {
+            href: href.into(),
+            etag: "e".into(),
+            hash: "h".into(),
+        }
+    }
+
+    /// A side listing `idents`: fetched in this run with the day given, or vouched for by
+    /// the status (`None`).
+    fn side(items: &[(&str, Option<&str>)]) -> Prepared<'static> {
+        let mut prepared = Prepared {
+            listing: Listing::default(),
+            fetched: HashMap::new(),
+            state: None,
+            deferred: Vec::new(),
+        };
+        for (ident, day) in items {
+            let href = format!("{ident}.ics");
+            if let Some(day) = day {
+                prepared.fetched.insert(href.clone(), event_on(ident, day));
+            }
+            prepared.listing.items.push(ListedItem {
+                ident: Cow::Owned((*ident).to_owned()),
+                version: Cow::Owned(version(&href)),
+            });
+        }
+        prepared
+    }
+
+    #[test]
+    fn an_ident_is_out_of_the_window_when_any_version_that_counts_is() {
+        let window = Window {
+            start: CivilDate::new(2026, 1, 1).map(CivilDate::days_since_epoch),
+            end: CivilDate::new(2026, 12, 31).map(CivilDate::days_since_epoch),
+        };
+        let (in_window, out) = (Some("20260601"), Some("20250601"));
+        // (A's version, B's version, the status row's span is outside, out of the window?)
+        // `None`: vouched for by the status; `Some(None)`: listed there; missing: absent.
+        type Version = Option<Option<&'static str>>;
+        let cases: [(&str, Version, Version, bool, bool); 9] = [
+            ("both in", Some(in_window), Some(None), false, false),
+            ("moved out on a", Some(out), Some(None), false, true),
+            (
+                "moved out on a, back in on both",
+                Some(in_window),
+                Some(in_window),
+                true,
+                false,
+            ),
+            ("time passed, unchanged", Some(None), Some(None), true, true),
+            ("time passed, deleted on b", Some(None), None, true, true),
+            (
+                "time passed, changed on a, deleted on b",
+                Some(in_window),
+                None,
+                true,
+                true,
+            ),
+            ("in, deleted on b", Some(None), None, false, false),
+            ("gone from both", None, None, true, false),
+            ("new on a outside", Some(out), None, false, true),
+        ];
+        for (what, a, b, status_out, expected) in cases {
+            let ident = "x";
+            let listed = |v: Version| match v {
+                Some(day) => side(&[(ident, day)]),
+                None => side(&[]),
+            };
+            let row = StatusItem {
+                ident: ident.into(),
+                a: version("x.ics"),
+                b: version("x.ics"),
+            };
+            let new = what.starts_with("new");
+            let status: Vec<StatusItem> = if new { vec![] } else { vec![row] };
+            let status_outside: FxHashSet<String> = match status_out {
+                true => [ident.to_owned()].into_iter().collect(),
+                false => FxHashSet::default(),
+            };
+            let outside = out_of_window(window, [&listed(a), &listed(b)], &status, &status_outside);
+            assert_eq!(outside.contains(ident), expected, "{what}");
+        }
+    }
+
     #[test]
     fn item_locations_are_full_paths_or_urls_without_doubled_paths() {
         let coll = |id: &str| CollectionInfo {
