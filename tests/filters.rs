@@ -180,6 +180,23 @@ fn deleting_one_copy_of_an_item_outside_the_window_deletes_nothing_else() {
 }
 
 #[test]
+fn a_side_whose_items_are_all_outside_the_window_is_not_taken_for_emptied() {
+    let sb = setup(WINDOW_2026, "");
+    sb.write("a/trip.ics", event_on("trip", "Trip", "20260601", &[]));
+    sb.write("a/party.ics", event_on("party", "Party", "20260701", &[]));
+    sb.run(&["sync"]).success();
+    // A's only remaining item moved out of the window, the other one deleted: the deletion
+    // is copied, not refused as if A's disk were gone.
+    sb.write("a/trip.ics", event_on("trip", "Trip", "20270601", &[]));
+    sb.remove("a/party.ics");
+    sb.run(&["sync"])
+        .success()
+        .expect_stdout("cal: 0 created, 0 updated, 1 deleted, 0 conflicts, 0 errors; 1 outside");
+    assert_eq!(sb.ls("b"), ["trip.ics"]);
+    assert!(sb.read_string("b/trip.ics").contains("20260601"));
+}
+
+#[test]
 fn time_passing_leaves_items_behind_without_deleting_them() {
     let sb = setup("start_date = \"-30d\"\nend_date = \"+1y\"", "");
     sb.write("a/june.ics", event_on("june", "June", "20260601", &[]));

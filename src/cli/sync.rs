@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use davsync::filter::{DateBound, ItemFilter};
+use davsync::filter::DateBound;
 use davsync::plan::Action;
 use davsync::storage;
 use davsync::sync::{
@@ -133,9 +133,12 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             resolution: pair.conflict_resolution.clone(),
             now,
             metadata: pair.metadata.clone(),
-            filters: [sides.a, sides.b].map(|storage| ItemFilter {
-                item_types: storage.item_types().to_vec(),
-                ..ItemFilter::default()
+            filters: [&pair.a, &pair.b].map(|name| {
+                config
+                    .storages
+                    .get(name)
+                    .map(|storage| storage.filter.clone())
+                    .unwrap_or_default()
             }),
             interrupt: Some(&INTERRUPTED),
         };

@@ -380,12 +380,6 @@ pub trait Storage: Send + Sync {
         1
     }
 
-    /// The component types (`VEVENT`, `VTODO`, ...) this storage is restricted to; empty for
-    /// all. Items of other types on the other side are left alone.
-    fn item_types(&self) -> &[String] {
-        &[]
-    }
-
     /// The items of `collection` with an occurrence in `window` (and perhaps a day or two
     /// around it), with their content if `content`, when the storage can ask for just those
     /// (a CalDAV time-range query); `None` when it cannot or the answer cannot be trusted. An

@@ -756,18 +756,20 @@ pub fn sync_collection(
     // With nothing of this collection in the status yet, every item listed will be fetched: a
     // server may as well send the content with the listing (one request instead of many).
     let fetch_all = forget || !status.has_items(coll)?;
-    // With a date window, a side listed in full (no remembered state) is also asked which
-    // items are in the window (a CalDAV time-range query; on a first download with their
-    // content): an item the status does not know and the answer leaves out is not fetched.
-    // The listing still says what exists, so such an item is outside the window, never absent.
+    // With a date window, a side listed in full without a remembered state is also asked
+    // which items are in the window (a CalDAV time-range query; on a first download with their
+    // content, so the listing itself asks for none): an item the status does not know and the
+    // answer leaves out is not fetched. The listing still says what exists, so such an item is
+    // outside the window, never absent. (A storage that cannot answer has its items fetched.)
     let list = |storage: &dyn Storage, collection: Option<&CollectionInfo>, since: Option<&str>| {
         collection
             .map(|c| {
-                let in_window = match (fetch_all || since.is_none()) && !window.is_open() {
-                    true => storage.list_in_window(c, window, fetch_all),
-                    false => None,
+                let windowed = (fetch_all || since.is_none()) && !window.is_open();
+                let changes = storage.list_changes(c, since, fetch_all && !windowed)?;
+                let in_window = match (windowed, &changes.changes) {
+                    (true, Changes::Full(_)) => storage.list_in_window(c, window, fetch_all),
+                    _ => None,
                 };
-                let changes = storage.list_changes(c, since, fetch_all && in_window.is_none())?;
                 Ok::<_, StorageError>((changes, in_window))
             })
             .transpose()
@@ -870,6 +872,10 @@ pub fn sync_collection(
     // Out of the date window: left out of the plan on both sides (and the status rows with
     // them), so nothing is copied and nothing deleted; the rows stay for when it comes back.
     let (mut a, mut b) = (a, b);
+    // A side whose items are all outside the window lists nothing to the planner, yet it is
+    // not emptied (an unmounted disk, a wiped server): the planner's refusal is for a side
+    // that lists nothing at all.
+    let holds_items = [&a, &b].map(|p| !p.listing.is_empty() || !p.deferred.is_empty());
     let outside = match window.is_open() {
         true => FxHashSet::default(),
         false => {
@@ -908,7 +914,7 @@ pub fn sync_collection(
         });
     }
     let plan_options = PlanOptions {
-        force_delete: options.force_delete,
+        force_delete: options.force_delete || holds_items == [true, true],
     };
     let actions = match plan(&a.listing, &b.listing, &planned, plan_options) {
         Ok(actions) => actions,

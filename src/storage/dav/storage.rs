@@ -1021,10 +1021,6 @@ impl Storage for DavStorage {
         *self.lock_home() = Some(hint.to_owned());
     }
 
-    fn item_types(&self) -> &[String] {
-        &self.item_types
-    }
-
     fn concurrency(&self) -> usize {
         self.concurrency
     }
