@@ -384,12 +384,77 @@ fn caldav_window_downloads_only_what_is_in_it(server: &dyn DavServer) {
     );
 }
 
+/// A server event entering a relative window as time passes is downloaded that day, although
+/// the collection did not change: the remembered sync state is dropped when the window moves.
+fn caldav_relative_window_lets_in_what_time_brings(server: &dyn DavServer) {
+    let client = server.client();
+    let url = format!("{}work/", server.calendar_home_url());
+    let made = client.mkcalendar(&url);
+    assert!(made.is_success(), "MKCALENDAR {url}: {}", made.text());
+    let later = event_on("later", "Next autumn", "20270901", &[]);
+    let put = client.put_item(&format!("{url}later.ics"), later.as_bytes());
+    assert!(put.is_success(), "PUT later.ics: {}", put.text());
+    let proxy = FaultProxy::start(&server.url());
+    proxy.plain_answers();
+    let sb = Sandbox::new();
+    sb.mkdir("cals");
+    sb.write_config(&format!(
+        r#"status_path = "{{root}}/status"
+
+[storage.local]
+type = "vdir"
+path = "{{root}}/cals"
+fileext = ".ics"
+end_date = "+1y"
+
+[storage.server]
+type = "caldav"
+url = "{}"
+username = "alice"
+password = {{ env = "DAVSYNC_TEST_PW" }}
+
+[pair.p]
+a = "local"
+b = "server"
+collections = ["work"]
+"#,
+        proxy.url()
+    ));
+    let run_on = |day: &str| {
+        sb.run_env(
+            &["sync"],
+            &[
+                ("DAVSYNC_TEST_PW", server.password()),
+                ("DAVSYNC_TEST_TODAY", day),
+            ],
+        )
+    };
+    run_on("2026-08-10").success();
+    assert!(sb.ls("cals/work").is_empty());
+    proxy.reset_log();
+    run_on("2026-08-10").success();
+    assert_eq!(proxy.count(), 1, "{}", proxy.log_text());
+    assert!(sb.ls("cals/work").is_empty());
+    let run = run_on("2026-09-10");
+    run.success();
+    assert_eq!(totals(&run), (1, 0, 0), "{}", run.both());
+    assert!(
+        sb.read_string("cals/work/later.ics")
+            .contains("SUMMARY:Next autumn")
+    );
+}
+
 mod radicale {
     use super::*;
 
     #[test]
     fn caldav_window_downloads_only_what_is_in_it() {
         super::caldav_window_downloads_only_what_is_in_it(&Radicale::start());
+    }
+
+    #[test]
+    fn caldav_relative_window_lets_in_what_time_brings() {
+        super::caldav_relative_window_lets_in_what_time_brings(&Radicale::start());
     }
 }
 
@@ -399,5 +464,10 @@ mod xandikos {
     #[test]
     fn caldav_window_downloads_only_what_is_in_it() {
         super::caldav_window_downloads_only_what_is_in_it(&Xandikos::start());
+    }
+
+    #[test]
+    fn caldav_relative_window_lets_in_what_time_brings() {
+        super::caldav_relative_window_lets_in_what_time_brings(&Xandikos::start());
     }
 }
