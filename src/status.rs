@@ -27,6 +27,7 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
 
+use crate::filter::{Span, Window, item_span};
 use crate::model::{ItemVersion, StatusItem};
 use crate::vobject::component_type;
 
@@ -99,10 +100,20 @@ pub const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE items ADD COLUMN component TEXT;
     ",
+    // Version 3: the days each item's occurrences may touch (`filter::item_span`, days since
+    // 1970-01-01, NULL for no bound), so that a date window can put a status row out of scope
+    // without reading its content. Filled right after this migration (`backfill_spans`).
+    "
+    ALTER TABLE items ADD COLUMN span_first INTEGER;
+    ALTER TABLE items ADD COLUMN span_last INTEGER;
+    ",
 ];
 
 /// The schema version that added `items.component`.
 const COMPONENT_VERSION: i64 = 2;
+
+/// The schema version that added `items.span_first` and `items.span_last`.
+const SPAN_VERSION: i64 = 3;
 
 /// Errors of the status database. Every variant names the database file.
 #[derive(Debug, thiserror::Error)]
@@ -374,6 +385,9 @@ impl StatusDb {
         if found < COMPONENT_VERSION {
             self.backfill_components(&tx)?;
         }
+        if found < SPAN_VERSION {
+            self.backfill_spans(&tx)?;
+        }
         tx.pragma_update(None, "user_version", supported)
             .map_err(|e| self.sql(e))?;
         tx.commit().map_err(|e| self.sql(e))
@@ -405,6 +419,57 @@ impl StatusDb {
                 .map_err(|e| self.sql(e))?;
         }
         Ok(())
+    }
+
+    /// Sets the span of every item of a database that did not record it yet, read from the
+    /// stored content (unreadable content: no bounds, in every window).
+    fn backfill_spans(&self, tx: &Connection) -> Result<(), StatusError> {
+        let rows = tx
+            .prepare("SELECT item, data FROM contents")
+            .and_then(|mut stmt| {
+                stmt.query_map([], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut update = tx
+            .prepare("UPDATE items SET span_first = ?2, span_last = ?3 WHERE id = ?1")
+            .map_err(|e| self.sql(e))?;
+        for (id, data) in rows {
+            let span = lz4_flex::decompress_size_prepended(&data)
+                .map_or(Span::ALL, |content| item_span(&content));
+            update
+                .execute(params![id, span.first, span.last])
+                .map_err(|e| self.sql(e))?;
+        }
+        Ok(())
+    }
+
+    /// The idents of a collection's items whose recorded span lies outside `window` (see
+    /// [`Window::admits`]).
+    pub fn idents_out_of_window(
+        &self,
+        coll: CollectionId,
+        window: Window,
+    ) -> Result<Vec<String>, StatusError> {
+        let run = || -> rusqlite::Result<Vec<String>> {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT ident FROM items WHERE collection = ?1
+                 AND ((span_last IS NOT NULL AND span_last < ?2)
+                   OR (span_first IS NOT NULL AND span_first > ?3))",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    coll,
+                    window.start.unwrap_or(i64::MIN),
+                    window.end.unwrap_or(i64::MAX)
+                ],
+                |row| row.get::<_, String>(0),
+            )?;
+            rows.collect()
+        };
+        run().map_err(|e| self.sql(e))
     }
 
     /// The idents of a collection's items whose recorded component type is not one of
@@ -513,12 +578,14 @@ impl StatusDb {
         content: &[u8],
     ) -> Result<(), StatusError> {
         let data = lz4_flex::compress_prepend_size(content);
+        let span = item_span(content);
         let tx = self.begin()?;
         let id = tx
             .prepare_cached(
                 "INSERT INTO items
-                 (collection, ident, a_href, a_etag, a_hash, b_href, b_etag, b_hash, component)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 (collection, ident, a_href, a_etag, a_hash, b_href, b_etag, b_hash, component,
+                  span_first, span_last)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (collection, ident) DO NOTHING
                  RETURNING id",
             )
@@ -534,6 +601,8 @@ impl StatusDb {
                         item.b.etag,
                         item.b.hash,
                         component_type(content),
+                        span.first,
+                        span.last,
                     ],
                     |row| row.get::<_, i64>(0),
                 )
@@ -549,8 +618,8 @@ impl StatusDb {
 
     /// Replaces the entry `expected` with `new` (same ident), provided the stored row still
     /// equals `expected` in every column; otherwise fails with [`StatusError::RowChanged`].
-    /// `content` replaces the stored content (and the recorded component type); `None` keeps
-    /// both.
+    /// `content` replaces the stored content (and the recorded component type and span); `None`
+    /// keeps them.
     pub fn replace(
         &self,
         coll: CollectionId,
@@ -605,9 +674,14 @@ impl StatusDb {
             tx.prepare_cached("UPDATE contents SET data = ?2 WHERE item = ?1")
                 .and_then(|mut stmt| stmt.execute(params![id, data]))
                 .map_err(|e| self.sql(e))?;
-            tx.prepare_cached("UPDATE items SET component = ?2 WHERE id = ?1")
-                .and_then(|mut stmt| stmt.execute(params![id, component_type(content)]))
-                .map_err(|e| self.sql(e))?;
+            let span = item_span(content);
+            tx.prepare_cached(
+                "UPDATE items SET component = ?2, span_first = ?3, span_last = ?4 WHERE id = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![id, component_type(content), span.first, span.last])
+            })
+            .map_err(|e| self.sql(e))?;
         }
         tx.commit().map_err(|e| self.sql(e))
     }
@@ -1204,6 +1278,104 @@ mod tests {
         )
         .unwrap();
         assert!(db.idents_outside(coll, &events).unwrap().is_empty());
+    }
+
+    /// A one-event VCALENDAR on the day `date` (`YYYYMMDD`).
+    fn event_on(date: &str) -> Vec<u8> {
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:x\r\n\
+             DTSTART;VALUE=DATE:{date}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+        .into_bytes()
+    }
+
+    /// The window from `start` to `end`, both `(year, month, day)`.
+    fn window(start: (i32, u8, u8), end: (i32, u8, u8)) -> Window {
+        let day = |(y, m, d)| {
+            crate::filter::CivilDate::new(y, m, d).map(crate::filter::CivilDate::days_since_epoch)
+        };
+        Window {
+            start: day(start),
+            end: day(end),
+        }
+    }
+
+    #[test]
+    fn span_follows_the_stored_content() {
+        let (_dir, db) = open_temp();
+        let coll = db.collection("cal").unwrap();
+        let january = window((2026, 1, 1), (2026, 1, 31));
+        db.insert(coll, &item("u1", 1), &event_on("20260110"))
+            .unwrap();
+        db.insert(coll, &item("u2", 1), &calendar("VTODO")).unwrap();
+        assert!(db.idents_out_of_window(coll, january).unwrap().is_empty());
+        assert_eq!(
+            db.idents_out_of_window(coll, window((2026, 2, 1), (2026, 2, 28)))
+                .unwrap(),
+            ["u1"],
+            "a todo without dates is in every window"
+        );
+        assert_eq!(
+            db.idents_out_of_window(coll, window((2025, 1, 1), (2025, 12, 31)))
+                .unwrap(),
+            ["u1"]
+        );
+        db.replace(coll, &item("u1", 1), &item("u1", 2), None)
+            .unwrap();
+        assert!(db.idents_out_of_window(coll, january).unwrap().is_empty());
+        db.replace(
+            coll,
+            &item("u1", 2),
+            &item("u1", 3),
+            Some(&event_on("20260301")),
+        )
+        .unwrap();
+        assert_eq!(db.idents_out_of_window(coll, january).unwrap(), ["u1"]);
+        assert!(
+            db.idents_out_of_window(coll, Window::default())
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn version_2_database_gets_spans_from_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pair.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute("INSERT INTO collections (id, name) VALUES (1, 'cal')", [])
+                .unwrap();
+            let rows: [(i64, &str, Vec<u8>); 2] = [
+                (
+                    1,
+                    "old",
+                    lz4_flex::compress_prepend_size(&event_on("20200101")),
+                ),
+                (2, "broken", b"not lz4".to_vec()),
+            ];
+            for (id, ident, data) in rows {
+                conn.execute(
+                    "INSERT INTO items VALUES (?1, 1, ?2, 'a', 'ea', 'h', 'b', 'eb', 'h', NULL)",
+                    params![id, ident],
+                )
+                .unwrap();
+                conn.execute("INSERT INTO contents VALUES (?1, ?2)", params![id, data])
+                    .unwrap();
+            }
+        }
+        let db = StatusDb::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let coll = db.collection("cal").unwrap();
+        // The row whose content cannot be read has no bounds: it stays in scope.
+        assert_eq!(
+            db.idents_out_of_window(coll, window((2026, 1, 1), (2026, 12, 31)))
+                .unwrap(),
+            ["old"]
+        );
     }
 
     #[test]

@@ -485,6 +485,82 @@ pub fn component_type(bytes: &[u8]) -> Option<String> {
     None
 }
 
+/// One property of a [`Component`]: upper-cased name, parameters as (upper-cased name, value
+/// without quotes), and the value, all unfolded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Property {
+    /// The name, such as `DTSTART`.
+    pub name: String,
+    /// The parameters, such as `("TZID", "Europe/Berlin")`.
+    pub params: Vec<(String, String)>,
+    /// The value, trimmed.
+    pub value: String,
+}
+
+impl Property {
+    /// The value of the parameter `name` (upper-case), if present.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A direct child of the VCALENDAR (`VEVENT`, `VTODO`, `VTIMEZONE`, ...) with its own properties,
+/// those of nested components (`VALARM`) left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Component {
+    /// The upper-cased component name.
+    pub name: String,
+    /// Its properties in order.
+    pub properties: Vec<Property>,
+}
+
+impl Component {
+    /// The first property named `name` (upper-case).
+    pub fn property(&self, name: &str) -> Option<&Property> {
+        self.properties.iter().find(|p| p.name == name)
+    }
+}
+
+/// The components directly inside the VCALENDAR of an iCalendar object (empty for anything
+/// else), for reading dates (see `crate::filter`).
+pub fn calendar_components(bytes: &[u8]) -> Vec<Component> {
+    let mut components = Vec::new();
+    let mut depth = 0usize;
+    let mut in_calendar = false;
+    for l in Lines::new(bytes) {
+        match l.kind() {
+            Kind::Begin(name) => {
+                depth += 1;
+                match depth {
+                    1 => in_calendar = name.eq_ignore_ascii_case(b"VCALENDAR"),
+                    2 if in_calendar => components.push(Component {
+                        name: lossy(name).to_ascii_uppercase(),
+                        properties: Vec::new(),
+                    }),
+                    _ => {}
+                }
+            }
+            Kind::End(_) => depth = depth.saturating_sub(1),
+            Kind::Prop if depth == 2 && in_calendar => {
+                if let (Some(component), Some(value)) = (components.last_mut(), l.value()) {
+                    component.properties.push(Property {
+                        name: lossy(l.name()).to_ascii_uppercase(),
+                        params: params(l.params())
+                            .map(|(k, v)| (lossy(k).to_ascii_uppercase(), lossy(v)))
+                            .collect(),
+                        value: lossy(value),
+                    });
+                }
+            }
+            Kind::Prop => {}
+        }
+    }
+    components
+}
+
 /// Which normal form [`hash_with`] computes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Definition {

@@ -316,10 +316,6 @@ impl<S: Storage> Storage for FaultInjectingStorage<S> {
         self.inner.list_changes(collection, since, fetch_all)
     }
 
-    fn item_types(&self) -> &[String] {
-        self.inner.item_types()
-    }
-
     fn metadata(
         &self,
         collection: &CollectionInfo,

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
+use davsync::filter::DateBound;
 use davsync::plan::Action;
 use davsync::storage;
 use davsync::sync::{
@@ -36,9 +37,7 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
     let config = load_config(cli)?;
     interrupt::install()
         .map_err(|e| CliError::Failed(format!("cannot install the signal handler: {e}")))?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = run_time()?;
     // Storages of different pairs share what they can, such as one HTTP client per server.
     let shared = storage::Shared::default();
     let mut clean = true;
@@ -134,6 +133,13 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             resolution: pair.conflict_resolution.clone(),
             now,
             metadata: pair.metadata.clone(),
+            filters: [&pair.a, &pair.b].map(|name| {
+                config
+                    .storages
+                    .get(name)
+                    .map(|storage| storage.filter.clone())
+                    .unwrap_or_default()
+            }),
             interrupt: Some(&INTERRUPTED),
         };
         for collection in collections.iter().filter(|c| only.includes(&c.name)) {
@@ -177,6 +183,26 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
     }
 }
 
+/// Environment variable, for tests only, that sets the day of the run (`YYYY-MM-DD`, UTC) so
+/// that relative `start_date`/`end_date` bounds can be tested as time passes.
+const TEST_TODAY: &str = "DAVSYNC_TEST_TODAY";
+
+/// The time of the run (unix seconds): now, or noon of the day `DAVSYNC_TEST_TODAY` names.
+fn run_time() -> Result<i64, CliError> {
+    if let Some(day) = std::env::var_os(TEST_TODAY) {
+        let day = day.to_string_lossy();
+        return match day.parse::<DateBound>() {
+            Ok(DateBound::Absolute(date)) => Ok(date.days_since_epoch() * 86_400 + 43_200),
+            _ => Err(CliError::Usage(format!(
+                "{TEST_TODAY}={day}: expected a date such as 2026-01-31"
+            ))),
+        };
+    }
+    Ok(SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
+}
+
 /// An action as printed: an item without a UID is named by its file or href, not by the content
 /// hash that stands in for its UID.
 fn shown(action: &Action) -> String {
@@ -208,8 +234,12 @@ fn print_report(name: &str, report: &CollectionReport, dry_run: bool, verbosity:
         );
     }
     if verbosity >= Verbosity::Normal {
+        let out_of_scope = match report.out_of_scope {
+            0 => String::new(),
+            n => format!("; {n} outside the date window, left alone"),
+        };
         println!(
-            "{name}: {}{} created, {} updated, {} deleted, {} conflicts, {} errors",
+            "{name}: {}{} created, {} updated, {} deleted, {} conflicts, {} errors{out_of_scope}",
             if dry_run { "would be: " } else { "" },
             report.created,
             report.updated,

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::config::{ConfigError, Env, MetadataKey, Section, StorageConfig};
+use crate::filter::Window;
 use crate::model::{ItemVersion, UnreadableItem};
 
 /// A collection as found on a storage.
@@ -403,10 +404,17 @@ pub trait Storage: Send + Sync {
         1
     }
 
-    /// The component types (`VEVENT`, `VTODO`, ...) this storage is restricted to; empty for
-    /// all. Items of other types on the other side are left alone.
-    fn item_types(&self) -> &[String] {
-        &[]
+    /// The items of `collection` with an occurrence in `window` (and perhaps a day or two
+    /// around it), with their content if `content`, when the storage can ask for just those
+    /// (a CalDAV time-range query); `None` when it cannot or the answer cannot be trusted. An
+    /// item it leaves out is outside the window, never absent: the listing still names it.
+    fn list_in_window(
+        &self,
+        _collection: &CollectionInfo,
+        _window: Window,
+        _content: bool,
+    ) -> Option<Vec<ListEntry>> {
+        None
     }
 
     /// Reads several items; each href gets its own result.

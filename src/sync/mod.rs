@@ -16,6 +16,7 @@ use std::sync::atomic::AtomicBool;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::config::{CollectionsSpec, ConflictResolution, MetadataKey};
+use crate::filter::{CivilDate, ItemFilter, Window, item_span};
 use crate::item::Item;
 use crate::metadata::{Described, PropertyAction, plan_property};
 use crate::model::{
@@ -25,7 +26,7 @@ use crate::pairing::{CollectionPair, match_collections};
 use crate::plan::{Action, PlanOptions, SkipReason, plan};
 use crate::status::{CollectionId, Problem, RunRecord, StatusDb, StatusError};
 use crate::storage::{
-    ChangeSet, Changes, CollectionInfo, Fetched, ItemError, Storage, StorageError,
+    ChangeSet, Changes, CollectionInfo, Fetched, ItemError, ListEntry, Storage, StorageError,
 };
 pub use execute::known_as;
 use execute::{Executor, Outcome};
@@ -39,8 +40,12 @@ pub struct SyncOptions {
     pub dry_run: bool,
     /// What to do with conflicts.
     pub resolution: ConflictResolution,
-    /// The time the run is recorded at (unix seconds); the library never reads the clock.
+    /// The time the run is recorded at (unix seconds); the library never reads the clock. Its
+    /// day (UTC) is the day relative `start_date`/`end_date` bounds count from.
     pub now: i64,
+    /// The filters of side A's and side B's storage (`item_types`, `start_date`, `end_date`):
+    /// an item either leaves out is out of scope on both sides, neither copied nor deleted.
+    pub filters: [ItemFilter; 2],
     /// Collection properties to sync.
     pub metadata: Vec<MetadataKey>,
     /// Set (by a signal handler, say) to stop: the writes under way finish and are recorded,
@@ -80,6 +85,9 @@ pub struct CollectionReport {
     pub refused: Option<String>,
     /// Set when the run was interrupted: the number of actions with storage writes not done.
     pub interrupted: Option<u64>,
+    /// Items left alone on both sides because a date window (`start_date`, `end_date`) leaves
+    /// them out.
+    pub out_of_scope: u64,
     /// Things the user should know that are neither errors nor conflicts (such as a collection
     /// synced like a first sync because it is not the one the status database knew).
     pub notes: Vec<String>,
@@ -118,6 +126,22 @@ struct Prepared<'s> {
     fetched: HashMap<String, Item>,
     /// The storage's state to remember after a clean sync.
     state: Option<String>,
+    /// Listed items a time-range answer left out, not fetched: outside the window.
+    deferred: Vec<String>,
+}
+
+/// What [`prepare`] leaves out of a side's listing.
+struct Scope<'a> {
+    /// The component types both sides accept (empty for all).
+    allowed: &'a [String],
+    /// The status entries known to be of a type `allowed` leaves out.
+    excluded: &'a [&'a StatusItem],
+    /// The storage's answer to a time-range query ([`Storage::list_in_window`]) keyed by
+    /// href, for a side listed in full.
+    in_window: Option<&'a FxHashMap<&'a str, &'a ListEntry>>,
+    /// Leave listed items `in_window` lacks unfetched ([`Prepared::deferred`]) rather than
+    /// fetch them.
+    defer: bool,
 }
 
 /// The collections of a pair as they exist now on both sides.
@@ -299,6 +323,9 @@ const ID_KEYS: [&str; 2] = ["a:id", "b:id"];
 /// Collection status key of the component types both sides accepted in the last run.
 const ITEM_TYPES_KEY: &str = "item_types";
 
+/// Collection status key of the date window (both sides' together) of the last run.
+const WINDOW_KEY: &str = "window";
+
 /// Status database keys of the storages' change-tracking states, per side.
 const STATE_KEYS: [&str; 2] = ["a:state", "b:state"];
 
@@ -373,21 +400,114 @@ fn check_item_types(
 ) -> Result<bool, StatusError> {
     let mut current: Vec<String> = allowed.iter().map(|t| t.to_ascii_uppercase()).collect();
     current.sort();
-    let current = current.join(",");
-    let last = status.collection_meta(coll, ITEM_TYPES_KEY)?;
+    check_scope(status, coll, ITEM_TYPES_KEY, &current.join(","), dry_run)
+}
+
+/// Whether the date window differs from the last run's (a relative bound moves with the day),
+/// dropping the remembered change-tracking states if it does, as [`check_item_types`] does: an
+/// item that was left out as new on one side is not in the status, and a change list since a
+/// state taken then would never mention it again, even once the window has come to it.
+fn check_window(
+    status: &StatusDb,
+    coll: CollectionId,
+    window: Window,
+    dry_run: bool,
+) -> Result<bool, StatusError> {
+    let current = match window.is_open() {
+        true => String::new(),
+        false => window.key(),
+    };
+    check_scope(status, coll, WINDOW_KEY, &current, dry_run)
+}
+
+/// Compares what a filter lets through (`current`, empty for everything) with what the status
+/// remembers under `key`; when they differ, drops the change-tracking states and remembers
+/// `current` (not in a dry run). Returns whether they differed.
+fn check_scope(
+    status: &StatusDb,
+    coll: CollectionId,
+    key: &str,
+    current: &str,
+    dry_run: bool,
+) -> Result<bool, StatusError> {
+    let last = status.collection_meta(coll, key)?;
     if last.as_deref().unwrap_or("") == current {
         return Ok(false);
     }
     if !dry_run {
-        for key in STATE_KEYS {
-            status.remove_collection_meta(coll, key)?;
+        for state in STATE_KEYS {
+            status.remove_collection_meta(coll, state)?;
         }
         match current.is_empty() {
-            true => status.remove_collection_meta(coll, ITEM_TYPES_KEY)?,
-            false => status.set_collection_meta(coll, ITEM_TYPES_KEY, &current)?,
+            true => status.remove_collection_meta(coll, key)?,
+            false => status.set_collection_meta(coll, key, current)?,
         }
     }
     Ok(true)
+}
+
+/// A storage's time-range answer keyed by href.
+fn by_href(entries: &[ListEntry]) -> FxHashMap<&str, &ListEntry> {
+    entries.iter().map(|e| (e.href.as_str(), e)).collect()
+}
+
+/// Whether `from` lists an item in `window` that neither `to` nor the status knows, which the
+/// plan would create on `to`'s side.
+fn would_create(
+    from: &Prepared<'_>,
+    to: &Prepared<'_>,
+    status: &[StatusItem],
+    window: Window,
+) -> bool {
+    let known: FxHashSet<&str> = status
+        .iter()
+        .map(|s| s.ident.as_str())
+        .chain(to.listing.items.iter().map(|i| i.ident.as_ref()))
+        .collect();
+    from.listing.items.iter().any(|item| {
+        !known.contains(item.ident.as_ref())
+            && from
+                .fetched
+                .get(&item.version.href)
+                .is_none_or(|fetched| window.admits(item_span(fetched.bytes())))
+    })
+}
+
+/// The idents a date window leaves out in this run. Each side's version is judged: one
+/// fetched in this run by its content, one the status vouched for by the status row's span.
+/// For an ident one side no longer lists, the version the status last agreed on is judged in
+/// its place, so an item that left the window is never deleted on the other side because
+/// someone deleted it on one. `status_outside` are the status rows whose span the window
+/// leaves out.
+fn out_of_window(
+    window: Window,
+    prepared: [&Prepared<'_>; 2],
+    status: &[StatusItem],
+    status_outside: &FxHashSet<String>,
+) -> FxHashSet<String> {
+    let mut outside = FxHashSet::default();
+    let mut listed: [FxHashSet<&str>; 2] = Default::default();
+    for (side, prepared) in prepared.iter().enumerate() {
+        for item in &prepared.listing.items {
+            listed[side].insert(item.ident.as_ref());
+            let left_out = match prepared.fetched.get(&item.version.href) {
+                Some(fetched) => !window.admits(item_span(fetched.bytes())),
+                None => status_outside.contains(item.ident.as_ref()),
+            };
+            if left_out {
+                outside.insert(item.ident.clone().into_owned());
+            }
+        }
+    }
+    for row in status {
+        let ident = row.ident.as_str();
+        // Gone from both sides: nothing left to delete, the row may go.
+        if status_outside.contains(ident) && listed[0].contains(ident) != listed[1].contains(ident)
+        {
+            outside.insert(row.ident.clone());
+        }
+    }
+    outside
 }
 
 /// Creates a collection that exists on one side only (not in a dry run, where the missing side
@@ -409,21 +529,23 @@ fn ensure_collection(
 /// unchanged strong version tag vouches for them, everything else is fetched and parsed. With a
 /// storage that reports changes since a remembered state, items it does not mention are taken
 /// from the status. Items whose component type `allowed` excludes are left out, as if they were
-/// not there; `excluded` are the status entries known to be of such a type, which are not even
-/// fetched while their version tag is unchanged.
+/// not there; the status entries known to be of such a type are not even fetched while their
+/// version tag is unchanged (see [`Scope`]). With a date window and a time-range answer, items
+/// it carries are taken from it, and new ones it leaves out are deferred.
 fn prepare<'s>(
     storage: &dyn Storage,
     collection: Option<&CollectionInfo>,
     change_set: Option<ChangeSet>,
     status: &'s [StatusItem],
-    excluded: &[&StatusItem],
     side: Side,
-    allowed: &[String],
+    scope: &Scope<'_>,
 ) -> Prepared<'s> {
+    let allowed = scope.allowed;
     let mut prepared = Prepared {
         listing: Listing::default(),
         fetched: HashMap::new(),
         state: None,
+        deferred: Vec::new(),
     };
     let (Some(collection), Some(change_set)) = (collection, change_set) else {
         return prepared;
@@ -437,7 +559,8 @@ fn prepare<'s>(
         .iter()
         .map(|s| (s.side(side).href.as_str(), s))
         .collect();
-    let excluded: FxHashMap<&str, &str> = excluded
+    let excluded: FxHashMap<&str, &str> = scope
+        .excluded
         .iter()
         .map(|s| (s.side(side).href.as_str(), s.side(side).etag.as_str()))
         .collect();
@@ -484,7 +607,30 @@ fn prepare<'s>(
                     etag: entry.etag,
                 }),
             )),
-            (_, None) => to_fetch.push(entry.href),
+            (_, None) => match scope
+                .in_window
+                .map(|answer| answer.get(entry.href.as_str()))
+            {
+                Some(Some(ListEntry {
+                    etag,
+                    content: Some(bytes),
+                    ..
+                })) if *etag == entry.etag => carried.push((
+                    entry.href,
+                    Ok(Fetched {
+                        bytes: bytes.clone(),
+                        etag: entry.etag,
+                    }),
+                )),
+                // Only an item the status does not know: one it knows that the answer leaves
+                // out must be read, or it would look deleted.
+                Some(None) if scope.defer && !known.contains_key(entry.href.as_str()) => {
+                    prepared.deferred.push(entry.href)
+                }
+                // No answer, an answer without content, an item changed since it, or one too
+                // large to be carried.
+                _ => to_fetch.push(entry.href),
+            },
         }
     }
     let to_fetch: Vec<&str> = to_fetch.iter().map(String::as_str).collect();
@@ -569,7 +715,10 @@ pub fn sync_collection(
         ..CollectionReport::default()
     };
     let coll = status.collection(&pair.name)?;
-    let allowed = allowed_types(sides.a.item_types(), sides.b.item_types());
+    let [filter_a, filter_b] = &options.filters;
+    let allowed = allowed_types(&filter_a.item_types, &filter_b.item_types);
+    let today = CivilDate::from_days_since_epoch(options.now.div_euclid(86_400));
+    let window = filter_a.window(today).intersect(filter_b.window(today));
     let collections =
         ensure_collection(sides.a, &pair.a, &pair.a_name, options.dry_run).and_then(|a| {
             Ok((
@@ -593,8 +742,9 @@ pub fn sync_collection(
     let forget = first_sync.is_some() && options.dry_run;
     report.notes.extend(first_sync);
     let types_changed = check_item_types(status, coll, &allowed, options.dry_run)?;
+    let window_changed = check_window(status, coll, window, options.dry_run)?;
     let since = |side: Side| -> Result<Option<String>, StatusError> {
-        if forget || types_changed {
+        if forget || types_changed || window_changed {
             return Ok(None);
         }
         status.collection_meta(coll, STATE_KEYS[side.index()])
@@ -606,9 +756,22 @@ pub fn sync_collection(
     // With nothing of this collection in the status yet, every item listed will be fetched: a
     // server may as well send the content with the listing (one request instead of many).
     let fetch_all = forget || !status.has_items(coll)?;
+    // With a date window, a side listed in full without a remembered state is also asked
+    // which items are in the window (a CalDAV time-range query; on a first download with their
+    // content, so the listing itself asks for none): an item the status does not know and the
+    // answer leaves out is not fetched. The listing still says what exists, so such an item is
+    // outside the window, never absent. (A storage that cannot answer has its items fetched.)
     let list = |storage: &dyn Storage, collection: Option<&CollectionInfo>, since: Option<&str>| {
         collection
-            .map(|c| storage.list_changes(c, since, fetch_all))
+            .map(|c| {
+                let windowed = (fetch_all || since.is_none()) && !window.is_open();
+                let changes = storage.list_changes(c, since, fetch_all && !windowed)?;
+                let in_window = match (windowed, &changes.changes) {
+                    (true, Changes::Full(_)) => storage.list_in_window(c, window, fetch_all),
+                    _ => None,
+                };
+                Ok::<_, StorageError>((changes, in_window))
+            })
             .transpose()
     };
     let (known, changes_a, changes_b) = std::thread::scope(|scope| {
@@ -639,13 +802,31 @@ pub fn sync_collection(
         .iter()
         .filter(|s| outside.contains(&s.ident))
         .collect();
-    let (changes_a, changes_b) = match (changes_a, changes_b) {
+    let (listed_a, listed_b) = match (changes_a, changes_b) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
             report.refused = Some(e.to_string());
             return Ok(report);
         }
     };
+    let split = |listed: Option<(ChangeSet, Option<Vec<ListEntry>>)>| match listed {
+        Some((changes, in_window)) => (Some(changes), in_window),
+        None => (None, None),
+    };
+    let ((changes_a, window_a), (changes_b, window_b)) = (split(listed_a), split(listed_b));
+    let answers = [
+        window_a.as_deref().map(by_href),
+        window_b.as_deref().map(by_href),
+    ];
+    let scopes = answers.each_ref().map(|answer| Scope {
+        allowed: &allowed,
+        excluded: &excluded,
+        in_window: answer.as_ref(),
+        defer: true,
+    });
+    // A deferred side may have to be prepared again: keep its (content-less) listing.
+    let kept = [(&changes_a, &answers[0]), (&changes_b, &answers[1])]
+        .map(|(changes, answer)| answer.as_ref().and(changes.clone()));
     let (a, b) = std::thread::scope(|scope| {
         let b = scope.spawn(|| {
             prepare(
@@ -653,9 +834,8 @@ pub fn sync_collection(
                 b_coll.as_ref(),
                 changes_b,
                 &in_scope,
-                &excluded,
                 Side::B,
-                &allowed,
+                &scopes[1],
             )
         });
         let a = prepare(
@@ -663,12 +843,70 @@ pub fn sync_collection(
             a_coll.as_ref(),
             changes_a,
             &in_scope,
-            &excluded,
             Side::A,
-            &allowed,
+            &scopes[0],
         );
         (a, join(b))
     });
+    // An item the time-range answer left out is not looked at. That is only safe while the
+    // other side has nothing this run would create on the deferring side: such an item might
+    // be one of those left out (the server and davsync may disagree about an instance at the
+    // window's edge). Then the deferring side is prepared again, fetching what it deferred.
+    let [kept_a, kept_b] = kept;
+    let mut prepared = [a, b];
+    for (side, kept) in [(Side::A, kept_a), (Side::B, kept_b)] {
+        let (this, other) = (side.index(), side.other().index());
+        if prepared[this].deferred.is_empty()
+            || !would_create(&prepared[other], &prepared[this], &in_scope, window)
+        {
+            continue;
+        }
+        let scope = Scope {
+            defer: false,
+            ..scopes[this]
+        };
+        let collection = [a_coll.as_ref(), b_coll.as_ref()][this];
+        prepared[this] = prepare(sides.get(side), collection, kept, &in_scope, side, &scope);
+    }
+    let [a, b] = prepared;
+    // Out of the date window: left out of the plan on both sides (and the status rows with
+    // them), so nothing is copied and nothing deleted; the rows stay for when it comes back.
+    let (mut a, mut b) = (a, b);
+    // A side whose items are all outside the window lists nothing to the planner, yet it is
+    // not emptied (an unmounted disk, a wiped server): the planner's refusal is for a side
+    // that lists nothing at all.
+    let holds_items = [&a, &b].map(|p| !p.listing.is_empty() || !p.deferred.is_empty());
+    let outside = match window.is_open() {
+        true => FxHashSet::default(),
+        false => {
+            let status_outside = match in_scope.is_empty() {
+                true => FxHashSet::default(),
+                false => status
+                    .idents_out_of_window(coll, window)?
+                    .into_iter()
+                    .collect(),
+            };
+            out_of_window(window, [&a, &b], &in_scope, &status_outside)
+        }
+    };
+    let planned: Cow<'_, [StatusItem]> = match outside.is_empty() {
+        true => Cow::Borrowed(&in_scope),
+        false => {
+            for prepared in [&mut a, &mut b] {
+                prepared
+                    .listing
+                    .items
+                    .retain(|item| !outside.contains(item.ident.as_ref()));
+            }
+            in_scope
+                .iter()
+                .filter(|s| !outside.contains(&s.ident))
+                .cloned()
+                .collect()
+        }
+    };
+    let deferred = a.deferred.len() + b.deferred.len();
+    report.out_of_scope = u64::try_from(outside.len() + deferred).unwrap_or(u64::MAX);
     for unreadable in a.listing.unreadable.iter().chain(&b.listing.unreadable) {
         report.errors.push(Problem {
             ident: unreadable.href.clone(),
@@ -676,9 +914,9 @@ pub fn sync_collection(
         });
     }
     let plan_options = PlanOptions {
-        force_delete: options.force_delete,
+        force_delete: options.force_delete || holds_items == [true, true],
     };
-    let actions = match plan(&a.listing, &b.listing, &in_scope, plan_options) {
+    let actions = match plan(&a.listing, &b.listing, &planned, plan_options) {
         Ok(actions) => actions,
         Err(refusal) => {
             report.refused = Some(refusal.to_string());
@@ -911,6 +1149,100 @@ mod tests {
         assert!(check_item_types(&status, coll, &[], false).unwrap());
         assert_eq!(states(), [None, None]);
         assert!(!check_item_types(&status, coll, &[], false).unwrap());
+    }
+
+    /// An all-day event `uid` on `day` (`YYYYMMDD`).
+    fn event_on(uid: &str, day: &str) -> Item {
+        let text = format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:{uid}\r\n\
+             DTSTART;VALUE=DATE:{day}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        );
+        Item::parse(text.into_bytes()).unwrap()
+    }
+
+    fn version(href: &str) -> ItemVersion {
+        ItemVersion {
+            href: href.into(),
+            etag: "e".into(),
+            hash: "h".into(),
+        }
+    }
+
+    /// A side listing `idents`: fetched in this run with the day given, or vouched for by
+    /// the status (`None`).
+    fn side(items: &[(&str, Option<&str>)]) -> Prepared<'static> {
+        let mut prepared = Prepared {
+            listing: Listing::default(),
+            fetched: HashMap::new(),
+            state: None,
+            deferred: Vec::new(),
+        };
+        for (ident, day) in items {
+            let href = format!("{ident}.ics");
+            if let Some(day) = day {
+                prepared.fetched.insert(href.clone(), event_on(ident, day));
+            }
+            prepared.listing.items.push(ListedItem {
+                ident: Cow::Owned((*ident).to_owned()),
+                version: Cow::Owned(version(&href)),
+            });
+        }
+        prepared
+    }
+
+    #[test]
+    fn an_ident_is_out_of_the_window_when_any_version_that_counts_is() {
+        let window = Window {
+            start: CivilDate::new(2026, 1, 1).map(CivilDate::days_since_epoch),
+            end: CivilDate::new(2026, 12, 31).map(CivilDate::days_since_epoch),
+        };
+        let (in_window, out) = (Some("20260601"), Some("20250601"));
+        // (A's version, B's version, the status row's span is outside, out of the window?)
+        // `None`: vouched for by the status; `Some(None)`: listed there; missing: absent.
+        type Version = Option<Option<&'static str>>;
+        let cases: [(&str, Version, Version, bool, bool); 9] = [
+            ("both in", Some(in_window), Some(None), false, false),
+            ("moved out on a", Some(out), Some(None), false, true),
+            (
+                "moved out on a, back in on both",
+                Some(in_window),
+                Some(in_window),
+                true,
+                false,
+            ),
+            ("time passed, unchanged", Some(None), Some(None), true, true),
+            ("time passed, deleted on b", Some(None), None, true, true),
+            (
+                "time passed, changed on a, deleted on b",
+                Some(in_window),
+                None,
+                true,
+                true,
+            ),
+            ("in, deleted on b", Some(None), None, false, false),
+            ("gone from both", None, None, true, false),
+            ("new on a outside", Some(out), None, false, true),
+        ];
+        for (what, a, b, status_out, expected) in cases {
+            let ident = "x";
+            let listed = |v: Version| match v {
+                Some(day) => side(&[(ident, day)]),
+                None => side(&[]),
+            };
+            let row = StatusItem {
+                ident: ident.into(),
+                a: version("x.ics"),
+                b: version("x.ics"),
+            };
+            let new = what.starts_with("new");
+            let status: Vec<StatusItem> = if new { vec![] } else { vec![row] };
+            let status_outside: FxHashSet<String> = match status_out {
+                true => [ident.to_owned()].into_iter().collect(),
+                false => FxHashSet::default(),
+            };
+            let outside = out_of_window(window, [&listed(a), &listed(b)], &status, &status_outside);
+            assert_eq!(outside.contains(ident), expected, "{what}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::thread;
 use super::href;
 use super::xml::{self, Multistatus, Props};
 use crate::config::{DavConfig, DavKind, MetadataKey};
-use crate::filter::ItemFilter;
+use crate::filter::{CivilDate, ItemFilter, Window};
 use crate::http::{DavRequest, DavResponse, HttpClient, HttpError};
 use crate::item::Item;
 use crate::model::UnreadableItem;
@@ -954,6 +954,61 @@ impl Storage for DavStorage {
         })
     }
 
+    fn list_in_window(
+        &self,
+        collection: &CollectionInfo,
+        window: Window,
+        content: bool,
+    ) -> Option<Vec<ListEntry>> {
+        if self.kind != DavKind::CalDav || window.is_open() {
+            return None;
+        }
+        // The server judges instances in their own time zones, davsync reads local times as
+        // UTC with a day's margin: a day more on each side keeps everything davsync would
+        // call in scope inside the server's answer.
+        let stamp = |day: i64| {
+            let date = CivilDate::from_days_since_epoch(day);
+            format!("{:04}{:02}{:02}T000000Z", date.year, date.month, date.day)
+        };
+        let start = window.start.map(|day| stamp(day - 1));
+        let end = window.end.map(|day| stamp(day + 2));
+        let all = ["VEVENT", "VTODO", "VJOURNAL"].map(str::to_owned);
+        let components = match self.item_types.is_empty() {
+            true => &all[..],
+            false => &self.item_types[..],
+        };
+        let mut entries = Vec::new();
+        for component in components {
+            let request = DavRequest::new("REPORT", &collection.id)
+                .header("Depth", "1")
+                .xml(xml::calendar_query_time_range(
+                    component,
+                    start.as_deref(),
+                    end.as_deref(),
+                    content,
+                ));
+            // Any doubt (an error, a cut-short answer, a member without ETag) and the caller
+            // lists and fetches as if there were no window.
+            let status = self.multistatus(&request).ok()?;
+            if status.truncated {
+                return None;
+            }
+            for r in status.responses {
+                let url = href::join(&collection.id, &r.href);
+                let gone = matches!(r.status, Some(404 | 410));
+                if gone || r.props.is_collection || href::same_href(&url, &collection.id) {
+                    continue;
+                }
+                entries.push(ListEntry {
+                    href: href::canonical_path(&r.href),
+                    etag: r.props.etag?,
+                    content: r.props.data.filter(|d| within_cap(d)),
+                });
+            }
+        }
+        Some(entries)
+    }
+
     fn identity(&self) -> String {
         self.identity.clone()
     }
@@ -964,10 +1019,6 @@ impl Storage for DavStorage {
 
     fn use_discovery_hint(&self, hint: &str) {
         *self.lock_home() = Some(hint.to_owned());
-    }
-
-    fn item_types(&self) -> &[String] {
-        &self.item_types
     }
 
     fn concurrency(&self) -> usize {

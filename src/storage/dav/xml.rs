@@ -308,6 +308,40 @@ pub fn calendar_query_etags(component: &str) -> String {
     out
 }
 
+/// `calendar-query` REPORT body asking for the ETag (and the data if `data`) of the items whose
+/// main component is `component` and that have an occurrence overlapping `start`..`end` (UTC
+/// date-times such as `20260101T000000Z`; `end` exclusive; either may be left open, RFC 4791
+/// §9.9). A recurring item matches when any of its instances does (§9.9).
+pub fn calendar_query_time_range(
+    component: &str,
+    start: Option<&str>,
+    end: Option<&str>,
+    data: bool,
+) -> String {
+    let mut out = String::new();
+    root_open(&mut out, "c:calendar-query", &["d", "c"]);
+    out.push_str("  <d:prop>\n    <d:getetag/>\n");
+    if data {
+        out.push_str("    <c:calendar-data/>\n");
+    }
+    out.push_str("  </d:prop>\n");
+    let mut range = String::new();
+    for (name, value) in [("start", start), ("end", end)] {
+        if let Some(value) = value {
+            let _ = write!(range, " {name}=\"{}\"", escape(value));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  <c:filter>\n    <c:comp-filter name=\"VCALENDAR\">\n      \
+         <c:comp-filter name=\"{}\">\n        <c:time-range{range}/>\n      \
+         </c:comp-filter>\n    </c:comp-filter>\n  </c:filter>",
+        escape(component)
+    );
+    out.push_str("</c:calendar-query>\n");
+    out
+}
+
 /// `calendar-query` (RFC 4791 §7.8) or `addressbook-query` (RFC 6352 §8.6) REPORT body
 /// listing the ETags of the items whose `UID` is exactly `uid`; for a calendar, among items
 /// whose main component is `component`. Used to name the item a server says already holds
@@ -1065,6 +1099,43 @@ mod tests {
         let inner = child(vcalendar, Ns::CalDav, "comp-filter");
         assert_eq!(inner.attr("name"), Some("VTODO"));
         assert!(inner.children.is_empty());
+    }
+
+    #[test]
+    fn time_range_query_body() {
+        let body = calendar_query_time_range("VEVENT", Some("20260101T000000Z"), None, true);
+        let root = parse_body(&body, Ns::CalDav, "calendar-query");
+        assert_eq!(
+            names(child(&root, Ns::Dav, "prop")),
+            [(Ns::Dav, "getetag"), (Ns::CalDav, "calendar-data")]
+        );
+        let vcalendar = child(
+            child(&root, Ns::CalDav, "filter"),
+            Ns::CalDav,
+            "comp-filter",
+        );
+        assert_eq!(vcalendar.attr("name"), Some("VCALENDAR"));
+        let inner = child(vcalendar, Ns::CalDav, "comp-filter");
+        assert_eq!(inner.attr("name"), Some("VEVENT"));
+        let range = child(inner, Ns::CalDav, "time-range");
+        assert_eq!(range.attr("start"), Some("20260101T000000Z"));
+        assert_eq!(range.attr("end"), None);
+
+        let body = calendar_query_time_range("VTODO", None, Some("20270101T000000Z"), false);
+        let root = parse_body(&body, Ns::CalDav, "calendar-query");
+        assert_eq!(names(child(&root, Ns::Dav, "prop")), [(Ns::Dav, "getetag")]);
+        let vcalendar = child(
+            child(&root, Ns::CalDav, "filter"),
+            Ns::CalDav,
+            "comp-filter",
+        );
+        let range = child(
+            child(vcalendar, Ns::CalDav, "comp-filter"),
+            Ns::CalDav,
+            "time-range",
+        );
+        assert_eq!(range.attr("start"), None);
+        assert_eq!(range.attr("end"), Some("20270101T000000Z"));
     }
 
     #[test]
