@@ -4,10 +4,14 @@ use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
+use davsync::config::SyncMode;
+use davsync::model::Side;
 use davsync::plan::Action;
+use davsync::plan::mirroring_side;
 use davsync::storage;
 use davsync::sync::{
-    CollectionReport, Progress, SyncOptions, discover_with_hints, known_as, sync_collection,
+    CollectionReport, Progress, SyncOptions, discover_with_hints, known_as, never_written,
+    sync_collection,
 };
 
 use super::interrupt::{self, INTERRUPTED};
@@ -92,10 +96,18 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             Err(e) => return Err(e),
         };
         let status = &opened.db;
+        let mode = SyncMode::default();
+        let read_only = [false, false];
+        let guard = never_written(mode, read_only);
         // On the first sync of a pair a vdir directory that does not exist yet is created; once
-        // the status knows items, a missing one is refused (an unmounted disk).
+        // the status knows items, a missing one is refused (an unmounted disk). A side never
+        // written (read-only, or a one-way pair's source) is not created either.
         if !args.dry_run && status.collections()?.iter().all(|c| c.items == 0) {
-            for storage in [sides.a, sides.b] {
+            let writable = [sides.a, sides.b]
+                .into_iter()
+                .zip(&guard)
+                .filter(|(_, why)| why.is_none());
+            for (storage, _) in writable {
                 match storage.create_root() {
                     Ok(Some(created)) if verbosity >= Verbosity::Normal => {
                         println!("{}: created {created} (did not exist yet)", pair.name)
@@ -135,6 +147,8 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             now,
             metadata: pair.metadata.clone(),
             interrupt: Some(&INTERRUPTED),
+            mode,
+            read_only,
         };
         for collection in collections.iter().filter(|c| only.includes(&c.name)) {
             let name = display_name(&pair.name, &collection.name);
@@ -159,7 +173,7 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
                 Progress::Property(_) => {}
             };
             let report = sync_collection(&sides, collection, status, &options, &mut progress)?;
-            print_report(&name, &report, args.dry_run, verbosity);
+            print_report(&name, &report, args.dry_run, mode, verbosity);
             clean &= report.is_clean();
         }
     }
@@ -187,7 +201,13 @@ fn shown(action: &Action) -> String {
     }
 }
 
-fn print_report(name: &str, report: &CollectionReport, dry_run: bool, verbosity: Verbosity) {
+fn print_report(
+    name: &str,
+    report: &CollectionReport,
+    dry_run: bool,
+    mode: SyncMode,
+    verbosity: Verbosity,
+) {
     if let Some(reason) = &report.refused {
         eprintln!("error: {name}: not synced: {reason}");
         return;
@@ -209,13 +229,32 @@ fn print_report(name: &str, report: &CollectionReport, dry_run: bool, verbosity:
     }
     if verbosity >= Verbosity::Normal {
         println!(
-            "{name}: {}{} created, {} updated, {} deleted, {} conflicts, {} errors",
+            "{name}: {}{} created, {} updated, {} deleted, {} conflicts, {} errors{}",
             if dry_run { "would be: " } else { "" },
             report.created,
             report.updated,
             report.deleted,
             report.conflicts.len(),
-            report.errors.len()
+            report.errors.len(),
+            mirror_summary(report, mode)
         );
     }
+}
+
+/// In a one-way pair, what the summary adds: how many of the target's own changes were undone
+/// and how many of its items the source does not have were deleted.
+fn mirror_summary(report: &CollectionReport, mode: SyncMode) -> String {
+    let Some(target) = mirroring_side(mode) else {
+        return String::new();
+    };
+    let source: Side = target.other();
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    format!(
+        "; {target} mirrors {source}: {} own change{} on {target} overwritten, {} item{} on \
+         {target} that {source} does not have deleted",
+        report.mirror_overwritten,
+        plural(report.mirror_overwritten),
+        report.mirror_deleted,
+        plural(report.mirror_deleted)
+    )
 }

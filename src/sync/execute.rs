@@ -22,10 +22,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{Sides, conflict_message, item_location};
-use crate::config::ConflictResolution;
+use crate::config::{ConflictResolution, SyncMode};
 use crate::item::Item;
 use crate::model::{ItemVersion, Side, StatusItem};
-use crate::plan::{Action, SkipReason};
+use crate::plan::{Action, SkipReason, mirroring_side};
 use crate::status::{CollectionId, StatusDb, StatusError};
 use crate::storage::{CollectionInfo, ItemError, Storage, Written};
 
@@ -69,13 +69,40 @@ pub fn known_as(action: &Action) -> Cow<'_, str> {
             ..
         } => Some(href),
         Action::Skip {
-            reason: SkipReason::DuplicateUid { .. },
+            reason: SkipReason::DuplicateUid { .. } | SkipReason::SourceUnreadable { .. },
             ..
         } => None,
     };
     href.map_or(Cow::Borrowed(ident), |href| {
         Cow::Owned(format!("{href} (no UID)"))
     })
+}
+
+/// Per side (a, b), why davsync must never write to it: a `read_only` storage, or the source
+/// of a one-way pair; `None` for a side that may be written.
+pub fn never_written(mode: SyncMode, read_only: [bool; 2]) -> [Option<String>; 2] {
+    let target = mirroring_side(mode);
+    [Side::A, Side::B].map(|side| {
+        if read_only[side.index()] {
+            Some(format!("{side} is read-only (read_only = true)"))
+        } else if target == Some(side.other()) {
+            Some(format!(
+                "{side} is the source of a one-way pair ({})",
+                mode_name(mode)
+            ))
+        } else {
+            None
+        }
+    })
+}
+
+/// How the config spells `mode`.
+fn mode_name(mode: SyncMode) -> &'static str {
+    match mode {
+        SyncMode::TwoWay => "mode = \"two-way\"",
+        SyncMode::AToB => "mode = \"a-to-b\"",
+        SyncMode::BToA => "mode = \"b-to-a\"",
+    }
 }
 
 /// The item a write copies, and where it was read, for messages.
@@ -114,6 +141,9 @@ pub(super) struct Executor<'a> {
     pub(super) resolution: &'a ConflictResolution,
     /// Once set, no further action is started; the ones under way finish and are recorded.
     pub(super) interrupt: Option<&'a AtomicBool>,
+    /// Per side, why it must never be written (read-only, or the source of a one-way pair).
+    /// The planner plans no such write; one that comes anyway is refused here, not performed.
+    pub(super) never_written: [Option<String>; 2],
 }
 
 /// How a run of the executor ended, besides the outcomes of the actions it applied.
@@ -361,13 +391,21 @@ impl<'a> Executor<'a> {
         )
     }
 
+    /// The storage on `on`, for a write of the item `what` names; an error for a side that must
+    /// never be written.
+    fn writable(&self, on: Side, what: &str) -> Result<&dyn Storage, String> {
+        match &self.never_written[on.index()] {
+            Some(why) => Err(format!("{what}: refused to write to {on}: {why}")),
+            None => Ok(self.sides.get(on)),
+        }
+    }
+
     fn create(&self, on: Side, source: Source<'_, '_>) -> Result<Written, String> {
         let item = source.item;
         let hint = item
             .uid()
             .map_or_else(|| item.hash().to_owned(), str::to_owned);
-        self.sides
-            .get(on)
+        self.writable(on, source.href)?
             .create(self.collection(on)?, &hint, item.bytes())
             .map_err(|e| self.write_failure(source, on, &e))
     }
@@ -378,8 +416,7 @@ impl<'a> Executor<'a> {
         target: &ItemVersion,
         source: Source<'_, '_>,
     ) -> Result<Written, String> {
-        self.sides
-            .get(on)
+        self.writable(on, source.href)?
             .update(
                 self.collection(on)?,
                 &target.href,
@@ -430,20 +467,20 @@ impl<'a> Executor<'a> {
                 source,
                 target,
                 status,
+                ..
             } => {
                 let copy = self.source(*from, &source.href)?;
                 let written = self.update(from.other(), target, copy)?;
-                Effect::Replace {
-                    old: status,
-                    row: row(ident, *from, source.clone(), written.version_of(source)),
-                    content: Some(Cow::Borrowed(copy.item.bytes())),
-                }
+                let new = row(ident, *from, source.clone(), written.version_of(source));
+                // A target's own item that a mirror overwrote had no row yet.
+                settled(status.as_ref(), new, Cow::Borrowed(copy.item.bytes()))
             }
             Action::Restore {
                 ident,
                 from,
                 source,
                 status,
+                ..
             } => {
                 let copy = self.source(*from, &source.href)?;
                 let written = self.create(from.other(), copy)?;
@@ -458,12 +495,15 @@ impl<'a> Executor<'a> {
             } => {
                 let collection = self.collection(*on)?;
                 match self
-                    .sides
-                    .get(*on)
+                    .writable(*on, &item_location(collection, &target.href))?
                     .delete(collection, &target.href, &target.etag)
                 {
-                    // Already gone is what we wanted.
-                    Ok(()) | Err(ItemError::NotFound { .. }) => Effect::Remove(status),
+                    // Already gone is what we wanted. An item only ever on the target of a
+                    // one-way pair had no row to remove.
+                    Ok(()) | Err(ItemError::NotFound { .. }) => match status {
+                        Some(status) => Effect::Remove(status),
+                        None => Effect::Nothing(Outcome::Done),
+                    },
                     Err(e) => {
                         return Err(format!("not deleted on {on}: {}", self.located(*on, &e)));
                     }
@@ -515,6 +555,7 @@ impl<'a> Executor<'a> {
                 }
                 // The unreadable item itself is already reported with its parse error.
                 SkipReason::Unreadable { .. } => Outcome::Skipped,
+                SkipReason::SourceUnreadable { .. } => Outcome::Failed(action.to_string()),
             }),
         })
     }
@@ -592,6 +633,10 @@ impl<'a> Executor<'a> {
             href: "the merge command's result",
             item: &item,
         };
+        // Both sides get the result: refuse before writing either, so neither gets it alone.
+        for side in [Side::A, Side::B] {
+            self.writable(side, ident)?;
+        }
         let wa = self.update(Side::A, a, merged)?;
         let wb = self.update(Side::B, b, merged)?;
         let hash = item.hash().to_owned();
