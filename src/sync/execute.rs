@@ -378,17 +378,22 @@ impl<'a> Executor<'a> {
             .item
             .uid()
             .map_or_else(|| "no UID".to_owned(), |uid| format!("UID {uid}"));
-        let from = match source
+        format!(
+            "{} ({uid}): not written to {on} as {}",
+            self.source_location(source),
+            self.located(on, e)
+        )
+    }
+
+    /// Where the user knows the item a write copies: its full path or URL.
+    fn source_location(&self, source: Source<'_, '_>) -> String {
+        match source
             .side
             .and_then(|side| self.collections[side.index()].as_ref())
         {
             Some(c) => item_location(c, source.href),
             None => source.href.to_owned(),
-        };
-        format!(
-            "{from} ({uid}): not written to {on} as {}",
-            self.located(on, e)
-        )
+        }
     }
 
     /// The storage on `on`, for a write of the item `what` names; an error for a side that must
@@ -405,7 +410,7 @@ impl<'a> Executor<'a> {
         let hint = item
             .uid()
             .map_or_else(|| item.hash().to_owned(), str::to_owned);
-        self.writable(on, source.href)?
+        self.writable(on, &self.source_location(source))?
             .create(self.collection(on)?, &hint, item.bytes())
             .map_err(|e| self.write_failure(source, on, &e))
     }
@@ -416,7 +421,7 @@ impl<'a> Executor<'a> {
         target: &ItemVersion,
         source: Source<'_, '_>,
     ) -> Result<Written, String> {
-        self.writable(on, source.href)?
+        self.writable(on, &self.source_location(source))?
             .update(
                 self.collection(on)?,
                 &target.href,
