@@ -144,6 +144,8 @@ pub(super) struct Executor<'a> {
     /// Per side, why it must never be written (read-only, or the source of a one-way pair).
     /// The planner plans no such write; one that comes anyway is refused here, not performed.
     pub(super) never_written: [Option<String>; 2],
+    /// Per side, sources [`Executor::fetch_sources`] could not read, with the reason.
+    pub(super) unfetched: [HashMap<String, String>; 2],
 }
 
 /// How a run of the executor ended, besides the outcomes of the actions it applied.
@@ -348,9 +350,76 @@ impl<'a> Executor<'a> {
     }
 
     fn item(&self, side: Side, href: &str) -> Result<&'_ Item, String> {
-        self.fetched[side.index()]
-            .get(href)
-            .ok_or_else(|| format!("{href} on {side} was not fetched (internal error)"))
+        if let Some(item) = self.fetched[side.index()].get(href) {
+            return Ok(item);
+        }
+        let location = match &self.collections[side.index()] {
+            Some(c) => item_location(c, href),
+            None => href.to_owned(),
+        };
+        Err(match self.unfetched[side.index()].get(href) {
+            Some(reason) => format!("{location}: {reason}"),
+            None => format!("{location} on {side} was not fetched (internal error)"),
+        })
+    }
+
+    /// Reads the sources of copies that the listing took from the status without reading them:
+    /// in a one-way pair an overwrite or a restore copies a source that did not change since
+    /// the last sync. A source that cannot be read, or changed since it was listed, fails its
+    /// own action only (the next run sees the change).
+    pub(super) fn fetch_sources(&mut self, actions: &[Action]) {
+        for side in [Side::A, Side::B] {
+            let Some(collection) = &self.collections[side.index()] else {
+                continue;
+            };
+            let fetched = &self.fetched[side.index()];
+            let wanted: HashMap<&str, &str> = actions
+                .iter()
+                .filter_map(|action| match action {
+                    Action::Create { from, source, .. }
+                    | Action::Update { from, source, .. }
+                    | Action::Restore { from, source, .. }
+                        if *from == side =>
+                    {
+                        Some(source)
+                    }
+                    _ => None,
+                })
+                .filter(|source| !fetched.contains_key(&source.href))
+                .map(|source| (source.href.as_str(), source.etag.as_str()))
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let hrefs: Vec<&str> = wanted.keys().copied().collect();
+            let mut read = Vec::new();
+            for (href, result) in self.sides.get(side).get_many(collection, &hrefs) {
+                let reason = match result {
+                    Ok(f) if wanted.get(href.as_str()) != Some(&f.etag.as_str()) => {
+                        "changed since it was listed; left for the next sync".to_owned()
+                    }
+                    Ok(f) => match Item::parse(f.bytes) {
+                        Ok(item) => {
+                            read.push((href, Ok(item)));
+                            continue;
+                        }
+                        Err(malformed) => malformed.to_string(),
+                    },
+                    Err(e) => e.to_string(),
+                };
+                read.push((href, Err(reason)));
+            }
+            for (href, result) in read {
+                match result {
+                    Ok(item) => {
+                        self.fetched[side.index()].insert(href, item);
+                    }
+                    Err(reason) => {
+                        self.unfetched[side.index()].insert(href, reason);
+                    }
+                }
+            }
+        }
     }
 
     /// `e` as a person finds it: its href made a full path or URL (`<collection id>/<href>`)

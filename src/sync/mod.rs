@@ -744,14 +744,16 @@ pub fn sync_collection(
         }
         return Ok(report);
     }
-    let executor = Executor {
+    let mut executor = Executor {
         sides,
         collections: [a_coll, b_coll],
         fetched: [a.fetched, b.fetched],
         resolution: &options.resolution,
         interrupt: options.interrupt,
         never_written: guard,
+        unfetched: Default::default(),
     };
+    executor.fetch_sources(&actions);
     let end = executor.run(
         &actions,
         status,
