@@ -96,8 +96,9 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             Err(e) => return Err(e),
         };
         let status = &opened.db;
-        let mode = SyncMode::default();
-        let read_only = [false, false];
+        let mode = pair.mode;
+        let read_only =
+            [&pair.a, &pair.b].map(|name| config.storages.get(name).is_some_and(|s| s.read_only));
         let guard = never_written(mode, read_only);
         // On the first sync of a pair a vdir directory that does not exist yet is created; once
         // the status knows items, a missing one is refused (an unmounted disk). A side never
