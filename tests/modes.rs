@@ -216,6 +216,34 @@ fn collection_properties_are_copied_from_the_source_only() {
 }
 
 #[test]
+fn an_item_only_on_the_target_is_kept_while_the_source_has_an_unreadable_item() {
+    let sb = sandbox("", "", "mode = \"a-to-b\"");
+    sb.write("a/ok.ics", event("ok", "readable"));
+    // Cut short: it may well be the source's copy of `mine`, so `mine` must not be deleted.
+    sb.write(
+        "a/broken.ics",
+        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:mine\r\n",
+    );
+    sb.write("b/mine.ics", event("mine", "on b"));
+    let run = sb.run(&["sync"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("[TMP]/a/broken.ics")
+            && run.stderr.contains(
+                "skip mine: only on b, not deleted: an item could not be read on a and may be \
+                 it: broken.ics"
+            ),
+        "{}",
+        run.both()
+    );
+    assert_eq!(sb.ls("b"), ["mine.ics", "ok.ics"]);
+    // Once the source is readable again, b mirrors it.
+    sb.remove("a/broken.ics");
+    sb.run(&["sync"]).success();
+    assert_eq!(sb.ls("b"), ["ok.ics"]);
+}
+
+#[test]
 fn an_empty_source_is_refused_on_a_first_sync() {
     let sb = sandbox("", "", "mode = \"a-to-b\"");
     sb.write("b/mine.ics", event("mine", "only on b"));
