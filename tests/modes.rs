@@ -410,10 +410,10 @@ metadata = ["displayname"]
 
 /// The config rules make a two-way pair with a read-only side impossible; should such options
 /// reach the engine anyway, the executor refuses every write to the read-only side and reports
-/// it, item by item.
+/// it, item by item (and property by property).
 #[test]
 fn the_executor_refuses_writes_to_a_read_only_side_the_config_would_have_rejected() {
-    use davsync::config::{CollectionsSpec, SyncMode};
+    use davsync::config::{CollectionsSpec, MetadataKey, SyncMode};
     use davsync::status::StatusDb;
     use davsync::storage::vdir::VdirStorage;
     use davsync::sync::{Sides, SyncOptions, pair_collections, sync_collection};
@@ -421,6 +421,7 @@ fn the_executor_refuses_writes_to_a_read_only_side_the_config_would_have_rejecte
     let sb = Sandbox::new();
     sb.write("a/new.ics", event("new", "new on a"));
     sb.write("b/old.ics", event("old", "only on b"));
+    sb.write("a/displayname", "Work");
     let b = snapshot(&sb, "b");
     let a_storage = VdirStorage::new(sb.path("a"), ".ics".into());
     let b_storage = VdirStorage::new(sb.path("b"), ".ics".into());
@@ -433,6 +434,7 @@ fn the_executor_refuses_writes_to_a_read_only_side_the_config_would_have_rejecte
     let options = SyncOptions {
         mode: SyncMode::TwoWay,
         read_only: [true, true],
+        metadata: vec![MetadataKey::DisplayName],
         ..SyncOptions::default()
     };
     let report = sync_collection(&sides, &pairs[0], &status, &options, &mut |_| {}).unwrap();
@@ -447,10 +449,11 @@ fn the_executor_refuses_writes_to_a_read_only_side_the_config_would_have_rejecte
         [
             "[TMP]/a/new.ics: refused to write to b: b is read-only (read_only = true)",
             "[TMP]/b/old.ics: refused to write to a: a is read-only (read_only = true)",
+            "displayname: refused to write to b: b is read-only (read_only = true)",
         ]
     );
     assert_eq!((report.created, report.updated, report.deleted), (0, 0, 0));
-    assert_eq!(sb.ls("a"), ["new.ics"]);
+    assert_eq!(sb.ls("a"), ["displayname", "new.ics"]);
     assert_eq!(snapshot(&sb, "b"), b);
 
     // Synced, then deleted on a: the deletion is refused on a read-only b.
