@@ -88,6 +88,30 @@ pub fn plan_property(
     }
 }
 
+/// Decides one property in a one-way pair whose side `target` mirrors the other: the source's
+/// value is copied whenever the two differ (no conflicts), and the source is never written.
+pub fn plan_mirrored_property(
+    a: Option<&str>,
+    b: Option<&str>,
+    synced: Option<Option<&str>>,
+    target: Side,
+) -> PropertyAction {
+    if a == b {
+        return match synced {
+            Some(s) if s == a => PropertyAction::Nothing,
+            _ => PropertyAction::Record(a.map(str::to_owned)),
+        };
+    }
+    let source = match target {
+        Side::A => b,
+        Side::B => a,
+    };
+    PropertyAction::Set {
+        on: target,
+        value: source.map(str::to_owned),
+    }
+}
+
 /// A property action with the property it concerns, for `--dry-run` and `-v`.
 pub struct Described<'a>(pub MetadataKey, pub &'a PropertyAction);
 
@@ -246,6 +270,62 @@ mod tests {
                 on: Side::A,
                 value: Some("Y".into())
             }
+        );
+    }
+
+    #[test]
+    fn a_mirror_copies_from_its_source_only() {
+        let set = |value: Option<&str>| PropertyAction::Set {
+            on: Side::B,
+            value: value.map(str::to_owned),
+        };
+        let synced = Some(Some("Old"));
+        let table = [
+            (
+                "changed on the source",
+                Some("New"),
+                Some("Old"),
+                set(Some("New")),
+            ),
+            (
+                "changed on the target",
+                Some("Old"),
+                Some("Mine"),
+                set(Some("Old")),
+            ),
+            (
+                "changed on both",
+                Some("New"),
+                Some("Mine"),
+                set(Some("New")),
+            ),
+            ("removed on the source", None, Some("Old"), set(None)),
+            ("removed on the target", Some("Old"), None, set(Some("Old"))),
+            (
+                "unchanged",
+                Some("Old"),
+                Some("Old"),
+                PropertyAction::Nothing,
+            ),
+        ];
+        for (case, a, b, expected) in table {
+            assert_eq!(
+                plan_mirrored_property(a, b, synced, Side::B),
+                expected,
+                "{case}"
+            );
+        }
+        // b-to-a: a mirrors b.
+        assert_eq!(
+            plan_mirrored_property(Some("Mine"), Some("Old"), synced, Side::A),
+            PropertyAction::Set {
+                on: Side::A,
+                value: Some("Old".into())
+            }
+        );
+        assert_eq!(
+            plan_mirrored_property(Some("X"), Some("X"), None, Side::A),
+            PropertyAction::Record(Some("X".into()))
         );
     }
 

@@ -3,12 +3,18 @@
 //! [`plan`] is a pure function: no I/O, no database, no clock. Everything it needs was listed and
 //! fetched before, so the same inputs always give the same plan, and `--dry-run` prints exactly
 //! what a real run would do.
+//!
+//! In a one-way pair ([`SyncMode::AToB`], [`SyncMode::BToA`]) the target mirrors the source in
+//! one run: the target's own changes are overwritten, items only on the target are deleted, and
+//! there are no conflicts. Actions that undo something the target did are marked `mirror`, so
+//! `--dry-run` and the summary can name them.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::fmt;
 
 use thiserror::Error;
 
+use crate::config::SyncMode;
 use crate::model::{Ident, ItemVersion, ListedItem, Listing, Side, StatusItem};
 
 /// Options that change what the planner may decide.
@@ -17,6 +23,18 @@ pub struct PlanOptions {
     /// Allow propagating deletions from a side that lists no items at all (and forgetting
     /// the items when both sides list none).
     pub force_delete: bool,
+    /// Which way changes flow.
+    pub mode: SyncMode,
+}
+
+/// The side that mirrors the other in `mode`, or `None` in a two-way pair. That side's own
+/// changes are overwritten and the other side (the source) is never written.
+pub fn mirroring_side(mode: SyncMode) -> Option<Side> {
+    match mode {
+        SyncMode::TwoWay => None,
+        SyncMode::AToB => Some(Side::B),
+        SyncMode::BToA => Some(Side::A),
+    }
 }
 
 /// Why an ident is left alone in this run.
@@ -36,6 +54,14 @@ pub enum SkipReason {
         /// Its href.
         href: String,
     },
+    /// In a one-way pair, the item is only on the target while the source has items that could
+    /// not be read: one of them may be this item, so it is not deleted.
+    SourceUnreadable {
+        /// The target, holding the item.
+        target: Side,
+        /// The source's unreadable hrefs that no status row names.
+        hrefs: Vec<String>,
+    },
 }
 
 /// One decision of the planner. Every variant that writes names the version it expects to find,
@@ -51,18 +77,22 @@ pub enum Action {
         /// Its version there.
         source: ItemVersion,
     },
-    /// The item changed on `from` only: overwrite the other side's unchanged version.
+    /// The item changed on `from` only: overwrite the other side's unchanged version. In a
+    /// one-way pair (`mirror`), `from` is the source and the target's own version (changed, or
+    /// created differently) is overwritten.
     Update {
         /// The item's identity.
         ident: Ident,
-        /// The side it changed on.
+        /// The side it changed on, or the source of a one-way pair.
         from: Side,
-        /// The changed version.
+        /// The version to copy.
         source: ItemVersion,
         /// The other side's version as listed in this run (its ETag guards the write).
         target: ItemVersion,
-        /// The status row this replaces.
-        status: StatusItem,
+        /// The status row this replaces; `None` for a target's own item a mirror overwrites.
+        status: Option<StatusItem>,
+        /// Set when this overwrites the target's own change in a one-way pair.
+        mirror: bool,
     },
     /// The item was deleted on one side but changed on `from`: modification wins, so it is
     /// created again on the side that deleted it.
@@ -75,8 +105,12 @@ pub enum Action {
         source: ItemVersion,
         /// The status row this replaces.
         status: StatusItem,
+        /// Set when this undoes the target's deletion in a one-way pair (`from` is the source).
+        mirror: bool,
     },
-    /// The item was deleted on one side and is unchanged on `on`: delete it there too.
+    /// The item was deleted on one side and is unchanged on `on`: delete it there too. In a
+    /// one-way pair (`mirror`), `on` is the target and the item is only there or was deleted
+    /// on the source while the target changed it.
     Delete {
         /// The item's identity.
         ident: Ident,
@@ -84,8 +118,10 @@ pub enum Action {
         on: Side,
         /// The version to delete, as listed in this run.
         target: ItemVersion,
-        /// The status row this removes.
-        status: StatusItem,
+        /// The status row this removes; `None` for an item only ever on the target.
+        status: Option<StatusItem>,
+        /// Set when this deletes the target's own item or change in a one-way pair.
+        mirror: bool,
     },
     /// Both sides hold the same content but the status does not say so (both created or
     /// changed it alike, an earlier run was interrupted, or an item only moved or was
@@ -140,6 +176,17 @@ impl Action {
         }
     }
 
+    /// True for an action that undoes something the target of a one-way pair did: overwrites
+    /// its change, restores what it deleted, or deletes what only it has.
+    pub fn is_mirror(&self) -> bool {
+        matches!(
+            self,
+            Action::Update { mirror: true, .. }
+                | Action::Restore { mirror: true, .. }
+                | Action::Delete { mirror: true, .. }
+        )
+    }
+
     /// True for actions that only touch the status database, never a storage.
     pub fn is_status_only(&self) -> bool {
         matches!(self, Action::Record { .. } | Action::Forget { .. })
@@ -159,19 +206,79 @@ impl fmt::Display for Action {
                 from.other(),
                 source.href
             ),
-            Action::Update { ident, from, .. } => write!(
+            Action::Update {
+                ident,
+                from,
+                mirror: false,
+                ..
+            } => write!(
                 f,
                 "update {ident}: {from} → {} (changed on {from})",
                 from.other()
             ),
-            Action::Restore { ident, from, .. } => write!(
+            Action::Update {
+                ident,
+                from,
+                source,
+                status,
+                mirror: true,
+                ..
+            } => {
+                let to = from.other();
+                let why = match status {
+                    None => format!("differs on {to}"),
+                    Some(s) if s.side(*from).hash == source.hash => format!("changed on {to}"),
+                    Some(_) => "changed on both sides".to_owned(),
+                };
+                write!(
+                    f,
+                    "update {ident}: {from} → {to} ({why}; {to} mirrors {from})"
+                )
+            }
+            Action::Restore {
+                ident,
+                from,
+                mirror: false,
+                ..
+            } => write!(
                 f,
                 "restore {ident}: {from} → {} (deleted on {}, changed on {from})",
                 from.other(),
                 from.other()
             ),
-            Action::Delete { ident, on, .. } => {
+            Action::Restore {
+                ident,
+                from,
+                mirror: true,
+                ..
+            } => {
+                let to = from.other();
+                write!(
+                    f,
+                    "restore {ident}: {from} → {to} (deleted on {to}; {to} mirrors {from})"
+                )
+            }
+            Action::Delete {
+                ident,
+                on,
+                mirror: false,
+                ..
+            } => {
                 write!(f, "delete {ident}: on {on} (deleted on {})", on.other())
+            }
+            Action::Delete {
+                ident,
+                on,
+                status,
+                mirror: true,
+                ..
+            } => {
+                let source = on.other();
+                let why = match status {
+                    None => format!("only on {on}"),
+                    Some(_) => format!("deleted on {source}, changed on {on}"),
+                };
+                write!(f, "delete {ident}: on {on} ({why}; {on} mirrors {source})")
             }
             Action::Record { ident, .. } => write!(f, "record {ident}: same on both sides"),
             Action::Forget { status } => {
@@ -190,6 +297,14 @@ impl fmt::Display for Action {
                 SkipReason::Unreadable { side, href } => {
                     write!(f, "skip {ident}: {href} on {side} could not be read")
                 }
+                SkipReason::SourceUnreadable { target, hrefs } => write!(
+                    f,
+                    "skip {ident}: only on {target}, not deleted: {} could not be read on {} \
+                     and may be it: {}",
+                    if hrefs.len() == 1 { "an item" } else { "items" },
+                    target.other(),
+                    hrefs.join(", ")
+                ),
             },
         }
     }
@@ -221,6 +336,20 @@ pub enum Refusal {
         /// How many items the status knows.
         known: usize,
     },
+    /// In a one-way pair, the source lists nothing while the target holds items: a wrong path
+    /// or an unmounted disk on the source would otherwise empty the target, even on a first
+    /// sync.
+    #[error(
+        "side {side} lists no items; side {} mirrors it, so its {held} items would be \
+         deleted; run with --force-delete if side {side} really is empty",
+        side.other()
+    )]
+    SourceEmpty {
+        /// The source side.
+        side: Side,
+        /// How many items the target holds.
+        held: usize,
+    },
 }
 
 /// How one ident stands on one side in this run.
@@ -237,20 +366,9 @@ pub fn plan(
     status: &[StatusItem],
     options: PlanOptions,
 ) -> Result<Vec<Action>, Refusal> {
-    if !options.force_delete && !status.is_empty() {
-        if a.is_empty() && b.is_empty() {
-            return Err(Refusal::BothEmptied {
-                known: status.len(),
-            });
-        }
-        for (side, empty, other) in [(Side::A, a, b), (Side::B, b, a)] {
-            if empty.is_empty() && !other.is_empty() {
-                return Err(Refusal::SideEmptied {
-                    side,
-                    known: status.len(),
-                });
-            }
-        }
+    let mirroring = mirroring_side(options.mode);
+    if !options.force_delete {
+        refuse_emptied(a, b, status, mirroring)?;
     }
 
     let a_by_ident = group_by_ident(a);
@@ -259,6 +377,30 @@ pub fn plan(
     let b_unreadable: HashSet<&str> = b.unreadable.iter().map(|u| u.href.as_str()).collect();
     let status_by_ident: HashMap<&str, &StatusItem> =
         status.iter().map(|s| (s.ident.as_str(), s)).collect();
+    // In a one-way pair, the source's unreadable items no status row names could be any item
+    // only on the target: while there are some, such items are not deleted.
+    let source_unreadable: Vec<String> = match mirroring {
+        None => Vec::new(),
+        Some(target) => {
+            let source = target.other();
+            let named: HashSet<&str> = status
+                .iter()
+                .map(|s| s.side(source).href.as_str())
+                .collect();
+            let listing = match source {
+                Side::A => a,
+                Side::B => b,
+            };
+            let mut hrefs: Vec<String> = listing
+                .unreadable
+                .iter()
+                .filter(|u| !named.contains(u.href.as_str()))
+                .map(|u| u.href.clone())
+                .collect();
+            hrefs.sort();
+            hrefs
+        }
+    };
 
     // Every ident once: the status's, then A's new ones, then B's new ones. Hash maps, and only
     // the (usually few) actions sorted at the end: with 10,000 items per side, ordered maps
@@ -290,12 +432,67 @@ pub fn plan(
             });
             continue;
         }
-        if let Some(action) = decide(ident, known, presence(a_items), presence(b_items)) {
-            actions.push(action);
-        }
+        let action = decide(
+            ident,
+            known,
+            presence(a_items),
+            presence(b_items),
+            mirroring,
+        );
+        let action = match action {
+            Some(Action::Delete {
+                on, status: None, ..
+            }) if !source_unreadable.is_empty() => Some(Action::Skip {
+                ident: ident.to_owned(),
+                reason: SkipReason::SourceUnreadable {
+                    target: on,
+                    hrefs: source_unreadable.clone(),
+                },
+            }),
+            other => other,
+        };
+        actions.extend(action);
     }
     actions.sort_unstable_by(|x, y| x.ident().cmp(y.ident()));
     Ok(actions)
+}
+
+/// The refusals of an emptied side (see [`Refusal`]). In a one-way pair an emptied target is
+/// not refused: the source's items are restored onto it, and nothing is deleted.
+fn refuse_emptied(
+    a: &Listing,
+    b: &Listing,
+    status: &[StatusItem],
+    mirroring: Option<Side>,
+) -> Result<(), Refusal> {
+    if !status.is_empty() {
+        if a.is_empty() && b.is_empty() {
+            return Err(Refusal::BothEmptied {
+                known: status.len(),
+            });
+        }
+        for (side, empty, other) in [(Side::A, a, b), (Side::B, b, a)] {
+            if empty.is_empty() && !other.is_empty() && mirroring != Some(side) {
+                return Err(Refusal::SideEmptied {
+                    side,
+                    known: status.len(),
+                });
+            }
+        }
+    }
+    if let Some(target) = mirroring {
+        let (source, held) = match target {
+            Side::A => (b, a),
+            Side::B => (a, b),
+        };
+        if source.is_empty() && !held.is_empty() {
+            return Err(Refusal::SourceEmpty {
+                side: target.other(),
+                held: held.items.len(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn presence<'a>(items: &[&'a ListedItem]) -> Presence<'a> {
@@ -338,119 +535,216 @@ fn skip_reason(
     None
 }
 
-/// The three-way decision for one ident.
+/// The three-way decision for one ident. `mirroring` is the target of a one-way pair: every
+/// arm's comment says what two-way does, then what one-way does where it differs (the source
+/// wins, the target's own changes are undone, nothing is a conflict, the source is never
+/// written).
 fn decide(
     ident: &str,
     status: Option<&StatusItem>,
     a: Presence<'_>,
     b: Presence<'_>,
+    mirroring: Option<Side>,
 ) -> Option<Action> {
     use Presence::{Absent, Present};
     let ident = ident.to_owned();
     let unchanged = |item: &ListedItem, known: &ItemVersion| item.version.hash == known.hash;
+    let mirrors = |side: Side| mirroring == Some(side);
+    let owned = |item: &ListedItem| item.version.clone().into_owned();
+    // The source of a one-way pair overwrites the target's version.
+    let overwrite =
+        |from: Side, source: &ListedItem, target: &ListedItem, s: Option<&StatusItem>| {
+            Action::Update {
+                ident: ident.clone(),
+                from,
+                source: owned(source),
+                target: owned(target),
+                status: s.cloned(),
+                mirror: true,
+            }
+        };
     let action = match (status, a, b) {
-        // New on A only: copy it to B.
+        // New on A only: copy it to B. One-way b-to-a: it is only on the target a, delete it.
+        (None, Present(a), Absent) if mirrors(Side::A) => Action::Delete {
+            ident,
+            on: Side::A,
+            target: owned(a),
+            status: None,
+            mirror: true,
+        },
         (None, Present(a), Absent) => Action::Create {
             ident,
             from: Side::A,
-            source: a.version.clone().into_owned(),
+            source: owned(a),
         },
-        // New on B only: copy it to A.
+        // New on B only: copy it to A. One-way a-to-b: only on the target b, delete it.
+        (None, Absent, Present(b)) if mirrors(Side::B) => Action::Delete {
+            ident,
+            on: Side::B,
+            target: owned(b),
+            status: None,
+            mirror: true,
+        },
         (None, Absent, Present(b)) => Action::Create {
             ident,
             from: Side::B,
-            source: b.version.clone().into_owned(),
+            source: owned(b),
         },
         // New on both sides with the same content (created alike, or copied by a run that was
-        // killed before it could record): remember, write nothing.
+        // killed before it could record): remember, write nothing. The same in one-way.
         (None, Present(a), Present(b)) if a.version.hash == b.version.hash => Action::Record {
             ident,
-            a: a.version.clone().into_owned(),
-            b: b.version.clone().into_owned(),
+            a: owned(a),
+            b: owned(b),
             status: None,
         },
-        // New on both sides with different content.
-        (None, Present(a), Present(b)) => Action::Conflict {
-            ident,
-            a: a.version.clone().into_owned(),
-            b: b.version.clone().into_owned(),
-            status: None,
+        // New on both sides with different content: a conflict. One-way: the source's version
+        // overwrites the target's.
+        (None, Present(a), Present(b)) => match mirroring {
+            Some(Side::B) => overwrite(Side::A, a, b, None),
+            Some(Side::A) => overwrite(Side::B, b, a, None),
+            None => Action::Conflict {
+                ident,
+                a: owned(a),
+                b: owned(b),
+                status: None,
+            },
         },
         // Nothing anywhere: an ident only comes from a listing or the status, so this does
         // not happen; there is nothing to do either way.
         (None, Absent, Absent) => return None,
         // Unchanged on both sides. A new href or ETag with the same content (a move, a touch,
-        // a server re-serializing) only refreshes the status.
+        // a server re-serializing) only refreshes the status. The same in one-way.
         (Some(s), Present(a), Present(b)) if unchanged(a, &s.a) && unchanged(b, &s.b) => {
             if *a.version == s.a && *b.version == s.b {
                 return None;
             }
             Action::Record {
                 ident,
-                a: a.version.clone().into_owned(),
-                b: b.version.clone().into_owned(),
+                a: owned(a),
+                b: owned(b),
                 status: Some(s.clone()),
             }
         }
-        // Changed on A only: update B against the ETag listed on B in this run.
-        (Some(s), Present(a), Present(b)) if unchanged(b, &s.b) => Action::Update {
-            ident,
-            from: Side::A,
-            source: a.version.clone().into_owned(),
-            target: b.version.clone().into_owned(),
-            status: s.clone(),
+        // Changed on A only: update B against the ETag listed on B in this run. One-way
+        // b-to-a: a's own change is overwritten with b's version.
+        (Some(s), Present(a), Present(b)) if unchanged(b, &s.b) => match mirrors(Side::A) {
+            true => overwrite(Side::B, b, a, Some(s)),
+            false => Action::Update {
+                ident,
+                from: Side::A,
+                source: owned(a),
+                target: owned(b),
+                status: Some(s.clone()),
+                mirror: false,
+            },
         },
-        // Changed on B only: update A.
-        (Some(s), Present(a), Present(b)) if unchanged(a, &s.a) => Action::Update {
-            ident,
-            from: Side::B,
-            source: b.version.clone().into_owned(),
-            target: a.version.clone().into_owned(),
-            status: s.clone(),
+        // Changed on B only: update A. One-way a-to-b: b's own change is overwritten.
+        (Some(s), Present(a), Present(b)) if unchanged(a, &s.a) => match mirrors(Side::B) {
+            true => overwrite(Side::A, a, b, Some(s)),
+            false => Action::Update {
+                ident,
+                from: Side::B,
+                source: owned(b),
+                target: owned(a),
+                status: Some(s.clone()),
+                mirror: false,
+            },
         },
-        // Changed on both sides to the same content: remember, write nothing.
+        // Changed on both sides to the same content: remember, write nothing. The same in
+        // one-way.
         (Some(s), Present(a), Present(b)) if a.version.hash == b.version.hash => Action::Record {
             ident,
-            a: a.version.clone().into_owned(),
-            b: b.version.clone().into_owned(),
+            a: owned(a),
+            b: owned(b),
             status: Some(s.clone()),
         },
-        // Changed on both sides differently.
-        (Some(s), Present(a), Present(b)) => Action::Conflict {
-            ident,
-            a: a.version.clone().into_owned(),
-            b: b.version.clone().into_owned(),
-            status: Some(s.clone()),
+        // Changed on both sides differently: a conflict. One-way: the source's version
+        // overwrites the target's.
+        (Some(s), Present(a), Present(b)) => match mirroring {
+            Some(Side::B) => overwrite(Side::A, a, b, Some(s)),
+            Some(Side::A) => overwrite(Side::B, b, a, Some(s)),
+            None => Action::Conflict {
+                ident,
+                a: owned(a),
+                b: owned(b),
+                status: Some(s.clone()),
+            },
         },
-        // Deleted on A, unchanged on B: delete on B.
-        (Some(s), Absent, Present(b)) if unchanged(b, &s.b) => Action::Delete {
-            ident,
-            on: Side::B,
-            target: b.version.clone().into_owned(),
-            status: s.clone(),
+        // Deleted on A, unchanged on B: delete on B (also one-way a-to-b). One-way b-to-a:
+        // the target a deleted it, restore it from b.
+        (Some(s), Absent, Present(b)) if unchanged(b, &s.b) => match mirrors(Side::A) {
+            true => Action::Restore {
+                ident,
+                from: Side::B,
+                source: owned(b),
+                status: s.clone(),
+                mirror: true,
+            },
+            false => Action::Delete {
+                ident,
+                on: Side::B,
+                target: owned(b),
+                status: Some(s.clone()),
+                mirror: false,
+            },
         },
-        // Deleted on A, changed on B: the modification wins, restore it to A.
-        (Some(s), Absent, Present(b)) => Action::Restore {
-            ident,
-            from: Side::B,
-            source: b.version.clone().into_owned(),
-            status: s.clone(),
+        // Deleted on A, changed on B: the modification wins, restore it to A (also one-way
+        // b-to-a, where it undoes the target's deletion). One-way a-to-b: the source deleted
+        // it, so b's changed copy is deleted too.
+        (Some(s), Absent, Present(b)) => match mirrors(Side::B) {
+            true => Action::Delete {
+                ident,
+                on: Side::B,
+                target: owned(b),
+                status: Some(s.clone()),
+                mirror: true,
+            },
+            false => Action::Restore {
+                ident,
+                from: Side::B,
+                source: owned(b),
+                status: s.clone(),
+                mirror: mirrors(Side::A),
+            },
         },
-        // Deleted on B, unchanged on A: delete on A.
-        (Some(s), Present(a), Absent) if unchanged(a, &s.a) => Action::Delete {
-            ident,
-            on: Side::A,
-            target: a.version.clone().into_owned(),
-            status: s.clone(),
+        // Deleted on B, unchanged on A: delete on A (also one-way b-to-a). One-way a-to-b:
+        // the target b deleted it, restore it from a.
+        (Some(s), Present(a), Absent) if unchanged(a, &s.a) => match mirrors(Side::B) {
+            true => Action::Restore {
+                ident,
+                from: Side::A,
+                source: owned(a),
+                status: s.clone(),
+                mirror: true,
+            },
+            false => Action::Delete {
+                ident,
+                on: Side::A,
+                target: owned(a),
+                status: Some(s.clone()),
+                mirror: false,
+            },
         },
-        // Deleted on B, changed on A: restore it to B.
-        (Some(s), Present(a), Absent) => Action::Restore {
-            ident,
-            from: Side::A,
-            source: a.version.clone().into_owned(),
-            status: s.clone(),
+        // Deleted on B, changed on A: restore it to B (also one-way a-to-b, undoing b's
+        // deletion). One-way b-to-a: the source deleted it, so a's changed copy goes too.
+        (Some(s), Present(a), Absent) => match mirrors(Side::A) {
+            true => Action::Delete {
+                ident,
+                on: Side::A,
+                target: owned(a),
+                status: Some(s.clone()),
+                mirror: true,
+            },
+            false => Action::Restore {
+                ident,
+                from: Side::A,
+                source: owned(a),
+                status: s.clone(),
+                mirror: mirrors(Side::B),
+            },
         },
-        // Deleted on both sides: forget it.
+        // Deleted on both sides: forget it. The same in one-way.
         (Some(s), Absent, Absent) => Action::Forget { status: s.clone() },
     };
     Some(action)
@@ -496,7 +790,8 @@ mod tests {
         a: Option<ItemVersion>,
         b: Option<ItemVersion>,
         s: Option<StatusItem>,
-    ) -> Vec<String> {
+        mode: SyncMode,
+    ) -> Vec<Action> {
         let keep = v("keep", "k", "hk");
         let mut la = vec![("keep", keep.clone())];
         let mut lb = vec![("keep", keep.clone())];
@@ -504,20 +799,27 @@ mod tests {
         lb.extend(b.map(|v| ("x", v)));
         let mut status = vec![st("keep", keep.clone(), keep)];
         status.extend(s);
-        plan(
-            &listing(&la),
-            &listing(&lb),
-            &status,
-            PlanOptions::default(),
-        )
-        .expect("no refusal")
-        .iter()
-        .map(ToString::to_string)
-        .collect()
+        let options = PlanOptions {
+            force_delete: false,
+            mode,
+        };
+        plan(&listing(&la), &listing(&lb), &status, options).expect("no refusal")
+    }
+
+    /// The side an action writes to, if any.
+    fn written_side(action: &Action) -> Option<Side> {
+        match action {
+            Action::Create { from, .. }
+            | Action::Update { from, .. }
+            | Action::Restore { from, .. } => Some(from.other()),
+            Action::Delete { on, .. } => Some(*on),
+            Action::Conflict { .. } => Some(Side::A),
+            Action::Record { .. } | Action::Forget { .. } | Action::Skip { .. } => None,
+        }
     }
 
     #[test]
-    fn every_arm_of_the_three_way_table() {
+    fn every_arm_of_the_three_way_table_in_every_mode() {
         let a1 = v("a.ics", "ea1", "h1");
         let b1 = v("b.ics", "eb1", "h1");
         let s1 = st("x", a1.clone(), b1.clone());
@@ -526,124 +828,190 @@ mod tests {
         let b3 = v("b.ics", "eb3", "h3");
         let a_moved = v("moved.ics", "ea9", "h1");
         let b_touched = v("b.ics", "eb9", "h1");
+        let record = "record x: same on both sides";
+        // (case, a, b, status, [two-way, a-to-b, b-to-a]); an empty string: no action.
         #[rustfmt::skip]
-        type Case<'a> = (&'a str, Option<ItemVersion>, Option<ItemVersion>, Option<StatusItem>, Vec<&'a str>);
+        type Case<'a> = (&'a str, Option<ItemVersion>, Option<ItemVersion>, Option<StatusItem>, [&'a str; 3]);
         let table: Vec<Case> = vec![
             (
                 "new on a",
                 Some(a1.clone()),
                 None,
                 None,
-                vec!["create x: a → b (new on a as a.ics)"],
+                [
+                    "create x: a → b (new on a as a.ics)",
+                    "create x: a → b (new on a as a.ics)",
+                    "delete x: on a (only on a; a mirrors b)",
+                ],
             ),
             (
                 "new on b",
                 None,
                 Some(b1.clone()),
                 None,
-                vec!["create x: b → a (new on b as b.ics)"],
+                [
+                    "create x: b → a (new on b as b.ics)",
+                    "delete x: on b (only on b; b mirrors a)",
+                    "create x: b → a (new on b as b.ics)",
+                ],
             ),
             (
                 "new both same",
                 Some(a1.clone()),
                 Some(b1.clone()),
                 None,
-                vec!["record x: same on both sides"],
+                [record; 3],
             ),
             (
                 "new both different",
                 Some(a1.clone()),
                 Some(b2.clone()),
                 None,
-                vec!["conflict x: created differently on both sides"],
+                [
+                    "conflict x: created differently on both sides",
+                    "update x: a → b (differs on b; b mirrors a)",
+                    "update x: b → a (differs on a; a mirrors b)",
+                ],
             ),
             (
                 "unchanged",
                 Some(a1.clone()),
                 Some(b1.clone()),
                 Some(s1.clone()),
-                vec![],
+                [""; 3],
             ),
             (
                 "moved on a",
                 Some(a_moved.clone()),
                 Some(b1.clone()),
                 Some(s1.clone()),
-                vec!["record x: same on both sides"],
+                [record; 3],
             ),
             (
                 "touched on b",
                 Some(a1.clone()),
                 Some(b_touched.clone()),
                 Some(s1.clone()),
-                vec!["record x: same on both sides"],
+                [record; 3],
             ),
             (
                 "changed on a",
                 Some(a2.clone()),
                 Some(b1.clone()),
                 Some(s1.clone()),
-                vec!["update x: a → b (changed on a)"],
+                [
+                    "update x: a → b (changed on a)",
+                    "update x: a → b (changed on a)",
+                    "update x: b → a (changed on a; a mirrors b)",
+                ],
             ),
             (
                 "changed on b",
                 Some(a1.clone()),
                 Some(b2.clone()),
                 Some(s1.clone()),
-                vec!["update x: b → a (changed on b)"],
+                [
+                    "update x: b → a (changed on b)",
+                    "update x: a → b (changed on b; b mirrors a)",
+                    "update x: b → a (changed on b)",
+                ],
             ),
             (
                 "changed both same",
                 Some(a2.clone()),
                 Some(b2.clone()),
                 Some(s1.clone()),
-                vec!["record x: same on both sides"],
+                [record; 3],
             ),
             (
                 "changed both different",
                 Some(a2.clone()),
                 Some(b3.clone()),
                 Some(s1.clone()),
-                vec!["conflict x: changed on both sides"],
+                [
+                    "conflict x: changed on both sides",
+                    "update x: a → b (changed on both sides; b mirrors a)",
+                    "update x: b → a (changed on both sides; a mirrors b)",
+                ],
             ),
             (
                 "deleted a, unchanged b",
                 None,
                 Some(b1.clone()),
                 Some(s1.clone()),
-                vec!["delete x: on b (deleted on a)"],
+                [
+                    "delete x: on b (deleted on a)",
+                    "delete x: on b (deleted on a)",
+                    "restore x: b → a (deleted on a; a mirrors b)",
+                ],
             ),
             (
                 "deleted a, changed b",
                 None,
                 Some(b2.clone()),
                 Some(s1.clone()),
-                vec!["restore x: b → a (deleted on a, changed on b)"],
+                [
+                    "restore x: b → a (deleted on a, changed on b)",
+                    "delete x: on b (deleted on a, changed on b; b mirrors a)",
+                    "restore x: b → a (deleted on a; a mirrors b)",
+                ],
             ),
             (
                 "deleted b, unchanged a",
                 Some(a1.clone()),
                 None,
                 Some(s1.clone()),
-                vec!["delete x: on a (deleted on b)"],
+                [
+                    "delete x: on a (deleted on b)",
+                    "restore x: a → b (deleted on b; b mirrors a)",
+                    "delete x: on a (deleted on b)",
+                ],
             ),
             (
                 "deleted b, changed a",
                 Some(a2.clone()),
                 None,
                 Some(s1.clone()),
-                vec!["restore x: a → b (deleted on b, changed on a)"],
+                [
+                    "restore x: a → b (deleted on b, changed on a)",
+                    "restore x: a → b (deleted on b; b mirrors a)",
+                    "delete x: on a (deleted on b, changed on a; a mirrors b)",
+                ],
             ),
             (
                 "deleted both",
                 None,
                 None,
                 Some(s1.clone()),
-                vec!["forget x: deleted on both sides"],
+                ["forget x: deleted on both sides"; 3],
             ),
         ];
+        let modes = [SyncMode::TwoWay, SyncMode::AToB, SyncMode::BToA];
         for (case, a, b, s, expected) in table {
-            assert_eq!(plan_x(a, b, s), expected, "case: {case}");
+            for (mode, expected) in modes.into_iter().zip(expected) {
+                let actions = plan_x(a.clone(), b.clone(), s.clone(), mode);
+                let shown: Vec<String> = actions.iter().map(ToString::to_string).collect();
+                let expected: Vec<&str> = Some(expected)
+                    .filter(|e| !e.is_empty())
+                    .into_iter()
+                    .collect();
+                // Display tells a mirror action by its flag: the flag is checked by the text.
+                for action in &actions {
+                    assert_eq!(action.is_mirror(), action.to_string().contains("mirrors"));
+                }
+                assert_eq!(shown, expected, "case: {case}, {mode:?}");
+                // A one-way pair writes its target only, and never leaves a conflict.
+                if let Some(target) = mirroring_side(mode) {
+                    for action in &actions {
+                        assert!(
+                            !matches!(action, Action::Conflict { .. }),
+                            "{case}, {mode:?}"
+                        );
+                        let written = written_side(action);
+                        assert!(written.is_none_or(|w| w == target), "{case}, {mode:?}");
+                    }
+                }
+            }
         }
     }
 
@@ -732,7 +1100,10 @@ mod tests {
             &Listing::default(),
             &b,
             &[s],
-            PlanOptions { force_delete: true },
+            PlanOptions {
+                force_delete: true,
+                mode: SyncMode::TwoWay,
+            },
         )
         .unwrap();
         assert_eq!(forced.len(), 1);
@@ -750,7 +1121,131 @@ mod tests {
             PlanOptions::default(),
         );
         assert_eq!(refused, Err(Refusal::BothEmptied { known: 1 }));
-        let actions = plan(&empty, &empty, &[s], PlanOptions { force_delete: true }).unwrap();
+        let actions = plan(
+            &empty,
+            &empty,
+            &[s],
+            PlanOptions {
+                force_delete: true,
+                mode: SyncMode::TwoWay,
+            },
+        )
+        .unwrap();
         assert!(matches!(actions[..], [Action::Forget { .. }]));
+    }
+
+    fn one_way(mode: SyncMode) -> PlanOptions {
+        PlanOptions {
+            force_delete: false,
+            mode,
+        }
+    }
+
+    #[test]
+    fn an_empty_source_is_refused_even_on_a_first_sync() {
+        let b = listing(&[("x", v("x.ics", "e", "h"))]);
+        let empty = Listing::default();
+        assert_eq!(
+            plan(&empty, &b, &[], one_way(SyncMode::AToB)),
+            Err(Refusal::SourceEmpty {
+                side: Side::A,
+                held: 1
+            })
+        );
+        // With a status it is the emptied side, as in two-way.
+        let s = st("x", v("x.ics", "e", "h"), v("x.ics", "e", "h"));
+        assert_eq!(
+            plan(
+                &empty,
+                &b,
+                std::slice::from_ref(&s),
+                one_way(SyncMode::AToB)
+            ),
+            Err(Refusal::SideEmptied {
+                side: Side::A,
+                known: 1
+            })
+        );
+        let forced = PlanOptions {
+            force_delete: true,
+            mode: SyncMode::AToB,
+        };
+        let shown: Vec<String> = plan(&empty, &b, &[], forced)
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["delete x: on b (only on b; b mirrors a)"]);
+        // Two-way copies it: nothing is deleted, nothing refused.
+        assert!(plan(&empty, &b, &[], PlanOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn an_emptied_target_is_restored_not_refused() {
+        let s = st("x", v("x.ics", "e", "h"), v("x.ics", "e", "h"));
+        let b = listing(&[("x", v("x.ics", "e", "h"))]);
+        let empty = Listing::default();
+        let shown: Vec<String> = plan(
+            &empty,
+            &b,
+            std::slice::from_ref(&s),
+            one_way(SyncMode::BToA),
+        )
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(shown, ["restore x: b → a (deleted on a; a mirrors b)"]);
+        // Both empty is still refused.
+        assert_eq!(
+            plan(&empty, &empty, &[s], one_way(SyncMode::BToA)),
+            Err(Refusal::BothEmptied { known: 1 })
+        );
+    }
+
+    #[test]
+    fn a_target_only_item_is_kept_while_the_source_has_unreadable_items() {
+        let unreadable = |href: &str| UnreadableItem {
+            href: href.into(),
+            reason: "broken".into(),
+        };
+        let mut a = listing(&[("k", v("k.ics", "e", "hk"))]);
+        a.unreadable.push(unreadable("new.ics"));
+        let b = listing(&[("k", v("k.ics", "e", "hk")), ("y", v("y.ics", "e", "hy"))]);
+        let shown: Vec<String> = plan(&a, &b, &[], one_way(SyncMode::AToB))
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "record k: same on both sides",
+                "skip y: only on b, not deleted: an item could not be read on a and may be it: new.ics"
+            ]
+        );
+        // An unreadable item the status knows is skipped by its own ident, and the target-only
+        // item is deleted: the unreadable one is accounted for.
+        let s = st("x", v("x.ics", "e", "h"), v("x.ics", "e", "h"));
+        let keep = st("k", v("k.ics", "e", "hk"), v("k.ics", "e", "hk"));
+        let mut a = listing(&[("k", v("k.ics", "e", "hk"))]);
+        a.unreadable.push(unreadable("x.ics"));
+        let b = listing(&[
+            ("k", v("k.ics", "e", "hk")),
+            ("x", v("x.ics", "e2", "h2")),
+            ("y", v("y.ics", "e", "hy")),
+        ]);
+        let shown: Vec<String> = plan(&a, &b, &[s, keep], one_way(SyncMode::AToB))
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "skip x: x.ics on a could not be read",
+                "delete y: on b (only on b; b mirrors a)"
+            ]
+        );
     }
 }

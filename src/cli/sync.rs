@@ -4,11 +4,15 @@ use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
+use davsync::config::SyncMode;
 use davsync::filter::DateBound;
+use davsync::model::Side;
 use davsync::plan::Action;
+use davsync::plan::mirroring_side;
 use davsync::storage;
 use davsync::sync::{
-    CollectionReport, Progress, SyncOptions, discover_with_hints, known_as, sync_collection,
+    CollectionReport, Progress, SyncOptions, discover_with_hints, known_as, never_written,
+    sync_collection,
 };
 
 use super::interrupt::{self, INTERRUPTED};
@@ -91,10 +95,19 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             Err(e) => return Err(e),
         };
         let status = &opened.db;
+        let mode = pair.mode;
+        let read_only =
+            [&pair.a, &pair.b].map(|name| config.storages.get(name).is_some_and(|s| s.read_only));
+        let guard = never_written(mode, read_only);
         // On the first sync of a pair a vdir directory that does not exist yet is created; once
-        // the status knows items, a missing one is refused (an unmounted disk).
+        // the status knows items, a missing one is refused (an unmounted disk). A side never
+        // written (read-only, or a one-way pair's source) is not created either.
         if !args.dry_run && status.collections()?.iter().all(|c| c.items == 0) {
-            for storage in [sides.a, sides.b] {
+            let writable = [sides.a, sides.b]
+                .into_iter()
+                .zip(&guard)
+                .filter(|(_, why)| why.is_none());
+            for (storage, _) in writable {
                 match storage.create_root() {
                     Ok(Some(created)) if verbosity >= Verbosity::Normal => {
                         println!("{}: created {created} (did not exist yet)", pair.name)
@@ -141,6 +154,8 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
                     .unwrap_or_default()
             }),
             interrupt: Some(&INTERRUPTED),
+            mode,
+            read_only,
         };
         for collection in collections.iter().filter(|c| only.includes(&c.name)) {
             let name = display_name(&pair.name, &collection.name);
@@ -165,7 +180,7 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
                 Progress::Property(_) => {}
             };
             let report = sync_collection(&sides, collection, status, &options, &mut progress)?;
-            print_report(&name, &report, args.dry_run, verbosity);
+            print_report(&name, &report, args.dry_run, mode, verbosity);
             clean &= report.is_clean();
         }
     }
@@ -213,7 +228,13 @@ fn shown(action: &Action) -> String {
     }
 }
 
-fn print_report(name: &str, report: &CollectionReport, dry_run: bool, verbosity: Verbosity) {
+fn print_report(
+    name: &str,
+    report: &CollectionReport,
+    dry_run: bool,
+    mode: SyncMode,
+    verbosity: Verbosity,
+) {
     if let Some(reason) = &report.refused {
         eprintln!("error: {name}: not synced: {reason}");
         return;
@@ -239,13 +260,36 @@ fn print_report(name: &str, report: &CollectionReport, dry_run: bool, verbosity:
             n => format!("; {n} outside the date window, left alone"),
         };
         println!(
-            "{name}: {}{} created, {} updated, {} deleted, {} conflicts, {} errors{out_of_scope}",
+            "{name}: {}{} created, {} updated, {} deleted, {} conflicts, {} errors{}{out_of_scope}",
             if dry_run { "would be: " } else { "" },
             report.created,
             report.updated,
             report.deleted,
             report.conflicts.len(),
-            report.errors.len()
+            report.errors.len(),
+            mirror_summary(report, mode)
         );
     }
+}
+
+/// In a one-way pair where the run undid something on the target, what the summary adds: how
+/// many of the target's own changes were undone and how many of its items the source does not
+/// have were deleted. A run that undid nothing adds nothing.
+fn mirror_summary(report: &CollectionReport, mode: SyncMode) -> String {
+    let Some(target) = mirroring_side(mode) else {
+        return String::new();
+    };
+    if report.mirror_overwritten == 0 && report.mirror_deleted == 0 {
+        return String::new();
+    }
+    let source: Side = target.other();
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    format!(
+        "; {target} mirrors {source}: {} own change{} on {target} overwritten, {} item{} on \
+         {target} that {source} does not have deleted",
+        report.mirror_overwritten,
+        plural(report.mirror_overwritten),
+        report.mirror_deleted,
+        plural(report.mirror_deleted)
+    )
 }

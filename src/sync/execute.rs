@@ -22,10 +22,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{Sides, conflict_message, item_location};
-use crate::config::ConflictResolution;
+use crate::config::{ConflictResolution, SyncMode};
 use crate::item::Item;
 use crate::model::{ItemVersion, Side, StatusItem};
-use crate::plan::{Action, SkipReason};
+use crate::plan::{Action, SkipReason, mirroring_side};
 use crate::status::{CollectionId, StatusDb, StatusError};
 use crate::storage::{CollectionInfo, ItemError, Storage, Written};
 
@@ -69,13 +69,40 @@ pub fn known_as(action: &Action) -> Cow<'_, str> {
             ..
         } => Some(href),
         Action::Skip {
-            reason: SkipReason::DuplicateUid { .. },
+            reason: SkipReason::DuplicateUid { .. } | SkipReason::SourceUnreadable { .. },
             ..
         } => None,
     };
     href.map_or(Cow::Borrowed(ident), |href| {
         Cow::Owned(format!("{href} (no UID)"))
     })
+}
+
+/// Per side (a, b), why davsync must never write to it: a `read_only` storage, or the source
+/// of a one-way pair; `None` for a side that may be written.
+pub fn never_written(mode: SyncMode, read_only: [bool; 2]) -> [Option<String>; 2] {
+    let target = mirroring_side(mode);
+    [Side::A, Side::B].map(|side| {
+        if read_only[side.index()] {
+            Some(format!("{side} is read-only (read_only = true)"))
+        } else if target == Some(side.other()) {
+            Some(format!(
+                "{side} is the source of a one-way pair ({})",
+                mode_name(mode)
+            ))
+        } else {
+            None
+        }
+    })
+}
+
+/// How the config spells `mode`.
+fn mode_name(mode: SyncMode) -> &'static str {
+    match mode {
+        SyncMode::TwoWay => "mode = \"two-way\"",
+        SyncMode::AToB => "mode = \"a-to-b\"",
+        SyncMode::BToA => "mode = \"b-to-a\"",
+    }
 }
 
 /// The item a write copies, and where it was read, for messages.
@@ -114,6 +141,11 @@ pub(super) struct Executor<'a> {
     pub(super) resolution: &'a ConflictResolution,
     /// Once set, no further action is started; the ones under way finish and are recorded.
     pub(super) interrupt: Option<&'a AtomicBool>,
+    /// Per side, why it must never be written (read-only, or the source of a one-way pair).
+    /// The planner plans no such write; one that comes anyway is refused here, not performed.
+    pub(super) never_written: [Option<String>; 2],
+    /// Per side, sources [`Executor::fetch_sources`] could not read, with the reason.
+    pub(super) unfetched: [HashMap<String, String>; 2],
 }
 
 /// How a run of the executor ended, besides the outcomes of the actions it applied.
@@ -318,9 +350,76 @@ impl<'a> Executor<'a> {
     }
 
     fn item(&self, side: Side, href: &str) -> Result<&'_ Item, String> {
-        self.fetched[side.index()]
-            .get(href)
-            .ok_or_else(|| format!("{href} on {side} was not fetched (internal error)"))
+        if let Some(item) = self.fetched[side.index()].get(href) {
+            return Ok(item);
+        }
+        let location = match &self.collections[side.index()] {
+            Some(c) => item_location(c, href),
+            None => href.to_owned(),
+        };
+        Err(match self.unfetched[side.index()].get(href) {
+            Some(reason) => format!("{location}: {reason}"),
+            None => format!("{location} on {side} was not fetched (internal error)"),
+        })
+    }
+
+    /// Reads the sources of copies that the listing took from the status without reading them:
+    /// in a one-way pair an overwrite or a restore copies a source that did not change since
+    /// the last sync. A source that cannot be read, or changed since it was listed, fails its
+    /// own action only (the next run sees the change).
+    pub(super) fn fetch_sources(&mut self, actions: &[Action]) {
+        for side in [Side::A, Side::B] {
+            let Some(collection) = &self.collections[side.index()] else {
+                continue;
+            };
+            let fetched = &self.fetched[side.index()];
+            let wanted: HashMap<&str, &str> = actions
+                .iter()
+                .filter_map(|action| match action {
+                    Action::Create { from, source, .. }
+                    | Action::Update { from, source, .. }
+                    | Action::Restore { from, source, .. }
+                        if *from == side =>
+                    {
+                        Some(source)
+                    }
+                    _ => None,
+                })
+                .filter(|source| !fetched.contains_key(&source.href))
+                .map(|source| (source.href.as_str(), source.etag.as_str()))
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let hrefs: Vec<&str> = wanted.keys().copied().collect();
+            let mut read = Vec::new();
+            for (href, result) in self.sides.get(side).get_many(collection, &hrefs) {
+                let reason = match result {
+                    Ok(f) if wanted.get(href.as_str()) != Some(&f.etag.as_str()) => {
+                        "changed since it was listed; left for the next sync".to_owned()
+                    }
+                    Ok(f) => match Item::parse(f.bytes) {
+                        Ok(item) => {
+                            read.push((href, Ok(item)));
+                            continue;
+                        }
+                        Err(malformed) => malformed.to_string(),
+                    },
+                    Err(e) => e.to_string(),
+                };
+                read.push((href, Err(reason)));
+            }
+            for (href, result) in read {
+                match result {
+                    Ok(item) => {
+                        self.fetched[side.index()].insert(href, item);
+                    }
+                    Err(reason) => {
+                        self.unfetched[side.index()].insert(href, reason);
+                    }
+                }
+            }
+        }
     }
 
     /// `e` as a person finds it: its href made a full path or URL (`<collection id>/<href>`)
@@ -348,17 +447,31 @@ impl<'a> Executor<'a> {
             .item
             .uid()
             .map_or_else(|| "no UID".to_owned(), |uid| format!("UID {uid}"));
-        let from = match source
+        format!(
+            "{} ({uid}): not written to {on} as {}",
+            self.source_location(source),
+            self.located(on, e)
+        )
+    }
+
+    /// Where the user knows the item a write copies: its full path or URL.
+    fn source_location(&self, source: Source<'_, '_>) -> String {
+        match source
             .side
             .and_then(|side| self.collections[side.index()].as_ref())
         {
             Some(c) => item_location(c, source.href),
             None => source.href.to_owned(),
-        };
-        format!(
-            "{from} ({uid}): not written to {on} as {}",
-            self.located(on, e)
-        )
+        }
+    }
+
+    /// The storage on `on`, for a write of the item `what` names; an error for a side that must
+    /// never be written.
+    fn writable(&self, on: Side, what: &str) -> Result<&dyn Storage, String> {
+        match &self.never_written[on.index()] {
+            Some(why) => Err(format!("{what}: refused to write to {on}: {why}")),
+            None => Ok(self.sides.get(on)),
+        }
     }
 
     fn create(&self, on: Side, source: Source<'_, '_>) -> Result<Written, String> {
@@ -366,8 +479,7 @@ impl<'a> Executor<'a> {
         let hint = item
             .uid()
             .map_or_else(|| item.hash().to_owned(), str::to_owned);
-        self.sides
-            .get(on)
+        self.writable(on, &self.source_location(source))?
             .create(self.collection(on)?, &hint, item.bytes())
             .map_err(|e| self.write_failure(source, on, &e))
     }
@@ -378,8 +490,7 @@ impl<'a> Executor<'a> {
         target: &ItemVersion,
         source: Source<'_, '_>,
     ) -> Result<Written, String> {
-        self.sides
-            .get(on)
+        self.writable(on, &self.source_location(source))?
             .update(
                 self.collection(on)?,
                 &target.href,
@@ -430,20 +541,20 @@ impl<'a> Executor<'a> {
                 source,
                 target,
                 status,
+                ..
             } => {
                 let copy = self.source(*from, &source.href)?;
                 let written = self.update(from.other(), target, copy)?;
-                Effect::Replace {
-                    old: status,
-                    row: row(ident, *from, source.clone(), written.version_of(source)),
-                    content: Some(Cow::Borrowed(copy.item.bytes())),
-                }
+                let new = row(ident, *from, source.clone(), written.version_of(source));
+                // A target's own item that a mirror overwrote had no row yet.
+                settled(status.as_ref(), new, Cow::Borrowed(copy.item.bytes()))
             }
             Action::Restore {
                 ident,
                 from,
                 source,
                 status,
+                ..
             } => {
                 let copy = self.source(*from, &source.href)?;
                 let written = self.create(from.other(), copy)?;
@@ -458,12 +569,15 @@ impl<'a> Executor<'a> {
             } => {
                 let collection = self.collection(*on)?;
                 match self
-                    .sides
-                    .get(*on)
+                    .writable(*on, &item_location(collection, &target.href))?
                     .delete(collection, &target.href, &target.etag)
                 {
-                    // Already gone is what we wanted.
-                    Ok(()) | Err(ItemError::NotFound { .. }) => Effect::Remove(status),
+                    // Already gone is what we wanted. An item only ever on the target of a
+                    // one-way pair had no row to remove.
+                    Ok(()) | Err(ItemError::NotFound { .. }) => match status {
+                        Some(status) => Effect::Remove(status),
+                        None => Effect::Nothing(Outcome::Done),
+                    },
                     Err(e) => {
                         return Err(format!("not deleted on {on}: {}", self.located(*on, &e)));
                     }
@@ -515,6 +629,7 @@ impl<'a> Executor<'a> {
                 }
                 // The unreadable item itself is already reported with its parse error.
                 SkipReason::Unreadable { .. } => Outcome::Skipped,
+                SkipReason::SourceUnreadable { .. } => Outcome::Failed(action.to_string()),
             }),
         })
     }
@@ -592,6 +707,10 @@ impl<'a> Executor<'a> {
             href: "the merge command's result",
             item: &item,
         };
+        // Both sides get the result: refuse before writing either, so neither gets it alone.
+        for side in [Side::A, Side::B] {
+            self.writable(side, ident)?;
+        }
         let wa = self.update(Side::A, a, merged)?;
         let wb = self.update(Side::B, b, merged)?;
         let hash = item.hash().to_owned();

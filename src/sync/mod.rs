@@ -15,21 +15,21 @@ use std::sync::atomic::AtomicBool;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::config::{CollectionsSpec, ConflictResolution, MetadataKey};
+use crate::config::{CollectionsSpec, ConflictResolution, MetadataKey, SyncMode};
 use crate::filter::{CivilDate, ItemFilter, Window, item_span};
 use crate::item::Item;
-use crate::metadata::{Described, PropertyAction, plan_property};
+use crate::metadata::{Described, PropertyAction, plan_mirrored_property, plan_property};
 use crate::model::{
     ItemVersion, ListedItem, Listing, Side, StatusItem, UnreadableItem, is_weak_etag,
 };
 use crate::pairing::{CollectionPair, match_collections};
-use crate::plan::{Action, PlanOptions, SkipReason, plan};
+use crate::plan::{Action, PlanOptions, SkipReason, mirroring_side, plan};
 use crate::status::{CollectionId, Problem, RunRecord, StatusDb, StatusError};
 use crate::storage::{
     ChangeSet, Changes, CollectionInfo, Fetched, ItemError, ListEntry, Storage, StorageError,
 };
-pub use execute::known_as;
 use execute::{Executor, Outcome};
+pub use execute::{known_as, never_written};
 
 /// How a run behaves.
 #[derive(Debug, Clone, Default)]
@@ -51,6 +51,10 @@ pub struct SyncOptions {
     /// Set (by a signal handler, say) to stop: the writes under way finish and are recorded,
     /// no further action is started, and the report says how many were left.
     pub interrupt: Option<&'static AtomicBool>,
+    /// Which way changes flow (a one-way pair's target mirrors its source).
+    pub mode: SyncMode,
+    /// Per side (a, b): the storage is `read_only`; nothing is ever written to it.
+    pub read_only: [bool; 2],
 }
 
 /// What happened to one action, as it happens.
@@ -77,6 +81,12 @@ pub struct CollectionReport {
     pub updated: u64,
     /// Items deleted on either side.
     pub deleted: u64,
+    /// In a one-way pair: of `created` and `updated`, the target's own changes undone
+    /// (overwritten with the source's version, or its deletions restored).
+    pub mirror_overwritten: u64,
+    /// In a one-way pair: of `deleted`, the target's items the source does not have (only on
+    /// the target, or deleted on the source while the target changed them).
+    pub mirror_deleted: u64,
     /// Conflicts left open.
     pub conflicts: Vec<Problem>,
     /// Items that could not be synced, and why.
@@ -248,7 +258,10 @@ fn sync_metadata(
             _ => None,
         };
         let synced = stored.as_deref().map(decode_property).or(fresh);
-        let action = plan_property(a.as_deref(), b.as_deref(), synced, &options.resolution);
+        let action = match mirroring_side(options.mode) {
+            Some(target) => plan_mirrored_property(a.as_deref(), b.as_deref(), synced, target),
+            None => plan_property(a.as_deref(), b.as_deref(), synced, &options.resolution),
+        };
         if action != PropertyAction::Nothing {
             progress(Progress::Property(&Described(key, &action).to_string()));
         }
@@ -265,13 +278,24 @@ fn sync_metadata(
             _ if options.dry_run => continue,
             PropertyAction::Record(value) => value,
             PropertyAction::Set { on, value } => {
-                let result = match target.collections[on.index()] {
-                    Some(collection) => {
+                let guard = never_written(options.mode, options.read_only);
+                let result = match (target.collections[on.index()], &guard[on.index()]) {
+                    (_, Some(why)) => {
+                        report.errors.push(Problem {
+                            ident: key.file_name().to_owned(),
+                            message: format!(
+                                "{}: refused to write to {on}: {why}",
+                                key.file_name()
+                            ),
+                        });
+                        continue;
+                    }
+                    (Some(collection), None) => {
                         sides
                             .get(on)
                             .set_metadata(collection, key, value.as_deref())
                     }
-                    None => Ok(()),
+                    (None, None) => Ok(()),
                 };
                 if let Err(e) = result {
                     report.errors.push(Problem {
@@ -719,6 +743,19 @@ pub fn sync_collection(
     let allowed = allowed_types(&filter_a.item_types, &filter_b.item_types);
     let today = CivilDate::from_days_since_epoch(options.now.div_euclid(86_400));
     let window = filter_a.window(today).intersect(filter_b.window(today));
+    let guard = never_written(options.mode, options.read_only);
+    // A side never written gets no collection: the collection on the other side is left alone
+    // (davsync deletes no collection, and a one-way target's items are not emptied because the
+    // source lacks the collection).
+    for (side, existing) in [(Side::A, &pair.a), (Side::B, &pair.b)] {
+        if let (None, Some(why)) = (existing, &guard[side.index()]) {
+            report.notes.push(format!(
+                "left alone: the collection exists only on {}, and {side} is never written ({why})",
+                side.other()
+            ));
+            return Ok(report);
+        }
+    }
     let collections =
         ensure_collection(sides.a, &pair.a, &pair.a_name, options.dry_run).and_then(|a| {
             Ok((
@@ -915,6 +952,7 @@ pub fn sync_collection(
     }
     let plan_options = PlanOptions {
         force_delete: options.force_delete || holds_items == [true, true],
+        mode: options.mode,
     };
     let actions = match plan(&a.listing, &b.listing, &planned, plan_options) {
         Ok(actions) => actions,
@@ -944,13 +982,16 @@ pub fn sync_collection(
         }
         return Ok(report);
     }
-    let executor = Executor {
+    let mut executor = Executor {
         sides,
         collections: [a_coll, b_coll],
         fetched: [a.fetched, b.fetched],
         resolution: &options.resolution,
         interrupt: options.interrupt,
+        never_written: guard,
+        unfetched: Default::default(),
     };
+    executor.fetch_sources(&actions);
     let end = executor.run(
         &actions,
         status,
@@ -1038,6 +1079,13 @@ fn written_sides(action: &Action) -> Vec<Side> {
 }
 
 fn count_done(action: &Action, resolution: &ConflictResolution, report: &mut CollectionReport) {
+    match action {
+        Action::Update { mirror: true, .. } | Action::Restore { mirror: true, .. } => {
+            report.mirror_overwritten += 1
+        }
+        Action::Delete { mirror: true, .. } => report.mirror_deleted += 1,
+        _ => {}
+    }
     match action {
         Action::Create { .. } | Action::Restore { .. } => report.created += 1,
         Action::Update { .. } => report.updated += 1,

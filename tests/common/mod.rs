@@ -633,6 +633,8 @@ pub fn totals(run: &Run) -> (u64, u64, u64) {
         let Some((_, counts)) = line.split_once(": ") else {
             continue;
         };
+        // What follows the counts ("; b mirrors a: ...") has numbers of its own.
+        let counts = counts.split(';').next().unwrap_or_default();
         let numbers: Vec<u64> = counts
             .split(", ")
             .filter_map(|part| part.split(' ').next()?.parse().ok())
