@@ -359,6 +359,13 @@ pub trait Storage: Send + Sync {
         Ok(None)
     }
 
+    /// The hooks that failed after a write that succeeded (a vdir's `post_hook`) since the
+    /// last call; the caller reports them with the collection it was writing. A hook failure
+    /// that prevents a write (a `pre_deletion_hook`) is that write's [`ItemError`] instead.
+    fn take_hook_failures(&self) -> Vec<crate::hook::HookFailure> {
+        Vec::new()
+    }
+
     /// A collection property (display name, colour, ...); `None` when absent.
     fn metadata(
         &self,

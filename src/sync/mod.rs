@@ -746,6 +746,17 @@ pub fn sync_collection(
         });
     }
     report.interrupted = end.not_done;
+    // A hook that failed after its write: the write stands (and is recorded), the failure is
+    // this collection's error.
+    for failure in [sides.a, sides.b]
+        .iter()
+        .flat_map(|storage| storage.take_hook_failures())
+    {
+        report.errors.push(Problem {
+            ident: failure.target.clone().unwrap_or_default(),
+            message: failure.to_string(),
+        });
+    }
     if report.is_clean() {
         // Only a clean run may move the remembered states forward: a change left unsynced
         // must be reported again by the next delta. A side this run wrote to gets no state at
