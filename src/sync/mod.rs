@@ -549,7 +549,7 @@ fn is_allowed(item: &Item, allowed: &[String]) -> bool {
 /// Where a person finds an item: a vdir file's full path, or a server item's full URL. A
 /// server names its items by absolute path (`/alice/work/x.ics`), which is resolved against the
 /// collection URL instead of appended to it.
-fn item_location(collection: &CollectionInfo, href: &str) -> String {
+pub(crate) fn item_location(collection: &CollectionInfo, href: &str) -> String {
     if href.contains("://") || (href.starts_with('/') && collection.id.contains("://")) {
         return crate::storage::dav::href::join(&collection.id, href);
     }
