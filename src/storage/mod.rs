@@ -132,10 +132,7 @@ pub fn open(
     shared: &Shared,
 ) -> Result<Box<dyn Storage>, StorageError> {
     match &config.kind {
-        StorageKind::Vdir(vdir) => Ok(Box::new(vdir::VdirStorage::new(
-            vdir.path.clone(),
-            vdir.fileext.clone(),
-        ))),
+        StorageKind::Vdir(vdir) => Ok(Box::new(vdir::VdirStorage::from_config(vdir))),
         StorageKind::Dav(dav) => Ok(Box::new(dav::open(dav, &config.filter, env, &shared.dav)?)),
     }
 }

@@ -21,7 +21,7 @@
 //! a file over [`MAX_ITEM_SIZE`]) is listed anyway and reported unreadable when fetched, so the
 //! planner never takes it for a deletion.
 //!
-//! Hooks ([`VdirHooks`]): `post_hook` runs with the item's path after a create or update
+//! Hooks ([`VdirConfig::post_hook`], [`VdirConfig::pre_deletion_hook`]): `post_hook` runs with the item's path after a create or update
 //! completed (a failing one is kept for [`Storage::take_hook_failures`]; the write stands and
 //! is recorded), `pre_deletion_hook` runs before a delete, and when it fails the file is not
 //! deleted: the hook is typically a backup, and a deletion without its backup could lose data
@@ -65,21 +65,15 @@ const TEMP_MARKER: &str = ".davsync-tmp-";
 /// Temporary files older than this are leftovers of a killed run and are removed when listing.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
-/// The commands a vdir runs around its item writes (empty: none).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VdirHooks {
-    /// Run with the item's path after davsync created or updated it.
-    pub post_hook: Vec<String>,
-    /// Run with the item's path before davsync deletes it; when it fails, the item stays.
-    pub pre_deletion_hook: Vec<String>,
-}
-
 /// A vdir: `path` holds one subdirectory per collection; items end in `fileext`.
 #[derive(Debug)]
 pub struct VdirStorage {
     path: PathBuf,
     fileext: String,
-    hooks: VdirHooks,
+    /// Run with an item's path after davsync created or updated it (empty: none).
+    post_hook: Vec<String>,
+    /// Run with an item's path before davsync deletes it; when it fails, the item stays.
+    pre_deletion_hook: Vec<String>,
     /// `post_hook` failures not yet taken by [`Storage::take_hook_failures`]; the lock is also
     /// held while any hook runs, so hooks run one at a time.
     hook_failures: Mutex<Vec<HookFailure>>,
@@ -98,7 +92,8 @@ impl VdirStorage {
         VdirStorage {
             path,
             fileext,
-            hooks: VdirHooks::default(),
+            post_hook: Vec::new(),
+            pre_deletion_hook: Vec::new(),
             hook_failures: Mutex::new(Vec::new()),
             writes_done: AtomicU64::new(0),
             writes_flushed: AtomicU64::new(0),
@@ -107,9 +102,13 @@ impl VdirStorage {
         }
     }
 
-    /// The same vdir, running `hooks` around its item writes.
-    pub fn with_hooks(self, hooks: VdirHooks) -> VdirStorage {
-        VdirStorage { hooks, ..self }
+    /// The vdir a config section describes, with its hooks.
+    pub fn from_config(config: &VdirConfig) -> VdirStorage {
+        VdirStorage {
+            post_hook: config.post_hook.clone(),
+            pre_deletion_hook: config.pre_deletion_hook.clone(),
+            ..VdirStorage::new(config.path.clone(), config.fileext.clone())
+        }
     }
 
     /// Takes the hook lock (see `hook_failures`). A panic while another thread held it left
@@ -122,16 +121,11 @@ impl VdirStorage {
 
     /// Runs `post_hook` on a file just written, keeping a failure for the report.
     fn after_write(&self, path: &Path) {
-        if self.hooks.post_hook.is_empty() {
+        if self.post_hook.is_empty() {
             return;
         }
         let mut failures = self.hook_lock();
-        if let Err(failure) = hook::run(
-            "post_hook",
-            &self.hooks.post_hook,
-            Some(path.as_os_str()),
-            &[],
-        ) {
+        if let Err(failure) = hook::run("post_hook", &self.post_hook, Some(path.as_os_str()), &[]) {
             failures.push(failure);
         }
     }
@@ -139,13 +133,13 @@ impl VdirStorage {
     /// Runs `pre_deletion_hook` on a file about to be deleted; its failure refuses the
     /// deletion.
     fn before_delete(&self, path: &Path, href: &str) -> Result<(), ItemError> {
-        if self.hooks.pre_deletion_hook.is_empty() {
+        if self.pre_deletion_hook.is_empty() {
             return Ok(());
         }
         let _running = self.hook_lock();
         hook::run(
             "pre_deletion_hook",
-            &self.hooks.pre_deletion_hook,
+            &self.pre_deletion_hook,
             Some(path.as_os_str()),
             &[],
         )
@@ -614,7 +608,7 @@ impl Storage for VdirStorage {
         self.before_delete(&path, href)?;
         // The hook may have taken its time (or touched the file): the deletion is still
         // conditional on the version listed.
-        if !self.hooks.pre_deletion_hook.is_empty() {
+        if !self.pre_deletion_hook.is_empty() {
             check_unchanged(&path, href, expected_etag)?;
         }
         self.in_flight();
@@ -853,10 +847,11 @@ mod tests {
             let script = format!("echo {tag} \"$1\" >> {}; exit {status}", log.display());
             ["sh", "-c", &script, "hook"].map(String::from).to_vec()
         };
-        let storage = storage.with_hooks(VdirHooks {
+        let storage = VdirStorage {
             post_hook: logger("post", 0),
             pre_deletion_hook: logger("pre", 0),
-        });
+            ..storage
+        };
         let w = storage.create(&coll, "u", b"one").unwrap();
         let w = storage.update(&coll, &w.href, &w.etag, b"two").unwrap();
         let path = Path::new(&coll.id).join(&w.href);
@@ -868,10 +863,11 @@ mod tests {
             format!("post {p}\npost {p}\npre {p}\n")
         );
 
-        let storage = storage.with_hooks(VdirHooks {
+        let storage = VdirStorage {
             post_hook: logger("post", 1),
             pre_deletion_hook: logger("pre", 2),
-        });
+            ..storage
+        };
         let w = storage.create(&coll, "v", b"three").unwrap();
         let failures = storage.take_hook_failures();
         assert_eq!(failures.len(), 1, "{failures:?}");
