@@ -6,7 +6,7 @@ mod dav_support;
 
 use std::collections::BTreeSet;
 
-use common::{Sandbox, crlf, event, event_without_uid, totals};
+use common::{Sandbox, crlf, event, event_without_uid, totals, vdir_pair_config};
 use dav_support::{DavServer, Radicale, Xandikos};
 
 /// An event with `uid` (none when `None`), `summary` and a LAST-MODIFIED of `modified`.
@@ -186,6 +186,27 @@ fn both_sides_repaired_alone_agree_on_the_new_uid() {
     assert_eq!(totals(&run), (0, 0, 0), "{}", run.stdout);
     assert_eq!(uids(&sb, "a"), uids(&sb, "b"));
     assert_ne!(uids(&sb, "a"), ["-"]);
+}
+
+#[test]
+fn a_read_only_storage_is_refused() {
+    let sb = Sandbox::with_vdir_pair("");
+    sb.write_config(&vdir_pair_config(".ics", "").replace(
+        "path = \"{root}/a\"\n",
+        "path = \"{root}/a\"\nread_only = true\n",
+    ));
+    sb.write("a/nouid.ics", event_without_uid("No UID"));
+    let before = sb.state("a");
+    let run = sb.run(&["repair", "laptop"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains(
+            "davsync: storage laptop is read_only: repair writes to the storage it repairs"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sb.state("a"), before);
 }
 
 #[test]

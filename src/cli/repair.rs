@@ -15,6 +15,10 @@ use super::{Cli, CliError, Verbosity, display_name, load_config};
 /// gets the item under a new name derived from its new UID, and the old one is deleted. Every
 /// file or URL changed is named. Sync the storage's pairs afterwards: the next sync copies the
 /// changed items and converges without duplicates.
+///
+/// Exit status: 0 when every item that needed it was repaired (or, with --dry-run, could be);
+/// 1 when an item could not be read or changed, or the storage could not be listed; 2 for an
+/// unknown storage or collection, or a read_only storage.
 #[derive(Debug, Args)]
 pub struct RepairArgs {
     /// The storage, or one of its collections, to repair
@@ -39,6 +43,13 @@ pub fn cmd_repair(cli: &Cli, args: &RepairArgs, verbosity: Verbosity) -> Result<
             known.join(", ")
         ))
     })?;
+    if section.read_only {
+        return Err(CliError::Usage(format!(
+            "storage {name} is read_only: repair writes to the storage it repairs; repair the \
+             place it reads from, or remove read_only from its section in {}",
+            config.path.display()
+        )));
+    }
     let shared = storage::Shared::default();
     let storage = storage::open(section, &ProcessEnv, &shared)
         .map_err(|e| CliError::Failed(format!("storage {name}: {e}")))?;
