@@ -111,9 +111,9 @@ fn a_failing_pre_deletion_hook_keeps_the_file_and_the_deletion_waits() {
     run.expect_code(1);
     assert!(
         run.stderr.contains(
-            "error: cal: not deleted on b: [TMP]/b/one.ics: refused: not deleted, \
-             pre_deletion_hook \"sh -c echo backup disk missing >&2; exit 4 backup\" on \
-             [TMP]/b/one.ics: exited with status 4: backup disk missing"
+            "error: cal: not deleted on b: [TMP]/b/one.ics: refused: pre_deletion_hook \
+             \"sh -c echo backup disk missing >&2; exit 4 backup\": exited with status 4: \
+             backup disk missing"
         ),
         "{}",
         run.stderr

@@ -146,7 +146,12 @@ impl VdirStorage {
         .map_err(|failure| ItemError::Refused {
             href: href.to_owned(),
             status: None,
-            reason: format!("not deleted, {failure}"),
+            // The href is already in the message; the hook's own target would repeat it.
+            reason: HookFailure {
+                target: None,
+                ..failure
+            }
+            .to_string(),
         })
     }
 
@@ -875,9 +880,7 @@ mod tests {
         assert!(storage.take_hook_failures().is_empty(), "taken once");
         let refused = storage.delete(&coll, &w.href, &w.etag).unwrap_err();
         assert!(
-            refused
-                .to_string()
-                .contains("not deleted, pre_deletion_hook"),
+            refused.to_string().contains("refused: pre_deletion_hook"),
             "{refused}"
         );
         assert!(Path::new(&coll.id).join(&w.href).exists());
