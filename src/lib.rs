@@ -8,12 +8,14 @@
 
 pub mod config;
 pub mod filter;
+pub mod hook;
 pub mod http;
 pub mod item;
 pub mod metadata;
 pub mod model;
 pub mod pairing;
 pub mod plan;
+pub mod repair;
 pub mod status;
 pub mod storage;
 pub mod sync;

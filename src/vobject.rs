@@ -430,6 +430,13 @@ pub fn check(bytes: &[u8]) -> Result<(), Malformed> {
 /// that component has no UID or an empty one. Works on any bytes: a non-UTF-8 UID is converted
 /// lossily. Components other than VCALENDAR at the top are treated like a VCARD.
 pub fn uid(bytes: &[u8]) -> Option<String> {
+    main_property(bytes, "UID")
+}
+
+/// The value of property `name` of the item's main component, found as [`uid`] finds the UID
+/// (the first non-VTIMEZONE child of VCALENDAR, or a VCARD; never a nested VALARM's), unfolded
+/// and trimmed; `None` when absent or empty.
+pub fn main_property(bytes: &[u8], name: &str) -> Option<String> {
     let mut depth = 0usize;
     let mut calendar = false;
     // Inside the first non-VTIMEZONE child of a VCALENDAR, the only place the UID may come from.
@@ -445,19 +452,72 @@ pub fn uid(bytes: &[u8]) -> Option<String> {
                 }
             }
             Kind::End(_) => {
-                // The component that would have held the UID ended without one.
+                // The component that would have held the property ended without it.
                 if (target && depth == 2) || (!calendar && depth == 1) {
                     return None;
                 }
                 depth = depth.saturating_sub(1);
             }
-            Kind::Prop if l.is(b"UID") && ((target && depth == 2) || (!calendar && depth == 1)) => {
+            Kind::Prop
+                if l.is(name.as_bytes())
+                    && ((target && depth == 2) || (!calendar && depth == 1)) =>
+            {
                 return l.value().filter(|v| !v.is_empty()).map(lossy);
             }
             Kind::Prop => {}
         }
     }
     None
+}
+
+/// The item with `uid` as its UID: in every component that carries an item's UID (each direct
+/// child of VCALENDAR but VTIMEZONE, so a master and its overrides alike; or a VCARD) the UID
+/// lines are dropped and `UID:<uid>` is added just before the component's END line, in the
+/// file's line-ending style. Every other byte is kept as it was. `uid` must need no escaping
+/// (no line breaks).
+pub fn with_uid(bytes: &[u8], uid: &str) -> Vec<u8> {
+    let eol: &[u8] = match bytes.windows(2).any(|w| w == b"\r\n") {
+        true => b"\r\n",
+        false => b"\n",
+    };
+    let mut out = Vec::with_capacity(bytes.len() + uid.len() + 6);
+    let mut copied = 0;
+    let mut depth = 0usize;
+    let mut calendar = false;
+    // Whether the component now open at the UID's depth carries an item's UID.
+    let mut carries = false;
+    let uid_depth = |calendar: bool| if calendar { 2 } else { 1 };
+    for l in Lines::new(bytes) {
+        match l.kind() {
+            Kind::Begin(name) => {
+                depth += 1;
+                if depth == 1 {
+                    calendar = name.eq_ignore_ascii_case(b"VCALENDAR");
+                }
+                if depth == uid_depth(calendar) {
+                    carries = !(calendar && name.eq_ignore_ascii_case(b"VTIMEZONE"));
+                }
+            }
+            Kind::End(_) => {
+                if carries && depth == uid_depth(calendar) {
+                    out.extend_from_slice(&bytes[copied..l.start]);
+                    out.extend_from_slice(b"UID:");
+                    out.extend_from_slice(uid.as_bytes());
+                    out.extend_from_slice(eol);
+                    copied = l.start;
+                    carries = false;
+                }
+                depth = depth.saturating_sub(1);
+            }
+            Kind::Prop if carries && depth == uid_depth(calendar) && l.is(b"UID") => {
+                out.extend_from_slice(&bytes[copied..l.start]);
+                copied = l.end;
+            }
+            Kind::Prop => {}
+        }
+    }
+    out.extend_from_slice(&bytes[copied..]);
+    out
 }
 
 /// The item's main component type, upper-cased: the first direct child of VCALENDAR other
@@ -1626,6 +1686,33 @@ BEGIN:VTODO\r\nUID:1\r\nEND:VTODO\r\nEND:VCALENDAR\r\n";
     }
 
     use super::*;
+
+    #[test]
+    fn with_uid_sets_the_uid_of_every_item_component_and_keeps_the_rest() {
+        let event = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTIMEZONE\r\nTZID:X\r\n\
+            END:VTIMEZONE\r\nBEGIN:VEVENT\r\nUID:old-\r\n part\r\nSUMMARY:a\r\nBEGIN:VALARM\r\n\
+            UID:alarm\r\nEND:VALARM\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nRECURRENCE-ID:1\r\n\
+            END:VEVENT\r\nEND:VCALENDAR\r\n";
+        let fixed = with_uid(event, "new");
+        assert_eq!(
+            String::from_utf8(fixed.clone()).unwrap(),
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTIMEZONE\r\nTZID:X\r\n\
+             END:VTIMEZONE\r\nBEGIN:VEVENT\r\nSUMMARY:a\r\nBEGIN:VALARM\r\n\
+             UID:alarm\r\nEND:VALARM\r\nUID:new\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\n\
+             RECURRENCE-ID:1\r\nUID:new\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        );
+        assert_eq!(uid(&fixed).as_deref(), Some("new"));
+        check(&fixed).unwrap();
+        let card = b"BEGIN:VCARD\nVERSION:4.0\nFN:A\nEND:VCARD\n";
+        assert_eq!(
+            with_uid(card, "c1"),
+            b"BEGIN:VCARD\nVERSION:4.0\nFN:A\nUID:c1\nEND:VCARD\n"
+        );
+        assert_eq!(
+            main_property(b"BEGIN:VCARD\nREV:2026-01-02T03:04:05Z\nEND:VCARD\n", "rev").as_deref(),
+            Some("2026-01-02T03:04:05Z")
+        );
+    }
 
     fn err(bytes: &str) -> Option<(usize, Problem)> {
         check(bytes.as_bytes()).err().map(|m| (m.line, m.problem))

@@ -25,6 +25,9 @@ _davsync() {
             davsync,help)
                 cmd="davsync__subcmd__help"
                 ;;
+            davsync,repair)
+                cmd="davsync__subcmd__repair"
+                ;;
             davsync,status)
                 cmd="davsync__subcmd__status"
                 ;;
@@ -40,6 +43,9 @@ _davsync() {
             davsync__subcmd__help,help)
                 cmd="davsync__subcmd__help__subcmd__help"
                 ;;
+            davsync__subcmd__help,repair)
+                cmd="davsync__subcmd__help__subcmd__repair"
+                ;;
             davsync__subcmd__help,status)
                 cmd="davsync__subcmd__help__subcmd__status"
                 ;;
@@ -53,7 +59,7 @@ _davsync() {
 
     case "${cmd}" in
         davsync)
-            opts="-c -v -q -h -V --config --verbose --quiet --help --version sync discover status generate help"
+            opts="-c -v -q -h -V --config --verbose --quiet --help --version sync discover status repair generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -127,7 +133,7 @@ _davsync() {
             return 0
             ;;
         davsync__subcmd__help)
-            opts="sync discover status generate help"
+            opts="sync discover status repair generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -182,6 +188,20 @@ _davsync() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        davsync__subcmd__help__subcmd__repair)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         davsync__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -203,6 +223,28 @@ _davsync() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        davsync__subcmd__repair)
+            opts="-c -v -q -h --dry-run --config --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

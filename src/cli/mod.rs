@@ -3,6 +3,7 @@
 mod discover;
 mod generate;
 mod interrupt;
+mod repair;
 mod status;
 mod sync;
 
@@ -59,6 +60,7 @@ enum Command {
     Sync(sync::SyncArgs),
     Discover(discover::DiscoverArgs),
     Status(status::StatusArgs),
+    Repair(repair::RepairArgs),
     #[command(hide = true)]
     Generate(generate::GenerateArgs),
 }
@@ -134,6 +136,7 @@ pub fn main() -> ExitCode {
         Command::Sync(args) => sync::cmd_sync(&cli, args, verbosity),
         Command::Discover(args) => discover::cmd_discover(&cli, args),
         Command::Status(args) => status::cmd_status(&cli, args),
+        Command::Repair(args) => repair::cmd_repair(&cli, args, verbosity),
         Command::Generate(args) => generate::cmd_generate(args),
     };
     match result {

@@ -7,6 +7,7 @@ use clap::Args;
 use davsync::config::SyncMode;
 use davsync::filter::DateBound;
 use davsync::model::Side;
+use davsync::hook;
 use davsync::plan::Action;
 use davsync::plan::mirroring_side;
 use davsync::storage;
@@ -157,6 +158,7 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             mode,
             read_only,
         };
+        let mut summary = hook::PairSummary::new(&pair.name);
         for collection in collections.iter().filter(|c| only.includes(&c.name)) {
             let name = display_name(&pair.name, &collection.name);
             if interrupt::received().is_some() {
@@ -182,6 +184,15 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             let report = sync_collection(&sides, collection, status, &options, &mut progress)?;
             print_report(&name, &report, args.dry_run, mode, verbosity);
             clean &= report.is_clean();
+            summary.add(&report);
+        }
+        // Not after an interrupted run: the user asked davsync to stop.
+        if !args.dry_run
+            && interrupt::received().is_none()
+            && let Err(failure) = hook::post_sync(&pair.post_sync, &summary)
+        {
+            eprintln!("error: {}: {failure}", pair.name);
+            clean = false;
         }
     }
     if let Some(signal) = interrupt::received() {

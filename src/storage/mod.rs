@@ -135,10 +135,7 @@ pub fn open(
     shared: &Shared,
 ) -> Result<Box<dyn Storage>, StorageError> {
     match &config.kind {
-        StorageKind::Vdir(vdir) => Ok(Box::new(vdir::VdirStorage::new(
-            vdir.path.clone(),
-            vdir.fileext.clone(),
-        ))),
+        StorageKind::Vdir(vdir) => Ok(Box::new(vdir::VdirStorage::from_config(vdir))),
         StorageKind::Dav(dav) => Ok(Box::new(dav::open(dav, &config.filter, env, &shared.dav)?)),
         StorageKind::Singlefile(file) => Ok(Box::new(singlefile::SinglefileStorage::new(
             file.path.clone(),
@@ -382,6 +379,13 @@ pub trait Storage: Send + Sync {
     /// a sync (an unmounted disk) is reported missing instead of being recreated empty.
     fn create_root(&self) -> Result<Option<String>, StorageError> {
         Ok(None)
+    }
+
+    /// The hooks that failed after a write that succeeded (a vdir's `post_hook`) since the
+    /// last call; the caller reports them with the collection it was writing. A hook failure
+    /// that prevents a write (a `pre_deletion_hook`) is that write's [`ItemError`] instead.
+    fn take_hook_failures(&self) -> Vec<crate::hook::HookFailure> {
+        Vec::new()
     }
 
     /// A collection property (display name, colour, ...); `None` when absent.

@@ -719,7 +719,7 @@ fn is_allowed(item: &Item, allowed: &[String]) -> bool {
 /// Where a person finds an item: a vdir file's full path, or a server item's full URL. A
 /// server names its items by absolute path (`/alice/work/x.ics`), which is resolved against the
 /// collection URL instead of appended to it.
-fn item_location(collection: &CollectionInfo, href: &str) -> String {
+pub(crate) fn item_location(collection: &CollectionInfo, href: &str) -> String {
     if href.contains("://") || (href.starts_with('/') && collection.id.contains("://")) {
         return crate::storage::dav::href::join(&collection.id, href);
     }
@@ -1025,6 +1025,17 @@ pub fn sync_collection(
         });
     }
     report.interrupted = end.not_done;
+    // A hook that failed after its write: the write stands (and is recorded), the failure is
+    // this collection's error.
+    for failure in [sides.a, sides.b]
+        .iter()
+        .flat_map(|storage| storage.take_hook_failures())
+    {
+        report.errors.push(Problem {
+            ident: failure.target.clone().unwrap_or_default(),
+            message: failure.to_string(),
+        });
+    }
     if report.is_clean() {
         // Only a clean run may move the remembered states forward: a change left unsynced
         // must be reported again by the next delta. A side this run wrote to gets no state at

@@ -20,6 +20,13 @@
 //! symlink loop, a per-file symlink into an unmounted disk, a directory where an item should be,
 //! a file over [`MAX_ITEM_SIZE`]) is listed anyway and reported unreadable when fetched, so the
 //! planner never takes it for a deletion.
+//!
+//! Hooks ([`VdirConfig::post_hook`], [`VdirConfig::pre_deletion_hook`]): `post_hook` runs with the item's path after a create or update
+//! completed (a failing one is kept for [`Storage::take_hook_failures`]; the write stands and
+//! is recorded), `pre_deletion_hook` runs before a delete, and when it fails the file is not
+//! deleted: the hook is typically a backup, and a deletion without its backup could lose data
+//! the user meant to keep. The deletion is then reported and tried again by the next sync.
+//! Hooks of one storage run one at a time (two `git add` at once would fight over git's lock).
 
 pub mod config;
 
@@ -30,10 +37,12 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use crate::config::MetadataKey;
+use crate::hook::{self, HookFailure};
 
 use super::{
     CollectionInfo, Fetched, ItemError, ListEntry, Storage, StorageError, Written, item_file_name,
@@ -61,6 +70,13 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 pub struct VdirStorage {
     path: PathBuf,
     fileext: String,
+    /// Run with an item's path after davsync created or updated it (empty: none).
+    post_hook: Vec<String>,
+    /// Run with an item's path before davsync deletes it; when it fails, the item stays.
+    pre_deletion_hook: Vec<String>,
+    /// `post_hook` failures not yet taken by [`Storage::take_hook_failures`]; the lock is also
+    /// held while any hook runs, so hooks run one at a time.
+    hook_failures: Mutex<Vec<HookFailure>>,
     /// Writes completed so far (counted after the rename or unlink).
     writes_done: AtomicU64,
     /// How many of `writes_done` the last successful [`Storage::flush`] covered.
@@ -76,11 +92,67 @@ impl VdirStorage {
         VdirStorage {
             path,
             fileext,
+            post_hook: Vec::new(),
+            pre_deletion_hook: Vec::new(),
+            hook_failures: Mutex::new(Vec::new()),
             writes_done: AtomicU64::new(0),
             writes_flushed: AtomicU64::new(0),
             #[cfg(test)]
             mid_write: None,
         }
+    }
+
+    /// The vdir a config section describes, with its hooks.
+    pub fn from_config(config: &VdirConfig) -> VdirStorage {
+        VdirStorage {
+            post_hook: config.post_hook.clone(),
+            pre_deletion_hook: config.pre_deletion_hook.clone(),
+            ..VdirStorage::new(config.path.clone(), config.fileext.clone())
+        }
+    }
+
+    /// Takes the hook lock (see `hook_failures`). A panic while another thread held it left
+    /// nothing half-done in the list.
+    fn hook_lock(&self) -> std::sync::MutexGuard<'_, Vec<HookFailure>> {
+        self.hook_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `post_hook` on a file just written, keeping a failure for the report.
+    fn after_write(&self, path: &Path) {
+        if self.post_hook.is_empty() {
+            return;
+        }
+        let mut failures = self.hook_lock();
+        if let Err(failure) = hook::run("post_hook", &self.post_hook, Some(path.as_os_str()), &[]) {
+            failures.push(failure);
+        }
+    }
+
+    /// Runs `pre_deletion_hook` on a file about to be deleted; its failure refuses the
+    /// deletion.
+    fn before_delete(&self, path: &Path, href: &str) -> Result<(), ItemError> {
+        if self.pre_deletion_hook.is_empty() {
+            return Ok(());
+        }
+        let _running = self.hook_lock();
+        hook::run(
+            "pre_deletion_hook",
+            &self.pre_deletion_hook,
+            Some(path.as_os_str()),
+            &[],
+        )
+        .map_err(|failure| ItemError::Refused {
+            href: href.to_owned(),
+            status: None,
+            // The href is already in the message; the hook's own target would repeat it.
+            reason: HookFailure {
+                target: None,
+                ..failure
+            }
+            .to_string(),
+        })
     }
 
     /// Counts a completed write; the next [`Storage::flush`] makes it durable.
@@ -492,8 +564,11 @@ impl Storage for VdirStorage {
                 }
             }
         }
-        match result {
-            Ok(_) => self.wrote(),
+        match &result {
+            Ok(written) => {
+                self.wrote();
+                self.after_write(&dir.join(&written.href));
+            }
             Err(_) => {
                 let _ = fs::remove_file(&temp.path);
             }
@@ -520,6 +595,7 @@ impl Storage for VdirStorage {
             return Err(e);
         }
         self.wrote();
+        self.after_write(&path);
         Ok(Written {
             href: href.to_owned(),
             etag: temp.etag,
@@ -534,6 +610,12 @@ impl Storage for VdirStorage {
     ) -> Result<(), ItemError> {
         let path = self.item_path(collection, href)?;
         check_unchanged(&path, href, expected_etag)?;
+        self.before_delete(&path, href)?;
+        // The hook may have taken its time (or touched the file): the deletion is still
+        // conditional on the version listed.
+        if !self.pre_deletion_hook.is_empty() {
+            check_unchanged(&path, href, expected_etag)?;
+        }
         self.in_flight();
         fs::remove_file(&path).map_err(|e| io_item(&path, e))?;
         self.wrote();
@@ -596,6 +678,10 @@ impl Storage for VdirStorage {
         } else {
             Err(io_storage(&self.path, io::Error::last_os_error()))
         }
+    }
+
+    fn take_hook_failures(&self) -> Vec<HookFailure> {
+        std::mem::take(&mut *self.hook_lock())
     }
 
     fn create_root(&self) -> Result<Option<String>, StorageError> {
@@ -756,6 +842,48 @@ mod tests {
         let listed = storage.list(&coll).unwrap();
         assert_ne!(listed[0].etag, w.etag);
         assert!(listed[0].etag.starts_with("W/"), "fresh edit is weak");
+    }
+
+    #[test]
+    fn hooks_run_on_written_and_deleted_files_and_a_failed_backup_keeps_the_file() {
+        let (dir, storage, coll) = setup();
+        let log = dir.path().join("hooks.log");
+        let logger = |tag: &str, status: u8| -> Vec<String> {
+            let script = format!("echo {tag} \"$1\" >> {}; exit {status}", log.display());
+            ["sh", "-c", &script, "hook"].map(String::from).to_vec()
+        };
+        let storage = VdirStorage {
+            post_hook: logger("post", 0),
+            pre_deletion_hook: logger("pre", 0),
+            ..storage
+        };
+        let w = storage.create(&coll, "u", b"one").unwrap();
+        let w = storage.update(&coll, &w.href, &w.etag, b"two").unwrap();
+        let path = Path::new(&coll.id).join(&w.href);
+        assert!(storage.take_hook_failures().is_empty());
+        storage.delete(&coll, &w.href, &w.etag).unwrap();
+        let p = path.display();
+        assert_eq!(
+            fs::read_to_string(&log).unwrap(),
+            format!("post {p}\npost {p}\npre {p}\n")
+        );
+
+        let storage = VdirStorage {
+            post_hook: logger("post", 1),
+            pre_deletion_hook: logger("pre", 2),
+            ..storage
+        };
+        let w = storage.create(&coll, "v", b"three").unwrap();
+        let failures = storage.take_hook_failures();
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(failures[0].to_string().contains("exited with status 1"));
+        assert!(storage.take_hook_failures().is_empty(), "taken once");
+        let refused = storage.delete(&coll, &w.href, &w.etag).unwrap_err();
+        assert!(
+            refused.to_string().contains("refused: pre_deletion_hook"),
+            "{refused}"
+        );
+        assert!(Path::new(&coll.id).join(&w.href).exists());
     }
 
     #[test]
