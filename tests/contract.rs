@@ -167,17 +167,17 @@ impl Subject {
         assert_eq!(listed.len(), items.len(), "one entry per item: {listed:#?}");
         // Matched by content: a read-only storage names its items itself.
         let fetched = self.storage.get_many(&self.collection, &hrefs(&listed));
+        let mut unmatched = items;
         listed
             .into_iter()
             .zip(fetched)
             .map(|(entry, (_, result))| {
                 let got = result.unwrap_or_else(|e| panic!("{}: {e}", entry.href));
-                let bytes = items
+                let index = unmatched
                     .iter()
-                    .find(|item| hash(item) == hash(&got.bytes))
-                    .unwrap_or_else(|| panic!("{}: not one of the items", entry.href))
-                    .clone();
-                (entry, bytes)
+                    .position(|item| hash(item) == hash(&got.bytes))
+                    .unwrap_or_else(|| panic!("{}: not one of the items", entry.href));
+                (entry, unmatched.swap_remove(index))
             })
             .collect()
     }
