@@ -91,7 +91,7 @@ enum Access {
 struct Subject {
     /// The storage, opened from its config section as a run opens it.
     storage: Box<dyn Storage>,
-    /// Opens the same storage afresh, as the next run would.
+    /// Opens the same storage afresh (see [`Subject::next_run`]).
     reopen: Box<dyn Fn() -> Box<dyn Storage>>,
     /// This case's own collection.
     collection: CollectionInfo,
@@ -114,6 +114,13 @@ struct Subject {
 }
 
 impl Subject {
+    /// The storage as the next run opens it, after this run's writes were flushed (as the
+    /// executor flushes before it records them): a storage may hold writes until then.
+    fn next_run(&self) -> Box<dyn Storage> {
+        self.storage.flush().expect("flush");
+        (self.reopen)()
+    }
+
     fn item(&self, uid: &str, summary: &str) -> Vec<u8> {
         self.content.item(uid, summary)
     }
@@ -292,7 +299,8 @@ fn list_changes_with_nothing_changed(s: &Subject) {
         .storage
         .list_changes(&s.collection, None, false)
         .expect("list changes");
-    let next = (s.reopen)()
+    let next = s
+        .next_run()
         .list_changes(&s.collection, first.state.as_deref(), false)
         .expect("list changes");
     match (&first.state, &next.changes) {
@@ -335,7 +343,7 @@ fn listed_content_is_the_item(s: &Subject) {
 
 /// The case's collection is among the storage's collections, as it was opened.
 fn collections_include_the_collection(s: &Subject) {
-    let all = (s.reopen)().list_collections().expect("list collections");
+    let all = s.next_run().list_collections().expect("list collections");
     assert!(
         all.contains(&s.collection),
         "{:?} not in {all:#?}",
@@ -363,7 +371,7 @@ fn created_item_is_listed_and_fetched(s: &Subject) {
     let written = s.create("created-1", &bytes);
     assert!(!written.etag.is_empty(), "{written:?}");
     // A fresh run sees the same.
-    let listed = sorted((s.reopen)().list(&s.collection).expect("list"));
+    let listed = sorted(s.next_run().list(&s.collection).expect("list"));
     assert_eq!(
         versions(&listed),
         [(written.href.clone(), written.etag.clone())]
@@ -516,7 +524,7 @@ fn update_of_a_deleted_item_creates_nothing(s: &Subject) {
 /// a full listing), for a create, an update and a delete.
 fn list_changes_reports_each_write(s: &Subject) {
     let changes_since = |state: Option<&str>| {
-        (s.reopen)()
+        s.next_run()
             .list_changes(&s.collection, state, false)
             .expect("list changes")
     };
@@ -582,7 +590,7 @@ fn hostile_name_hints_stay_in_the_collection(s: &Subject) {
         String::new(),
     ];
     let outside_before = (s.outside)();
-    let collections_before = names(&(s.reopen)().list_collections().expect("collections"));
+    let collections_before = names(&s.next_run().list_collections().expect("collections"));
     let mut written = Vec::new();
     for (i, hint) in hints.iter().enumerate() {
         let bytes = s.item(&format!("hostile-{i}"), &format!("Hostile {i}"));
@@ -610,7 +618,7 @@ fn hostile_name_hints_stay_in_the_collection(s: &Subject) {
         outside_before,
         "written outside the collection"
     );
-    let collections_after = names(&(s.reopen)().list_collections().expect("collections"));
+    let collections_after = names(&s.next_run().list_collections().expect("collections"));
     let appeared: Vec<&String> = collections_after
         .iter()
         .filter(|name| !collections_before.contains(name))
@@ -647,7 +655,7 @@ fn created_collections_are_listed_empty(s: &Subject) {
         .storage
         .create(&created[0], "in-a", &bytes)
         .expect("create in a new collection");
-    let fresh = (s.reopen)();
+    let fresh = s.next_run();
     let listed = fresh.list_collections().expect("list collections");
     for c in &created {
         assert!(listed.contains(c), "{c:?} not in {listed:#?}");
@@ -670,7 +678,7 @@ fn metadata_round_trips(s: &Subject) {
             _ => format!("Contract {} ü", key.file_name()),
         };
         let read = || {
-            (s.reopen)()
+            s.next_run()
                 .metadata(&s.collection, key)
                 .unwrap_or_else(|e| panic!("read {}: {e}", key.file_name()))
         };
@@ -730,7 +738,7 @@ fn writes_are_refused(s: &Subject) {
     let filled = s.fill();
     let (entry, _) = &filled[0];
     let before = s.list();
-    let collections = (s.reopen)().list_collections().expect("collections");
+    let collections = s.next_run().list_collections().expect("collections");
     let properties: Vec<Option<String>> = MetadataKey::ALL
         .iter()
         .map(|&k| s.storage.metadata(&s.collection, k).expect("metadata"))
@@ -758,7 +766,7 @@ fn writes_are_refused(s: &Subject) {
         assert_eq!(fetched.etag, entry.etag);
         s.assert_holds(&fetched.bytes, bytes, &entry.href);
     }
-    let fresh = (s.reopen)();
+    let fresh = s.next_run();
     assert_eq!(fresh.list_collections().expect("collections"), collections);
     for (key, value) in MetadataKey::ALL.iter().zip(properties) {
         assert_eq!(
