@@ -82,6 +82,11 @@ pub struct UnreadableItem {
     pub href: String,
     /// Human-readable reason, already naming the file or href.
     pub reason: String,
+    /// The storage cannot tell which item this is (a malformed item without a readable UID
+    /// inside a single file, where such an item's href is its content hash): it may be any
+    /// item the status knows on this side, so while it stays nothing is deleted on the other
+    /// side.
+    pub unidentified: bool,
 }
 
 /// Everything one side of one collection holds in this run.

@@ -54,12 +54,15 @@ pub enum SkipReason {
         /// Its href.
         href: String,
     },
-    /// In a one-way pair, the item is only on the target while the source has items that could
-    /// not be read: one of them may be this item, so it is not deleted.
-    SourceUnreadable {
-        /// The target, holding the item.
-        target: Side,
-        /// The source's unreadable hrefs that no status row names.
+    /// The item is gone from one side (or, in a one-way pair, only on the target) while that
+    /// side has items that could not be read and may be this one, so it is not deleted on the
+    /// other side: unreadable items the storage cannot identify ([`UnreadableItem::unidentified`]),
+    /// or in a one-way pair, for an item only on the target, the source's unreadable items no
+    /// status row names.
+    MayBeUnreadable {
+        /// The side holding the item, where it would be deleted.
+        on: Side,
+        /// The other side's unreadable hrefs that may be it.
         hrefs: Vec<String>,
     },
 }
@@ -297,12 +300,12 @@ impl fmt::Display for Action {
                 SkipReason::Unreadable { side, href } => {
                     write!(f, "skip {ident}: {href} on {side} could not be read")
                 }
-                SkipReason::SourceUnreadable { target, hrefs } => write!(
+                SkipReason::MayBeUnreadable { on, hrefs } => write!(
                     f,
-                    "skip {ident}: only on {target}, not deleted: {} could not be read on {} \
-                     and may be it: {}",
+                    "skip {ident}: not deleted on {on}: {} could not be read on {} and may be \
+                     it: {}",
                     if hrefs.len() == 1 { "an item" } else { "items" },
-                    target.other(),
+                    on.other(),
                     hrefs.join(", ")
                 ),
             },
@@ -402,6 +405,19 @@ pub fn plan(
         }
     };
 
+    // Unreadable items a storage cannot identify may be any item gone from their side: while
+    // a side has some, nothing is deleted on the other.
+    let unidentified = [a, b].map(|listing| {
+        let mut hrefs: Vec<String> = listing
+            .unreadable
+            .iter()
+            .filter(|u| u.unidentified)
+            .map(|u| u.href.clone())
+            .collect();
+        hrefs.sort();
+        hrefs
+    });
+
     // Every ident once: the status's, then A's new ones, then B's new ones. Hash maps, and only
     // the (usually few) actions sorted at the end: with 10,000 items per side, ordered maps
     // and sorting every ident took most of a no-op sync's planning time.
@@ -439,17 +455,27 @@ pub fn plan(
             presence(b_items),
             mirroring,
         );
-        let action = match action {
-            Some(Action::Delete {
-                on, status: None, ..
-            }) if !source_unreadable.is_empty() => Some(Action::Skip {
+        let may_be_it = match &action {
+            Some(Action::Delete { on, status, .. }) => {
+                match &unidentified[on.other().index()] {
+                    hrefs if !hrefs.is_empty() => Some((*on, hrefs)),
+                    _ if status.is_none() && !source_unreadable.is_empty() => {
+                        Some((*on, &source_unreadable))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let action = match may_be_it {
+            Some((on, hrefs)) => Some(Action::Skip {
                 ident: ident.to_owned(),
-                reason: SkipReason::SourceUnreadable {
-                    target: on,
-                    hrefs: source_unreadable.clone(),
+                reason: SkipReason::MayBeUnreadable {
+                    on,
+                    hrefs: hrefs.clone(),
                 },
             }),
-            other => other,
+            None => action,
         };
         actions.extend(action);
     }
@@ -1053,6 +1079,7 @@ mod tests {
         a.unreadable.push(UnreadableItem {
             href: "x.ics".into(),
             reason: "broken".into(),
+            unidentified: false,
         });
         let b = listing(&[("k", v("k.ics", "e", "hk")), ("x", v("x.ics", "e", "h"))]);
         let actions = plan(&a, &b, &[s, keep], PlanOptions::default()).unwrap();
@@ -1204,10 +1231,52 @@ mod tests {
     }
 
     #[test]
+    fn nothing_is_deleted_while_a_side_has_an_item_it_cannot_identify() {
+        // x (without UID, so named by its hash) was synced; on a it broke, and with its UID
+        // unreadable a cannot say which item the broken one is.
+        let s = st("sha256:x", v("sha256:x", "e", "h"), v("x.ics", "e", "h"));
+        let keep = st("k", v("k", "e", "hk"), v("k.ics", "e", "hk"));
+        let b = listing(&[("k", v("k.ics", "e", "hk")), ("sha256:x", v("x.ics", "e", "h"))]);
+        let broken = |unidentified| {
+            let mut a = listing(&[("k", v("k", "e", "hk"))]);
+            a.unreadable.push(UnreadableItem {
+                href: "malformed-at-line-9".into(),
+                reason: "broken".into(),
+                unidentified,
+            });
+            a
+        };
+        for mode in [SyncMode::TwoWay, SyncMode::AToB] {
+            let options = PlanOptions {
+                mode,
+                ..PlanOptions::default()
+            };
+            let shown: Vec<String> = plan(&broken(true), &b, &[s.clone(), keep.clone()], options)
+                .unwrap()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(
+                shown,
+                ["skip sha256:x: not deleted on b: an item could not be read on a and may be it: \
+                  malformed-at-line-9"],
+                "{mode:?}"
+            );
+        }
+        // An unreadable item with a name of its own is not this one: the deletion goes on.
+        let actions = plan(&broken(false), &b, &[s, keep], PlanOptions::default()).unwrap();
+        assert!(
+            matches!(actions[..], [Action::Delete { on: Side::B, .. }]),
+            "{actions:?}"
+        );
+    }
+
+    #[test]
     fn a_target_only_item_is_kept_while_the_source_has_unreadable_items() {
         let unreadable = |href: &str| UnreadableItem {
             href: href.into(),
             reason: "broken".into(),
+            unidentified: false,
         };
         let mut a = listing(&[("k", v("k.ics", "e", "hk"))]);
         a.unreadable.push(unreadable("new.ics"));
@@ -1221,7 +1290,7 @@ mod tests {
             shown,
             [
                 "record k: same on both sides",
-                "skip y: only on b, not deleted: an item could not be read on a and may be it: new.ics"
+                "skip y: not deleted on b: an item could not be read on a and may be it: new.ics"
             ]
         );
         // An unreadable item the status knows is skipped by its own ident, and the target-only

@@ -184,7 +184,7 @@ fn a_malformed_item_is_named_with_its_line_and_keeps_its_bytes() {
     // Line 23 of the file is the broken line; the item starts on line 20.
     assert!(
         run.both()
-            .contains("work.ics (item at line 20): line 23: not a content line"),
+            .contains("work.ics: item at line 20: line 23: not a content line"),
         "{}",
         run.both()
     );
@@ -364,4 +364,33 @@ fn an_event_without_uid_is_known_by_its_content() {
     let file = sb.state(".").get("work.ics").cloned();
     sb.run(&["sync"]).success();
     assert_eq!(sb.state(".").get("work.ics").cloned(), file);
+}
+
+#[test]
+fn an_event_whose_uid_cannot_be_read_keeps_every_copy_until_it_is_fixed() {
+    let no_uid = vevent("x", "No UID", 3).replace("UID:x\r\n", "");
+    let file = calendar(&[no_uid.clone(), vevent("one", "One", 1)]);
+    let sb = setup(&file);
+    sb.run(&["sync"]).success();
+    let vdir = sb.ls("b");
+    assert_eq!(vdir.len(), 2);
+    // The UID-less event breaks: without a UID nobody can tell which item it was, so the
+    // vdir copy of the no-UID event is not deleted.
+    sb.write(
+        "work.ics",
+        file.replace("SUMMARY:No UID", "SUMMARY:No UID\r\nbroken line"),
+    );
+    let run = sb.run(&["sync"]);
+    run.expect_code(1);
+    assert_eq!(sb.ls("b"), vdir, "{}", run.both());
+    assert!(run.both().contains("no UID can be read"), "{}", run.both());
+    assert!(
+        run.both().contains("work.ics: item at line 13: line 18: not a content line"),
+        "{}",
+        run.both()
+    );
+    // Fixed, everything is as before and nothing was lost.
+    sb.write("work.ics", &file);
+    sb.run(&["sync"]).success();
+    assert_eq!(sb.ls("b"), vdir);
 }

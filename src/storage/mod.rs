@@ -276,6 +276,15 @@ pub enum ItemError {
         /// What went wrong.
         reason: String,
     },
+    /// The item cannot be read and the storage cannot tell which item it is (its UID, which
+    /// would name it, is part of what cannot be read).
+    #[error("{location}: {reason}")]
+    Unidentified {
+        /// Where it is, such as the file and line.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A local I/O failure on this item.
     #[error("{path}: {source}")]
     Io {

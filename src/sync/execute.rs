@@ -69,7 +69,7 @@ pub fn known_as(action: &Action) -> Cow<'_, str> {
             ..
         } => Some(href),
         Action::Skip {
-            reason: SkipReason::DuplicateUid { .. } | SkipReason::SourceUnreadable { .. },
+            reason: SkipReason::DuplicateUid { .. } | SkipReason::MayBeUnreadable { .. },
             ..
         } => None,
     };
@@ -431,6 +431,7 @@ impl<'a> Executor<'a> {
             | ItemError::Refused { href, .. }
             | ItemError::Transport { href, .. } => href,
             ItemError::Io { path, .. } => path,
+            ItemError::Unidentified { location, .. } => location,
         };
         match &self.collections[side.index()] {
             Some(c) if !href.starts_with('/') && !href.contains("://") => {
@@ -629,7 +630,7 @@ impl<'a> Executor<'a> {
                 }
                 // The unreadable item itself is already reported with its parse error.
                 SkipReason::Unreadable { .. } => Outcome::Skipped,
-                SkipReason::SourceUnreadable { .. } => Outcome::Failed(action.to_string()),
+                SkipReason::MayBeUnreadable { .. } => Outcome::Failed(action.to_string()),
             }),
         })
     }

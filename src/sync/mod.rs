@@ -660,6 +660,7 @@ fn prepare<'s>(
     let to_fetch: Vec<&str> = to_fetch.iter().map(String::as_str).collect();
     let fetched = storage.get_many(collection, &to_fetch);
     for (href, result) in carried.into_iter().chain(fetched) {
+        let unidentified = matches!(result, Err(ItemError::Unidentified { .. }));
         let reason = match result {
             Ok(fetched) => match Item::parse(fetched.bytes) {
                 Ok(item) if !allowed.is_empty() && !is_allowed(&item, allowed) => {
@@ -706,7 +707,11 @@ fn prepare<'s>(
         prepared
             .listing
             .unreadable
-            .push(UnreadableItem { href, reason });
+            .push(UnreadableItem {
+                href,
+                reason,
+                unidentified,
+            });
     }
     prepared
 }

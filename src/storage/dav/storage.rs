@@ -357,6 +357,7 @@ impl DavStorage {
                 (None, _) => listing.unreadable.push(UnreadableItem {
                     reason: format!("{url}: {}", missing_etag(r)),
                     href,
+                    unidentified: false,
                 }),
             }
         }
@@ -483,7 +484,11 @@ impl DavStorage {
                         }),
                         Word::Removed => report.removed.push(href),
                         Word::Unreadable(reason) => {
-                            report.unreadable.push(UnreadableItem { href, reason });
+                            report.unreadable.push(UnreadableItem {
+                                href,
+                                reason,
+                                unidentified: false,
+                            });
                         }
                     }
                 }

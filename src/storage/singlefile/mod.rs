@@ -21,6 +21,8 @@
 //!
 //! A malformed item is listed with an unreadable tag and reported with its line when fetched,
 //! so it is never taken for a deletion (the planner skips the ident its href, the UID, had).
+//! One whose UID cannot be read is [`ItemError::Unidentified`]: it may be any item, so the
+//! planner deletes nothing on the other side while it stays.
 
 pub mod config;
 
@@ -595,17 +597,30 @@ impl Storage for SinglefileStorage {
                             (Some(bytes), _) => Ok(bytes.clone()),
                             (None, Some(i)) => match file.split.items.get(i).map(|i| &i.content) {
                                 Some(Ok(content)) => Ok(content.clone()),
-                                Some(Err(malformed)) => Err(ItemError::Io {
-                                    path: format!(
-                                        "{collection_id} (item at line {})",
-                                        file.split.items[i].line,
-                                        collection_id = collection.id
-                                    ),
-                                    source: io::Error::new(
-                                        io::ErrorKind::InvalidData,
-                                        malformed.to_string(),
-                                    ),
-                                }),
+                                Some(Err(malformed)) => {
+                                    let split = &file.split.items[i];
+                                    // The engine puts the file's name in front.
+                                    let location = format!("item at line {}", split.line);
+                                    // Without a UID it has no name of its own: it may be any
+                                    // item of the file, which the engine must not delete.
+                                    Err(match split.uid {
+                                        Some(_) => ItemError::Io {
+                                            path: location,
+                                            source: io::Error::new(
+                                                io::ErrorKind::InvalidData,
+                                                malformed.to_string(),
+                                            ),
+                                        },
+                                        None => ItemError::Unidentified {
+                                            location,
+                                            reason: format!(
+                                                "{malformed} (no UID can be read, so it may be \
+                                                 any item: nothing is deleted on the other side \
+                                                 until it is fixed)"
+                                            ),
+                                        },
+                                    })
+                                }
                                 None => Err(ItemError::NotFound {
                                     href: href.to_owned(),
                                 }),
