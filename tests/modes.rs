@@ -230,8 +230,8 @@ fn an_item_only_on_the_target_is_kept_while_the_source_has_an_unreadable_item() 
     assert!(
         run.stderr.contains("[TMP]/a/broken.ics")
             && run.stderr.contains(
-                "skip mine: only on b, not deleted: an item could not be read on a and may be \
-                 it: broken.ics"
+                "skip mine: not deleted on b: an item could not be read on a and may be it: \
+                 broken.ics"
             ),
         "{}",
         run.both()
@@ -476,4 +476,28 @@ fn the_executor_refuses_writes_to_a_read_only_side_the_config_would_have_rejecte
         ["[TMP]/b/new.ics: refused to write to b: b is read-only (read_only = true)"]
     );
     assert_eq!(snapshot(&sb, "b"), b);
+}
+
+#[test]
+fn a_target_pointed_at_another_directory_is_told_it_now_mirrors_the_source() {
+    let sb = sandbox("", "", "mode = \"a-to-b\"\n");
+    sb.write("a/keep.ics", event("keep", "keep"));
+    sb.run(&["sync"]).success();
+    sb.mkdir("c");
+    sb.write("c/other.ics", event("other", "other"));
+    sb.write_config(
+        &vdir_pair_config(".ics", "mode = \"a-to-b\"\n").replace("{root}/b", "{root}/c"),
+    );
+
+    let run = sb.run(&["sync"]);
+    run.success();
+    assert!(
+        run.stderr.contains(
+            "synced like a first sync (b mirrors a: different items overwritten, items only \
+             on b deleted)"
+        ),
+        "{}",
+        run.both()
+    );
+    assert_eq!(sb.ls("c"), ["keep.ics"]);
 }

@@ -364,8 +364,8 @@ fn allowed_types(a: &[String], b: &[String]) -> Vec<String> {
 /// Compares the collections about to be synced with the ones the status entries are about (see
 /// [`ID_KEYS`]). When a side's collection is another one than before (the user pointed `path`,
 /// `url` or a collection mapping elsewhere), the collection's status is set aside, so the run
-/// is a first sync: nothing is deleted, identical items are adopted and differing ones are
-/// reported as conflicts. Returns the note saying so, if it came to that. Records the current
+/// is a first sync: in a two-way pair nothing is deleted, identical items are adopted and
+/// differing ones are reported as conflicts (a one-way target mirrors its source). Returns the note saying so, if it came to that. Records the current
 /// addresses (not in a dry run).
 fn check_identity(
     status: &StatusDb,
@@ -385,10 +385,19 @@ fn check_identity(
             _ => {}
         }
     }
+    let first_sync = match mirroring_side(options.mode) {
+        None => {
+            "nothing deleted, identical items kept, different ones reported as conflicts".to_owned()
+        }
+        Some(target) => format!(
+            "{target} mirrors {}: different items overwritten, items only on {target} deleted",
+            target.other()
+        ),
+    };
     let note = match moved.is_empty() {
         true => None,
         false => Some(format!(
-            "{}: synced like a first sync (nothing deleted, identical items kept, different ones              reported as conflicts)",
+            "{}: synced like a first sync ({first_sync})",
             moved.join(", ")
         )),
     };
@@ -704,14 +713,11 @@ fn prepare<'s>(
             Err(ItemError::NotFound { .. }) => continue,
             Err(e) => format!("{}: {e}", collection.id),
         };
-        prepared
-            .listing
-            .unreadable
-            .push(UnreadableItem {
-                href,
-                reason,
-                unidentified,
-            });
+        prepared.listing.unreadable.push(UnreadableItem {
+            href,
+            reason,
+            unidentified,
+        });
     }
     prepared
 }
