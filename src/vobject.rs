@@ -1173,24 +1173,46 @@ pub fn split_calendar(bytes: &[u8]) -> Result<Vec<Vec<u8>>, Malformed> {
         let Some(cal) = group.first().and_then(|c| cals.get(c.calendar)) else {
             continue;
         };
-        let mut out = cal.begin.to_vec();
-        cal.header.iter().for_each(|h| out.extend_from_slice(h));
-        let mut used: Vec<&[u8]> = Vec::new();
-        for tz in group.iter().flat_map(|c| &c.refs) {
-            if let Some(zone) = zones.get(tz.as_slice())
-                && !used.contains(&tz.as_slice())
-            {
-                used.push(tz);
-                out.extend_from_slice(&bytes[zone.start..zone.end]);
-            }
-        }
-        group
-            .iter()
-            .for_each(|c| out.extend_from_slice(&bytes[c.start..c.end]));
-        out.extend_from_slice(cal.end);
+        let (out, _) = wrap_in_calendar(
+            bytes,
+            cal,
+            group.iter().flat_map(|c| &c.refs),
+            |tz| zones.get(tz).map(|z| z.start..z.end),
+            group.iter().map(|c| c.start..c.end),
+        );
         items.push(out);
     }
     Ok(items)
+}
+
+/// One item as a VCALENDAR of its own: `cal`'s `BEGIN` line and properties, each VTIMEZONE
+/// the components reference (`refs`, located by `zone`) once in order of first reference, the
+/// components (`parts`, byte ranges of `bytes`), and `cal`'s `END` line, or `END:VCALENDAR`
+/// for a calendar cut short. Also returns the TZIDs whose VTIMEZONE it copied.
+fn wrap_in_calendar<'r>(
+    bytes: &[u8],
+    cal: &Calendar<'_>,
+    refs: impl Iterator<Item = &'r Vec<u8>>,
+    zone: impl Fn(&[u8]) -> Option<std::ops::Range<usize>>,
+    parts: impl Iterator<Item = std::ops::Range<usize>>,
+) -> (Vec<u8>, Vec<&'r [u8]>) {
+    let mut out = cal.begin.to_vec();
+    cal.header.iter().for_each(|h| out.extend_from_slice(h));
+    let mut used: Vec<&[u8]> = Vec::new();
+    for tz in refs {
+        if let Some(range) = zone(tz)
+            && !used.contains(&tz.as_slice())
+        {
+            used.push(tz);
+            out.extend_from_slice(&bytes[range]);
+        }
+    }
+    parts.for_each(|range| out.extend_from_slice(&bytes[range]));
+    match cal.end.is_empty() {
+        true => out.extend_from_slice(b"END:VCALENDAR\r\n"),
+        false => out.extend_from_slice(cal.end),
+    }
+    (out, used)
 }
 
 /// Joins several single-object VCALENDAR items into one VCALENDAR, copying lines verbatim: the
@@ -1586,25 +1608,13 @@ fn assemble(
                 (Some(problem), _) => Err(problem),
                 (None, None) => Ok(bytes[first.start..first.end].to_vec()),
                 (None, Some(cal)) => {
-                    let mut out = cal.begin.to_vec();
-                    cal.header.iter().for_each(|h| out.extend_from_slice(h));
-                    let mut used: Vec<&[u8]> = Vec::new();
-                    for tz in group.iter().flat_map(|p| &p.refs) {
-                        if let Some(zone) = zones.get(tz.as_slice())
-                            && !used.contains(&tz.as_slice())
-                        {
-                            used.push(tz);
-                            out.extend_from_slice(&bytes[zone.start..zone.end]);
-                        }
-                    }
-                    group
-                        .iter()
-                        .for_each(|p| out.extend_from_slice(&bytes[p.start..p.end]));
-                    if cal.end.is_empty() {
-                        out.extend_from_slice(b"END:VCALENDAR\r\n");
-                    } else {
-                        out.extend_from_slice(cal.end);
-                    }
+                    let (out, used) = wrap_in_calendar(
+                        bytes,
+                        cal,
+                        group.iter().flat_map(|p| &p.refs),
+                        |tz| zones.get(tz).map(|z| z.start..z.end),
+                        group.iter().map(|p| p.start..p.end),
+                    );
                     // A broken VTIMEZONE it uses, or a VCALENDAR line that is not UTF-8 (named
                     // at the item's first line), makes the item malformed too.
                     match used
