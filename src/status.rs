@@ -393,9 +393,9 @@ impl StatusDb {
         tx.commit().map_err(|e| self.sql(e))
     }
 
-    /// Sets the component type of every item of a database that did not record it yet, read
-    /// from the stored content.
-    fn backfill_components(&self, tx: &Connection) -> Result<(), StatusError> {
+    /// Every stored content with its item's row id, decompressed (`None` when it cannot be),
+    /// for the migrations that fill a new column from it.
+    fn stored_contents(&self, tx: &Connection) -> Result<Vec<(i64, Option<Vec<u8>>)>, StatusError> {
         let rows = tx
             .prepare("SELECT item, data FROM contents")
             .and_then(|mut stmt| {
@@ -405,15 +405,22 @@ impl StatusDb {
                 .collect::<rusqlite::Result<Vec<_>>>()
             })
             .map_err(|e| self.sql(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, data)| (id, lz4_flex::decompress_size_prepended(&data).ok()))
+            .collect())
+    }
+
+    /// Sets the component type of every item of a database that did not record it yet, read
+    /// from the stored content.
+    fn backfill_components(&self, tx: &Connection) -> Result<(), StatusError> {
         let mut update = tx
             .prepare("UPDATE items SET component = ?2 WHERE id = ?1")
             .map_err(|e| self.sql(e))?;
-        for (id, data) in rows {
+        for (id, content) in self.stored_contents(tx)? {
             // Unreadable content leaves the type unknown: such a row stays in scope of every
             // `item_types`, as before this column existed.
-            let component = lz4_flex::decompress_size_prepended(&data)
-                .ok()
-                .and_then(|content| component_type(&content));
+            let component = content.and_then(|content| component_type(&content));
             update
                 .execute(params![id, component])
                 .map_err(|e| self.sql(e))?;
@@ -424,21 +431,11 @@ impl StatusDb {
     /// Sets the span of every item of a database that did not record it yet, read from the
     /// stored content (unreadable content: no bounds, in every window).
     fn backfill_spans(&self, tx: &Connection) -> Result<(), StatusError> {
-        let rows = tx
-            .prepare("SELECT item, data FROM contents")
-            .and_then(|mut stmt| {
-                stmt.query_map([], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .map_err(|e| self.sql(e))?;
         let mut update = tx
             .prepare("UPDATE items SET span_first = ?2, span_last = ?3 WHERE id = ?1")
             .map_err(|e| self.sql(e))?;
-        for (id, data) in rows {
-            let span = lz4_flex::decompress_size_prepended(&data)
-                .map_or(Span::ALL, |content| item_span(&content));
+        for (id, content) in self.stored_contents(tx)? {
+            let span = content.map_or(Span::ALL, |content| item_span(&content));
             update
                 .execute(params![id, span.first, span.last])
                 .map_err(|e| self.sql(e))?;
