@@ -296,6 +296,9 @@ pub struct StatusDb {
     path: PathBuf,
 }
 
+/// An item's row id and its stored content, decompressed (`None` when it cannot be).
+type StoredContent = (i64, Option<Vec<u8>>);
+
 impl StatusDb {
     /// Opens (creating if needed) the status database at `path` and brings its schema up to date.
     ///
@@ -395,7 +398,7 @@ impl StatusDb {
 
     /// Every stored content with its item's row id, decompressed (`None` when it cannot be),
     /// for the migrations that fill a new column from it.
-    fn stored_contents(&self, tx: &Connection) -> Result<Vec<(i64, Option<Vec<u8>>)>, StatusError> {
+    fn stored_contents(&self, tx: &Connection) -> Result<Vec<StoredContent>, StatusError> {
         let rows = tx
             .prepare("SELECT item, data FROM contents")
             .and_then(|mut stmt| {
