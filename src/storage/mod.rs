@@ -120,11 +120,11 @@ pub fn item_file_name(hint: &str, ext: &str) -> String {
     }
 }
 
-/// What the storages opened for one run share: DAV storages with the same connection setup
+/// What the storages opened for one run share: network storages with the same connection setup
 /// share an HTTP client ([`crate::http::Clients`]).
 #[derive(Debug, Default)]
 pub struct Shared {
-    dav: crate::http::Clients,
+    http: crate::http::Clients,
 }
 
 /// Opens the storage a config section describes. Secrets are resolved now, from `env` and
@@ -136,11 +136,11 @@ pub fn open(
 ) -> Result<Box<dyn Storage>, StorageError> {
     match &config.kind {
         StorageKind::Vdir(vdir) => Ok(Box::new(vdir::VdirStorage::from_config(vdir))),
-        StorageKind::Dav(dav) => Ok(Box::new(dav::open(dav, &config.filter, env, &shared.dav)?)),
+        StorageKind::Dav(dav) => Ok(Box::new(dav::open(dav, &config.filter, env, &shared.http)?)),
         StorageKind::Singlefile(file) => Ok(Box::new(singlefile::SinglefileStorage::new(
             file.path.clone(),
         ))),
-        StorageKind::Webcal(feed) => Ok(Box::new(webcal::open(feed, env, &shared.dav)?)),
+        StorageKind::Webcal(feed) => Ok(Box::new(webcal::open(feed, env, &shared.http)?)),
     }
 }
 
