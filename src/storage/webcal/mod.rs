@@ -19,7 +19,6 @@ pub use config::{WebcalConfig, parse_config};
 
 use crate::config::{Env, MetadataKey};
 use crate::http::{self, Clients, DavRequest, DavResponse, HttpClient};
-use crate::model::UnreadableItem;
 use crate::storage::{
     ChangeSet, Changes, CollectionInfo, Fetched, ItemError, ListEntry, Storage, StorageError,
     Written, item_file_name,
@@ -70,8 +69,6 @@ pub struct WebcalStorage {
 struct Feed {
     /// One entry per item, with its content.
     entries: Vec<ListEntry>,
-    /// Items that cannot be taken from the feed.
-    unreadable: Vec<UnreadableItem>,
     properties: Properties,
 }
 
@@ -384,7 +381,8 @@ impl Storage for WebcalStorage {
         Ok(ChangeSet {
             changes: Changes::Full(feed.entries.clone()),
             state: validated.then(|| state.encode()),
-            unreadable: feed.unreadable.clone(),
+            // A malformed feed is refused whole, so no item of a feed read is unreadable.
+            unreadable: Vec::new(),
         })
     }
 
