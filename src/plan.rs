@@ -456,15 +456,13 @@ pub fn plan(
             mirroring,
         );
         let may_be_it = match &action {
-            Some(Action::Delete { on, status, .. }) => {
-                match &unidentified[on.other().index()] {
-                    hrefs if !hrefs.is_empty() => Some((*on, hrefs)),
-                    _ if status.is_none() && !source_unreadable.is_empty() => {
-                        Some((*on, &source_unreadable))
-                    }
-                    _ => None,
+            Some(Action::Delete { on, status, .. }) => match &unidentified[on.other().index()] {
+                hrefs if !hrefs.is_empty() => Some((*on, hrefs)),
+                _ if status.is_none() && !source_unreadable.is_empty() => {
+                    Some((*on, &source_unreadable))
                 }
-            }
+                _ => None,
+            },
             _ => None,
         };
         let action = match may_be_it {
@@ -1236,7 +1234,10 @@ mod tests {
         // unreadable a cannot say which item the broken one is.
         let s = st("sha256:x", v("sha256:x", "e", "h"), v("x.ics", "e", "h"));
         let keep = st("k", v("k", "e", "hk"), v("k.ics", "e", "hk"));
-        let b = listing(&[("k", v("k.ics", "e", "hk")), ("sha256:x", v("x.ics", "e", "h"))]);
+        let b = listing(&[
+            ("k", v("k.ics", "e", "hk")),
+            ("sha256:x", v("x.ics", "e", "h")),
+        ]);
         let broken = |unidentified| {
             let mut a = listing(&[("k", v("k", "e", "hk"))]);
             a.unreadable.push(UnreadableItem {
@@ -1258,8 +1259,10 @@ mod tests {
                 .collect();
             assert_eq!(
                 shown,
-                ["skip sha256:x: not deleted on b: an item could not be read on a and may be it: \
-                  malformed-at-line-9"],
+                [
+                    "skip sha256:x: not deleted on b: an item could not be read on a and may be it: \
+                  malformed-at-line-9"
+                ],
                 "{mode:?}"
             );
         }

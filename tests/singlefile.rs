@@ -385,7 +385,8 @@ fn an_event_whose_uid_cannot_be_read_keeps_every_copy_until_it_is_fixed() {
     assert_eq!(sb.ls("b"), vdir, "{}", run.both());
     assert!(run.both().contains("no UID can be read"), "{}", run.both());
     assert!(
-        run.both().contains("work.ics: item at line 13: line 18: not a content line"),
+        run.both()
+            .contains("work.ics: item at line 13: line 18: not a content line"),
         "{}",
         run.both()
     );

@@ -704,14 +704,11 @@ fn prepare<'s>(
             Err(ItemError::NotFound { .. }) => continue,
             Err(e) => format!("{}: {e}", collection.id),
         };
-        prepared
-            .listing
-            .unreadable
-            .push(UnreadableItem {
-                href,
-                reason,
-                unidentified,
-            });
+        prepared.listing.unreadable.push(UnreadableItem {
+            href,
+            reason,
+            unidentified,
+        });
     }
     prepared
 }
