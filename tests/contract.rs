@@ -9,7 +9,9 @@
 //!
 //! The DAV servers (Radicale and Xandikos on 127.0.0.1, from the test venv) are started once
 //! for the whole suite and stopped when the test process exits; each case works in its own
-//! collection on them. A server that cannot be started fails the tests, never skips them.
+//! collection on them. A server that cannot be started fails the tests, never skips them. A
+//! webcal case has a feed server of its own (`dav_support::feed`), a singlefile or vdir case a
+//! temporary directory.
 
 mod dav_support;
 
@@ -18,6 +20,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Once};
 
+use dav_support::feed::{FeedServer, Validators};
 use dav_support::{DavServer, Radicale, Xandikos, elements, xml_text};
 use davsync::config::MetadataKey;
 use davsync::item::Item;
@@ -82,8 +85,6 @@ enum Access {
     /// The collection starts empty; the case fills it through the storage.
     Writable,
     /// The collection holds these items (in any order) and every write is refused.
-    // Used by the webcal instance, which comes with the webcal storage.
-    #[allow(dead_code)]
     ReadOnly { items: Vec<Vec<u8>> },
 }
 
@@ -496,9 +497,10 @@ fn delete_removes_the_item(s: &Subject) {
 /// An update of an item that was deleted since it was listed fails and creates nothing.
 ///
 /// The contract's word for it is `ItemError::Changed` ("changed (or appeared, or vanished)
-/// since it was listed"), which the DAV storage answers; the vdir storage answers `NotFound`.
-/// Both leave the item deleted, which is what matters to the sync engine (it reports either
-/// and looks again next run); the difference is noted in issue 8's contract report.
+/// since it was listed"), which the DAV storage answers; the vdir and singlefile storages
+/// answer `NotFound`. Both leave the item deleted, which is what matters to the sync engine
+/// (it reports either and looks again next run); the difference is noted in issue 8's contract
+/// report.
 fn update_of_a_deleted_item_creates_nothing(s: &Subject) {
     let written = s.create("vanished", &s.item("vanished", "Here"));
     s.storage
@@ -732,8 +734,6 @@ fn metadata_round_trips(s: &Subject) {
 // Read-only storages
 
 /// Every write is refused and changes nothing: items, collections, properties.
-// Used by the webcal instance, which comes with the webcal storage.
-#[allow(dead_code)]
 fn writes_are_refused(s: &Subject) {
     let filled = s.fill();
     let (entry, _) = &filled[0];
@@ -822,6 +822,11 @@ fn vdir(case: &str) -> Subject {
 
 /// Every file below `top` that is not directly in a collection directory of the vdir `root`.
 fn files_outside_collections(top: &Path, root: &Path) -> Vec<String> {
+    files_below(top, |f| f.parent().and_then(Path::parent) != Some(root))
+}
+
+/// Every file below `top` for which `outside` holds, sorted.
+fn files_below(top: &Path, outside: impl Fn(&Path) -> bool) -> Vec<String> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for entry in fs::read_dir(dir)
             .expect("read_dir")
@@ -839,11 +844,102 @@ fn files_outside_collections(top: &Path, root: &Path) -> Vec<String> {
     walk(top, &mut files);
     let mut outside: Vec<String> = files
         .into_iter()
-        .filter(|f| f.parent().and_then(Path::parent) != Some(root))
+        .filter(|f| outside(f))
         .map(|f| f.display().to_string())
         .collect();
     outside.sort();
     outside
+}
+
+/// A singlefile storage with one file per collection, `cals/%s.ics` (`%s.vcf` for contacts) in
+/// a temporary directory. It holds no collection property: it reads the calendar's
+/// `X-WR-CALNAME`, `X-APPLE-CALENDAR-COLOR` and `X-WR-CALDESC` (none in the files the cases
+/// write) but sets none.
+fn singlefile(content: Content, case: &str) -> Subject {
+    let dir = tempfile::Builder::new()
+        .prefix("davsync-contract-")
+        .tempdir()
+        .expect("temporary directory");
+    let cals = dir.path().join("cals");
+    fs::create_dir(&cals).expect("create the directory of the files");
+    let extension = content.extension();
+    let section = format!(
+        "type = \"singlefile\"\npath = \"{}/%s{extension}\"\n",
+        cals.display()
+    );
+    let storage = open_section(&section);
+    let collection = storage.create_collection(case).expect("create collection");
+    let top = dir.path().to_owned();
+    Subject {
+        storage,
+        reopen: Box::new(move || open_section(&section)),
+        collection,
+        content,
+        access: Access::Writable,
+        keeps_bytes: true,
+        properties: MetadataKey::ALL
+            .map(|k| (k, Property::Unsupported))
+            .to_vec(),
+        // A collection is a visible `<name>.ics` directly in `cals`; anything else is outside.
+        outside: Box::new(move || {
+            files_below(&top, |f| {
+                let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
+                !(f.parent() == Some(cals.as_path())
+                    && name.is_some_and(|n| !n.starts_with('.') && n.ends_with(extension)))
+            })
+        }),
+        other_cases: None,
+        _keep: Box::new(dir),
+    }
+}
+
+/// A webcal feed of three events, served by a [`FeedServer`] of its own on 127.0.0.1 (with an
+/// `ETag`, so the next run's conditional GET is answered 304). The storage splits the feed into
+/// items copying its lines byte for byte, each item under the feed's calendar lines: those are
+/// the fixture's items, so it keeps bytes.
+fn webcal(_case: &str) -> Subject {
+    // The feed's calendar lines; the display name is one of the properties a refused write
+    // must leave as it was.
+    const CALENDAR: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//davsync contract//EN\r\n\
+                            X-WR-CALNAME:Contract feed\r\n";
+    let events: Vec<String> = (1..=3)
+        .map(|i| {
+            let item = Content::Calendar.item(&format!("feed-{i}@contract"), &format!("Feed {i}"));
+            let text = String::from_utf8(item).expect("UTF-8");
+            let start = text.find("BEGIN:VEVENT").expect("an event");
+            let end = text.find("END:VCALENDAR").expect("the calendar's end");
+            text[start..end].to_owned()
+        })
+        .collect();
+    let items = events
+        .iter()
+        .map(|event| format!("{CALENDAR}{event}END:VCALENDAR\r\n").into_bytes())
+        .collect();
+    let feed = format!("{CALENDAR}{}END:VCALENDAR\r\n", events.concat());
+    let server = FeedServer::start(&feed, Validators::ETag);
+    let section = format!("type = \"webcal\"\nurl = \"{}\"\n", server.url());
+    let storage = open_section(&section);
+    let mut collections = storage.list_collections().expect("list collections");
+    assert_eq!(
+        collections.len(),
+        1,
+        "a feed is one collection: {collections:?}"
+    );
+    let collection = collections.remove(0);
+    Subject {
+        storage,
+        reopen: Box::new(move || open_section(&section)),
+        collection,
+        content: Content::Calendar,
+        access: Access::ReadOnly { items },
+        keeps_bytes: true,
+        // No case sets a property of a read-only storage.
+        properties: Vec::new(),
+        // A feed has no place beside its one collection.
+        outside: Box::new(Vec::new),
+        other_cases: None,
+        _keep: Box::new(server),
+    }
 }
 
 /// A server started once for the whole test process, stopped (process killed, data removed)
@@ -1026,7 +1122,6 @@ macro_rules! writable {
 }
 
 /// The read side of the contract and refused writes, for a read-only storage.
-#[allow(unused_macros)]
 macro_rules! read_only {
     ($storage:ident, $open:expr) => {
         suite!(
@@ -1045,6 +1140,15 @@ macro_rules! read_only {
 }
 
 writable!(vdir, super::vdir);
+writable!(singlefile_calendar, |case| super::singlefile(
+    super::Content::Calendar,
+    case
+));
+writable!(singlefile_contacts, |case| super::singlefile(
+    super::Content::Contacts,
+    case
+));
+read_only!(webcal, super::webcal);
 writable!(caldav_radicale, |case| super::dav(
     super::radicale(),
     super::Content::Calendar,

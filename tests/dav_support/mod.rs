@@ -1,7 +1,7 @@
 //! Harness for the CalDAV/CardDAV integration tests: a pinned Python venv with real servers
 //! and vdir clients, Radicale and Xandikos on free loopback ports, a tiny blocking HTTP client
-//! that plays "another client editing the server", and `FaultProxy`, a recording reverse
-//! proxy that injects faults.
+//! that plays "another client editing the server", `FaultProxy`, a recording reverse proxy
+//! that injects faults, and `FeedServer`, a calendar feed server for the webcal tests.
 //!
 //! Include with `mod dav_support;`. Every test binary uses a different subset.
 //!
@@ -14,6 +14,7 @@
 //! ```
 #![allow(dead_code, unused_imports)]
 
+pub mod feed;
 pub mod http;
 pub mod proxy;
 pub mod servers;

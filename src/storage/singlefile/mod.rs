@@ -198,12 +198,17 @@ impl File {
         }
     }
 
-    /// The entry at `href` if it still has `expected`; else the write fails as changed.
+    /// The entry at `href` if it still has `expected`; else the write fails as changed, or
+    /// as not found when the file has no such item (any more): the executor takes a delete of
+    /// an item already gone as done, as for every other storage.
     fn expect(&self, href: &str, expected: &str) -> Result<&Entry, ItemError> {
         match self.items.get(href) {
             // A malformed item is never overwritten or deleted: its bytes stay as they are.
             Some(entry) if entry.etag == expected && expected != UNREADABLE_TAG => Ok(entry),
-            _ => Err(ItemError::Changed {
+            Some(_) => Err(ItemError::Changed {
+                href: href.to_owned(),
+            }),
+            None => Err(ItemError::NotFound {
                 href: href.to_owned(),
             }),
         }
