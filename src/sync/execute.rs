@@ -7,7 +7,8 @@
 //! the storages' [`Storage::concurrency`]) on worker threads; the status database is only
 //! touched from the calling thread.
 //!
-//! Recording is a group commit: at most [`BATCH_ACTIONS`] actions or [`BATCH_TIME`] share one
+//! Recording is a group commit: at most [`BATCH_ACTIONS`] actions (unless a storage's flush
+//! rewrites everything: [`Storage::flush_rewrites_everything`]) or [`BATCH_TIME`] share one
 //! short transaction, committed after the storages made the batch's writes durable
 //! ([`Storage::flush`]). A crash loses at most one uncommitted batch of status rows; the
 //! storages are then ahead of the status, which the planner resolves without writes.
@@ -175,6 +176,8 @@ struct Recorder<'s> {
     coll: CollectionId,
     storages: [&'s dyn Storage; 2],
     pending: usize,
+    /// Most actions in one batch.
+    batch_actions: usize,
     opened: Option<Instant>,
     /// Set when a batch could not be made durable and was not recorded.
     flush_error: Option<String>,
@@ -200,7 +203,9 @@ impl Recorder<'_> {
             Effect::Nothing(_) => {}
         }
         self.pending += 1;
-        if self.pending >= BATCH_ACTIONS || self.opened.is_some_and(|t| t.elapsed() >= BATCH_TIME) {
+        if self.pending >= self.batch_actions
+            || self.opened.is_some_and(|t| t.elapsed() >= BATCH_TIME)
+        {
             self.commit()?;
         }
         Ok(Outcome::Done)
@@ -258,6 +263,13 @@ impl<'a> Executor<'a> {
             coll,
             storages: [self.sides.a, self.sides.b],
             pending: 0,
+            batch_actions: match [self.sides.a, self.sides.b]
+                .iter()
+                .any(|s| s.flush_rewrites_everything())
+            {
+                true => usize::MAX,
+                false => BATCH_ACTIONS,
+            },
             opened: None,
             flush_error: None,
         };

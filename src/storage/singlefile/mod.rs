@@ -701,6 +701,10 @@ impl Storage for SinglefileStorage {
         })
     }
 
+    fn flush_rewrites_everything(&self) -> bool {
+        true
+    }
+
     fn flush(&self) -> Result<(), StorageError> {
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         for (id, file) in files.iter_mut().filter(|(_, f)| f.dirty) {
