@@ -571,7 +571,6 @@ fn decide(
     mirroring: Option<Side>,
 ) -> Option<Action> {
     use Presence::{Absent, Present};
-    let ident = ident.to_owned();
     let unchanged = |item: &ListedItem, known: &ItemVersion| item.version.hash == known.hash;
     let mirrors = |side: Side| mirroring == Some(side);
     let owned = |item: &ListedItem| item.version.clone().into_owned();
@@ -579,7 +578,7 @@ fn decide(
     let overwrite =
         |from: Side, source: &ListedItem, target: &ListedItem, s: Option<&StatusItem>| {
             Action::Update {
-                ident: ident.clone(),
+                ident: ident.to_owned(),
                 from,
                 source: owned(source),
                 target: owned(target),
@@ -590,34 +589,34 @@ fn decide(
     let action = match (status, a, b) {
         // New on A only: copy it to B. One-way b-to-a: it is only on the target a, delete it.
         (None, Present(a), Absent) if mirrors(Side::A) => Action::Delete {
-            ident,
+            ident: ident.to_owned(),
             on: Side::A,
             target: owned(a),
             status: None,
             mirror: true,
         },
         (None, Present(a), Absent) => Action::Create {
-            ident,
+            ident: ident.to_owned(),
             from: Side::A,
             source: owned(a),
         },
         // New on B only: copy it to A. One-way a-to-b: only on the target b, delete it.
         (None, Absent, Present(b)) if mirrors(Side::B) => Action::Delete {
-            ident,
+            ident: ident.to_owned(),
             on: Side::B,
             target: owned(b),
             status: None,
             mirror: true,
         },
         (None, Absent, Present(b)) => Action::Create {
-            ident,
+            ident: ident.to_owned(),
             from: Side::B,
             source: owned(b),
         },
         // New on both sides with the same content (created alike, or copied by a run that was
         // killed before it could record): remember, write nothing. The same in one-way.
         (None, Present(a), Present(b)) if a.version.hash == b.version.hash => Action::Record {
-            ident,
+            ident: ident.to_owned(),
             a: owned(a),
             b: owned(b),
             status: None,
@@ -628,7 +627,7 @@ fn decide(
             Some(Side::B) => overwrite(Side::A, a, b, None),
             Some(Side::A) => overwrite(Side::B, b, a, None),
             None => Action::Conflict {
-                ident,
+                ident: ident.to_owned(),
                 a: owned(a),
                 b: owned(b),
                 status: None,
@@ -644,7 +643,7 @@ fn decide(
                 return None;
             }
             Action::Record {
-                ident,
+                ident: ident.to_owned(),
                 a: owned(a),
                 b: owned(b),
                 status: Some(s.clone()),
@@ -655,7 +654,7 @@ fn decide(
         (Some(s), Present(a), Present(b)) if unchanged(b, &s.b) => match mirrors(Side::A) {
             true => overwrite(Side::B, b, a, Some(s)),
             false => Action::Update {
-                ident,
+                ident: ident.to_owned(),
                 from: Side::A,
                 source: owned(a),
                 target: owned(b),
@@ -667,7 +666,7 @@ fn decide(
         (Some(s), Present(a), Present(b)) if unchanged(a, &s.a) => match mirrors(Side::B) {
             true => overwrite(Side::A, a, b, Some(s)),
             false => Action::Update {
-                ident,
+                ident: ident.to_owned(),
                 from: Side::B,
                 source: owned(b),
                 target: owned(a),
@@ -678,7 +677,7 @@ fn decide(
         // Changed on both sides to the same content: remember, write nothing. The same in
         // one-way.
         (Some(s), Present(a), Present(b)) if a.version.hash == b.version.hash => Action::Record {
-            ident,
+            ident: ident.to_owned(),
             a: owned(a),
             b: owned(b),
             status: Some(s.clone()),
@@ -689,7 +688,7 @@ fn decide(
             Some(Side::B) => overwrite(Side::A, a, b, Some(s)),
             Some(Side::A) => overwrite(Side::B, b, a, Some(s)),
             None => Action::Conflict {
-                ident,
+                ident: ident.to_owned(),
                 a: owned(a),
                 b: owned(b),
                 status: Some(s.clone()),
@@ -699,14 +698,14 @@ fn decide(
         // the target a deleted it, restore it from b.
         (Some(s), Absent, Present(b)) if unchanged(b, &s.b) => match mirrors(Side::A) {
             true => Action::Restore {
-                ident,
+                ident: ident.to_owned(),
                 from: Side::B,
                 source: owned(b),
                 status: s.clone(),
                 mirror: true,
             },
             false => Action::Delete {
-                ident,
+                ident: ident.to_owned(),
                 on: Side::B,
                 target: owned(b),
                 status: Some(s.clone()),
@@ -718,14 +717,14 @@ fn decide(
         // it, so b's changed copy is deleted too.
         (Some(s), Absent, Present(b)) => match mirrors(Side::B) {
             true => Action::Delete {
-                ident,
+                ident: ident.to_owned(),
                 on: Side::B,
                 target: owned(b),
                 status: Some(s.clone()),
                 mirror: true,
             },
             false => Action::Restore {
-                ident,
+                ident: ident.to_owned(),
                 from: Side::B,
                 source: owned(b),
                 status: s.clone(),
@@ -736,14 +735,14 @@ fn decide(
         // the target b deleted it, restore it from a.
         (Some(s), Present(a), Absent) if unchanged(a, &s.a) => match mirrors(Side::B) {
             true => Action::Restore {
-                ident,
+                ident: ident.to_owned(),
                 from: Side::A,
                 source: owned(a),
                 status: s.clone(),
                 mirror: true,
             },
             false => Action::Delete {
-                ident,
+                ident: ident.to_owned(),
                 on: Side::A,
                 target: owned(a),
                 status: Some(s.clone()),
@@ -754,14 +753,14 @@ fn decide(
         // deletion). One-way b-to-a: the source deleted it, so a's changed copy goes too.
         (Some(s), Present(a), Absent) => match mirrors(Side::A) {
             true => Action::Delete {
-                ident,
+                ident: ident.to_owned(),
                 on: Side::A,
                 target: owned(a),
                 status: Some(s.clone()),
                 mirror: true,
             },
             false => Action::Restore {
-                ident,
+                ident: ident.to_owned(),
                 from: Side::A,
                 source: owned(a),
                 status: s.clone(),
