@@ -24,6 +24,21 @@
 //! wrote (every edit and deletion made before or between kills is there); and one more sync
 //! writes nothing (names, inodes, sizes and mtimes of all files unchanged).
 //!
+//! The same scenario runs a second time with side A a singlefile storage (`a/a.ics`, one
+//! VCALENDAR holding every event; the storage keeps its writes in memory and replaces the file,
+//! temporary file and rename, when the executor flushes a batch, by time only: every 0.5 s and
+//! at the end). There the test edits side A through the file: it reads the file, changes,
+//! deletes or appends VEVENTs, and writes it back as a whole through a temporary file, as an
+//! editor would (once per batch of edits). Its counts are the vdir pair's (the variant takes a
+//! few seconds in a debug build). As a run copies nothing to A before its first flush,
+//! one kill in two of that variant is timed from the moment the run replaced `a.ics` (at once:
+//! between the rename and the status commit, or up to a second later), and the rounds go on
+//! until a few kills came after such a replacement. The scan after a kill requires `a.ics` to
+//! be one complete VCALENDAR of complete VEVENTs (never torn) and allows as hidden leftover only
+//! the storage's `.davsync-tmp-<pid>-a.ics`. Items are compared by their VEVENT component
+//! (`BEGIN:VEVENT` to `END:VEVENT`): the file's VCALENDAR wrapper is the file's own, so a copy
+//! to the vdir carries it instead of the test's; every vdir file must still be a complete item.
+//!
 //! `DAVSYNC_CRASH_SEED` picks another seed.
 
 use std::collections::BTreeMap;
@@ -38,6 +53,7 @@ use std::time::{Duration, Instant};
 const SHARED: usize = 600;
 const NEW_ON_A: usize = 3000;
 const NEW_ON_B: usize = 200;
+const EDITED: usize = 100;
 const KILLS: usize = 8;
 const MIN_EFFECTIVE_KILLS: usize = 3;
 const MAX_ROUNDS: usize = 24;
@@ -85,41 +101,146 @@ fn complete_item_uid(bytes: &[u8]) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// One side: UID → every (file name, bytes) holding it.
+/// The storage side A is: side B is always a vdir.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A vdir: one file per item.
+    Vdir,
+    /// A singlefile storage: the file `a/a.ics`, one VCALENDAR holding every event.
+    Singlefile,
+}
+
+/// Item counts of a scenario (see the module comment).
+struct Counts {
+    shared: usize,
+    new_on_a: usize,
+    new_on_b: usize,
+    /// Synced items edited on each side before the kills (deleted: half as many).
+    edited: usize,
+}
+
+/// The file of side A when it is a single file.
+const SINGLEFILE: &str = "a.ics";
+
+/// The VCALENDAR lines around the events of a singlefile written by the test.
+const CALENDAR_HEAD: &str =
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//davsync crash test file//EN\r\n";
+const CALENDAR_TAIL: &str = "END:VCALENDAR\r\n";
+
+/// The VEVENT component (`BEGIN:VEVENT` to `END:VEVENT` and its line break) of an item.
+fn vevent(bytes: &[u8]) -> &[u8] {
+    let text = std::str::from_utf8(bytes).expect("items are UTF-8");
+    let start = text.find("BEGIN:VEVENT\r\n").expect("an item has a VEVENT");
+    let end = text[start..]
+        .find("END:VEVENT\r\n")
+        .map(|e| start + e + "END:VEVENT\r\n".len())
+        .expect("an item's VEVENT ends");
+    &bytes[start..end]
+}
+
+/// The events of a single calendar file, in order, as (UID, VEVENT text); `None` when the file
+/// is not one complete VCALENDAR of complete VEVENTs each with a UID (torn, empty, doubled).
+fn parse_calendar(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let body = text
+        .strip_prefix("BEGIN:VCALENDAR\r\n")?
+        .strip_suffix("END:VCALENDAR\r\n")?;
+    if body.contains("BEGIN:VCALENDAR") || body.contains("END:VCALENDAR") {
+        return None;
+    }
+    let mut events = Vec::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("BEGIN:VEVENT\r\n") {
+        let len = rest[start..].find("END:VEVENT\r\n")? + "END:VEVENT\r\n".len();
+        let event = &rest[start..start + len];
+        if event[1..].contains("BEGIN:VEVENT") {
+            return None;
+        }
+        let uid = event.split("\r\n").find_map(|l| l.strip_prefix("UID:"))?;
+        events.push((uid.to_owned(), event.to_owned()));
+        rest = &rest[start + len..];
+    }
+    (!rest.contains("END:VEVENT")).then_some(events)
+}
+
+/// Rewrites a file as a user's editor would: a temporary file renamed over it.
+fn replace(path: &Path, bytes: &[u8]) {
+    let temp = path.with_file_name(".editor-save.tmp");
+    fs::write(&temp, bytes).unwrap();
+    fs::rename(&temp, path).unwrap();
+}
+
+/// One side: UID → every (file name, bytes) holding it; for a single file, the bytes are the
+/// event's VEVENT component.
 type SideItems = BTreeMap<String, Vec<(String, Vec<u8>)>>;
 
-/// Scans one side. Fails on a visible file that is not a complete item and on hidden files
-/// other than davsync's temporary files; returns the items and the number of temporary files.
-fn scan(dir: &Path) -> (SideItems, usize) {
+/// Scans one side. Fails on a visible file that is not a complete item (or, for a single file,
+/// a complete calendar) and on hidden files other than davsync's temporary files; returns the
+/// items and the number of temporary files.
+fn scan(dir: &Path, kind: Kind) -> (SideItems, usize) {
     let mut items = SideItems::new();
     let mut temps = 0;
     for entry in fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') {
-            assert!(
-                name.starts_with(".davsync-tmp-"),
-                "{}: unexpected hidden file {name}",
-                dir.display()
-            );
+            // A vdir's temporary files are `.davsync-tmp-…`, a single file's
+            // `.davsync-tmp-<pid>-<file name>`.
+            let ours = match kind {
+                Kind::Vdir => name.starts_with(".davsync-tmp-"),
+                Kind::Singlefile => name
+                    .strip_prefix(".davsync-tmp-")
+                    .and_then(|r| r.split_once('-'))
+                    .is_some_and(|(pid, file)| {
+                        pid.bytes().all(|b| b.is_ascii_digit()) && file == SINGLEFILE
+                    }),
+            };
+            assert!(ours, "{}: unexpected hidden file {name}", dir.display());
             temps += 1;
             continue;
         }
+        let bytes = fs::read(entry.path()).unwrap();
+        match kind {
+            Kind::Vdir => {
+                assert!(
+                    name.ends_with(".ics"),
+                    "{}: stray file {name}",
+                    dir.display()
+                );
+                let uid = complete_item_uid(&bytes).unwrap_or_else(|| {
+                    panic!(
+                        "{}/{name}: torn or empty item ({} bytes): {:?}",
+                        dir.display(),
+                        bytes.len(),
+                        String::from_utf8_lossy(&bytes)
+                    )
+                });
+                items.entry(uid).or_default().push((name, bytes));
+            }
+            Kind::Singlefile => {
+                assert!(name == SINGLEFILE, "{}: stray file {name}", dir.display());
+                let events = parse_calendar(&bytes).unwrap_or_else(|| {
+                    panic!(
+                        "{}/{name}: not a complete calendar ({} bytes)",
+                        dir.display(),
+                        bytes.len(),
+                    )
+                });
+                for (uid, event) in events {
+                    items
+                        .entry(uid)
+                        .or_default()
+                        .push((name.clone(), event.into_bytes()));
+                }
+            }
+        }
+    }
+    if kind == Kind::Singlefile {
         assert!(
-            name.ends_with(".ics"),
-            "{}: stray file {name}",
+            dir.join(SINGLEFILE).is_file(),
+            "{}: {SINGLEFILE} is gone",
             dir.display()
         );
-        let bytes = fs::read(entry.path()).unwrap();
-        let uid = complete_item_uid(&bytes).unwrap_or_else(|| {
-            panic!(
-                "{}/{name}: torn or empty item ({} bytes): {:?}",
-                dir.display(),
-                bytes.len(),
-                String::from_utf8_lossy(&bytes)
-            )
-        });
-        items.entry(uid).or_default().push((name, bytes));
     }
     (items, temps)
 }
@@ -129,31 +250,65 @@ struct Expected {
     items: BTreeMap<String, Vec<u8>>,
 }
 
+/// A change a user makes to one side.
+enum Edit<'u> {
+    Create(&'u str, Vec<u8>),
+    Update(&'u str, Vec<u8>),
+    Delete(&'u str),
+}
+
 /// A tree with `a/`, `b/`, `status/` and `config.toml`.
 struct Tree {
     root: PathBuf,
+    a: Kind,
 }
 
 impl Tree {
-    fn new(root: PathBuf) -> Tree {
+    fn new(root: PathBuf, a: Kind) -> Tree {
         for d in ["a", "b", "status"] {
             fs::create_dir_all(root.join(d)).unwrap();
         }
+        let storage_a = match a {
+            Kind::Vdir => format!(
+                "type = \"vdir\"\npath = {:?}\nfileext = \".ics\"",
+                root.join("a").display().to_string()
+            ),
+            Kind::Singlefile => format!(
+                "type = \"singlefile\"\npath = {:?}",
+                root.join("a").join(SINGLEFILE).display().to_string()
+            ),
+        };
         let config = format!(
             "status_path = {status:?}\n\n\
-             [storage.a]\ntype = \"vdir\"\npath = {a:?}\nfileext = \".ics\"\n\n\
+             [storage.a]\n{storage_a}\n\n\
              [storage.b]\ntype = \"vdir\"\npath = {b:?}\nfileext = \".ics\"\n\n\
              [pair.p]\na = \"a\"\nb = \"b\"\n",
             status = root.join("status").display().to_string(),
-            a = root.join("a").display().to_string(),
             b = root.join("b").display().to_string(),
         );
         fs::write(root.join("config.toml"), config).unwrap();
-        Tree { root }
+        Tree { root, a }
     }
 
     fn side(&self, side: &str) -> PathBuf {
         self.root.join(side)
+    }
+
+    fn kind(&self, side: &str) -> Kind {
+        if side == "a" { self.a } else { Kind::Vdir }
+    }
+
+    fn scan(&self, side: &str) -> (SideItems, usize) {
+        scan(&self.side(side), self.kind(side))
+    }
+
+    /// What the comparisons between the sides look at: the exact bytes of a vdir pair's items;
+    /// with a single file, the VEVENT component (its VCALENDAR wrapper is the file's).
+    fn compared<'b>(&self, bytes: &'b [u8]) -> &'b [u8] {
+        match self.a {
+            Kind::Vdir => bytes,
+            Kind::Singlefile => vevent(bytes),
+        }
     }
 
     fn command(&self) -> Command {
@@ -170,29 +325,78 @@ impl Tree {
         self.command().output().unwrap()
     }
 
-    /// Creates a new item as a user's client would: a new file named after the UID.
-    fn create(&self, side: &str, uid: &str, bytes: &[u8], expected: &mut Expected) {
-        let path = self.side(side).join(format!("{uid}.ics"));
-        assert!(!path.exists(), "{} exists", path.display());
-        fs::write(path, bytes).unwrap();
-        expected.items.insert(uid.to_owned(), bytes.to_vec());
-    }
-
-    /// Edits an item in place, in whatever file holds it now.
-    fn edit(&self, side: &str, uid: &str, bytes: &[u8], expected: &mut Expected) {
-        let path = find(&self.side(side), uid).unwrap_or_else(|| panic!("{uid} not on {side}"));
-        fs::write(path, bytes).unwrap();
-        expected.items.insert(uid.to_owned(), bytes.to_vec());
-    }
-
-    fn delete(&self, side: &str, uid: &str, expected: &mut Expected) {
-        let path = find(&self.side(side), uid).unwrap_or_else(|| panic!("{uid} not on {side}"));
-        fs::remove_file(path).unwrap();
-        expected.items.remove(uid);
+    /// Makes `edits` on one side as a user's client would. In a vdir: a new item is a new file
+    /// named after its UID, an edit rewrites whatever file holds the item in place, a deletion
+    /// removes it. In a single file: the file is read, its events changed (an edited event
+    /// keeps its place, a new one goes at the end), and the file rewritten as a whole through
+    /// a temporary file, once for all `edits`.
+    fn apply(&self, side: &str, edits: Vec<Edit>, expected: &mut Expected) {
+        for edit in &edits {
+            match edit {
+                Edit::Create(uid, bytes) | Edit::Update(uid, bytes) => {
+                    expected.items.insert(uid.to_string(), bytes.clone())
+                }
+                Edit::Delete(uid) => expected.items.remove(*uid),
+            };
+        }
+        let dir = self.side(side);
+        if self.kind(side) == Kind::Vdir {
+            for edit in edits {
+                match edit {
+                    Edit::Create(uid, bytes) => {
+                        let path = dir.join(format!("{uid}.ics"));
+                        assert!(!path.exists(), "{} exists", path.display());
+                        fs::write(path, bytes).unwrap();
+                    }
+                    Edit::Update(uid, bytes) => {
+                        let path = find(&dir, uid).unwrap_or_else(|| panic!("{uid} not on {side}"));
+                        fs::write(path, bytes).unwrap();
+                    }
+                    Edit::Delete(uid) => {
+                        let path = find(&dir, uid).unwrap_or_else(|| panic!("{uid} not on {side}"));
+                        fs::remove_file(path).unwrap();
+                    }
+                }
+            }
+            return;
+        }
+        let path = dir.join(SINGLEFILE);
+        let mut events = match fs::read(&path) {
+            Ok(bytes) => parse_calendar(&bytes)
+                .unwrap_or_else(|| panic!("{}: not a complete calendar", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => panic!("{}: {e}", path.display()),
+        };
+        let position = |events: &[(String, String)], uid: &str| {
+            let found: Vec<usize> = (0..events.len()).filter(|&i| events[i].0 == uid).collect();
+            assert!(found.len() == 1, "{uid} is {} times on {side}", found.len());
+            found[0]
+        };
+        let event = |bytes: &[u8]| String::from_utf8(vevent(bytes).to_vec()).unwrap();
+        for edit in edits {
+            match edit {
+                Edit::Create(uid, bytes) => {
+                    assert!(!events.iter().any(|(u, _)| u == uid), "{uid} exists");
+                    events.push((uid.to_owned(), event(&bytes)));
+                }
+                Edit::Update(uid, bytes) => {
+                    let i = position(&events, uid);
+                    events[i].1 = event(&bytes);
+                }
+                Edit::Delete(uid) => {
+                    let i = position(&events, uid);
+                    events.remove(i);
+                }
+            }
+        }
+        let mut text = CALENDAR_HEAD.to_owned();
+        events.iter().for_each(|(_, e)| text.push_str(e));
+        text.push_str(CALENDAR_TAIL);
+        replace(&path, text.as_bytes());
     }
 }
 
-/// The file on a side holding `uid`: davsync names the files it creates after safe UIDs, so
+/// The file on a vdir holding `uid`: davsync names the files it creates after safe UIDs, so
 /// look there first, then scan.
 fn find(dir: &Path, uid: &str) -> Option<PathBuf> {
     let named = dir.join(format!("{uid}.ics"));
@@ -211,6 +415,14 @@ fn find(dir: &Path, uid: &str) -> Option<PathBuf> {
     })
 }
 
+/// Inode and mtime of side A's single file (`None` for a vdir): a flush replaces it.
+fn file_identity(tree: &Tree) -> Option<(u64, i64, i64)> {
+    (tree.a == Kind::Singlefile).then(|| {
+        let m = fs::metadata(tree.side("a").join(SINGLEFILE)).unwrap();
+        (m.ino(), m.mtime(), m.mtime_nsec())
+    })
+}
+
 /// When a round's run is killed.
 #[derive(Debug, Clone, Copy)]
 enum Trigger {
@@ -218,6 +430,8 @@ enum Trigger {
     After(Duration),
     /// Once it has reported this many applied actions.
     Applied(usize),
+    /// This long after it replaced side A's single file, its first flush of writes to it.
+    Replaced(Duration),
 }
 
 fn line_count(path: &Path) -> usize {
@@ -229,8 +443,8 @@ fn line_count(path: &Path) -> usize {
 /// How many items still need a write (missing on a side, or different), and how many items
 /// there are in all.
 fn pending_writes(tree: &Tree, expected: &Expected) -> (usize, usize) {
-    let (a, _) = scan(&tree.side("a"));
-    let (b, _) = scan(&tree.side("b"));
+    let (a, _) = tree.scan("a");
+    let (b, _) = tree.scan("b");
     let mut uids: Vec<&String> = a
         .keys()
         .chain(b.keys())
@@ -238,7 +452,10 @@ fn pending_writes(tree: &Tree, expected: &Expected) -> (usize, usize) {
         .collect();
     uids.sort();
     uids.dedup();
-    let content = |side: &SideItems, uid: &str| side.get(uid).map(|files| files[0].1.clone());
+    let content = |side: &SideItems, uid: &str| {
+        side.get(uid)
+            .map(|files| tree.compared(&files[0].1).to_vec())
+    };
     let pending = uids
         .iter()
         .filter(|uid| content(&a, uid) != content(&b, uid))
@@ -273,12 +490,37 @@ fn stat_all(dir: &Path) -> BTreeMap<String, (u64, u64, i128)> {
 
 #[test]
 fn sigkill_at_random_moments_converges() {
+    scenario(
+        Kind::Vdir,
+        &Counts {
+            shared: SHARED,
+            new_on_a: NEW_ON_A,
+            new_on_b: NEW_ON_B,
+            edited: EDITED,
+        },
+    );
+}
+
+#[test]
+fn sigkill_with_a_singlefile_side_converges() {
+    scenario(
+        Kind::Singlefile,
+        &Counts {
+            shared: SHARED,
+            new_on_a: NEW_ON_A,
+            new_on_b: NEW_ON_B,
+            edited: EDITED,
+        },
+    );
+}
+
+fn scenario(kind: Kind, counts: &Counts) {
     let started = Instant::now();
     let seed = std::env::var("DAVSYNC_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed_da75_c0de_0001_u64);
-    eprintln!("seed {seed} (set DAVSYNC_CRASH_SEED to change)");
+    eprintln!("side A {kind:?}, seed {seed} (set DAVSYNC_CRASH_SEED to change)");
     let mut rng = XorShift(seed | 1);
     // On tmpfs when there is one (see the module comment).
     let shm = Path::new("/dev/shm");
@@ -290,16 +532,20 @@ fn sigkill_at_random_moments_converges() {
         builder.tempdir()
     }
     .unwrap();
-    let tree = Tree::new(tmp.path().join("main"));
+    let tree = Tree::new(tmp.path().join("main"), kind);
     let mut expected = Expected {
         items: BTreeMap::new(),
     };
 
     // Phase 0: items synced cleanly before the crashes.
-    let shared: Vec<String> = (0..SHARED).map(|i| format!("shared-{i:04}")).collect();
-    for uid in &shared {
-        tree.create("a", uid, &item(uid, 0, "a"), &mut expected);
-    }
+    let shared: Vec<String> = (0..counts.shared)
+        .map(|i| format!("shared-{i:04}"))
+        .collect();
+    let creates = shared
+        .iter()
+        .map(|uid| Edit::Create(uid, item(uid, 0, "a")))
+        .collect();
+    tree.apply("a", creates, &mut expected);
     let t = Instant::now();
     let first = tree.sync();
     let first_took = t.elapsed();
@@ -310,25 +556,28 @@ fn sigkill_at_random_moments_converges() {
     assert!(noop.status.success(), "second sync: {}", text(&noop));
 
     // Phase 1: work for the killed runs.
-    for i in 0..NEW_ON_A {
-        let uid = format!("new-a-{i:05}");
-        tree.create("a", &uid, &item(&uid, 0, "a"), &mut expected);
-    }
-    for i in 0..NEW_ON_B {
-        let uid = format!("new-b-{i:05}");
-        tree.create("b", &uid, &item(&uid, 0, "b"), &mut expected);
-    }
-    for uid in &shared[0..100] {
-        tree.edit("a", uid, &item(uid, 1, "a"), &mut expected);
-    }
-    for uid in &shared[100..200] {
-        tree.edit("b", uid, &item(uid, 1, "b"), &mut expected);
-    }
-    for uid in &shared[200..250] {
-        tree.delete("a", uid, &mut expected);
-    }
-    for uid in &shared[250..300] {
-        tree.delete("b", uid, &mut expected);
+    let new_a: Vec<String> = (0..counts.new_on_a)
+        .map(|i| format!("new-a-{i:05}"))
+        .collect();
+    let new_b: Vec<String> = (0..counts.new_on_b)
+        .map(|i| format!("new-b-{i:05}"))
+        .collect();
+    let e = counts.edited;
+    for (side, new, edited, deleted) in [
+        ("a", &new_a, 0..e, 2 * e..2 * e + e / 2),
+        ("b", &new_b, e..2 * e, 2 * e + e / 2..3 * e),
+    ] {
+        let mut edits: Vec<Edit> = new
+            .iter()
+            .map(|uid| Edit::Create(uid, item(uid, 0, side)))
+            .collect();
+        edits.extend(
+            shared[edited]
+                .iter()
+                .map(|uid| Edit::Update(uid, item(uid, 1, side))),
+        );
+        edits.extend(shared[deleted].iter().map(|uid| Edit::Delete(uid)));
+        tree.apply(side, edits, &mut expected);
     }
 
     // When to kill. One round in four kills after a random delay up to the time it takes to
@@ -336,25 +585,42 @@ fn sigkill_at_random_moments_converges() {
     // planning or the first writes; the others kill once the run has reported a random number
     // of applied actions between 0 and the writes pending, so anywhere among the writes and
     // the group commits of their status records, however fast or slow the machine is.
-    let per_item = noop_took / SHARED as u32;
+    let per_item = noop_took / counts.shared as u32;
     eprintln!("initial sync took {first_took:?}, a no-op one {noop_took:?}");
 
     // Phase 2: kills, with more edits between them, each on items nobody touched yet.
-    let mut fresh = shared[300..].iter();
+    let mut fresh = shared[3 * e..].iter();
     let mut outcomes = Vec::new();
     // Kills that interrupted a run after it had applied something (a write, or a status record
     // refreshing a weak version tag); a few are needed for the test to mean anything, so when
     // too many runs finish before their kill, more rounds are run.
     let mut effective = 0;
+    // Kills of a run that had replaced the single file (flushed its writes).
+    let mut file_kills = 0;
     let mut round = 0;
-    while round < KILLS || (effective < MIN_EFFECTIVE_KILLS && round < MAX_ROUNDS) {
+    let enough = |effective: usize, file_kills: usize| {
+        effective >= MIN_EFFECTIVE_KILLS
+            && (kind == Kind::Vdir || file_kills >= MIN_EFFECTIVE_KILLS)
+    };
+    while round < KILLS || (!enough(effective, file_kills) && round < MAX_ROUNDS) {
         let (pending, total) = pending_writes(&tree, &expected);
         let trigger = if rng.below(4) == 0 {
             let reading = per_item * total as u32;
             Trigger::After(Duration::from_micros(rng.below(reading.as_micros() as u64)))
+        } else if kind == Kind::Singlefile && rng.below(3) != 0 {
+            // Half of these right after the rename (before or while the batch is recorded),
+            // the others up to a second later (in the next batches, or their flush).
+            let delay = if rng.below(2) == 0 {
+                0
+            } else {
+                rng.below(1000)
+            };
+            Trigger::Replaced(Duration::from_millis(delay))
         } else {
             Trigger::Applied(rng.below(pending as u64 + 1) as usize)
         };
+        let file_before = file_identity(&tree);
+        let mut replaced_at = None;
         let log = tmp.path().join(format!("run-{round}.log"));
         let log_file = fs::File::create(&log).unwrap();
         let mut child = tree
@@ -373,6 +639,12 @@ fn sigkill_at_random_moments_converges() {
                 Trigger::After(delay) => t.elapsed() >= delay,
                 // -v prints one line per applied action; the binary's stdout is line-buffered.
                 Trigger::Applied(n) => line_count(&log) >= n,
+                Trigger::Replaced(delay) => {
+                    if replaced_at.is_none() && file_identity(&tree) != file_before {
+                        replaced_at = Some(Instant::now());
+                    }
+                    replaced_at.is_some_and(|at| at.elapsed() >= delay)
+                }
             };
             if due {
                 break None;
@@ -405,40 +677,54 @@ fn sigkill_at_random_moments_converges() {
         if killed && applied > 0 {
             effective += 1;
         }
+        let replaced = file_identity(&tree) != file_before;
+        if killed && replaced {
+            file_kills += 1;
+        }
         outcomes.push(format!(
             "round {round}: {pending} writes pending, kill {trigger:?}: {} after {:?}, \
-             {applied} actions applied, {left} writes pending then",
+             {applied} actions applied, {left} writes pending then{}",
             if killed { "killed" } else { "finished" },
             t.elapsed(),
+            if replaced { ", a.ics replaced" } else { "" },
         ));
 
         // What a killed run leaves: only complete items and hidden temporary files.
-        let temps = scan(&tree.side("a")).1 + scan(&tree.side("b")).1;
+        let temps = tree.scan("a").1 + tree.scan("b").1;
         if temps > 0 {
             outcomes.push(format!("  {temps} temporary files left behind"));
         }
 
+        let (mut on_a, mut on_b) = (Vec::new(), Vec::new());
         for n in 0..(10 + rng.below(20)) {
             let Some(uid) = fresh.next() else { break };
             match n % 4 {
-                0 => tree.edit("a", uid, &item(uid, 2, "a"), &mut expected),
-                1 => tree.edit("b", uid, &item(uid, 2, "b"), &mut expected),
-                2 => tree.delete("a", uid, &mut expected),
-                _ => tree.delete("b", uid, &mut expected),
+                0 => on_a.push(Edit::Update(uid, item(uid, 2, "a"))),
+                1 => on_b.push(Edit::Update(uid, item(uid, 2, "b"))),
+                2 => on_a.push(Edit::Delete(uid)),
+                _ => on_b.push(Edit::Delete(uid)),
             }
         }
-        for side in ["a", "b"] {
-            for i in 0..5 {
-                let uid = format!("round{round}-{side}-{i}");
-                tree.create(side, &uid, &item(&uid, 0, side), &mut expected);
-            }
+        let new: Vec<(&str, String)> = ["a", "b"]
+            .into_iter()
+            .flat_map(|side| (0..5).map(move |i| (side, format!("round{round}-{side}-{i}"))))
+            .collect();
+        for (side, uid) in &new {
+            let edits = if *side == "a" { &mut on_a } else { &mut on_b };
+            edits.push(Edit::Create(uid, item(uid, 0, side)));
         }
+        tree.apply("a", on_a, &mut expected);
+        tree.apply("b", on_b, &mut expected);
         round += 1;
     }
     eprintln!("kills:\n{}", outcomes.join("\n"));
+    if kind == Kind::Singlefile {
+        eprintln!("{file_kills} kills after the run had replaced the single file");
+    }
     assert!(
-        effective >= MIN_EFFECTIVE_KILLS,
-        "only {effective} kills interrupted a run that had applied something"
+        enough(effective, file_kills),
+        "only {effective} kills interrupted a run that had applied something, \
+         {file_kills} one that had replaced the single file"
     );
 
     // The final sync converges cleanly.
@@ -448,8 +734,8 @@ fn sigkill_at_random_moments_converges() {
     assert!(!out.contains("conflict:"), "final sync: {out}");
     assert!(out.contains(" 0 conflicts, 0 errors"), "final sync: {out}");
 
-    let (a, a_temps) = scan(&tree.side("a"));
-    let (b, b_temps) = scan(&tree.side("b"));
+    let (a, a_temps) = tree.scan("a");
+    let (b, b_temps) = tree.scan("b");
     eprintln!("temporary files left behind by killed runs: a {a_temps}, b {b_temps}");
     for (name, side) in [("a", &a), ("b", &b)] {
         let dups: Vec<_> = side.iter().filter(|(_, f)| f.len() != 1).collect();
@@ -479,7 +765,7 @@ fn sigkill_at_random_moments_converges() {
         for (name, side) in [("a", &a), ("b", &b)] {
             let got = &side[uid][0].1;
             assert!(
-                got == bytes,
+                tree.compared(got) == tree.compared(bytes),
                 "{uid} on {name}: expected {:?}, found {:?}",
                 String::from_utf8_lossy(bytes),
                 String::from_utf8_lossy(got)
