@@ -237,33 +237,30 @@ echo "== generating $items events"
 "$py" "$scratch/sf.py" join "$scratch/items" "$scratch/work.ics"
 
 # ------------------------------------------------------------ floor
-floor() {
+# best_of_5 CMD... : the shortest wall time of five runs of CMD, in seconds
+best_of_5() {
     local t0 t1 best=
     for _ in 1 2 3 4 5; do
         t0=$EPOCHREALTIME
-        cat "$scratch/work.ics" >/dev/null
-        sha256sum "$scratch/work.ics" >/dev/null
+        "$@"
         t1=$EPOCHREALTIME
         best=$("$py" -c 'import sys; a=float(sys.argv[2])-float(sys.argv[1]); b=sys.argv[3]; print("%.3f" % (min(a, float(b)) if b else a))' "${t0/,/.}" "${t1/,/.}" "$best")
     done
     echo "$best"
 }
-floor_s=$(floor)
+read_and_hash() {
+    cat "$scratch/work.ics" >/dev/null
+    sha256sum "$scratch/work.ics" >/dev/null
+}
+floor_s=$(best_of_5 read_and_hash)
 echo "== floor (cat + sha256sum of the file, best of 5): $floor_s s"
 
 # The vdir side of a no-op: one stat of each of its files (the generated items are
 # the same files the vdir holds after a sync).
-stat_floor() {
-    local t0 t1 best=
-    for _ in 1 2 3 4 5; do
-        t0=$EPOCHREALTIME
-        find "$scratch/items" -printf '%T@ %s %i\n' >/dev/null
-        t1=$EPOCHREALTIME
-        best=$("$py" -c 'import sys; a=float(sys.argv[2])-float(sys.argv[1]); b=sys.argv[3]; print("%.3f" % (min(a, float(b)) if b else a))' "${t0/,/.}" "${t1/,/.}" "$best")
-    done
-    echo "$best"
+stat_all() {
+    find "$scratch/items" -printf '%T@ %s %i\n' >/dev/null
 }
-stat_floor_s=$(stat_floor)
+stat_floor_s=$(best_of_5 stat_all)
 echo "== stat of every vdir file (find -printf, best of 5): $stat_floor_s s"
 
 declare -A step_label=(
