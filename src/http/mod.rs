@@ -486,8 +486,8 @@ impl HttpClient {
         }
     }
 
-    /// Sends a request, retrying connection errors, 5xx, 423 and 429 (honouring `Retry-After`)
-    /// with backoff. Only to the configured origin ([`HttpError::OtherOrigin`]); redirects are
+    /// Sends a request, retrying connection errors, 5xx, 423, 429 and a 403 that says it is a
+    /// rate limit (honouring `Retry-After`) with backoff. Only to the configured origin ([`HttpError::OtherOrigin`]); redirects are
     /// followed for reads and are an error for writes ([`HttpError::RedirectedWrite`]).
     /// Every request davsync sends is safe to repeat: reads are idempotent, and writes are
     /// conditional, so a repeated write that already happened answers 412 and the caller
@@ -525,7 +525,10 @@ impl HttpClient {
                     origin: self.origin.clone(),
                 });
             }
-            let response = self.send_with_retries(request, &url)?;
+            let response = match self.send_with_retries(request, &url)? {
+                Answer::Read(read) => return Ok(read),
+                Answer::Pending(response) => response,
+            };
             let status = response.status().as_u16();
             let location = response
                 .headers()
@@ -562,11 +565,7 @@ impl HttpClient {
     }
 
     /// Sends `request` to `url` until it gets an answer worth returning (see [`Self::send`]).
-    fn send_with_retries(
-        &self,
-        request: &DavRequest,
-        url: &str,
-    ) -> Result<reqwest::blocking::Response, HttpError> {
+    fn send_with_retries(&self, request: &DavRequest, url: &str) -> Result<Answer, HttpError> {
         let unreachable = |reason: String| HttpError::Unreachable {
             method: request.method,
             url: url.to_owned(),
@@ -584,31 +583,41 @@ impl HttpClient {
             let permit = is_write(request.method).then(|| self.writes.acquire());
             let result = self.build(request, url)?.send();
             drop(permit);
-            if let Ok(response) = &result {
-                let status = response.status().as_u16();
+            let result = match result {
+                // A 403 is a refusal, or (Google's) a rate limit only its body tells apart.
+                Ok(response) if response.status().as_u16() == 403 => {
+                    Ok(Answer::Read(self.read(request, url, response)?))
+                }
+                Ok(response) => Ok(Answer::Pending(response)),
+                Err(e) => Err(e),
+            };
+            if let Ok(answer) = &result {
+                let status = answer.status();
                 if says_busy(request.method, status) {
                     self.writes.back_off();
                 }
-                if status == 401 && !answered_challenge && self.accept_challenge(response) {
+                if let Answer::Pending(response) = answer
+                    && status == 401
+                    && !answered_challenge
+                    && self.accept_challenge(response)
+                {
                     // One more try with the answer to the (new or renewed) Digest challenge.
                     answered_challenge = true;
                     continue;
                 }
             }
             let retry_in = match &result {
-                Ok(response) => retry_delay(
-                    response.status().as_u16(),
-                    response.headers(),
+                Ok(answer) => retry_delay(
+                    answer.status(),
+                    answer.headers(),
                     attempt,
                     SystemTime::now(),
                 ),
                 Err(_) => Some(backoff(attempt)),
             };
             match (result, retry_in) {
-                (Ok(response), Some(delay))
-                    if attempt < max_retries && delay <= MAX_RETRY_AFTER =>
-                {
-                    drop(response);
+                (Ok(answer), Some(delay)) if attempt < max_retries && delay <= MAX_RETRY_AFTER => {
+                    drop(answer);
                     thread::sleep(delay);
                 }
                 (Err(_), Some(delay)) if attempt < max_retries => thread::sleep(delay),
@@ -665,6 +674,45 @@ impl HttpClient {
             url: url.to_owned(),
         })
     }
+}
+
+/// An answer from [`HttpClient::send_with_retries`]: its body still to be read, or already read
+/// (a 403, whose body tells a rate limit from a refusal).
+enum Answer {
+    Pending(reqwest::blocking::Response),
+    Read(DavResponse),
+}
+
+impl Answer {
+    /// The status, with a 403 that says it is a rate limit taken for the 429 it means.
+    fn status(&self) -> u16 {
+        match self {
+            Answer::Pending(response) => response.status().as_u16(),
+            Answer::Read(read) if read.status == 403 && is_rate_limit(&read.body) => 429,
+            Answer::Read(read) => read.status,
+        }
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        match self {
+            Answer::Pending(response) => response.headers(),
+            Answer::Read(read) => &read.headers,
+        }
+    }
+}
+
+/// Whether the body of a 403 says the client went over a rate limit or quota rather than
+/// lacking permission: Google answers 403 with a JSON error whose `reason` is
+/// `rateLimitExceeded` or `userRateLimitExceeded` (domain `usageLimits`) where other servers
+/// answer 429. No other server says these words in a refusal, so every server is read this way.
+fn is_rate_limit(body: &[u8]) -> bool {
+    const MARKERS: [&[u8]; 2] = [b"rateLimitExceeded", b"usageLimits"];
+    // `userRateLimitExceeded` contains `RateLimitExceeded`: compare without case.
+    let lower = body.to_ascii_lowercase();
+    MARKERS.iter().any(|marker| {
+        let marker = marker.to_ascii_lowercase();
+        lower.windows(marker.len()).any(|w| w == marker.as_slice())
+    })
 }
 
 /// Whether a write answered with `status` says the server wants fewer writes at once.
@@ -895,6 +943,28 @@ mod tests {
             retry_delay(429, &headers, 0, later),
             Some(Duration::from_secs(3))
         );
+    }
+
+    #[test]
+    fn a_403_is_a_rate_limit_only_when_its_body_says_so() {
+        let google = br#"{"error":{"errors":[{"domain":"usageLimits","reason":"rateLimitExceeded"}],"code":403}}"#;
+        assert!(is_rate_limit(google));
+        assert!(is_rate_limit(b"{\"reason\": \"userRateLimitExceeded\"}"));
+        assert!(!is_rate_limit(
+            b"Forbidden: no write access to this calendar"
+        ));
+        assert!(!is_rate_limit(b""));
+        let read = |body: &[u8]| {
+            Answer::Read(DavResponse {
+                status: 403,
+                headers: HeaderMap::new(),
+                body: body.to_vec(),
+                url: String::new(),
+            })
+        };
+        assert_eq!(read(google).status(), 429);
+        assert_eq!(read(b"forbidden").status(), 403);
+        assert!(says_busy("PUT", read(google).status()));
     }
 
     #[test]
