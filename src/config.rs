@@ -48,7 +48,7 @@ use toml::de::{DeTable, DeValue};
 
 pub use crate::filter::{DateBound, ItemFilter};
 pub use crate::http::{AuthScheme, HttpOptions, TlsVerify};
-pub use crate::storage::dav::{DavConfig, DavKind};
+pub use crate::storage::dav::{DavConfig, DavKind, Dialect};
 pub use crate::storage::vdir::VdirConfig;
 pub use crate::storage::{Place, StorageKind};
 
@@ -1102,6 +1102,17 @@ impl Cx<'_> {
                 &section.sub("end_date"),
                 format!("{end} is before start_date {start}: no item would be in the window"),
             ));
+        }
+        // A storage limited to some types (a Google calendar) has those of its item_types
+        // it can hold; only a list naming none of them can leave none.
+        if let Some(limit) = kind.component_limit() {
+            match (filter.clone().limited(limit), section.get("item_types")) {
+                (Ok(limited), _) => filter = limited,
+                (Err(why), Some(v)) => {
+                    return Err(self.at(v.span(), &section.sub("item_types"), why));
+                }
+                (Err(_), None) => {}
+            }
         }
         Ok(StorageConfig {
             kind,
@@ -2355,6 +2366,7 @@ cmd = ["merge-tool"]
             http: http_defaults(url),
             batch_size: 50,
             concurrency: 4,
+            dialect: Dialect::Standard,
         }
     }
 
@@ -3082,6 +3094,7 @@ metadata = []
                 item_types: vec!["VTODO".into()],
                 start: Some("-30d".parse().unwrap_or_else(|e| panic!("{e}"))),
                 end: Some("2027-06-30".parse().unwrap_or_else(|e| panic!("{e}"))),
+                limit: None,
             }
         );
         let vdir = parse_ok(

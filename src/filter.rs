@@ -20,12 +20,52 @@ pub struct ItemFilter {
     pub start: Option<DateBound>,
     /// Items starting after this day are out of scope.
     pub end: Option<DateBound>,
+    /// The storage's own limit, already applied to `item_types`: kept to say why items of
+    /// other types are left alone.
+    pub limit: Option<ComponentLimit>,
+}
+
+/// The component types a storage can hold at all, whatever its `item_types` say, and who says
+/// so: a Google calendar holds events only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ComponentLimit {
+    /// The types it holds (upper case).
+    pub types: &'static [&'static str],
+    /// Who sets the limit, for messages: "Google Calendar".
+    pub holder: &'static str,
 }
 
 impl ItemFilter {
     /// Whether the filter lets every item through.
     pub fn is_empty(&self) -> bool {
         self.item_types.is_empty() && self.start.is_none() && self.end.is_none()
+    }
+
+    /// The filter of a storage that holds only `limit`'s types: its `item_types` become those
+    /// of its own that the storage holds (all the storage holds, if it named none). `Err` with
+    /// the types named when none is left, since an empty list would let everything through.
+    pub fn limited(mut self, limit: ComponentLimit) -> Result<ItemFilter, String> {
+        let holds = |t: &String| limit.types.iter().any(|l| l.eq_ignore_ascii_case(t));
+        let kept: Vec<String> = match self.item_types.is_empty() {
+            true => limit.types.iter().map(|t| (*t).to_owned()).collect(),
+            false => self
+                .item_types
+                .iter()
+                .filter(|t| holds(t))
+                .cloned()
+                .collect(),
+        };
+        if kept.is_empty() {
+            return Err(format!(
+                "{} holds only {}, none of [{}]",
+                limit.holder,
+                limit.types.join(", "),
+                self.item_types.join(", ")
+            ));
+        }
+        self.item_types = kept;
+        self.limit = Some(limit);
+        Ok(self)
     }
 }
 
@@ -904,11 +944,33 @@ mod tests {
     }
 
     #[test]
+    fn a_limited_storage_keeps_only_the_types_it_holds() {
+        let google = ComponentLimit {
+            types: &["VEVENT"],
+            holder: "Google Calendar",
+        };
+        let types = |names: &[&str]| ItemFilter {
+            item_types: names.iter().map(|n| (*n).to_owned()).collect(),
+            ..ItemFilter::default()
+        };
+        let all = types(&[]).limited(google).expect("limited");
+        assert_eq!(all.item_types, ["VEVENT"]);
+        assert_eq!(all.limit, Some(google));
+        let both = types(&["VTODO", "vevent"])
+            .limited(google)
+            .expect("limited");
+        assert_eq!(both.item_types, ["vevent"]);
+        let error = types(&["VTODO"]).limited(google).expect_err("nothing left");
+        assert_eq!(error, "Google Calendar holds only VEVENT, none of [VTODO]");
+    }
+
+    #[test]
     fn a_recurring_series_from_before_the_window_is_in_it() {
         let filter = ItemFilter {
             item_types: Vec::new(),
             start: Some("-30d".parse().expect("bound")),
             end: Some("+1y".parse().expect("bound")),
+            limit: None,
         };
         let window = filter.window(date(2026, 12, 5));
         let weekly = calendar(&[(

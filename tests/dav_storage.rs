@@ -17,7 +17,7 @@ use std::time::Duration;
 use dav_support::http::split_url;
 use dav_support::*;
 use davsync::config::{AuthScheme, DavConfig, DavKind, HttpOptions, ItemFilter, Secret, TlsVerify};
-use davsync::storage::dav::DavStorage;
+use davsync::storage::dav::{DavStorage, Dialect};
 use davsync::storage::{ChangeSet, Changes, CollectionInfo, ItemError, ListEntry, Storage};
 
 // ---------------------------------------------------------------------------------------------
@@ -41,6 +41,7 @@ fn config(server: &dyn DavServer, kind: DavKind, url: &str) -> DavConfig {
         },
         batch_size: 50,
         concurrency: 4,
+        dialect: Dialect::Standard,
     }
 }
 

@@ -216,6 +216,15 @@ impl StorageKind {
         }
     }
 
+    /// The component types the storage can hold at all, where it is limited (a Google
+    /// calendar: events only); [`crate::config`] narrows its `item_types` to them.
+    pub fn component_limit(&self) -> Option<crate::filter::ComponentLimit> {
+        match self {
+            StorageKind::Dav(dav) => dav.component_limit(),
+            StorageKind::Vdir(_) | StorageKind::Singlefile(_) | StorageKind::Webcal(_) => None,
+        }
+    }
+
     /// Whether the storage type cannot be written at all (a webcal feed), so its
     /// `read_only` is `true` whatever the section says.
     pub fn only_readable(&self) -> bool {
@@ -313,6 +322,14 @@ pub enum StorageError {
     NoSuchCollection {
         /// The collection's address.
         id: String,
+    },
+    /// The storage cannot create collections; a person must, where `how` says.
+    #[error("cannot create collection {name:?}: {how}")]
+    CannotCreate {
+        /// The collection's name.
+        name: String,
+        /// Why not, and where to create it instead.
+        how: String,
     },
     /// Anything else the storage reports about itself.
     #[error("{0}")]

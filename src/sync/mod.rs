@@ -10,7 +10,7 @@
 mod execute;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicBool;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -138,6 +138,8 @@ struct Prepared<'s> {
     state: Option<String>,
     /// Listed items a time-range answer left out, not fetched: outside the window.
     deferred: Vec<String>,
+    /// Items new to the status left out for their component type, counted by type.
+    left_out_types: BTreeMap<String, u64>,
 }
 
 /// What [`prepare`] leaves out of a side's listing.
@@ -543,6 +545,35 @@ fn out_of_window(
     outside
 }
 
+/// One note per side for the items it holds that the other side's storage cannot hold at all
+/// ([`ItemFilter::limit`]: a Google calendar holds events only), so a person learns once per
+/// run why their tasks stay where they are: left alone, never sent, never deleted.
+fn limit_notes(filters: &[ItemFilter; 2], prepared: [&Prepared<'_>; 2]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for side in [Side::A, Side::B] {
+        let Some(limit) = filters[side.other().index()].limit else {
+            continue;
+        };
+        let held = |t: &str| limit.types.iter().any(|l| l.eq_ignore_ascii_case(t));
+        let left: Vec<String> = prepared[side.index()]
+            .left_out_types
+            .iter()
+            .filter(|(component, _)| !held(component))
+            .map(|(component, n)| format!("{n} {component}"))
+            .collect();
+        if !left.is_empty() {
+            notes.push(format!(
+                "{} on {side} left alone: not syncable to {}, which holds only {} (never sent, \
+                 never deleted)",
+                left.join(", "),
+                limit.holder,
+                limit.types.join(", ")
+            ));
+        }
+    }
+    notes
+}
+
 /// Creates a collection that exists on one side only (not in a dry run, where the missing side
 /// is planned as empty).
 fn ensure_collection(
@@ -579,6 +610,7 @@ fn prepare<'s>(
         fetched: HashMap::new(),
         state: None,
         deferred: Vec::new(),
+        left_out_types: BTreeMap::new(),
     };
     let (Some(collection), Some(change_set)) = (collection, change_set) else {
         return prepared;
@@ -676,6 +708,11 @@ fn prepare<'s>(
                     // An item synced as an allowed type that now is of another one would look
                     // deleted on this side: it cannot be synced, but must not be deleted.
                     if !known.contains_key(href.as_str()) {
+                        let component = item.component().unwrap_or("item without component");
+                        *prepared
+                            .left_out_types
+                            .entry(component.to_owned())
+                            .or_default() += 1;
                         continue;
                     }
                     format!(
@@ -917,6 +954,7 @@ pub fn sync_collection(
         prepared[this] = prepare(sides.get(side), collection, kept, &in_scope, side, &scope);
     }
     let [a, b] = prepared;
+    report.notes.extend(limit_notes(&options.filters, [&a, &b]));
     // Out of the date window: left out of the plan on both sides (and the status rows with
     // them), so nothing is copied and nothing deleted; the rows stay for when it comes back.
     let (mut a, mut b) = (a, b);
@@ -1246,6 +1284,7 @@ mod tests {
             fetched: HashMap::new(),
             state: None,
             deferred: Vec::new(),
+            left_out_types: BTreeMap::new(),
         };
         for (ident, day) in items {
             let href = format!("{ident}.ics");

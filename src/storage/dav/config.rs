@@ -1,6 +1,7 @@
 //! The `[storage.<name>]` section of `type = "caldav"` and `type = "carddav"`.
 
 use crate::config::{ConfigError, Section};
+pub use crate::filter::ComponentLimit;
 use crate::http::{HttpOptions, options};
 
 /// Keys of a DAV section besides the common storage keys and the HTTP options.
@@ -15,6 +16,19 @@ pub enum DavKind {
     CardDav,
 }
 
+/// Whose flavour of CalDAV/CardDAV a server speaks: what it refuses that the RFCs allow. Not a
+/// config key: the storage type decides (`caldav`/`carddav` are [`Dialect::Standard`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// RFC 4791 and RFC 6352 as written.
+    #[default]
+    Standard,
+    /// Google Calendar and Google Contacts: no MKCALENDAR or MKCOL (calendars are made in the
+    /// web interface), no `If-None-Match: *` on PUT (existence is checked first), calendars
+    /// hold events only (VTODO and VJOURNAL are refused), rate limits answered with 403.
+    Google,
+}
+
 /// A `[storage.<name>]` table of type `caldav` or `carddav`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DavConfig {
@@ -26,6 +40,22 @@ pub struct DavConfig {
     pub batch_size: usize,
     /// Requests in flight at once (default 4).
     pub concurrency: usize,
+    /// The server's flavour of the protocol.
+    pub dialect: Dialect,
+}
+
+impl DavConfig {
+    /// The component types the server can hold, where its dialect limits them: a Google
+    /// calendar holds events only.
+    pub fn component_limit(&self) -> Option<ComponentLimit> {
+        match (self.dialect, self.kind) {
+            (Dialect::Google, DavKind::CalDav) => Some(ComponentLimit {
+                types: &["VEVENT"],
+                holder: "Google Calendar",
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Default of `batch_size`, and its allowed range.
@@ -57,5 +87,6 @@ pub fn parse_config(section: &Section<'_, '_>, kind: DavKind) -> Result<DavConfi
         http,
         batch_size,
         concurrency,
+        dialect: Dialect::Standard,
     })
 }

@@ -15,7 +15,7 @@ use crate::filter::ItemFilter;
 use crate::http::{self, Clients};
 use crate::storage::StorageError;
 
-pub use config::{DavConfig, DavKind, parse_config};
+pub use config::{ComponentLimit, DavConfig, DavKind, Dialect, parse_config};
 pub use storage::DavStorage;
 
 /// The largest single item taken from a server, in bytes: a larger one is an error naming

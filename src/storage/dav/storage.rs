@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use super::config::Dialect;
 use super::href;
 use super::xml::{self, Multistatus, Props};
 use crate::config::{DavConfig, DavKind, MetadataKey};
@@ -116,8 +117,10 @@ struct ItemListing {
 #[derive(Debug)]
 pub struct DavStorage {
     kind: DavKind,
+    dialect: Dialect,
     url: String,
     http: Arc<HttpClient>,
+    /// The component types to list (empty for all).
     item_types: Vec<String>,
     batch_size: usize,
     concurrency: usize,
@@ -161,9 +164,15 @@ impl DavStorage {
     pub fn new(config: &DavConfig, filter: &ItemFilter, http: Arc<HttpClient>) -> DavStorage {
         DavStorage {
             kind: config.kind,
+            dialect: config.dialect,
             url: with_slash(&config.http.url),
             http,
-            item_types: filter.item_types.clone(),
+            // A server that holds only the types the filter lets through lists everything,
+            // which keeps sync-collection (a calendar-query would be needed to filter).
+            item_types: match config.component_limit() {
+                Some(limit) if limit_within(limit.types, &filter.item_types) => Vec::new(),
+                _ => filter.item_types.clone(),
+            },
             batch_size: config.batch_size.max(1),
             concurrency: config.concurrency.max(1),
             home: Mutex::new(None),
@@ -709,15 +718,44 @@ impl DavStorage {
             .map(|r| r.href)
     }
 
+    /// A create on a server that refuses `If-None-Match: *` (Google): PUT without a condition
+    /// only when a GET of `url` finds nothing there. `None` when something is there: the
+    /// caller takes it as the 412 a conditional PUT would have had, and looks at what it is
+    /// (ours from a lost answer, another UID, or doubt).
+    ///
+    /// The race this leaves: another client creating the same href between the GET and the
+    /// PUT is overwritten. Hrefs davsync creates are named after the item's UID, so that
+    /// client wrote an item with the same UID, most likely the same event, in the same fraction
+    /// of a second; its version is replaced by ours, as Google itself resolves two writers of
+    /// one event (last write wins), and the next run lists the result like any other edit.
+    /// Nothing is duplicated and nothing deleted.
+    fn create_unconditionally(
+        &self,
+        url: &str,
+        bytes: &[u8],
+    ) -> Result<Option<DavResponse>, ItemError> {
+        let check = DavRequest::new("GET", url);
+        let found = self.http.send(&check).map_err(|e| ItemError::Transport {
+            href: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+        match found.status {
+            404 | 410 => self.put(url, None, bytes).map(Some),
+            200..=299 => Ok(None),
+            status => Err(refused(url, status, &found.body)),
+        }
+    }
+
     fn put(
         &self,
         url: &str,
-        condition: (&'static str, String),
+        condition: Option<(&'static str, String)>,
         bytes: &[u8],
     ) -> Result<DavResponse, ItemError> {
-        let mut request = DavRequest::new("PUT", url)
-            .header("Content-Type", self.content_type())
-            .header(condition.0, condition.1);
+        let mut request = DavRequest::new("PUT", url).header("Content-Type", self.content_type());
+        if let Some((name, value)) = condition {
+            request = request.header(name, value);
+        }
         request.body = bytes.to_vec();
         self.http.send(&request).map_err(|e| ItemError::Transport {
             href: url.to_owned(),
@@ -735,6 +773,25 @@ enum Held {
     /// The GET failed, or the item has our UID but other content (perhaps re-serialized by
     /// the server, perhaps edited by another client): the next run decides.
     Uncertain,
+}
+
+/// The answer a conditional create would have had where the name is taken.
+fn precondition_failed(url: &str) -> DavResponse {
+    DavResponse {
+        status: 412,
+        headers: reqwest::header::HeaderMap::new(),
+        body: Vec::new(),
+        url: url.to_owned(),
+    }
+}
+
+/// Whether every type in `wanted` (empty for all) is one of `limit`'s, case aside: then a
+/// storage holding only `limit`'s types has nothing to filter out.
+fn limit_within(limit: &[&str], wanted: &[String]) -> bool {
+    wanted.is_empty()
+        || limit
+            .iter()
+            .all(|t| wanted.iter().any(|w| w.eq_ignore_ascii_case(t)))
 }
 
 /// What fetching some hrefs gave, per href.
@@ -859,6 +916,24 @@ impl Storage for DavStorage {
     }
 
     fn create_collection(&self, name: &str) -> Result<CollectionInfo, StorageError> {
+        if self.dialect == Dialect::Google {
+            // Google answers MKCALENDAR and MKCOL with 403 whatever the account may do.
+            let how = match self.kind {
+                DavKind::CalDav => format!(
+                    "Google cannot create calendars over CalDAV; create a calendar named \
+                     {name:?} in Google Calendar's web interface (calendar.google.com, \
+                     \"Other calendars\" > \"+\" > \"Create new calendar\"), then sync again"
+                ),
+                DavKind::CardDav => "Google Contacts has one address book per account and \
+                                     cannot create another over CardDAV; pair this collection \
+                                     with it (collections in the pair)"
+                    .to_owned(),
+            };
+            return Err(StorageError::CannotCreate {
+                name: name.to_owned(),
+                how,
+            });
+        }
         let home = self.home()?;
         let id = format!("{home}{}/", href::encode_segment(name));
         let components: Vec<&str> = self.item_types.iter().map(String::as_str).collect();
@@ -1111,7 +1186,13 @@ impl Storage for DavStorage {
             };
             let name = item_file_name(&hint, self.extension());
             let url = format!("{}{}", collection.id, href::encode_segment(&name));
-            let response = self.put(&url, ("If-None-Match", "*".into()), bytes)?;
+            let response = match self.dialect {
+                Dialect::Standard => self.put(&url, Some(("If-None-Match", "*".into())), bytes)?,
+                Dialect::Google => match self.create_unconditionally(&url, bytes)? {
+                    Some(response) => response,
+                    None => precondition_failed(&url),
+                },
+            };
             // Another name will not help when the server refuses the UID itself.
             if let Some(conflict) = self.uid_conflict(collection, &url, &response, bytes) {
                 return Err(conflict);
@@ -1152,7 +1233,7 @@ impl Storage for DavStorage {
         bytes: &[u8],
     ) -> Result<Written, ItemError> {
         let url = href::join(&collection.id, href);
-        let response = self.put(&url, ("If-Match", expected_etag.to_owned()), bytes)?;
+        let response = self.put(&url, Some(("If-Match", expected_etag.to_owned())), bytes)?;
         if let Some(conflict) = self.uid_conflict(collection, href, &response, bytes) {
             return Err(conflict);
         }
