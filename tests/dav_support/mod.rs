@@ -15,6 +15,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod feed;
+pub mod google;
 pub mod http;
 pub mod proxy;
 pub mod servers;

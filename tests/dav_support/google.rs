@@ -1,0 +1,585 @@
+//! `GoogleFront`: an EMULATION of Google's CalDAV/CardDAV front, put before a Radicale server.
+//! It is not Google: it reproduces the refusals and rewrites davsync must handle, as far as they
+//! are documented or reported by users, so the dialect can be tested without an account. A
+//! later cloud storage with a dialect of its own (Microsoft 365) can reuse it by adding its
+//! refusals to [`Refusals`].
+//!
+//! What it does to every request, in order:
+//! 1. `Authorization: Bearer <token>` must name a token of the set the test controls
+//!    ([`GoogleFront::allow_token`], [`GoogleFront::revoke_token`]); otherwise 401 with
+//!    `WWW-Authenticate: Bearer`.
+//! 2. Queued rate limits ([`GoogleFront::rate_limit`]) answer the next requests: 403 with
+//!    Google's JSON `rateLimitExceeded` error, or 429 with `Retry-After`.
+//! 3. Google's refusals: MKCALENDAR and MKCOL → 403; a PUT with `If-None-Match` → 412 (the
+//!    emulation's choice: it is the answer that looks most like "the name is taken", the
+//!    hardest case for a client); a PUT of a VTODO or VJOURNAL → 400 with a body.
+//! 4. Everything else goes to Radicale as alice (Basic auth), PUT bodies rewritten the way
+//!    Google re-serializes what it stores ([`google_rewrite`]) unless turned off.
+//!
+//! Every request is logged ([`GoogleFront::log`]).
+
+use std::collections::{HashSet, VecDeque};
+use std::io::{self, BufReader, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use super::http::{
+    HttpResponse, IO_TIMEOUT, basic_auth, header, read_body, read_head, read_response,
+    reason_phrase, resolve, split_url, write_request,
+};
+use super::servers::{DavServer, Radicale};
+
+/// Google's JSON error body for a rate limit (the shape of its API errors).
+pub const RATE_LIMIT_BODY: &str = r#"{"error":{"errors":[{"domain":"usageLimits","reason":"rateLimitExceeded","message":"Rate Limit Exceeded"}],"code":403,"message":"Rate Limit Exceeded"}}"#;
+
+/// One queued rate-limit answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// 403 with [`RATE_LIMIT_BODY`].
+    RateLimitExceeded,
+    /// 429 with `Retry-After: SECONDS`.
+    TooManyRequests(u64),
+}
+
+/// Which of Google's refusals are on (all by default).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusals {
+    /// MKCALENDAR and MKCOL → 403.
+    pub mkcalendar: bool,
+    /// PUT with `If-None-Match` → 412.
+    pub if_none_match: bool,
+    /// PUT of a VTODO or VJOURNAL → 400.
+    pub tasks: bool,
+    /// PUT bodies rewritten by [`google_rewrite`].
+    pub rewrite: bool,
+}
+
+impl Default for Refusals {
+    fn default() -> Refusals {
+        Refusals {
+            mkcalendar: true,
+            if_none_match: true,
+            tasks: true,
+            rewrite: true,
+        }
+    }
+}
+
+/// One request as the front saw it.
+#[derive(Clone, Debug)]
+pub struct Logged {
+    pub method: String,
+    pub path: String,
+    pub if_none_match: Option<String>,
+    pub if_match: Option<String>,
+    /// The bearer token sent, if any.
+    pub token: Option<String>,
+    pub body: Vec<u8>,
+    /// The status answered.
+    pub status: u16,
+}
+
+impl Logged {
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+struct State {
+    upstream: String,
+    upstream_auth: String,
+    tokens: Mutex<HashSet<String>>,
+    limits: Mutex<VecDeque<Limit>>,
+    refusals: Mutex<Refusals>,
+    log: Mutex<Vec<Logged>>,
+    /// `(method, n)`: the n-th next request of that method (1 = the next) is applied upstream
+    /// and its answer held until the front is dropped: a client killed meanwhile never learns
+    /// that its write happened.
+    stall: Mutex<Option<(String, usize)>>,
+    stalled: AtomicBool,
+    shutdown: AtomicBool,
+}
+
+/// See the module documentation.
+pub struct GoogleFront {
+    addr: SocketAddr,
+    state: Arc<State>,
+    accept: Option<JoinHandle<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl GoogleFront {
+    /// Starts a front for `server`, accepting the bearer token `token`.
+    pub fn start(server: &Radicale, token: &str) -> GoogleFront {
+        let (upstream, _) = split_url(&server.url());
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind front port");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let addr = listener.local_addr().expect("front address");
+        let state = Arc::new(State {
+            upstream,
+            upstream_auth: basic_auth(Radicale::USER, Radicale::PASSWORD),
+            tokens: Mutex::new(HashSet::from([token.to_owned()])),
+            limits: Mutex::new(VecDeque::new()),
+            refusals: Mutex::new(Refusals::default()),
+            log: Mutex::new(Vec::new()),
+            stall: Mutex::new(None),
+            stalled: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+        });
+        let accept = {
+            let state = Arc::clone(&state);
+            thread::spawn(move || accept_loop(&listener, &state))
+        };
+        GoogleFront {
+            addr,
+            state,
+            accept: Some(accept),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/`
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// The front's URL for a URL on the server behind it.
+    pub fn proxied(&self, upstream_url: &str) -> String {
+        let (_, path) = split_url(upstream_url);
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn allow_token(&self, token: &str) {
+        lock(&self.state.tokens).insert(token.to_owned());
+    }
+
+    pub fn revoke_token(&self, token: &str) {
+        lock(&self.state.tokens).remove(token);
+    }
+
+    /// The next requests (one per entry, whatever they are) get these answers.
+    pub fn rate_limit(&self, limits: Vec<Limit>) {
+        lock(&self.state.limits).extend(limits);
+    }
+
+    /// Rate-limit answers queued and not given yet.
+    pub fn limits_left(&self) -> usize {
+        lock(&self.state.limits).len()
+    }
+
+    /// The `n`-th next request of `method` is applied upstream and its answer held until the
+    /// front is dropped (see [`GoogleFront::stalled`]).
+    pub fn stall_after_forward(&self, method: &str, n: usize) {
+        *lock(&self.state.stall) = Some((method.to_owned(), n.max(1)));
+    }
+
+    /// Whether a request chosen by [`GoogleFront::stall_after_forward`] has been applied.
+    pub fn stalled(&self) -> bool {
+        self.state.stalled.load(Ordering::SeqCst)
+    }
+
+    pub fn set_refusals(&self, refusals: Refusals) {
+        *lock(&self.state.refusals) = refusals;
+    }
+
+    pub fn log(&self) -> Vec<Logged> {
+        lock(&self.state.log).clone()
+    }
+
+    pub fn with_method(&self, method: &str) -> Vec<Logged> {
+        self.log()
+            .into_iter()
+            .filter(|l| l.method == method)
+            .collect()
+    }
+
+    /// `METHOD path -> status`, one request per line, for assertion messages.
+    pub fn log_text(&self) -> String {
+        self.log()
+            .iter()
+            .map(|l| format!("{} {} -> {}\n", l.method, l.path, l.status))
+            .collect()
+    }
+
+    pub fn reset_log(&self) {
+        lock(&self.state.log).clear();
+    }
+}
+
+impl Drop for GoogleFront {
+    fn drop(&mut self) {
+        self.state.shutdown.store(true, Ordering::SeqCst);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+    }
+}
+
+fn accept_loop(listener: &TcpListener, state: &Arc<State>) {
+    while !state.shutdown.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let state = Arc::clone(state);
+                thread::spawn(move || serve(&state, stream));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+fn serve(state: &State, stream: TcpStream) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    let Ok(reader) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(reader);
+    let mut writer = stream;
+    while !state.shutdown.load(Ordering::SeqCst) {
+        let Ok(Some((start, headers))) = read_head(&mut reader) else {
+            break;
+        };
+        let mut parts = start.split_whitespace();
+        let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+            break;
+        };
+        if header(&headers, "expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+            && writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err()
+        {
+            break;
+        }
+        let Ok(body) = read_body(&mut reader, &headers, false) else {
+            break;
+        };
+        let response = answer(state, method, target, &headers, body);
+        let keep = !header(&headers, "connection").is_some_and(|v| v.contains("close"));
+        if write_response(&mut writer, method, &response, keep).is_err() || !keep {
+            break;
+        }
+    }
+    let _ = writer.shutdown(Shutdown::Both);
+}
+
+fn answer(
+    state: &State,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> HttpResponse {
+    let token = header(headers, "authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let response = decide(state, method, target, headers, &body, token.as_deref());
+    lock(&state.log).push(Logged {
+        method: method.to_owned(),
+        path: target.to_owned(),
+        if_none_match: header(headers, "if-none-match").map(str::to_owned),
+        if_match: header(headers, "if-match").map(str::to_owned),
+        token,
+        body,
+        status: response.status,
+    });
+    response
+}
+
+fn plain(status: u16, extra: Vec<(String, String)>, body: &str) -> HttpResponse {
+    HttpResponse {
+        status,
+        reason: reason_phrase(status).to_owned(),
+        headers: extra,
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+fn decide(
+    state: &State,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    token: Option<&str>,
+) -> HttpResponse {
+    let authorized = token.is_some_and(|t| lock(&state.tokens).contains(t));
+    if !authorized {
+        let challenge = (
+            "WWW-Authenticate".to_owned(),
+            "Bearer realm=\"emulation\"".to_owned(),
+        );
+        return plain(
+            401,
+            vec![challenge],
+            "Request had invalid authentication credentials.",
+        );
+    }
+    if let Some(limit) = lock(&state.limits).pop_front() {
+        return match limit {
+            Limit::RateLimitExceeded => plain(
+                403,
+                vec![("Content-Type".into(), "application/json".into())],
+                RATE_LIMIT_BODY,
+            ),
+            Limit::TooManyRequests(secs) => plain(
+                429,
+                vec![("Retry-After".into(), secs.to_string())],
+                "Too Many Requests",
+            ),
+        };
+    }
+    let refusals = lock(&state.refusals).clone();
+    if refusals.mkcalendar && matches!(method, "MKCALENDAR" | "MKCOL") {
+        return plain(
+            403,
+            Vec::new(),
+            "Creating calendars is not supported over CalDAV.",
+        );
+    }
+    let mut body = body.to_vec();
+    if method == "PUT" {
+        if refusals.if_none_match && header(headers, "if-none-match").is_some() {
+            return plain(412, Vec::new(), "");
+        }
+        let text = String::from_utf8_lossy(&body);
+        if refusals.tasks && (text.contains("BEGIN:VTODO") || text.contains("BEGIN:VJOURNAL")) {
+            return plain(400, Vec::new(), "Only VEVENT components are supported.");
+        }
+        if refusals.rewrite {
+            body = google_rewrite(&body);
+        }
+    }
+    let mut forwarded: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(n, _)| {
+            ![
+                "authorization",
+                "connection",
+                "content-length",
+                "accept-encoding",
+                "keep-alive",
+            ]
+            .iter()
+            .any(|h| n.eq_ignore_ascii_case(h))
+        })
+        .cloned()
+        .collect();
+    forwarded.push(("Authorization".into(), state.upstream_auth.clone()));
+    forwarded.push(("Content-Length".into(), body.len().to_string()));
+    forwarded.push(("Connection".into(), "close".into()));
+    let stall = {
+        let mut stall = lock(&state.stall);
+        match stall.as_mut() {
+            Some((m, n)) if m == method => {
+                *n -= 1;
+                let now = *n == 0;
+                if now {
+                    *stall = None;
+                }
+                now
+            }
+            _ => false,
+        }
+    };
+    let response = match forward(&state.upstream, method, target, &forwarded, &body) {
+        Ok(response) => response,
+        Err(e) => plain(502, Vec::new(), &format!("emulation: upstream failed: {e}")),
+    };
+    if stall {
+        state.stalled.store(true, Ordering::SeqCst);
+        while !state.shutdown.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    response
+}
+
+fn forward(
+    upstream: &str,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> io::Result<HttpResponse> {
+    let stream = TcpStream::connect_timeout(&resolve(upstream)?, Duration::from_secs(10))?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut writer = stream.try_clone()?;
+    write_request(&mut writer, method, target, headers, body)?;
+    read_response(&mut BufReader::new(stream), method)
+}
+
+fn write_response(
+    w: &mut TcpStream,
+    method: &str,
+    resp: &HttpResponse,
+    keep_alive: bool,
+) -> io::Result<()> {
+    let no_body = method == "HEAD" || resp.status == 204 || resp.status == 304;
+    let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, resp.reason);
+    for (n, v) in &resp.headers {
+        let hop = [
+            "connection",
+            "content-length",
+            "transfer-encoding",
+            "keep-alive",
+        ]
+        .iter()
+        .any(|h| n.eq_ignore_ascii_case(h));
+        if !hop {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+    }
+    if !no_body {
+        head.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+    }
+    head.push_str(match keep_alive {
+        true => "Connection: keep-alive\r\n\r\n",
+        false => "Connection: close\r\n\r\n",
+    });
+    let mut buf = head.into_bytes();
+    if !no_body {
+        buf.extend_from_slice(&resp.body);
+    }
+    w.write_all(&buf)?;
+    w.flush()
+}
+
+/// What the emulation stores for what it was sent, the way Google re-serializes: lines
+/// unfolded and folded again at 60 octets with a tab, LF line ends become CRLF, the
+/// properties of each component reordered (reversed, BEGIN/END and VERSION kept in place),
+/// `PRODID` replaced by Google's, `REV` restamped in a vCard, enumerated parameter values
+/// upper-cased (`TYPE=home` → `TYPE=HOME`), and `SEQUENCE:0` and `CLASS:PUBLIC` added to an
+/// event that lacks them. None of this changes what the item means.
+pub fn google_rewrite(bytes: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(bytes).replace("\r\n", "\n");
+    // Unfold.
+    let mut lines: Vec<String> = Vec::new();
+    for line in text.split('\n') {
+        match line.strip_prefix([' ', '\t']) {
+            Some(rest) if !lines.is_empty() => {
+                if let Some(last) = lines.last_mut() {
+                    last.push_str(rest);
+                }
+            }
+            _ if line.is_empty() => {}
+            _ => lines.push(line.to_owned()),
+        }
+    }
+    // Each component's own properties, reversed, with additions.
+    fn emit(lines: &[String], at: &mut usize, out: &mut Vec<String>) {
+        let begin = lines[*at].clone();
+        let name = begin["BEGIN:".len()..].to_ascii_uppercase();
+        out.push(begin);
+        *at += 1;
+        let mut props = Vec::new();
+        let mut children = Vec::new();
+        while *at < lines.len() {
+            let line = &lines[*at];
+            let upper = line.to_ascii_uppercase();
+            if upper.starts_with("END:") {
+                *at += 1;
+                break;
+            }
+            if upper.starts_with("BEGIN:") {
+                let mut child = Vec::new();
+                emit(lines, at, &mut child);
+                children.push(child);
+                continue;
+            }
+            *at += 1;
+            let key = upper.split([':', ';']).next().unwrap_or("").to_owned();
+            match key.as_str() {
+                "PRODID" => continue,
+                "REV" if name == "VCARD" => continue,
+                _ => props.push(upper_enumerated(line)),
+            }
+        }
+        let version = props
+            .iter()
+            .position(|p| p.to_ascii_uppercase().starts_with("VERSION:"));
+        if let Some(i) = version {
+            out.push(props.remove(i));
+        }
+        match name.as_str() {
+            "VCALENDAR" => out.push("PRODID:-//Google Inc//Google Calendar 70.9054//EN".into()),
+            "VCARD" => {
+                out.push("PRODID:-//Google Inc//Google Contacts//EN".into());
+                out.push("REV:20261206T000000Z".into());
+            }
+            "VEVENT" => {
+                for (key, line) in [("SEQUENCE", "SEQUENCE:0"), ("CLASS", "CLASS:PUBLIC")] {
+                    let has = props
+                        .iter()
+                        .any(|p| p.to_ascii_uppercase().split([':', ';']).next() == Some(key));
+                    if !has {
+                        out.push(line.into());
+                    }
+                }
+            }
+            _ => {}
+        }
+        props.reverse();
+        out.extend(props);
+        for child in children {
+            out.extend(child);
+        }
+        out.push(format!("END:{name}"));
+    }
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < lines.len() {
+        if lines[at].to_ascii_uppercase().starts_with("BEGIN:") {
+            emit(&lines, &mut at, &mut out);
+        } else {
+            at += 1;
+        }
+    }
+    let mut result = String::new();
+    for line in out {
+        result.push_str(&fold(&line, 60));
+        result.push_str("\r\n");
+    }
+    result.into_bytes()
+}
+
+/// `TYPE=home` → `TYPE=HOME` in the parameters of a property line (values of enumerated
+/// parameters compare without case; Google writes them upper-case).
+fn upper_enumerated(line: &str) -> String {
+    let Some(colon) = line.find(':') else {
+        return line.to_owned();
+    };
+    let (params, value) = line.split_at(colon);
+    let params: Vec<String> = params
+        .split(';')
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if k.eq_ignore_ascii_case("TYPE") => format!("{k}={}", v.to_uppercase()),
+            _ => p.to_owned(),
+        })
+        .collect();
+    format!("{}{value}", params.join(";"))
+}
+
+/// Folds at `width` octets (continuation lines start with a tab), never inside a UTF-8 sequence.
+fn fold(line: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut count = 0;
+    for c in line.chars() {
+        if count + c.len_utf8() > width {
+            out.push_str("\r\n\t");
+            count = 1;
+        }
+        out.push(c);
+        count += c.len_utf8();
+    }
+    out
+}
