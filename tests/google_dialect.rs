@@ -326,6 +326,34 @@ fn vtodos_stay_local_are_never_sent_and_are_reported_once_per_run() {
     assert_eq!(server_items(&server, &cal_url), ["e1.ics"]);
 }
 
+#[test]
+fn a_date_window_asks_a_google_calendar_for_events_only() {
+    let server = Radicale::start();
+    let cal_url = make_calendar(&server, "cal");
+    server
+        .client()
+        .put_item(&format!("{cal_url}e1.ics"), event("e1", "x").as_bytes());
+    let front = GoogleFront::start(&server, TOKEN);
+    let google = open(&config(
+        DavKind::CalDav,
+        &front.proxied(&cal_url),
+        Dialect::Google,
+    ));
+    let cal = google.root_collection();
+    front.reset_log();
+    let window = davsync::filter::Window {
+        start: Some(0),
+        end: None,
+    };
+    let listed = google
+        .list_in_window(&cal, window, false)
+        .expect("answered");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let reports = front.with_method("REPORT");
+    assert_eq!(reports.len(), 1, "{}", front.log_text());
+    assert!(reports[0].body_text().contains("VEVENT"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Through the binary: rate limits and rewrites (any server may do these)
 

@@ -122,6 +122,8 @@ pub struct DavStorage {
     http: Arc<HttpClient>,
     /// The component types to list (empty for all).
     item_types: Vec<String>,
+    /// The only component types the server holds, if it is limited (a Google calendar).
+    holds: Option<&'static [&'static str]>,
     batch_size: usize,
     concurrency: usize,
     home: Mutex<Option<String>>,
@@ -173,6 +175,7 @@ impl DavStorage {
                 Some(limit) if limit_within(limit.types, &filter.item_types) => Vec::new(),
                 _ => filter.item_types.clone(),
             },
+            holds: config.component_limit().map(|limit| limit.types),
             batch_size: config.batch_size.max(1),
             concurrency: config.concurrency.max(1),
             home: Mutex::new(None),
@@ -1052,10 +1055,12 @@ impl Storage for DavStorage {
         };
         let start = window.start.map(|day| stamp(day - 1));
         let end = window.end.map(|day| stamp(day + 2));
-        let all = ["VEVENT", "VTODO", "VJOURNAL"].map(str::to_owned);
-        let components = match self.item_types.is_empty() {
-            true => &all[..],
-            false => &self.item_types[..],
+        // One query per type the server may hold: asking a Google calendar for tasks would
+        // only cost a request (or an error that gives up the window).
+        let components: Vec<&str> = match (self.item_types.is_empty(), self.holds) {
+            (false, _) => self.item_types.iter().map(String::as_str).collect(),
+            (true, Some(holds)) => holds.to_vec(),
+            (true, None) => vec!["VEVENT", "VTODO", "VJOURNAL"],
         };
         let mut entries = Vec::new();
         for component in components {
