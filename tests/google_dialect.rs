@@ -326,6 +326,99 @@ fn vtodos_stay_local_are_never_sent_and_are_reported_once_per_run() {
     assert_eq!(server_items(&server, &cal_url), ["e1.ics"]);
 }
 
+/// Uploads through the Google dialect (creates without If-None-Match, rewritten on store),
+/// then forgets the status, as a run killed before its first commit would: the next run finds
+/// every item on both sides, Google's copy rewritten, and adopts them all without a write or a
+/// conflict; the run after that writes nothing.
+fn rewritten_uploads_are_adopted_after_a_lost_status(kind: DavKind) {
+    let server = Radicale::start();
+    let (url, ext, items): (String, &str, Vec<(String, String)>) = match kind {
+        DavKind::CalDav => {
+            let url = make_calendar(&server, "cal");
+            let items = (1..=5)
+                .map(|n| (format!("e{n}"), event(&format!("e{n}"), "to Google")))
+                .collect();
+            (url, ".ics", items)
+        }
+        DavKind::CardDav => {
+            let url = format!("{}contacts/", server.addressbook_home_url());
+            server.client().mkcol_addressbook(&url);
+            let items = (1..=5)
+                .map(|n| {
+                    (
+                        format!("c{n}"),
+                        vcard(&format!("c{n}"), &format!("Person {n}")),
+                    )
+                })
+                .collect();
+            (url, ".vcf", items)
+        }
+    };
+    let front = GoogleFront::start(&server, TOKEN);
+    let config = config(kind, &front.proxied(&url), Dialect::Google);
+    let google = open(&config);
+    let sb = Sandbox::new();
+    for (uid, text) in &items {
+        sb.write(&format!("local/{uid}{ext}"), text);
+    }
+    let local = VdirStorage::new(sb.path("local"), ext.into());
+    let sides = Sides {
+        a: &local,
+        b: &google,
+    };
+    let options = SyncOptions {
+        filters: [ItemFilter::default(), filter_of(&config)],
+        ..SyncOptions::default()
+    };
+    let sync = |status: &StatusDb| {
+        let pairs = pair_collections(&CollectionsSpec::Root, &sides).expect("pairs");
+        sync_collection(&sides, &pairs[0], status, &options, &mut |_| {}).expect("sync")
+    };
+    let first = StatusDb::open(&sb.path("first.db")).expect("status");
+    let report = sync(&first);
+    assert!(report.is_clean() && report.created == 5, "{report:?}");
+    assert!(
+        front
+            .with_method("PUT")
+            .iter()
+            .all(|l| l.if_none_match.is_none()),
+        "{}",
+        front.log_text()
+    );
+    let stored = server.client().get(&format!("{url}{}{ext}", items[0].0));
+    assert!(
+        stored.text().contains("PRODID:-//Google Inc"),
+        "{}",
+        stored.text()
+    );
+    assert_ne!(stored.text(), items[0].1);
+
+    let before = sb.state("local");
+    front.reset_log();
+    let status = StatusDb::open(&sb.path("lost.db")).expect("status");
+    for run in 0..2 {
+        let report = sync(&status);
+        assert!(report.is_clean(), "run {run}: {report:?}");
+        assert_eq!(
+            (report.created, report.updated, report.deleted),
+            (0, 0, 0),
+            "run {run}: {report:?}"
+        );
+    }
+    assert_eq!(sb.state("local"), before);
+    assert!(front.with_method("PUT").is_empty(), "{}", front.log_text());
+}
+
+#[test]
+fn rewritten_events_are_adopted_after_a_lost_status() {
+    rewritten_uploads_are_adopted_after_a_lost_status(DavKind::CalDav);
+}
+
+#[test]
+fn rewritten_vcards_are_adopted_after_a_lost_status() {
+    rewritten_uploads_are_adopted_after_a_lost_status(DavKind::CardDav);
+}
+
 #[test]
 fn a_date_window_asks_a_google_calendar_for_events_only() {
     let server = Radicale::start();
