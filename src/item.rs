@@ -56,9 +56,12 @@ impl Item {
     /// Whether `recorded`, a hash a status database holds for this item's place, was computed
     /// from content equal to this item's: by today's [`vobject::normalized_hash`], or by the
     /// definition davsync used before it recognized default values ([`vobject::legacy_hash`]),
+    /// or by the one before it recognized `EMAIL;TYPE=INTERNET` ([`vobject::defaults_hash`]),
     /// which status databases written then still hold.
     pub fn matches_recorded(&self, recorded: &str) -> bool {
-        self.hash == recorded || vobject::legacy_hash(&self.bytes) == recorded
+        self.hash == recorded
+            || vobject::legacy_hash(&self.bytes) == recorded
+            || vobject::defaults_hash(&self.bytes) == recorded
     }
 
     /// The identity used to pair this item with its copy on the other side: the UID, or for an
@@ -88,5 +91,18 @@ mod tests {
         let edited = Item::parse(edited.into_bytes()).expect("parses");
         assert!(!edited.matches_recorded(&legacy));
         assert!(!edited.matches_recorded(item.hash()));
+    }
+
+    #[test]
+    fn a_hash_recorded_before_email_type_internet_was_recognized_still_matches() {
+        let card = "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:c\r\nFN:Ann\r\n\
+            EMAIL;TYPE=INTERNET,HOME:ann@example.org\r\nEND:VCARD\r\n";
+        let item = Item::parse(card.as_bytes().to_vec()).expect("parses");
+        let before = vobject::defaults_hash(card.as_bytes());
+        assert_ne!(item.hash(), before);
+        assert!(item.matches_recorded(&before));
+        let edited = card.replace("ann@", "bob@");
+        let edited = Item::parse(edited.into_bytes()).expect("parses");
+        assert!(!edited.matches_recorded(&before));
     }
 }

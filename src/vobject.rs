@@ -628,6 +628,9 @@ enum Definition {
     /// written then hold hashes of this form; [`legacy_hash`] lets the engine tell whether such
     /// a hash was computed from content that is still the same.
     Legacy,
+    /// The normal form with defaults, before `EMAIL;TYPE=INTERNET` was recognized as the vCard
+    /// 3.0 default: status databases written then hold hashes of this form ([`defaults_hash`]).
+    Defaults,
     /// Today's normal form: [`Definition::Legacy`] plus the treatment of defaults and parameters
     /// described at [`normalized_hash`].
     Current,
@@ -772,6 +775,8 @@ struct Context<'c> {
     vcard: bool,
     /// The property name without group.
     property: &'c [u8],
+    /// The normal form being computed.
+    definition: Definition,
 }
 
 impl Context<'_> {
@@ -800,8 +805,13 @@ impl Context<'_> {
                 .is_some_and(|t| value.eq_ignore_ascii_case(t));
         }
         if self.vcard {
-            // RFC 6350 §5.8: "gregorian" is "the default when the parameter is absent".
-            return is(b"CALSCALE", b"GREGORIAN");
+            // RFC 6350 §5.8: "gregorian" is "the default when the parameter is absent". RFC 2426
+            // §3.3.2: "The default email type is "internet"" (Google writes it on every EMAIL
+            // it stores; vCard 4.0 has no such type, so there it says nothing either).
+            let internet = self.definition == Definition::Current
+                && self.property.eq_ignore_ascii_case(b"EMAIL")
+                && is(b"TYPE", b"INTERNET");
+            return is(b"CALSCALE", b"GREGORIAN") || internet;
         }
         let scheduled = [&b"VEVENT"[..], b"VTODO", b"VJOURNAL"].contains(&self.component);
         // RFC 5545 §3.2.3, §3.2.7, §3.2.9, §3.2.14, §3.2.15, §3.2.16, §3.2.17 in this order;
@@ -814,6 +824,13 @@ impl Context<'_> {
             || is(b"ROLE", b"REQ-PARTICIPANT")
             || is(b"RSVP", b"FALSE")
             || (scheduled && is(b"PARTSTAT", b"NEEDS-ACTION"))
+    }
+
+    /// Whether the parameter `name` holds a set, written as a comma list or repeated
+    /// (RFC 2426 §4, RFC 6350 §5.6: `TYPE=WORK,VOICE` is `TYPE=WORK;TYPE=VOICE`, and Radicale
+    /// writes the first for the second): a vCard's `TYPE`.
+    fn splits_list(self, name: &[u8]) -> bool {
+        self.vcard && self.definition == Definition::Current && name.eq_ignore_ascii_case(b"TYPE")
     }
 
     /// Whether the property line says only what its absence would say: a default value and
@@ -850,6 +867,7 @@ fn normal_params<'l>(l: &'l Line<'_>, context: Context<'_>) -> Cow<'l, [u8]> {
             || k.iter().any(u8::is_ascii_lowercase)
             || (is_enumerated(k) && v.iter().any(u8::is_ascii_lowercase))
             || context.is_default_param(k, v)
+            || (context.splits_list(k) && v.contains(&b','))
             || previous.is_some_and(|p| p >= (k, v));
         previous = Some((k, v));
         !off_normal
@@ -857,17 +875,28 @@ fn normal_params<'l>(l: &'l Line<'_>, context: Context<'_>) -> Cow<'l, [u8]> {
     if already_normal {
         return Cow::Borrowed(raw);
     }
-    let mut set: Vec<(Vec<u8>, Vec<u8>)> = params(raw)
-        .filter(|&(k, v)| !context.is_default_param(k, v))
-        .map(|(k, v)| {
-            let mut value: Vec<u8> = v.iter().copied().filter(|&b| b != b'"').collect();
+    let mut set: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for (k, v) in params(raw) {
+        let unquoted: Vec<u8> = v.iter().copied().filter(|&b| b != b'"').collect();
+        let values: Vec<&[u8]> = match context.splits_list(k) {
+            true => unquoted.split(|&b| b == b',').collect(),
+            false => vec![&unquoted[..]],
+        };
+        for value in values {
+            if context.is_default_param(k, value) {
+                continue;
+            }
+            let mut value = value.to_vec();
             if is_enumerated(k) {
                 value.make_ascii_uppercase();
             }
-            (k.to_ascii_uppercase(), value)
-        })
-        .collect();
+            set.push((k.to_ascii_uppercase(), value));
+        }
+    }
     set.sort_unstable();
+    if context.definition == Definition::Current {
+        set.dedup();
+    }
     let mut out = Vec::with_capacity(raw.len());
     for (k, v) in &set {
         out.push(b';');
@@ -889,7 +918,7 @@ fn normal_rest<'l>(l: &'l Line<'_>, context: Context<'_>, definition: Definition
     };
     let recur = l.is(b"RRULE") || l.is(b"EXRULE");
     let params = match definition {
-        Definition::Current => normal_params(l, context),
+        Definition::Current | Definition::Defaults => normal_params(l, context),
         Definition::Legacy => Cow::Borrowed(l.params()),
     };
     if !recur && matches!(params, Cow::Borrowed(_)) {
@@ -924,6 +953,7 @@ impl Frame<'_> {
                     component: &self.name,
                     vcard: self.vcard,
                     property: bare_name(p.name()),
+                    definition,
                 };
                 let rest = normal_rest(p, context, definition);
                 (p.name().to_ascii_uppercase(), rest)
@@ -960,7 +990,8 @@ impl Frame<'_> {
 /// Servers also store what an item means in other words, so the hash does not see those either:
 /// a property carrying its default value (`CLASS:PUBLIC`, `TRANSP:OPAQUE` and `SEQUENCE:0` in a
 /// VEVENT, see `DEFAULT_PROPERTIES`), a parameter carrying its default (`VALUE=` the property's
-/// default type, `ROLE=REQ-PARTICIPANT`, `RSVP=FALSE`, `CUTYPE=INDIVIDUAL`, ...), the order of
+/// default type, `ROLE=REQ-PARTICIPANT`, `RSVP=FALSE`, `CUTYPE=INDIVIDUAL`, `TYPE=INTERNET` on
+/// a vCard's `EMAIL`, ...), the order of
 /// parameters, the case of parameter names, quotes around parameter values, and the case of
 /// enumerated parameter values (`PARTSTAT=accepted`). Any other difference (a value, the case of
 /// a `CN` or `TZID`) changes the hash. Works on any bytes, malformed or not: stray lines outside
@@ -975,6 +1006,13 @@ pub fn normalized_hash(bytes: &[u8]) -> String {
 /// hashes recorded in an existing status database.
 pub fn legacy_hash(bytes: &[u8]) -> String {
     hash_with(bytes, Definition::Legacy)
+}
+
+/// The hash davsync computed after it recognized default values and before it recognized
+/// `EMAIL;TYPE=INTERNET` as one. Only for recognizing hashes recorded in an existing status
+/// database.
+pub fn defaults_hash(bytes: &[u8]) -> String {
+    hash_with(bytes, Definition::Defaults)
 }
 
 fn hash_with(bytes: &[u8], definition: Definition) -> String {
@@ -1011,8 +1049,9 @@ fn hash_with(bytes: &[u8], definition: Definition) -> String {
                     component: &top.name,
                     vcard: top.vcard,
                     property: bare,
+                    definition,
                 };
-                if definition == Definition::Current && context.is_default_property(&l) {
+                if definition != Definition::Legacy && context.is_default_property(&l) {
                     continue;
                 }
                 top.props.push(l);
@@ -2118,6 +2157,46 @@ BEGIN:VTODO\r\nUID:1\r\nEND:VTODO\r\nEND:VCALENDAR\r\n";
             assert!(server.contains(from), "{from}");
             assert!(!same_hash(client, &server.replacen(from, to, 1)), "{to}");
         }
+    }
+
+    #[test]
+    fn email_type_internet_is_the_vcard_default() {
+        // Google adds TYPE=INTERNET to every EMAIL it stores (RFC 2426 §3.3.2: the default).
+        let card = "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:c\r\nFN:Ann\r\n\
+            EMAIL;TYPE=HOME:ann@example.org\r\nEND:VCARD\r\n";
+        let google = card.replace("EMAIL;TYPE=HOME", "EMAIL;TYPE=INTERNET;TYPE=HOME");
+        assert!(same_hash(card, &google));
+        assert!(same_hash(
+            card,
+            &google.replace("TYPE=INTERNET", "type=internet")
+        ));
+        // A set of types, written as a list or repeated (Radicale writes the list).
+        let merged = card.replace("EMAIL;TYPE=HOME", "EMAIL;TYPE=INTERNET,HOME");
+        assert!(same_hash(card, &merged));
+        let two = card.replace("EMAIL;TYPE=HOME", "EMAIL;TYPE=HOME;TYPE=PREF");
+        assert!(same_hash(
+            &two,
+            &two.replace("TYPE=HOME;TYPE=PREF", "TYPE=\"pref,home\"")
+        ));
+        assert!(!same_hash(&two, card));
+        // Not a default elsewhere, and not another type.
+        assert!(!same_hash(
+            card,
+            &card.replace("EMAIL;TYPE=HOME", "EMAIL;TYPE=WORK")
+        ));
+        let tel = card.replace("EMAIL;TYPE=HOME", "TEL;TYPE=HOME");
+        assert!(!same_hash(&tel, &tel.replace("TEL;", "TEL;TYPE=INTERNET;")));
+        // The definition before this one, which status databases may hold, still tells them
+        // apart, and otherwise agrees with today's.
+        let (before, now) = (
+            defaults_hash(google.as_bytes()),
+            normalized_hash(google.as_bytes()),
+        );
+        assert_ne!(before, now);
+        assert_eq!(
+            defaults_hash(card.as_bytes()),
+            normalized_hash(card.as_bytes())
+        );
     }
 
     #[test]
