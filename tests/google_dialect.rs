@@ -128,6 +128,8 @@ fn googles_rewrites_keep_the_normalized_hash() {
         ),
         vcard("c1", "Ann Example"),
         vcard("c2", "Bob").replace("EMAIL;TYPE=INTERNET", "EMAIL;TYPE=internet"),
+        vcard("c3", "Cid").replace("EMAIL;TYPE=INTERNET", "EMAIL;TYPE=home"),
+        vcard("c4", "Dee").replace("EMAIL;TYPE=INTERNET", "EMAIL"),
     ];
     for item in items {
         let rewritten = google_rewrite(item.as_bytes());
@@ -347,7 +349,9 @@ fn rewritten_uploads_are_adopted_after_a_lost_status(kind: DavKind) {
                 .map(|n| {
                     (
                         format!("c{n}"),
-                        vcard(&format!("c{n}"), &format!("Person {n}")),
+                        // Without the type Google adds.
+                        vcard(&format!("c{n}"), &format!("Person {n}"))
+                            .replace("EMAIL;TYPE=INTERNET", "EMAIL;TYPE=HOME"),
                     )
                 })
                 .collect();

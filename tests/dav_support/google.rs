@@ -457,8 +457,9 @@ fn write_response(
 /// What the emulation stores for what it was sent, the way Google re-serializes: lines
 /// unfolded and folded again at 60 octets with a tab, LF line ends become CRLF, the
 /// properties of each component reordered (reversed, BEGIN/END and VERSION kept in place),
-/// `PRODID` replaced by Google's, `REV` restamped in a vCard, enumerated parameter values
-/// upper-cased (`TYPE=home` → `TYPE=HOME`), and `SEQUENCE:0` and `CLASS:PUBLIC` added to an
+/// `PRODID` replaced by Google's, `REV` restamped in a vCard, `TYPE=INTERNET` added to a
+/// vCard's `EMAIL` that lacks it, enumerated parameter values upper-cased
+/// (`TYPE=home` → `TYPE=HOME`), and `SEQUENCE:0` and `CLASS:PUBLIC` added to an
 /// event that lacks them. None of this changes what the item means.
 pub fn google_rewrite(bytes: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(bytes).replace("\r\n", "\n");
@@ -501,6 +502,10 @@ pub fn google_rewrite(bytes: &[u8]) -> Vec<u8> {
             match key.as_str() {
                 "PRODID" => continue,
                 "REV" if name == "VCARD" => continue,
+                // Google writes the vCard 3.0 default type of every address.
+                "EMAIL" if name == "VCARD" && !upper.contains("TYPE=INTERNET") => props.push(
+                    upper_enumerated(&line.replacen("EMAIL", "EMAIL;TYPE=INTERNET", 1)),
+                ),
                 _ => props.push(upper_enumerated(line)),
             }
         }
