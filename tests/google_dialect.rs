@@ -547,6 +547,30 @@ fn a_rate_limit_storm_ends_in_a_clean_sync() {
 }
 
 #[test]
+fn a_refused_mkcalendar_fails_only_its_collection_and_exits_1() {
+    let server = Radicale::start();
+    let cal_url = make_calendar(&server, "cal");
+    let front = GoogleFront::start(&server, TOKEN);
+    lenient(&front);
+    let sb = Sandbox::new();
+    sb.write("local/cal/e1.ics", calendar_text("e1", "x"));
+    sb.write("local/new/e2.ics", calendar_text("e2", "y"));
+    binary_config(&sb, &front.proxied(&server.calendar_home_url()));
+    let text = sb.read_string("config.toml") + "collections = \"from a\"\n";
+    sb.write_config(&text);
+    let run = sb.run(&["sync"]);
+    run.expect_code(1);
+    assert!(run.both().contains("403"), "{}", run.both());
+    assert_eq!(server_items(&server, &cal_url), ["e1.ics"]);
+    assert_eq!(
+        front.with_method("MKCALENDAR").len(),
+        1,
+        "{}",
+        front.log_text()
+    );
+}
+
+#[test]
 fn a_token_the_front_does_not_know_is_refused() {
     let server = Radicale::start();
     let cal_url = make_calendar(&server, "cal");
