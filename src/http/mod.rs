@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::io::Read;
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
@@ -191,10 +191,50 @@ pub enum HttpError {
     /// The client could not be set up (bad CA file, client certificate, ...).
     #[error("{0}")]
     Setup(String),
+    /// No OAuth2 token to send: nothing was sent.
+    #[error("{method} {url}: {source}")]
+    Token {
+        /// The method.
+        method: &'static str,
+        /// The URL.
+        url: String,
+        /// Why there is no token.
+        #[source]
+        source: TokenError,
+    },
+}
+
+/// Where an OAuth2 storage's bearer tokens come from (see `crate::oauth::FileTokenSource`):
+/// the client asks for the current token before each request, and once for a fresh one after
+/// a 401.
+pub trait TokenSource: Send + Sync + std::fmt::Debug {
+    /// A valid access token (refreshed first when it is about to expire).
+    fn access_token(&self) -> Result<String, TokenError>;
+
+    /// A new access token after the server refused `refused`; another thread may already have
+    /// refreshed it, then that token is the answer.
+    fn refresh_after_refusal(&self, refused: &str) -> Result<String, TokenError>;
+}
+
+/// No bearer token could be had. Never holds a token.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TokenError {
+    /// Only a new authorization helps: no token file, or the refresh token was revoked or
+    /// expired (`invalid_grant`).
+    #[error("{reason}; run \"davsync auth {storage}\" to authorize again")]
+    AuthorizeAgain {
+        /// The storage to authorize.
+        storage: String,
+        /// What happened.
+        reason: String,
+    },
+    /// Anything else: the token endpoint unreachable or refusing, an unwritable token file.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Credentials, resolved once before any network I/O.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone)]
 pub enum Credentials {
     /// No authentication.
     None,
@@ -214,6 +254,58 @@ pub enum Credentials {
     },
     /// A bearer token.
     Bearer(String),
+    /// OAuth2 bearer tokens from a source that refreshes them; two are the same credentials
+    /// only when they are the same source.
+    OAuth(Arc<dyn TokenSource>),
+}
+
+impl PartialEq for Credentials {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Credentials::None, Credentials::None) => true,
+            (
+                Credentials::Basic {
+                    username: u1,
+                    password: p1,
+                },
+                Credentials::Basic {
+                    username: u2,
+                    password: p2,
+                },
+            )
+            | (
+                Credentials::Digest {
+                    username: u1,
+                    password: p1,
+                },
+                Credentials::Digest {
+                    username: u2,
+                    password: p2,
+                },
+            ) => u1 == u2 && p1 == p2,
+            (Credentials::Bearer(a), Credentials::Bearer(b)) => a == b,
+            (Credentials::OAuth(a), Credentials::OAuth(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Credentials {}
+
+impl std::hash::Hash for Credentials {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        match self {
+            Credentials::None => {}
+            Credentials::Basic { username, password }
+            | Credentials::Digest { username, password } => {
+                username.hash(state);
+                password.hash(state);
+            }
+            Credentials::Bearer(token) => token.hash(state),
+            Credentials::OAuth(source) => Arc::as_ptr(source).cast::<()>().hash(state),
+        }
+    }
 }
 
 impl std::fmt::Debug for Credentials {
@@ -223,6 +315,7 @@ impl std::fmt::Debug for Credentials {
             Credentials::Basic { username, .. } => write!(f, "Basic({username}, <hidden>)"),
             Credentials::Digest { username, .. } => write!(f, "Digest({username}, <hidden>)"),
             Credentials::Bearer(_) => f.write_str("Bearer(<hidden>)"),
+            Credentials::OAuth(source) => write!(f, "OAuth({source:?})"),
         }
     }
 }
@@ -408,7 +501,12 @@ impl HttpClient {
     }
 
     /// Builds `request` for `url` (the request's own, or where a redirect led).
-    fn build(&self, request: &DavRequest, url: &str) -> Result<RequestBuilder, HttpError> {
+    fn build(
+        &self,
+        request: &DavRequest,
+        url: &str,
+        oauth_token: Option<&str>,
+    ) -> Result<RequestBuilder, HttpError> {
         let method = Method::from_bytes(request.method.as_bytes()).map_err(|e| {
             HttpError::Setup(format!("{} is not an HTTP method: {e}", request.method))
         })?;
@@ -432,6 +530,10 @@ impl HttpClient {
                 builder.basic_auth(username, Some(password))
             }
             Credentials::Bearer(token) => builder.bearer_auth(token),
+            Credentials::OAuth(_) => match oauth_token {
+                Some(token) => builder.bearer_auth(token),
+                None => builder,
+            },
             Credentials::Digest { username, password } => {
                 let mut digest = lock(&self.digest);
                 let Some(client) = digest.as_mut() else {
@@ -578,11 +680,21 @@ impl HttpClient {
             )));
         }
         let max_retries = if request.retried { MAX_RETRIES } else { 0 };
+        let token_error = |source: TokenError| HttpError::Token {
+            method: request.method,
+            url: url.to_owned(),
+            source,
+        };
+        let mut oauth_token = match &self.credentials {
+            Credentials::OAuth(source) => Some(source.access_token().map_err(token_error)?),
+            _ => None,
+        };
         let mut attempt = 0;
         let mut answered_challenge = false;
+        let mut refreshed = false;
         loop {
             let permit = is_write(request.method).then(|| self.writes.acquire());
-            let result = self.build(request, url)?.send();
+            let result = self.build(request, url, oauth_token.as_deref())?.send();
             drop(permit);
             if let Ok(response) = &result {
                 let status = response.status().as_u16();
@@ -593,6 +705,18 @@ impl HttpClient {
                     // One more try with the answer to the (new or renewed) Digest challenge.
                     answered_challenge = true;
                     continue;
+                }
+                if let (401, false, Credentials::OAuth(source), Some(refused)) =
+                    (status, refreshed, &self.credentials, &oauth_token)
+                {
+                    // The token was revoked or expired early: one more try with a fresh one,
+                    // if there is another one; a second 401 is the answer.
+                    refreshed = true;
+                    let fresh = source.refresh_after_refusal(refused).map_err(token_error)?;
+                    if fresh != *refused {
+                        oauth_token = Some(fresh);
+                        continue;
+                    }
                 }
             }
             let retry_in = match &result {
