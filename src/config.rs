@@ -742,6 +742,8 @@ pub struct Section<'s, 'i> {
     value: &'s Value<'i>,
     table: &'s DeTable<'i>,
     key: &'s str,
+    name: &'s str,
+    status_path: &'s Path,
 }
 
 impl<'s, 'i> Section<'s, 'i> {
@@ -756,6 +758,17 @@ impl<'s, 'i> Section<'s, 'i> {
         let mut with_type = vec!["type"];
         with_type.extend(allowed);
         self.cx.check_keys(self.table, self.key, &with_type)
+    }
+
+    /// The storage's name (`<name>` in `[storage.<name>]`).
+    pub fn storage_name(&self) -> &str {
+        self.name
+    }
+
+    /// The configuration's `status_path` (expanded and absolute), for per-storage files kept
+    /// there by default (an OAuth2 token file).
+    pub fn status_path(&self) -> &Path {
+        self.status_path
     }
 
     /// The value of key `name`, if given.
@@ -958,7 +971,7 @@ impl Cx<'_> {
             for (name, value) in self.table(value, "storage")?.iter() {
                 let key = join_key("storage", name.get_ref());
                 self.check_name(name, &key, "storage")?;
-                let storage = self.parse_storage(value, &key)?;
+                let storage = self.parse_storage(value, &key, name.get_ref(), &status_path)?;
                 storages.insert(name.get_ref().to_string(), storage);
             }
         }
@@ -1000,7 +1013,13 @@ impl Cx<'_> {
         ))
     }
 
-    fn parse_storage(&self, value: &Value<'_>, key: &str) -> Result<StorageConfig, ConfigError> {
+    fn parse_storage(
+        &self,
+        value: &Value<'_>,
+        key: &str,
+        name: &str,
+        status_path: &Path,
+    ) -> Result<StorageConfig, ConfigError> {
         let table = self.table(value, key)?;
         let type_key = join_key(key, "type");
         let type_value = self.required(value, table, key, "type")?;
@@ -1011,6 +1030,8 @@ impl Cx<'_> {
             value,
             table,
             key,
+            name,
+            status_path,
         };
         let kind = match storage_type {
             known if SUPPORTED_STORAGE_TYPES.contains(&known) => {
@@ -2102,16 +2123,15 @@ cmd = ["merge-tool"]
                  and contain no '/' (e.g. \".ics\", \".vcf\")",
             ),
             (
-                "planned storage type",
+                "google storage without client_id",
                 "[storage.s]\ntype = \"google_calendar\"\n".to_string(),
-                "2: storage.s.type: storage type \"google_calendar\" is not supported yet \
-                 (supported: vdir, singlefile, caldav, carddav, webcal)",
+                "1: storage.s: missing required key \"client_id\"",
             ),
             (
                 "unknown storage type",
                 "[storage.s]\ntype = \"ftp\"\n".to_string(),
                 "2: storage.s.type: unknown storage type \"ftp\" (supported: vdir, singlefile, \
-                 caldav, carddav, webcal)",
+                 caldav, carddav, webcal, google_calendar, google_contacts)",
             ),
             (
                 "bad storage name",

@@ -6,6 +6,7 @@
 //! a version davsync has not seen.
 
 pub mod dav;
+pub mod google;
 pub mod singlefile;
 pub mod vdir;
 pub mod webcal;
@@ -141,15 +142,29 @@ pub fn open(
             file.path.clone(),
         ))),
         StorageKind::Webcal(feed) => Ok(Box::new(webcal::open(feed, env, &shared.http)?)),
+        StorageKind::Google(google) => Ok(Box::new(google::open(
+            google,
+            &config.filter,
+            env,
+            &shared.http,
+        )?)),
     }
 }
 
 /// The storage types a config may name (`type = "..."`), in the order error messages list
 /// them; [`StorageKind::parse`] parses each.
-pub const STORAGE_TYPES: &[&str] = &["vdir", "singlefile", "caldav", "carddav", "webcal"];
+pub const STORAGE_TYPES: &[&str] = &[
+    "vdir",
+    "singlefile",
+    "caldav",
+    "carddav",
+    "webcal",
+    "google_calendar",
+    "google_contacts",
+];
 
 /// Storage types that are planned but not implemented yet; they get a friendlier error.
-pub const PLANNED_STORAGE_TYPES: &[&str] = &["google_calendar", "google_contacts"];
+pub const PLANNED_STORAGE_TYPES: &[&str] = &[];
 
 /// Where a storage keeps its items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +183,7 @@ pub fn type_keys() -> Vec<&'static str> {
         singlefile::config::KEYS,
         dav::config::KEYS,
         crate::http::options::KEYS,
+        google::config::KEYS,
     ]
     .concat()
 }
@@ -183,6 +199,9 @@ pub enum StorageKind {
     Singlefile(singlefile::SinglefileConfig),
     /// `type = "webcal"`: one read-only calendar feed.
     Webcal(webcal::WebcalConfig),
+    /// `type = "google_calendar"` or `type = "google_contacts"`: a Google account's calendars
+    /// or contacts over CalDAV/CardDAV with OAuth2.
+    Google(google::GoogleConfig),
 }
 
 impl StorageKind {
@@ -195,6 +214,12 @@ impl StorageKind {
             "caldav" => StorageKind::Dav(dav::parse_config(section, dav::DavKind::CalDav)?),
             "carddav" => StorageKind::Dav(dav::parse_config(section, dav::DavKind::CardDav)?),
             "webcal" => StorageKind::Webcal(webcal::parse_config(section)?),
+            "google_calendar" => {
+                StorageKind::Google(google::parse_config(section, dav::DavKind::CalDav)?)
+            }
+            "google_contacts" => {
+                StorageKind::Google(google::parse_config(section, dav::DavKind::CardDav)?)
+            }
             other => {
                 return Err(section.invalid(
                     section.required("type")?,
@@ -213,6 +238,7 @@ impl StorageKind {
             StorageKind::Dav(dav) => dav.kind == dav::DavKind::CardDav,
             StorageKind::Singlefile(file) => file.holds_contacts(),
             StorageKind::Webcal(_) => false,
+            StorageKind::Google(google) => google.dav.kind == dav::DavKind::CardDav,
         }
     }
 
@@ -229,6 +255,7 @@ impl StorageKind {
             StorageKind::Dav(dav) => Place::Url(&dav.http.url),
             StorageKind::Singlefile(file) => Place::Path(&file.path),
             StorageKind::Webcal(feed) => Place::Url(&feed.http.url),
+            StorageKind::Google(google) => Place::Url(&google.dav.http.url),
         }
     }
 
@@ -238,6 +265,7 @@ impl StorageKind {
             StorageKind::Vdir(_) | StorageKind::Singlefile(_) => None,
             StorageKind::Dav(dav) => Some(&dav.http),
             StorageKind::Webcal(feed) => Some(&feed.http),
+            StorageKind::Google(google) => Some(&google.dav.http),
         }
     }
 }
