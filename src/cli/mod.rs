@@ -1,5 +1,6 @@
 //! Command-line definition, shared plumbing and the exit-code map. One file per command.
 
+mod auth;
 mod discover;
 mod generate;
 mod interrupt;
@@ -61,6 +62,7 @@ enum Command {
     Discover(discover::DiscoverArgs),
     Status(status::StatusArgs),
     Repair(repair::RepairArgs),
+    Auth(auth::AuthArgs),
     #[command(hide = true)]
     Generate(generate::GenerateArgs),
 }
@@ -137,6 +139,7 @@ pub fn main() -> ExitCode {
         Command::Discover(args) => discover::cmd_discover(&cli, args),
         Command::Status(args) => status::cmd_status(&cli, args),
         Command::Repair(args) => repair::cmd_repair(&cli, args, verbosity),
+        Command::Auth(args) => auth::cmd_auth(&cli, args),
         Command::Generate(args) => generate::cmd_generate(args),
     };
     match result {

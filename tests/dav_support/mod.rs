@@ -16,6 +16,7 @@
 
 pub mod feed;
 pub mod http;
+pub mod oauth;
 pub mod proxy;
 pub mod servers;
 pub mod venv;
