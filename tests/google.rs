@@ -139,7 +139,10 @@ fn assert_no_secret(oauth: &OAuthEmulation, output: &str) {
     for token in oauth.issued() {
         assert!(!output.contains(&token), "{token} in output:\n{output}");
     }
-    assert!(!output.contains(CLIENT_SECRET), "client secret in:\n{output}");
+    assert!(
+        !output.contains(CLIENT_SECRET),
+        "client secret in:\n{output}"
+    );
 }
 
 fn run(sb: &Sandbox, args: &[&str]) -> Run {
@@ -156,10 +159,19 @@ fn auth_with_a_scripted_browser_stores_private_tokens() {
     let sb = Sandbox::new();
     config(&sb, &oauth, "http://127.0.0.1:9/", "");
     let output = authorize(&sb);
-    assert!(output.contains("[TMP]/status/g.token") || output.contains("status/g.token"), "{output}");
-    let mode = std::fs::metadata(token_file(&sb)).unwrap().permissions().mode();
+    assert!(
+        output.contains("[TMP]/status/g.token") || output.contains("status/g.token"),
+        "{output}"
+    );
+    let mode = std::fs::metadata(token_file(&sb))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let dir_mode = std::fs::metadata(sb.path("status")).unwrap().permissions().mode();
+    let dir_mode = std::fs::metadata(sb.path("status"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(dir_mode & 0o777, 0o700);
     assert_eq!(oauth.grants("authorization_code", 200), 1);
     assert_no_secret(&oauth, &output);
@@ -248,7 +260,10 @@ fn a_sync_refreshes_an_expired_access_token() {
         "a token with 30 s left is refreshed before use: {:?}",
         oauth.log()
     );
-    let mode = std::fs::metadata(token_file(&sb)).unwrap().permissions().mode();
+    let mode = std::fs::metadata(token_file(&sb))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let listed = server
         .client()
@@ -304,7 +319,11 @@ b = "dir"
         "the message names the command: {}",
         sync.both()
     );
-    assert!(sb.exists("b/w1.ics"), "the other pair synced: {}", sync.both());
+    assert!(
+        sb.exists("b/w1.ics"),
+        "the other pair synced: {}",
+        sync.both()
+    );
     assert_eq!(oauth.grants("refresh_token", 400), 1, "{:?}", oauth.log());
     assert_no_secret(&oauth, &sync.both());
 

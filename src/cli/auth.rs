@@ -67,9 +67,8 @@ pub fn cmd_auth(cli: &Cli, args: &AuthArgs) -> Result<(), CliError> {
         .map_err(|e| failed("listening on 127.0.0.1", &e))?
         .port();
     let redirect_uri = format!("http://127.0.0.1:{port}/");
-    let random = |what: &str| {
-        oauth::random_bytes::<32>().map_err(|e| failed(&format!("random {what}"), &e))
-    };
+    let random =
+        |what: &str| oauth::random_bytes::<32>().map_err(|e| failed(&format!("random {what}"), &e));
     let pkce = Pkce::from_random(&random("PKCE verifier")?);
     let state = oauth::base64url(&random("state")?[..16]);
     let url = oauth::authorization_url(&client, &redirect_uri, &pkce, &state);
@@ -99,13 +98,9 @@ pub fn cmd_auth(cli: &Cli, args: &AuthArgs) -> Result<(), CliError> {
     let request = oauth::code_request(&client, &code, &pkce.verifier, &redirect_uri);
     let response = oauth::source::send_token_request(&http, &request)
         .map_err(|e| failed("exchanging the code for tokens", &e))?;
-    let tokens = oauth::parse_token_response(
-        response.status,
-        &response.body,
-        SystemTime::now(),
-        None,
-    )
-    .map_err(|e| failed(&format!("{}", client.token_url), &e))?;
+    let tokens =
+        oauth::parse_token_response(response.status, &response.body, SystemTime::now(), None)
+            .map_err(|e| failed(&client.token_url, &e))?;
     if tokens.refresh_token.is_none() {
         return Err(CliError::Failed(format!(
             "{}: the answer has no refresh token, so davsync could not sync unattended; \

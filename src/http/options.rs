@@ -110,7 +110,6 @@ impl HttpOptions {
 
     /// The keys besides `url`.
     fn parse_rest(section: &Section<'_, '_>, url: String) -> Result<HttpOptions, ConfigError> {
-
         let username = match section.optional_string("username")? {
             None => None,
             Some((v, "")) => {

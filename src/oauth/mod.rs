@@ -560,7 +560,12 @@ mod tests {
             Err(OAuthError::Malformed(_))
         ));
         assert!(matches!(
-            parse_token_response(200, br#"{"access_token":"a","token_type":"mac"}"#, now, None),
+            parse_token_response(
+                200,
+                br#"{"access_token":"a","token_type":"mac"}"#,
+                now,
+                None
+            ),
             Err(OAuthError::Malformed(_))
         ));
     }

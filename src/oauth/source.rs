@@ -53,7 +53,9 @@ impl FileTokenSource {
     fn current<'a>(&self, slot: &'a mut Option<Tokens>) -> Result<&'a mut Tokens, TokenError> {
         if slot.is_none() {
             let tokens = load_tokens(&self.path).map_err(|e| match e {
-                TokenFileError::Missing { .. } => self.authorize_again(e.to_string()),
+                TokenFileError::Missing { .. } => {
+                    self.authorize_again(format!("storage {}: {e}", self.storage))
+                }
                 other => TokenError::Failed(other.to_string()),
             })?;
             *slot = Some(tokens);
@@ -71,9 +73,8 @@ impl FileTokenSource {
             )));
         };
         let request = super::refresh_request(&self.client, &refresh_token);
-        let response = send_token_request(&self.http, &request).map_err(|e| {
-            TokenError::Failed(format!("refreshing the access token: {e}"))
-        })?;
+        let response = send_token_request(&self.http, &request)
+            .map_err(|e| TokenError::Failed(format!("refreshing the access token: {e}")))?;
         let fresh = super::parse_token_response(
             response.status,
             &response.body,
@@ -82,8 +83,9 @@ impl FileTokenSource {
         )
         .map_err(|e| match e {
             OAuthError::InvalidGrant { .. } => self.authorize_again(format!(
-                "{}: the authorization was revoked or has expired (invalid_grant)",
-                self.client.token_url
+                "storage {}: the authorization was revoked or has expired (the token endpoint \
+                 answered invalid_grant)",
+                self.storage
             )),
             other => TokenError::Failed(format!("{}: {other}", self.client.token_url)),
         })?;

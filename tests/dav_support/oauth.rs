@@ -86,12 +86,14 @@ pub fn form(text: &str) -> HashMap<String, String> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < bytes.len() {
-            if bytes[i] == b'%' && i + 2 < bytes.len() {
-                if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    out.push(b);
-                    i += 3;
-                    continue;
-                }
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let (b'%', Some(b)) = (bytes[i], hex) {
+                out.push(b);
+                i += 3;
+                continue;
             }
             out.push(bytes[i]);
             i += 1;
@@ -118,7 +120,8 @@ impl OAuthEmulation {
         }));
         let counter = Arc::new(AtomicU64::new(1));
         let stop = Arc::new(AtomicBool::new(false));
-        let (shared, stopped, count) = (Arc::clone(&state), Arc::clone(&stop), Arc::clone(&counter));
+        let (shared, stopped, count) =
+            (Arc::clone(&state), Arc::clone(&stop), Arc::clone(&counter));
         let thread = thread::spawn(move || {
             for stream in listener.incoming() {
                 if stopped.load(Ordering::SeqCst) {
@@ -206,7 +209,6 @@ impl Drop for OAuthEmulation {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        let _ = &self.counter;
     }
 }
 
@@ -241,7 +243,13 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, counter: &AtomicU64) {
     let target = parts.next().unwrap_or("").to_owned();
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     let path = path.to_owned();
-    let fresh = |prefix: &str| format!("{prefix}-{}-{}", counter.fetch_add(1, Ordering::SeqCst), now_secs());
+    let fresh = |prefix: &str| {
+        format!(
+            "{prefix}-{}-{}",
+            counter.fetch_add(1, Ordering::SeqCst),
+            now_secs()
+        )
+    };
     let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
     let log = |grant_type: Option<String>, status: u16| {
         lock().log.push(OAuthLogged {
@@ -305,7 +313,10 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, counter: &AtomicU64) {
                     };
                     let verifier = get("code_verifier");
                     let computed = b64url(&Sha256::digest(verifier.as_bytes()));
-                    if verifier.len() < 43 || computed != challenge || get("redirect_uri") != redirect_uri {
+                    if verifier.len() < 43
+                        || computed != challenge
+                        || get("redirect_uri") != redirect_uri
+                    {
                         return error(&mut stream, 400, "invalid_grant");
                     }
                     let refresh = fresh("refresh");
@@ -359,15 +370,24 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, counter: &AtomicU64) {
                 return respond(
                     &mut stream,
                     401,
-                    &[("WWW-Authenticate".into(), "Bearer realm=\"emulated\"".into())],
+                    &[(
+                        "WWW-Authenticate".into(),
+                        "Bearer realm=\"emulated\"".into(),
+                    )],
                     b"",
                 );
             };
             let forwarded: Vec<(String, String)> = headers
                 .iter()
                 .filter(|(n, _)| {
-                    !["authorization", "host", "connection", "content-length", "accept-encoding"]
-                        .contains(&n.to_ascii_lowercase().as_str())
+                    ![
+                        "authorization",
+                        "host",
+                        "connection",
+                        "content-length",
+                        "accept-encoding",
+                    ]
+                    .contains(&n.to_ascii_lowercase().as_str())
                 })
                 .cloned()
                 .collect();
@@ -381,8 +401,13 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, counter: &AtomicU64) {
                         .headers
                         .iter()
                         .filter(|(n, _)| {
-                            !["connection", "content-length", "transfer-encoding", "keep-alive"]
-                                .contains(&n.to_ascii_lowercase().as_str())
+                            ![
+                                "connection",
+                                "content-length",
+                                "transfer-encoding",
+                                "keep-alive",
+                            ]
+                            .contains(&n.to_ascii_lowercase().as_str())
                         })
                         .cloned()
                         .collect();

@@ -119,8 +119,8 @@ pub fn parse_config(section: &Section<'_, '_>, kind: DavKind) -> Result<GoogleCo
 mod tests {
     use super::*;
     use crate::config::parse;
-    use std::collections::BTreeMap;
     use crate::storage::StorageKind;
+    use std::collections::BTreeMap;
     use std::path::Path;
 
     fn google(text: &str) -> Result<GoogleConfig, String> {
