@@ -1060,6 +1060,147 @@ mod tests {
         assert_eq!(origin("not a url"), None);
     }
 
+    /// A token source for the tests below: `old` until refreshed, then `new`.
+    #[derive(Debug)]
+    struct FakeSource {
+        current: Mutex<String>,
+        refreshes: std::sync::atomic::AtomicUsize,
+        /// What a refresh gives; `None` for invalid_grant.
+        next: Option<&'static str>,
+    }
+
+    impl TokenSource for FakeSource {
+        fn access_token(&self) -> Result<String, TokenError> {
+            Ok(lock(&self.current).clone())
+        }
+
+        fn refresh_after_refusal(&self, refused: &str) -> Result<String, TokenError> {
+            let mut current = lock(&self.current);
+            if *current == refused {
+                thread::sleep(Duration::from_millis(50));
+                self.refreshes
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                *current = self
+                    .next
+                    .ok_or_else(|| TokenError::AuthorizeAgain {
+                        storage: "g".into(),
+                        reason: "revoked".into(),
+                    })?
+                    .to_owned();
+            }
+            Ok(current.clone())
+        }
+    }
+
+    /// A server answering 207 to `Bearer <accepted>` and 401 to anything else; counts requests.
+    fn bearer_server(accepted: &'static str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/cal/", listener.local_addr().unwrap());
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&count);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let counted = Arc::clone(&counted);
+                thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut authorized = false;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                            break;
+                        }
+                        if line.to_ascii_lowercase().starts_with("authorization:") {
+                            authorized = line.trim().ends_with(&format!("Bearer {accepted}"));
+                        }
+                    }
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let status = if authorized {
+                        "207 Multi-Status"
+                    } else {
+                        "401 Unauthorized"
+                    };
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                });
+            }
+        });
+        (url, count)
+    }
+
+    fn oauth_client(url: &str, source: &Arc<FakeSource>) -> HttpClient {
+        let options = HttpOptions {
+            url: url.to_owned(),
+            username: None,
+            password: None,
+            auth: AuthScheme::Bearer,
+            verify: TlsVerify::System,
+            fingerprint: None,
+            client_cert: None,
+            timeout: Duration::from_secs(10),
+            user_agent: None,
+            max_response_size: 1 << 20,
+        };
+        let source: Arc<dyn TokenSource> = Arc::clone(source) as Arc<dyn TokenSource>;
+        HttpClient::new(&options, 8, Credentials::OAuth(source)).unwrap()
+    }
+
+    fn fake(next: Option<&'static str>) -> Arc<FakeSource> {
+        Arc::new(FakeSource {
+            current: Mutex::new("old".into()),
+            refreshes: std::sync::atomic::AtomicUsize::new(0),
+            next,
+        })
+    }
+
+    #[test]
+    fn a_refused_token_is_refreshed_once_and_the_request_sent_again() {
+        let (url, count) = bearer_server("new");
+        let source = fake(Some("new"));
+        let client = Arc::new(oauth_client(&url, &source));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (client, url) = (Arc::clone(&client), url.clone());
+                thread::spawn(move || client.send(&DavRequest::new("PROPFIND", url)).unwrap())
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap().status, 207);
+        }
+        // Concurrent requests refused together refresh once.
+        assert_eq!(
+            source.refreshes.load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+        assert!(count.load(std::sync::atomic::Ordering::SeqCst) <= 16);
+    }
+
+    #[test]
+    fn a_second_refusal_is_the_answer_and_a_revoked_grant_an_error() {
+        let (url, count) = bearer_server("never");
+        let source = fake(Some("new"));
+        let client = oauth_client(&url, &source);
+        let answer = client
+            .send(&DavRequest::new("PROPFIND", url.clone()))
+            .unwrap();
+        assert_eq!(answer.status, 401);
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+        let (url, count) = bearer_server("never");
+        let revoked = fake(None);
+        let client = oauth_client(&url, &revoked);
+        let error = client
+            .send(&DavRequest::new("PROPFIND", url.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("run \"davsync auth g\""), "{error}");
+        assert!(!error.contains("old"), "{error}");
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
     #[test]
     fn credentials_never_show_in_debug_output() {
         let basic = Credentials::Basic {
