@@ -247,19 +247,30 @@ fn a_sync_refreshes_an_expired_access_token() {
     assert_eq!(second.code, Some(0), "{}", second.both());
     assert_eq!(oauth.grants("refresh_token", 200), 1, "{:?}", oauth.log());
 
-    // Tokens about to expire (shorter than the refresh margin) are refreshed before use.
-    oauth.set_lifetime(30);
-    oauth.expire_access_tokens();
+    // A token with less than a minute left is refreshed before use: no 401 first.
+    let stored = sb.read_string("status/g.token");
+    let mut edited: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    edited["expires_at"] = (now + 30).into();
+    edited["obtained_at"] = (now - 3570).into();
+    sb.write("status/g.token", edited.to_string());
+    let refused = || oauth.log().iter().filter(|l| l.status == 401).count();
+    let refused_before = refused();
     let third = run(&sb, &["sync"]);
     assert_eq!(third.code, Some(0), "{}", third.both());
-    let refreshes = oauth.grants("refresh_token", 200);
-    let fourth = run(&sb, &["sync"]);
-    assert_eq!(fourth.code, Some(0), "{}", fourth.both());
-    assert!(
-        oauth.grants("refresh_token", 200) > refreshes,
-        "a token with 30 s left is refreshed before use: {:?}",
+    assert_eq!(oauth.grants("refresh_token", 200), 2, "{:?}", oauth.log());
+    assert_eq!(
+        refused(),
+        refused_before,
+        "refreshed before use: {:?}",
         oauth.log()
     );
+    let fourth = run(&sb, &["sync"]);
+    assert_eq!(fourth.code, Some(0), "{}", fourth.both());
+    assert_eq!(oauth.grants("refresh_token", 200), 2, "{:?}", oauth.log());
     let mode = std::fs::metadata(token_file(&sb))
         .unwrap()
         .permissions()

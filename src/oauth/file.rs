@@ -1,5 +1,5 @@
-//! The token file: JSON (`access_token`, `refresh_token`, `expires_at` in Unix seconds,
-//! `token_type`), written atomically (a temporary file in the same directory, then a rename),
+//! The token file: JSON (`access_token`, `refresh_token`, `expires_at` and `obtained_at` in
+//! Unix seconds, `token_type`), written atomically (a temporary file in the same directory, then a rename),
 //! mode 0600, its new parent directories 0700.
 
 use std::fs;
@@ -62,13 +62,18 @@ pub fn load_tokens(path: &Path) -> Result<Tokens, TokenFileError> {
     let json: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|_| malformed("not JSON"))?;
     let text = |name: &str| json.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    let expires_at = json
+        .get("expires_at")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| malformed("no expires_at"))?;
     Ok(Tokens {
         access_token: text("access_token").ok_or_else(|| malformed("no access_token"))?,
         refresh_token: text("refresh_token"),
-        expires_at: json
-            .get("expires_at")
+        expires_at,
+        obtained_at: json
+            .get("obtained_at")
             .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| malformed("no expires_at"))?,
+            .unwrap_or_else(|| expires_at.saturating_sub(3600)),
         token_type: text("token_type").unwrap_or_else(|| "Bearer".into()),
     })
 }
@@ -93,6 +98,7 @@ pub fn save_tokens(path: &Path, tokens: &Tokens) -> Result<(), TokenFileError> {
         "access_token": tokens.access_token,
         "refresh_token": tokens.refresh_token,
         "expires_at": tokens.expires_at,
+        "obtained_at": tokens.obtained_at,
         "token_type": tokens.token_type,
     });
     let mut text = json.to_string();
@@ -128,6 +134,7 @@ mod tests {
             access_token: "acc".into(),
             refresh_token: Some("ref".into()),
             expires_at: 1234,
+            obtained_at: 1000,
             token_type: "Bearer".into(),
         };
         save_tokens(&path, &tokens).unwrap();

@@ -298,6 +298,8 @@ pub struct Tokens {
     pub refresh_token: Option<String>,
     /// When the access token expires, in seconds since the Unix epoch.
     pub expires_at: u64,
+    /// When it was obtained, in seconds since the Unix epoch.
+    pub obtained_at: u64,
     /// The token type (`Bearer`).
     pub token_type: String,
 }
@@ -320,9 +322,13 @@ pub fn unix_secs(at: SystemTime) -> u64 {
 }
 
 impl Tokens {
-    /// Whether the access token has less than [`REFRESH_MARGIN`] left at `now`.
+    /// Whether the access token has less than [`REFRESH_MARGIN`] left at `now` (or, for a
+    /// token that lives less than twice that, less than half its lifetime: a provider handing
+    /// out 30-second tokens would otherwise be asked for a new one before every request).
     pub fn needs_refresh(&self, now: SystemTime) -> bool {
-        unix_secs(now).saturating_add(REFRESH_MARGIN.as_secs()) >= self.expires_at
+        let lifetime = self.expires_at.saturating_sub(self.obtained_at);
+        let margin = REFRESH_MARGIN.as_secs().min(lifetime / 2);
+        unix_secs(now).saturating_add(margin) >= self.expires_at
     }
 }
 
@@ -400,6 +406,7 @@ pub fn parse_token_response(
         access_token,
         refresh_token: text("refresh_token").or_else(|| previous_refresh.map(str::to_owned)),
         expires_at: unix_secs(now).saturating_add(expires_in),
+        obtained_at: unix_secs(now),
         token_type,
     })
 }
@@ -536,7 +543,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(refreshed.refresh_token.as_deref(), Some("r1"));
-        assert!(refreshed.needs_refresh(now));
+        // A one-minute token is used for its first half.
+        assert!(!refreshed.needs_refresh(now + Duration::from_secs(29)));
+        assert!(refreshed.needs_refresh(now + Duration::from_secs(30)));
         assert_eq!(
             parse_token_response(
                 400,
