@@ -344,3 +344,37 @@ b = "dir"
     assert_eq!(sync.code, Some(1), "{}", sync.both());
     assert!(sync.stderr.contains("davsync auth g"), "{}", sync.both());
 }
+
+#[test]
+fn a_storage_in_two_pairs_refreshes_once() {
+    let server = Xandikos::start();
+    let oauth = OAuthEmulation::start_front(3600, &server.url());
+    let sb = Sandbox::new();
+    config(
+        &sb,
+        &oauth,
+        &format!("{}alice/calendars/", oauth.url()),
+        r#"
+[storage.local2]
+type = "vdir"
+path = "{root}/cals2"
+fileext = ".ics"
+
+[pair.q]
+a = "local2"
+b = "g"
+collections = "from b"
+"#,
+    );
+    sb.write(
+        "cals/calendar/e1.ics",
+        EventBuilder::new("First").uid("e1").build(),
+    );
+    sb.mkdir("cals2");
+    authorize(&sb);
+    oauth.expire_access_tokens();
+    let sync = run(&sb, &["sync"]);
+    assert_eq!(sync.code, Some(0), "{}", sync.both());
+    assert_eq!(oauth.grants("refresh_token", 200), 1, "{:?}", oauth.log());
+    assert_no_secret(&oauth, &sync.both());
+}

@@ -126,6 +126,9 @@ pub fn item_file_name(hint: &str, ext: &str) -> String {
 #[derive(Debug, Default)]
 pub struct Shared {
     http: crate::http::Clients,
+    /// The token source of each OAuth2 token file: a storage in several pairs refreshes once,
+    /// and its pairs share one HTTP client.
+    tokens: google::TokenSources,
 }
 
 /// Opens the storage a config section describes. Secrets are resolved now, from `env` and
@@ -147,6 +150,7 @@ pub fn open(
             &config.filter,
             env,
             &shared.http,
+            &shared.tokens,
         )?)),
     }
 }

@@ -4,7 +4,9 @@
 
 pub mod config;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use crate::config::Env;
 use crate::filter::ItemFilter;
@@ -32,22 +34,45 @@ pub fn oauth_client(config: &GoogleConfig, env: &dyn Env) -> Result<OAuthClient,
     })
 }
 
-/// Opens a Google storage: a DAV storage whose bearer tokens come from the token file.
+/// The token sources of one run, one per token file.
+#[derive(Debug, Default)]
+pub struct TokenSources {
+    by_file: Mutex<HashMap<PathBuf, Arc<FileTokenSource>>>,
+}
+
+/// Opens a Google storage: a DAV storage whose bearer tokens come from the token file (one
+/// source per file in a run, from `sources`).
 pub fn open(
     config: &GoogleConfig,
     filter: &ItemFilter,
     env: &dyn Env,
     clients: &Clients,
+    sources: &TokenSources,
 ) -> Result<DavStorage, StorageError> {
-    let client = oauth_client(config, env)?;
-    let source = FileTokenSource::new(
-        &config.name,
-        client,
-        config.token_file.clone(),
-        &config.dav.http,
-    )
-    .map_err(|e| StorageError::Other(e.to_string()))?;
-    let credentials = Credentials::OAuth(Arc::new(source));
+    let source = {
+        let mut by_file = sources
+            .by_file
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match by_file.get(&config.token_file) {
+            Some(source) => Arc::clone(source),
+            None => {
+                let client = oauth_client(config, env)?;
+                let source = Arc::new(
+                    FileTokenSource::new(
+                        &config.name,
+                        client,
+                        config.token_file.clone(),
+                        &config.dav.http,
+                    )
+                    .map_err(|e| StorageError::Other(e.to_string()))?,
+                );
+                by_file.insert(config.token_file.clone(), Arc::clone(&source));
+                source
+            }
+        }
+    };
+    let credentials = Credentials::OAuth(source);
     let http = clients
         .get(&config.dav.http, config.dav.concurrency, credentials)
         .map_err(|e| StorageError::Other(e.to_string()))?;
