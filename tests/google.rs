@@ -378,3 +378,34 @@ collections = "from b"
     assert_eq!(oauth.grants("refresh_token", 200), 1, "{:?}", oauth.log());
     assert_no_secret(&oauth, &sync.both());
 }
+
+#[test]
+fn a_refused_authorization_stores_nothing_and_exits_1() {
+    let oauth = OAuthEmulation::start(3600);
+    let sb = Sandbox::new();
+    config(&sb, &oauth, "http://127.0.0.1:9/", "");
+    let mut run = spawn_auth(&sb, "g");
+    let url = run.url();
+    let state = url
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("state="))
+        .unwrap()
+        .to_owned();
+    run.paste(&format!(
+        "http://127.0.0.1:1/?error=access_denied&state={state}\n"
+    ));
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("access_denied"), "{stderr}");
+    assert!(!token_file(&sb).exists());
+
+    // An answer for another authorization (another state) is refused too.
+    let mut run = spawn_auth(&sb, "g");
+    let location = authorization_redirect(&run.url());
+    let forged = location.replace("state=", "state=x");
+    run.paste(&format!("{forged}\n"));
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("state"), "{stderr}");
+    assert!(!token_file(&sb).exists());
+}
