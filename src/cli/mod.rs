@@ -33,7 +33,9 @@ use davsync::sync::Sides;
 /// signal stops at once).
 ///
 /// Files: $XDG_CONFIG_HOME/davsync/config.toml (the config), <status_path>/<pair>.db (status
-/// database, mode 0600), <status_path>/<pair>.lock (held while a pair syncs).
+/// database, mode 0600), <status_path>/<pair>.lock (held while a pair syncs),
+/// <status_path>/<storage>.token (OAuth2 tokens of a Google storage, mode 0600, see
+/// davsync-auth(1)).
 #[derive(Debug, Parser)]
 #[command(name = "davsync", version, max_term_width = 100)]
 pub struct Cli {
