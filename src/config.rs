@@ -742,6 +742,8 @@ pub struct Section<'s, 'i> {
     value: &'s Value<'i>,
     table: &'s DeTable<'i>,
     key: &'s str,
+    name: &'s str,
+    status_path: &'s Path,
 }
 
 impl<'s, 'i> Section<'s, 'i> {
@@ -756,6 +758,17 @@ impl<'s, 'i> Section<'s, 'i> {
         let mut with_type = vec!["type"];
         with_type.extend(allowed);
         self.cx.check_keys(self.table, self.key, &with_type)
+    }
+
+    /// The storage's name (`<name>` in `[storage.<name>]`).
+    pub fn storage_name(&self) -> &str {
+        self.name
+    }
+
+    /// The configuration's `status_path` (expanded and absolute), for per-storage files kept
+    /// there by default (an OAuth2 token file).
+    pub fn status_path(&self) -> &Path {
+        self.status_path
     }
 
     /// The value of key `name`, if given.
@@ -958,7 +971,7 @@ impl Cx<'_> {
             for (name, value) in self.table(value, "storage")?.iter() {
                 let key = join_key("storage", name.get_ref());
                 self.check_name(name, &key, "storage")?;
-                let storage = self.parse_storage(value, &key)?;
+                let storage = self.parse_storage(value, &key, name.get_ref(), &status_path)?;
                 storages.insert(name.get_ref().to_string(), storage);
             }
         }
@@ -1000,7 +1013,13 @@ impl Cx<'_> {
         ))
     }
 
-    fn parse_storage(&self, value: &Value<'_>, key: &str) -> Result<StorageConfig, ConfigError> {
+    fn parse_storage(
+        &self,
+        value: &Value<'_>,
+        key: &str,
+        name: &str,
+        status_path: &Path,
+    ) -> Result<StorageConfig, ConfigError> {
         let table = self.table(value, key)?;
         let type_key = join_key(key, "type");
         let type_value = self.required(value, table, key, "type")?;
@@ -1011,6 +1030,8 @@ impl Cx<'_> {
             value,
             table,
             key,
+            name,
+            status_path,
         };
         let kind = match storage_type {
             known if SUPPORTED_STORAGE_TYPES.contains(&known) => {
@@ -1512,6 +1533,10 @@ impl Cx<'_> {
             {
                 format!("storages {a:?} and {b:?} are the same URL {url_a}")
             }
+            (Place::Account(file_a), Place::Account(file_b)) if file_a == file_b => format!(
+                "storages {a:?} and {b:?} are the same account (token file {})",
+                file_a.display()
+            ),
             _ => return Ok(()),
         };
         Err(self.at(
@@ -2113,16 +2138,15 @@ cmd = ["merge-tool"]
                  and contain no '/' (e.g. \".ics\", \".vcf\")",
             ),
             (
-                "planned storage type",
+                "google storage without client_id",
                 "[storage.s]\ntype = \"google_calendar\"\n".to_string(),
-                "2: storage.s.type: storage type \"google_calendar\" is not supported yet \
-                 (supported: vdir, singlefile, caldav, carddav, webcal)",
+                "1: storage.s: missing required key \"client_id\"",
             ),
             (
                 "unknown storage type",
                 "[storage.s]\ntype = \"ftp\"\n".to_string(),
                 "2: storage.s.type: unknown storage type \"ftp\" (supported: vdir, singlefile, \
-                 caldav, carddav, webcal)",
+                 caldav, carddav, webcal, google_calendar, google_contacts)",
             ),
             (
                 "bad storage name",
@@ -3106,6 +3130,27 @@ metadata = []
         assert_eq!(
             vdir.storages["s"].filter.item_types,
             vec!["VEVENT".to_string()]
+        );
+    }
+
+    #[test]
+    fn two_google_accounts_are_two_places_unless_they_share_a_token_file() {
+        let google = |name: &str, token_file: &str| {
+            format!(
+                "[storage.{name}]\ntype = \"google_calendar\"\nclient_id = \"id\"\n\
+                 client_secret = \"s\"\ntoken_file = \"{token_file}\"\n"
+            )
+        };
+        let pair = "[pair.p]\na = \"x\"\nb = \"y\"\n";
+        let two = format!("{}{}{pair}", google("x", "/t/x"), google("y", "/t/y"));
+        assert_eq!(parse_ok(&two, &home_env()).pairs.len(), 1);
+        let shared = format!("{}{}{pair}", google("x", "/t/x"), google("y", "/t/x"));
+        assert_eq!(
+            parse_err(&shared, &home_env()),
+            format!(
+                "{FILE}:13: pair.p.b: storages \"x\" and \"y\" are the same account (token \
+                 file /t/x); a pair needs two separate places"
+            )
         );
     }
 

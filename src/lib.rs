@@ -13,6 +13,7 @@ pub mod http;
 pub mod item;
 pub mod metadata;
 pub mod model;
+pub mod oauth;
 pub mod pairing;
 pub mod plan;
 pub mod repair;

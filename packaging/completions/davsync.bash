@@ -16,6 +16,9 @@ _davsync() {
             ",$1")
                 cmd="davsync"
                 ;;
+            davsync,auth)
+                cmd="davsync__subcmd__auth"
+                ;;
             davsync,discover)
                 cmd="davsync__subcmd__discover"
                 ;;
@@ -33,6 +36,9 @@ _davsync() {
                 ;;
             davsync,sync)
                 cmd="davsync__subcmd__sync"
+                ;;
+            davsync__subcmd__help,auth)
+                cmd="davsync__subcmd__help__subcmd__auth"
                 ;;
             davsync__subcmd__help,discover)
                 cmd="davsync__subcmd__help__subcmd__discover"
@@ -59,8 +65,30 @@ _davsync() {
 
     case "${cmd}" in
         davsync)
-            opts="-c -v -q -h -V --config --verbose --quiet --help --version sync discover status repair generate help"
+            opts="-c -v -q -h -V --config --verbose --quiet --help --version sync discover status repair auth generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        davsync__subcmd__auth)
+            opts="-c -v -q -h --config --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -133,8 +161,22 @@ _davsync() {
             return 0
             ;;
         davsync__subcmd__help)
-            opts="sync discover status repair generate help"
+            opts="sync discover status repair auth generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        davsync__subcmd__help__subcmd__auth)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -1,5 +1,6 @@
 //! Command-line definition, shared plumbing and the exit-code map. One file per command.
 
+mod auth;
 mod discover;
 mod generate;
 mod interrupt;
@@ -32,7 +33,9 @@ use davsync::sync::Sides;
 /// signal stops at once).
 ///
 /// Files: $XDG_CONFIG_HOME/davsync/config.toml (the config), <status_path>/<pair>.db (status
-/// database, mode 0600), <status_path>/<pair>.lock (held while a pair syncs).
+/// database, mode 0600), <status_path>/<pair>.lock (held while a pair syncs),
+/// <status_path>/<storage>.token (OAuth2 tokens of a Google storage, mode 0600, see
+/// davsync-auth(1)).
 #[derive(Debug, Parser)]
 #[command(name = "davsync", version, max_term_width = 100)]
 pub struct Cli {
@@ -61,6 +64,7 @@ enum Command {
     Discover(discover::DiscoverArgs),
     Status(status::StatusArgs),
     Repair(repair::RepairArgs),
+    Auth(auth::AuthArgs),
     #[command(hide = true)]
     Generate(generate::GenerateArgs),
 }
@@ -137,6 +141,7 @@ pub fn main() -> ExitCode {
         Command::Discover(args) => discover::cmd_discover(&cli, args),
         Command::Status(args) => status::cmd_status(&cli, args),
         Command::Repair(args) => repair::cmd_repair(&cli, args, verbosity),
+        Command::Auth(args) => auth::cmd_auth(&cli, args),
         Command::Generate(args) => generate::cmd_generate(args),
     };
     match result {

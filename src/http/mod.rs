@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::io::Read;
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
@@ -191,10 +191,50 @@ pub enum HttpError {
     /// The client could not be set up (bad CA file, client certificate, ...).
     #[error("{0}")]
     Setup(String),
+    /// No OAuth2 token to send: nothing was sent.
+    #[error("{method} {url}: {source}")]
+    Token {
+        /// The method.
+        method: &'static str,
+        /// The URL.
+        url: String,
+        /// Why there is no token.
+        #[source]
+        source: TokenError,
+    },
+}
+
+/// Where an OAuth2 storage's bearer tokens come from (see `crate::oauth::FileTokenSource`):
+/// the client asks for the current token before each request, and once for a fresh one after
+/// a 401.
+pub trait TokenSource: Send + Sync + std::fmt::Debug {
+    /// A valid access token (refreshed first when it is about to expire).
+    fn access_token(&self) -> Result<String, TokenError>;
+
+    /// A new access token after the server refused `refused`; another thread may already have
+    /// refreshed it, then that token is the answer.
+    fn refresh_after_refusal(&self, refused: &str) -> Result<String, TokenError>;
+}
+
+/// No bearer token could be had. Never holds a token.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TokenError {
+    /// Only a new authorization helps: no token file, or the refresh token was revoked or
+    /// expired (`invalid_grant`).
+    #[error("{reason}; run \"davsync auth {storage}\" to authorize again")]
+    AuthorizeAgain {
+        /// The storage to authorize.
+        storage: String,
+        /// What happened.
+        reason: String,
+    },
+    /// Anything else: the token endpoint unreachable or refusing, an unwritable token file.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Credentials, resolved once before any network I/O.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone)]
 pub enum Credentials {
     /// No authentication.
     None,
@@ -214,6 +254,58 @@ pub enum Credentials {
     },
     /// A bearer token.
     Bearer(String),
+    /// OAuth2 bearer tokens from a source that refreshes them; two are the same credentials
+    /// only when they are the same source.
+    OAuth(Arc<dyn TokenSource>),
+}
+
+impl PartialEq for Credentials {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Credentials::None, Credentials::None) => true,
+            (
+                Credentials::Basic {
+                    username: u1,
+                    password: p1,
+                },
+                Credentials::Basic {
+                    username: u2,
+                    password: p2,
+                },
+            )
+            | (
+                Credentials::Digest {
+                    username: u1,
+                    password: p1,
+                },
+                Credentials::Digest {
+                    username: u2,
+                    password: p2,
+                },
+            ) => u1 == u2 && p1 == p2,
+            (Credentials::Bearer(a), Credentials::Bearer(b)) => a == b,
+            (Credentials::OAuth(a), Credentials::OAuth(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Credentials {}
+
+impl std::hash::Hash for Credentials {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        match self {
+            Credentials::None => {}
+            Credentials::Basic { username, password }
+            | Credentials::Digest { username, password } => {
+                username.hash(state);
+                password.hash(state);
+            }
+            Credentials::Bearer(token) => token.hash(state),
+            Credentials::OAuth(source) => Arc::as_ptr(source).cast::<()>().hash(state),
+        }
+    }
 }
 
 impl std::fmt::Debug for Credentials {
@@ -223,6 +315,7 @@ impl std::fmt::Debug for Credentials {
             Credentials::Basic { username, .. } => write!(f, "Basic({username}, <hidden>)"),
             Credentials::Digest { username, .. } => write!(f, "Digest({username}, <hidden>)"),
             Credentials::Bearer(_) => f.write_str("Bearer(<hidden>)"),
+            Credentials::OAuth(source) => write!(f, "OAuth({source:?})"),
         }
     }
 }
@@ -408,7 +501,12 @@ impl HttpClient {
     }
 
     /// Builds `request` for `url` (the request's own, or where a redirect led).
-    fn build(&self, request: &DavRequest, url: &str) -> Result<RequestBuilder, HttpError> {
+    fn build(
+        &self,
+        request: &DavRequest,
+        url: &str,
+        oauth_token: Option<&str>,
+    ) -> Result<RequestBuilder, HttpError> {
         let method = Method::from_bytes(request.method.as_bytes()).map_err(|e| {
             HttpError::Setup(format!("{} is not an HTTP method: {e}", request.method))
         })?;
@@ -432,6 +530,10 @@ impl HttpClient {
                 builder.basic_auth(username, Some(password))
             }
             Credentials::Bearer(token) => builder.bearer_auth(token),
+            Credentials::OAuth(_) => match oauth_token {
+                Some(token) => builder.bearer_auth(token),
+                None => builder,
+            },
             Credentials::Digest { username, password } => {
                 let mut digest = lock(&self.digest);
                 let Some(client) = digest.as_mut() else {
@@ -577,11 +679,21 @@ impl HttpClient {
             )));
         }
         let max_retries = if request.retried { MAX_RETRIES } else { 0 };
+        let token_error = |source: TokenError| HttpError::Token {
+            method: request.method,
+            url: url.to_owned(),
+            source,
+        };
+        let mut oauth_token = match &self.credentials {
+            Credentials::OAuth(source) => Some(source.access_token().map_err(token_error)?),
+            _ => None,
+        };
         let mut attempt = 0;
         let mut answered_challenge = false;
+        let mut refreshed = false;
         loop {
             let permit = is_write(request.method).then(|| self.writes.acquire());
-            let result = self.build(request, url)?.send();
+            let result = self.build(request, url, oauth_token.as_deref())?.send();
             drop(permit);
             let result = match result {
                 // A 403 is a refusal, or (Google's) a rate limit only its body tells apart.
@@ -604,6 +716,18 @@ impl HttpClient {
                     // One more try with the answer to the (new or renewed) Digest challenge.
                     answered_challenge = true;
                     continue;
+                }
+                if let (401, false, Credentials::OAuth(source), Some(refused)) =
+                    (status, refreshed, &self.credentials, &oauth_token)
+                {
+                    // The token was revoked or expired early: one more try with a fresh one,
+                    // if there is another one; a second 401 is the answer.
+                    refreshed = true;
+                    let fresh = source.refresh_after_refusal(refused).map_err(token_error)?;
+                    if fresh != *refused {
+                        oauth_token = Some(fresh);
+                        continue;
+                    }
                 }
             }
             let retry_in = match &result {
@@ -1004,6 +1128,147 @@ mod tests {
         assert_ne!(origin("https://dav.example.com:8443/alice/"), https);
         assert_ne!(origin("https://evil.example.com/alice/"), https);
         assert_eq!(origin("not a url"), None);
+    }
+
+    /// A token source for the tests below: `old` until refreshed, then `new`.
+    #[derive(Debug)]
+    struct FakeSource {
+        current: Mutex<String>,
+        refreshes: std::sync::atomic::AtomicUsize,
+        /// What a refresh gives; `None` for invalid_grant.
+        next: Option<&'static str>,
+    }
+
+    impl TokenSource for FakeSource {
+        fn access_token(&self) -> Result<String, TokenError> {
+            Ok(lock(&self.current).clone())
+        }
+
+        fn refresh_after_refusal(&self, refused: &str) -> Result<String, TokenError> {
+            let mut current = lock(&self.current);
+            if *current == refused {
+                thread::sleep(Duration::from_millis(50));
+                self.refreshes
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                *current = self
+                    .next
+                    .ok_or_else(|| TokenError::AuthorizeAgain {
+                        storage: "g".into(),
+                        reason: "revoked".into(),
+                    })?
+                    .to_owned();
+            }
+            Ok(current.clone())
+        }
+    }
+
+    /// A server answering 207 to `Bearer <accepted>` and 401 to anything else; counts requests.
+    fn bearer_server(accepted: &'static str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/cal/", listener.local_addr().unwrap());
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&count);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let counted = Arc::clone(&counted);
+                thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut authorized = false;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                            break;
+                        }
+                        if line.to_ascii_lowercase().starts_with("authorization:") {
+                            authorized = line.trim().ends_with(&format!("Bearer {accepted}"));
+                        }
+                    }
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let status = if authorized {
+                        "207 Multi-Status"
+                    } else {
+                        "401 Unauthorized"
+                    };
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                });
+            }
+        });
+        (url, count)
+    }
+
+    fn oauth_client(url: &str, source: &Arc<FakeSource>) -> HttpClient {
+        let options = HttpOptions {
+            url: url.to_owned(),
+            username: None,
+            password: None,
+            auth: AuthScheme::Bearer,
+            verify: TlsVerify::System,
+            fingerprint: None,
+            client_cert: None,
+            timeout: Duration::from_secs(10),
+            user_agent: None,
+            max_response_size: 1 << 20,
+        };
+        let source: Arc<dyn TokenSource> = Arc::clone(source) as Arc<dyn TokenSource>;
+        HttpClient::new(&options, 8, Credentials::OAuth(source)).unwrap()
+    }
+
+    fn fake(next: Option<&'static str>) -> Arc<FakeSource> {
+        Arc::new(FakeSource {
+            current: Mutex::new("old".into()),
+            refreshes: std::sync::atomic::AtomicUsize::new(0),
+            next,
+        })
+    }
+
+    #[test]
+    fn a_refused_token_is_refreshed_once_and_the_request_sent_again() {
+        let (url, count) = bearer_server("new");
+        let source = fake(Some("new"));
+        let client = Arc::new(oauth_client(&url, &source));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (client, url) = (Arc::clone(&client), url.clone());
+                thread::spawn(move || client.send(&DavRequest::new("PROPFIND", url)).unwrap())
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap().status, 207);
+        }
+        // Concurrent requests refused together refresh once.
+        assert_eq!(
+            source.refreshes.load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+        assert!(count.load(std::sync::atomic::Ordering::SeqCst) <= 16);
+    }
+
+    #[test]
+    fn a_second_refusal_is_the_answer_and_a_revoked_grant_an_error() {
+        let (url, count) = bearer_server("never");
+        let source = fake(Some("new"));
+        let client = oauth_client(&url, &source);
+        let answer = client
+            .send(&DavRequest::new("PROPFIND", url.clone()))
+            .unwrap();
+        assert_eq!(answer.status, 401);
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+        let (url, count) = bearer_server("never");
+        let revoked = fake(None);
+        let client = oauth_client(&url, &revoked);
+        let error = client
+            .send(&DavRequest::new("PROPFIND", url.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("run \"davsync auth g\""), "{error}");
+        assert!(!error.contains("old"), "{error}");
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]

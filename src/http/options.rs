@@ -93,7 +93,23 @@ impl HttpOptions {
         let url_value = section.required("url")?;
         let url = url_of(section.string(url_value, "url")?);
         check_url(&url).map_err(|msg| section.invalid(url_value, "url", msg))?;
+        HttpOptions::parse_rest(section, url)
+    }
 
+    /// [`HttpOptions::parse`] for a storage type whose `url` may be left out (a cloud
+    /// account's well-known address): `default_url` then.
+    pub fn parse_with_default_url(
+        section: &Section<'_, '_>,
+        default_url: &str,
+    ) -> Result<HttpOptions, ConfigError> {
+        match section.get("url") {
+            Some(_) => HttpOptions::parse(section),
+            None => HttpOptions::parse_rest(section, default_url.to_owned()),
+        }
+    }
+
+    /// The keys besides `url`.
+    fn parse_rest(section: &Section<'_, '_>, url: String) -> Result<HttpOptions, ConfigError> {
         let username = match section.optional_string("username")? {
             None => None,
             Some((v, "")) => {

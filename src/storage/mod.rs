@@ -6,6 +6,7 @@
 //! a version davsync has not seen.
 
 pub mod dav;
+pub mod google;
 pub mod singlefile;
 pub mod vdir;
 pub mod webcal;
@@ -125,6 +126,9 @@ pub fn item_file_name(hint: &str, ext: &str) -> String {
 #[derive(Debug, Default)]
 pub struct Shared {
     http: crate::http::Clients,
+    /// The token source of each OAuth2 token file: a storage in several pairs refreshes once,
+    /// and its pairs share one HTTP client.
+    tokens: google::TokenSources,
 }
 
 /// Opens the storage a config section describes. Secrets are resolved now, from `env` and
@@ -141,15 +145,30 @@ pub fn open(
             file.path.clone(),
         ))),
         StorageKind::Webcal(feed) => Ok(Box::new(webcal::open(feed, env, &shared.http)?)),
+        StorageKind::Google(google) => Ok(Box::new(google::open(
+            google,
+            &config.filter,
+            env,
+            &shared.http,
+            &shared.tokens,
+        )?)),
     }
 }
 
 /// The storage types a config may name (`type = "..."`), in the order error messages list
 /// them; [`StorageKind::parse`] parses each.
-pub const STORAGE_TYPES: &[&str] = &["vdir", "singlefile", "caldav", "carddav", "webcal"];
+pub const STORAGE_TYPES: &[&str] = &[
+    "vdir",
+    "singlefile",
+    "caldav",
+    "carddav",
+    "webcal",
+    "google_calendar",
+    "google_contacts",
+];
 
 /// Storage types that are planned but not implemented yet; they get a friendlier error.
-pub const PLANNED_STORAGE_TYPES: &[&str] = &["google_calendar", "google_contacts"];
+pub const PLANNED_STORAGE_TYPES: &[&str] = &[];
 
 /// Where a storage keeps its items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +177,9 @@ pub enum Place<'a> {
     Path(&'a std::path::Path),
     /// An address on a server.
     Url(&'a str),
+    /// An account on a server whose address every account shares (Google), known by its
+    /// token file: two storages are the same place only with the same token file.
+    Account(&'a std::path::Path),
 }
 
 /// Every key some storage type's section accepts besides the common keys
@@ -168,6 +190,7 @@ pub fn type_keys() -> Vec<&'static str> {
         singlefile::config::KEYS,
         dav::config::KEYS,
         crate::http::options::KEYS,
+        google::config::KEYS,
     ]
     .concat()
 }
@@ -183,6 +206,9 @@ pub enum StorageKind {
     Singlefile(singlefile::SinglefileConfig),
     /// `type = "webcal"`: one read-only calendar feed.
     Webcal(webcal::WebcalConfig),
+    /// `type = "google_calendar"` or `type = "google_contacts"`: a Google account's calendars
+    /// or contacts over CalDAV/CardDAV with OAuth2.
+    Google(google::GoogleConfig),
 }
 
 impl StorageKind {
@@ -195,6 +221,12 @@ impl StorageKind {
             "caldav" => StorageKind::Dav(dav::parse_config(section, dav::DavKind::CalDav)?),
             "carddav" => StorageKind::Dav(dav::parse_config(section, dav::DavKind::CardDav)?),
             "webcal" => StorageKind::Webcal(webcal::parse_config(section)?),
+            "google_calendar" => {
+                StorageKind::Google(google::parse_config(section, dav::DavKind::CalDav)?)
+            }
+            "google_contacts" => {
+                StorageKind::Google(google::parse_config(section, dav::DavKind::CardDav)?)
+            }
             other => {
                 return Err(section.invalid(
                     section.required("type")?,
@@ -213,6 +245,7 @@ impl StorageKind {
             StorageKind::Dav(dav) => dav.kind == dav::DavKind::CardDav,
             StorageKind::Singlefile(file) => file.holds_contacts(),
             StorageKind::Webcal(_) => false,
+            StorageKind::Google(google) => google.dav.kind == dav::DavKind::CardDav,
         }
     }
 
@@ -221,6 +254,7 @@ impl StorageKind {
     pub fn component_limit(&self) -> Option<crate::filter::ComponentLimit> {
         match self {
             StorageKind::Dav(dav) => dav.component_limit(),
+            StorageKind::Google(google) => google.dav.component_limit(),
             StorageKind::Vdir(_) | StorageKind::Singlefile(_) | StorageKind::Webcal(_) => None,
         }
     }
@@ -238,6 +272,7 @@ impl StorageKind {
             StorageKind::Dav(dav) => Place::Url(&dav.http.url),
             StorageKind::Singlefile(file) => Place::Path(&file.path),
             StorageKind::Webcal(feed) => Place::Url(&feed.http.url),
+            StorageKind::Google(google) => Place::Account(&google.token_file),
         }
     }
 
@@ -247,6 +282,7 @@ impl StorageKind {
             StorageKind::Vdir(_) | StorageKind::Singlefile(_) => None,
             StorageKind::Dav(dav) => Some(&dav.http),
             StorageKind::Webcal(feed) => Some(&feed.http),
+            StorageKind::Google(google) => Some(&google.dav.http),
         }
     }
 }

@@ -17,6 +17,7 @@
 pub mod feed;
 pub mod google;
 pub mod http;
+pub mod oauth;
 pub mod proxy;
 pub mod servers;
 pub mod venv;

@@ -70,6 +70,16 @@ const CONCURRENCY_RANGE: (i128, i128) = (1, 32);
 pub fn parse_config(section: &Section<'_, '_>, kind: DavKind) -> Result<DavConfig, ConfigError> {
     section.check_keys(&[options::KEYS, KEYS])?;
     let http = HttpOptions::parse(section)?;
+    parse_rest(section, kind, http)
+}
+
+/// The DAV keys besides the HTTP options (`batch_size`, `concurrency`), for a type built on
+/// the DAV storage whose `http` options are already parsed (a Google account).
+pub fn parse_rest(
+    section: &Section<'_, '_>,
+    kind: DavKind,
+    http: HttpOptions,
+) -> Result<DavConfig, ConfigError> {
     let (min, max) = BATCH_SIZE_RANGE;
     let batch_size = section
         .integer_in("batch_size", min, max)?

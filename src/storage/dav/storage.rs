@@ -189,6 +189,14 @@ impl DavStorage {
         }
     }
 
+    /// The same storage, known as `account`'s besides its URL and user name (an OAuth2
+    /// account has no user name, and several share one URL), so a discovery hint remembered
+    /// for one account is never tried for another.
+    pub fn for_account(mut self, account: &str) -> DavStorage {
+        self.identity = format!("{} {account}", self.identity);
+        self
+    }
+
     fn extension(&self) -> &'static str {
         match self.kind {
             DavKind::CalDav => ".ics",

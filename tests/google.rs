@@ -1,0 +1,461 @@
+//! Google storages with OAuth2, through the binary, against a local OAuth2 emulation
+//! (`dav_support::oauth`, not Google) in front of Xandikos: `davsync auth` with a scripted
+//! browser and with a pasted answer, the token file's mode, tokens never in the output, a sync
+//! over an expired access token, and a revoked refresh token stopping only its own pair.
+
+mod common;
+mod dav_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use common::{EventBuilder, Run, Sandbox};
+use dav_support::oauth::{
+    CLIENT_ID, CLIENT_SECRET, OAuthEmulation, authorization_redirect, scripted_browser,
+};
+use dav_support::{DavServer, Xandikos};
+
+const SECRET_ENV: &str = "DAVSYNC_TEST_GOOGLE_SECRET";
+
+/// A config with storage `g` (google_calendar at `url`, endpoints of `oauth`), storage `local`
+/// (a vdir below `{root}/cals`) and pair `p`, plus `extra`.
+fn config(sb: &Sandbox, oauth: &OAuthEmulation, url: &str, extra: &str) {
+    sb.write_config(&format!(
+        r#"status_path = "{{root}}/status"
+
+[storage.g]
+type = "google_calendar"
+client_id = "{CLIENT_ID}"
+client_secret = {{ env = "{SECRET_ENV}" }}
+url = "{url}"
+authorize_url = "{authorize}"
+token_url = "{token}"
+
+[storage.local]
+type = "vdir"
+path = "{{root}}/cals"
+fileext = ".ics"
+
+[pair.p]
+a = "local"
+b = "g"
+collections = "from a"
+{extra}"#,
+        authorize = oauth.authorize_url(),
+        token = oauth.token_url(),
+    ));
+}
+
+/// `davsync auth STORAGE` running, with its output read on threads.
+struct AuthRun {
+    child: Child,
+    /// The lines of standard error as they come.
+    lines: mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+fn spawn_auth(sb: &Sandbox, storage: &str) -> AuthRun {
+    let mut child = sb
+        .std_cmd()
+        .args(["auth", storage])
+        .env(SECRET_ENV, CLIENT_SECRET)
+        .env("BROWSER", "true")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn davsync auth");
+    let stderr = child.stderr.take().expect("stderr");
+    let (send, lines) = mpsc::channel();
+    let all = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let kept = std::sync::Arc::clone(&all);
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            kept.lock().unwrap().push_str(&format!("{line}\n"));
+            let _ = send.send(line);
+        }
+    });
+    AuthRun {
+        child,
+        lines,
+        stderr: all,
+    }
+}
+
+impl AuthRun {
+    /// The authorization URL davsync printed.
+    fn url(&self) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .expect("davsync auth prints the authorization URL");
+            if line.starts_with("http") && line.contains("/authorize?") {
+                return line.trim().to_owned();
+            }
+        }
+    }
+
+    fn paste(&mut self, text: &str) {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin.write_all(text.as_bytes()).expect("write stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
+    /// Waits for the end: exit code, stdout, stderr.
+    fn finish(mut self) -> (Option<i32>, String, String) {
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut stdout)
+            .expect("read stdout");
+        let status = self.child.wait().expect("wait");
+        // Let the reader thread take the last lines.
+        thread::sleep(Duration::from_millis(100));
+        let stderr = self.stderr.lock().unwrap().clone();
+        (status.code(), stdout, stderr)
+    }
+}
+
+/// Runs `davsync auth g` answered by the scripted browser; asserts success.
+fn authorize(sb: &Sandbox) -> String {
+    let run = spawn_auth(sb, "g");
+    let url = run.url();
+    let (_, page) = scripted_browser(&url);
+    assert!(page.contains("davsync is authorized"), "{page}");
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    format!("{stdout}{stderr}")
+}
+
+fn assert_no_secret(oauth: &OAuthEmulation, output: &str) {
+    for token in oauth.issued() {
+        assert!(!output.contains(&token), "{token} in output:\n{output}");
+    }
+    assert!(
+        !output.contains(CLIENT_SECRET),
+        "client secret in:\n{output}"
+    );
+}
+
+fn run(sb: &Sandbox, args: &[&str]) -> Run {
+    sb.run_env(args, &[(SECRET_ENV, CLIENT_SECRET)])
+}
+
+fn token_file(sb: &Sandbox) -> std::path::PathBuf {
+    sb.path("status/g.token")
+}
+
+#[test]
+fn auth_with_a_scripted_browser_stores_private_tokens() {
+    let oauth = OAuthEmulation::start(3600);
+    let sb = Sandbox::new();
+    config(&sb, &oauth, "http://127.0.0.1:9/", "");
+    let output = authorize(&sb);
+    assert!(
+        output.contains("[TMP]/status/g.token") || output.contains("status/g.token"),
+        "{output}"
+    );
+    let mode = std::fs::metadata(token_file(&sb))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let dir_mode = std::fs::metadata(sb.path("status"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700);
+    assert_eq!(oauth.grants("authorization_code", 200), 1);
+    assert_no_secret(&oauth, &output);
+    let stored = sb.read_string("status/g.token");
+    assert!(oauth.issued().iter().any(|t| stored.contains(t.as_str())));
+}
+
+#[test]
+fn auth_takes_the_pasted_redirect_address_or_the_bare_code() {
+    let oauth = OAuthEmulation::start(3600);
+    let sb = Sandbox::new();
+    config(&sb, &oauth, "http://127.0.0.1:9/", "");
+
+    // The whole address the browser ended at (the loopback listener never hears from it).
+    let mut run = spawn_auth(&sb, "g");
+    let location = authorization_redirect(&run.url());
+    run.paste(&format!("\n{location}\n"));
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_no_secret(&oauth, &format!("{stdout}{stderr}"));
+
+    // Just the code.
+    std::fs::remove_file(token_file(&sb)).unwrap();
+    let mut run = spawn_auth(&sb, "g");
+    let location = authorization_redirect(&run.url());
+    let code_value = location
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("code="))
+        .unwrap()
+        .to_owned();
+    run.paste(&format!("{code_value}\n"));
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(token_file(&sb).exists());
+    assert_eq!(oauth.grants("authorization_code", 200), 2);
+}
+
+#[test]
+fn auth_refuses_other_storages_and_unknown_names() {
+    let oauth = OAuthEmulation::start(3600);
+    let sb = Sandbox::new();
+    config(&sb, &oauth, "http://127.0.0.1:9/", "");
+    let vdir = run(&sb, &["auth", "local"]);
+    assert_eq!(vdir.code, Some(2), "{}", vdir.both());
+    assert!(vdir.stderr.contains("google_calendar"), "{}", vdir.both());
+    let unknown = run(&sb, &["auth", "nope"]);
+    assert_eq!(unknown.code, Some(2), "{}", unknown.both());
+}
+
+#[test]
+fn a_sync_refreshes_an_expired_access_token() {
+    let server = Xandikos::start();
+    let oauth = OAuthEmulation::start_front(3600, &server.url());
+    let sb = Sandbox::new();
+    config(&sb, &oauth, &format!("{}alice/calendars/", oauth.url()), "");
+    sb.write(
+        "cals/calendar/e1.ics",
+        EventBuilder::new("First").uid("e1").build(),
+    );
+    let output = authorize(&sb);
+    let first = run(&sb, &["sync"]);
+    assert_eq!(first.code, Some(0), "{}", first.both());
+    assert_eq!(oauth.grants("refresh_token", 200), 0);
+
+    // Expired at the emulation while davsync's file still believes it valid: a 401, one
+    // refresh, the request again.
+    oauth.expire_access_tokens();
+    sb.write(
+        "cals/calendar/e2.ics",
+        EventBuilder::new("Second").uid("e2").build(),
+    );
+    let second = run(&sb, &["sync"]);
+    assert_eq!(second.code, Some(0), "{}", second.both());
+    assert_eq!(oauth.grants("refresh_token", 200), 1, "{:?}", oauth.log());
+
+    // A token with less than a minute left is refreshed before use: no 401 first.
+    let stored = sb.read_string("status/g.token");
+    let mut edited: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    edited["expires_at"] = (now + 30).into();
+    edited["obtained_at"] = (now - 3570).into();
+    sb.write("status/g.token", edited.to_string());
+    let refused = || oauth.log().iter().filter(|l| l.status == 401).count();
+    let refused_before = refused();
+    let third = run(&sb, &["sync"]);
+    assert_eq!(third.code, Some(0), "{}", third.both());
+    assert_eq!(oauth.grants("refresh_token", 200), 2, "{:?}", oauth.log());
+    assert_eq!(
+        refused(),
+        refused_before,
+        "refreshed before use: {:?}",
+        oauth.log()
+    );
+    let fourth = run(&sb, &["sync"]);
+    assert_eq!(fourth.code, Some(0), "{}", fourth.both());
+    assert_eq!(oauth.grants("refresh_token", 200), 2, "{:?}", oauth.log());
+    let mode = std::fs::metadata(token_file(&sb))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let listed = server
+        .client()
+        .propfind(
+            &format!("{}alice/calendars/calendar/", server.url()),
+            "1",
+            "<propfind xmlns=\"DAV:\"><prop><getetag/></prop></propfind>",
+        )
+        .text();
+    assert!(listed.contains("e1") && listed.contains("e2"), "{listed}");
+    for run in [&first, &second, &third, &fourth] {
+        assert_no_secret(&oauth, &run.both());
+    }
+    assert_no_secret(&oauth, &output);
+}
+
+#[test]
+fn a_revoked_authorization_stops_only_its_pair_and_names_davsync_auth() {
+    let server = Xandikos::start();
+    let oauth = OAuthEmulation::start_front(3600, &server.url());
+    let sb = Sandbox::new();
+    config(
+        &sb,
+        &oauth,
+        &format!("{}alice/calendars/", oauth.url()),
+        r#"
+[storage.file]
+type = "singlefile"
+path = "{root}/work.ics"
+
+[storage.dir]
+type = "vdir"
+path = "{root}/b"
+fileext = ".ics"
+
+[pair.other]
+a = "file"
+b = "dir"
+"#,
+    );
+    sb.write(
+        "cals/calendar/e1.ics",
+        EventBuilder::new("First").uid("e1").build(),
+    );
+    sb.write("work.ics", EventBuilder::new("Work").uid("w1").build());
+    authorize(&sb);
+    oauth.revoke();
+    oauth.expire_access_tokens();
+    let sync = run(&sb, &["sync"]);
+    assert_eq!(sync.code, Some(1), "{}", sync.both());
+    assert!(
+        sync.stderr.contains("davsync auth g"),
+        "the message names the command: {}",
+        sync.both()
+    );
+    assert!(
+        sb.exists("b/w1.ics"),
+        "the other pair synced: {}",
+        sync.both()
+    );
+    assert_eq!(oauth.grants("refresh_token", 400), 1, "{:?}", oauth.log());
+    assert_no_secret(&oauth, &sync.both());
+
+    // Without a token file at all, the same advice.
+    std::fs::remove_file(token_file(&sb)).unwrap();
+    let sync = run(&sb, &["sync", "p"]);
+    assert_eq!(sync.code, Some(1), "{}", sync.both());
+    assert!(sync.stderr.contains("davsync auth g"), "{}", sync.both());
+}
+
+#[test]
+fn a_storage_in_two_pairs_refreshes_once() {
+    let server = Xandikos::start();
+    let oauth = OAuthEmulation::start_front(3600, &server.url());
+    let sb = Sandbox::new();
+    config(
+        &sb,
+        &oauth,
+        &format!("{}alice/calendars/", oauth.url()),
+        r#"
+[storage.local2]
+type = "vdir"
+path = "{root}/cals2"
+fileext = ".ics"
+
+[pair.q]
+a = "local2"
+b = "g"
+collections = "from b"
+"#,
+    );
+    sb.write(
+        "cals/calendar/e1.ics",
+        EventBuilder::new("First").uid("e1").build(),
+    );
+    sb.mkdir("cals2");
+    authorize(&sb);
+    oauth.expire_access_tokens();
+    let sync = run(&sb, &["sync"]);
+    assert_eq!(sync.code, Some(0), "{}", sync.both());
+    assert_eq!(oauth.grants("refresh_token", 200), 1, "{:?}", oauth.log());
+    assert_no_secret(&oauth, &sync.both());
+}
+
+#[test]
+fn a_refused_authorization_stores_nothing_and_exits_1() {
+    let oauth = OAuthEmulation::start(3600);
+    let sb = Sandbox::new();
+    config(&sb, &oauth, "http://127.0.0.1:9/", "");
+    let mut run = spawn_auth(&sb, "g");
+    let url = run.url();
+    let state = url
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("state="))
+        .unwrap()
+        .to_owned();
+    run.paste(&format!(
+        "http://127.0.0.1:1/?error=access_denied&state={state}\n"
+    ));
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("access_denied"), "{stderr}");
+    assert!(!token_file(&sb).exists());
+
+    // An answer for another authorization (another state) is refused too.
+    let mut run = spawn_auth(&sb, "g");
+    let location = authorization_redirect(&run.url());
+    let forged = location.replace("state=", "state=x");
+    run.paste(&format!("{forged}\n"));
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("state"), "{stderr}");
+    assert!(!token_file(&sb).exists());
+}
+
+/// A `google_calendar` storage speaks Google's dialect: a local VTODO is left alone with a
+/// note (never sent, never deleted), a calendar missing on Google is named for the user to
+/// create in the web interface instead of being made, and events still sync.
+#[test]
+fn a_google_calendar_storage_speaks_googles_dialect() {
+    let server = Xandikos::start();
+    let oauth = OAuthEmulation::start_front(3600, &server.url());
+    let sb = Sandbox::new();
+    config(&sb, &oauth, &format!("{}alice/calendars/", oauth.url()), "");
+    sb.write(
+        "cals/calendar/e1.ics",
+        EventBuilder::new("First").uid("e1").build(),
+    );
+    let todo = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VTODO\r\n\
+                UID:t1\r\nDTSTAMP:20260101T000000Z\r\nSUMMARY:Chore\r\nEND:VTODO\r\n\
+                END:VCALENDAR\r\n";
+    sb.write("cals/calendar/t1.ics", todo);
+    sb.write(
+        "cals/holidays/h1.ics",
+        EventBuilder::new("Holiday").uid("h1").build(),
+    );
+    authorize(&sb);
+
+    let run = run(&sb, &["sync"]);
+    assert_eq!(run.code, Some(1), "{}", run.both());
+    let out = run.both();
+    assert!(
+        out.contains("Google cannot create calendars over CalDAV"),
+        "{out}"
+    );
+    assert!(out.contains("\"holidays\""), "{out}");
+    assert!(out.contains("not syncable to Google Calendar"), "{out}");
+    let mkcalendars = oauth
+        .log()
+        .iter()
+        .filter(|l| l.method == "MKCALENDAR")
+        .count();
+    assert_eq!(mkcalendars, 0, "{:?}", oauth.log());
+    let listed = server
+        .client()
+        .propfind(
+            &format!("{}alice/calendars/calendar/", server.url()),
+            "1",
+            "<propfind xmlns=\"DAV:\"><prop><getetag/></prop></propfind>",
+        )
+        .text();
+    assert!(listed.contains("e1") && !listed.contains("t1"), "{listed}");
+    assert_eq!(sb.read_string("cals/calendar/t1.ics"), todo);
+}
