@@ -29,6 +29,25 @@ pub enum Dialect {
     Google,
 }
 
+impl Dialect {
+    /// The name of the collection at `href`, by which a pair matches collections: its last
+    /// path segment, except for a Google calendar, whose address is
+    /// `/caldav/v2/<calendar-id>/events/`, so that every calendar's last segment is `events`:
+    /// there the calendar id is the name.
+    pub fn collection_name(self, href: &str) -> String {
+        let last = super::href::last_segment(href);
+        if self != Dialect::Google || last != "events" {
+            return last;
+        }
+        let trimmed = href.trim_end_matches('/');
+        let parent = trimmed.strip_suffix("events").unwrap_or(trimmed);
+        match super::href::last_segment(parent) {
+            id if id.is_empty() => last,
+            id => id,
+        }
+    }
+}
+
 /// A `[storage.<name>]` table of type `caldav` or `carddav`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DavConfig {
@@ -99,4 +118,36 @@ pub fn parse_rest(
         concurrency,
         dialect: Dialect::Standard,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dialect;
+
+    #[test]
+    fn a_google_calendar_is_named_by_its_calendar_id() {
+        let cases = [
+            (
+                Dialect::Google,
+                "/caldav/v2/alice%40gmail.com/events/",
+                "alice@gmail.com",
+            ),
+            (
+                Dialect::Google,
+                "https://apidata.googleusercontent.com/caldav/v2/abc%40group.calendar.google.com/events",
+                "abc@group.calendar.google.com",
+            ),
+            (
+                Dialect::Google,
+                "/carddav/v1/principals/alice%40gmail.com/lists/default/",
+                "default",
+            ),
+            (Dialect::Google, "/events/", "events"),
+            (Dialect::Standard, "/alice/calendars/events/", "events"),
+            (Dialect::Standard, "/alice/calendars/work/", "work"),
+        ];
+        for (dialect, href, name) in cases {
+            assert_eq!(dialect.collection_name(href), name, "{dialect:?} {href}");
+        }
+    }
 }

@@ -911,7 +911,7 @@ impl Storage for DavStorage {
             let id = with_slash(&href::join(&home, &r.href));
             self.remember(&id, &r.props);
             collections.push(CollectionInfo {
-                name: href::last_segment(&r.href),
+                name: self.dialect.collection_name(&r.href),
                 id,
             });
         }
