@@ -482,6 +482,11 @@ struct Account {
 
 impl Account {
     fn start() -> Account {
+        Account::start_with(false)
+    }
+
+    /// With `bare_at`, the front's hrefs have `@` where Google might write `%40`.
+    fn start_with(bare_at: bool) -> Account {
         let server = Radicale::start();
         let client = server.client();
         for id in [EMAIL, TEAM] {
@@ -494,6 +499,7 @@ impl Account {
         front.google_layout(GoogleLayout {
             email: EMAIL.to_owned(),
             address_book: "contacts".to_owned(),
+            bare_at,
         });
         front.behind_bearer_check();
         let oauth = OAuthEmulation::start_front(3600, &front.url());
@@ -767,4 +773,93 @@ fn google_contacts_syncs_a_vdir_with_the_default_address_book() {
     idle.success();
     assert_eq!(common::totals(&idle), (0, 0, 0), "{}", idle.both());
     assert_eq!(account.front.log().len(), 1, "{}", account.front.log_text());
+}
+
+/// Ids and item names with `@` (Google's event UIDs often end in `@google.com`), written in
+/// hrefs as a bare `@` by the front: names stay the ids, items are neither duplicated nor
+/// listed again, a no-op sync costs one request.
+#[test]
+fn hrefs_with_a_bare_at_sign_name_the_same_calendars_and_items() {
+    let account = Account::start_with(true);
+    let client = account.server.client();
+    let on_google = format!("{}abc123%40google.com.ics", account.radicale(TEAM));
+    let put = client.put_item(
+        &on_google,
+        EventBuilder::new("Google's")
+            .uid("abc123@google.com")
+            .build()
+            .as_bytes(),
+    );
+    assert!(put.is_success(), "{}", put.text());
+    let sb = Sandbox::new();
+    layout_config(&sb, &account, "google_calendar");
+    authorize(&sb);
+    sb.mkdir("local");
+    let discover = run(&sb, &["discover"]);
+    discover.success();
+    let out = discover.both();
+    for id in [EMAIL, TEAM] {
+        assert!(out.contains(&format!("p/{id}\n")), "{out}");
+    }
+
+    let first = run(&sb, &["sync"]);
+    first.success();
+    assert_eq!(sb.ls("local"), vec![EMAIL.to_owned(), TEAM.to_owned()]);
+    assert_eq!(sb.ls(&format!("local/{TEAM}")).len(), 1, "{}", first.both());
+    sb.write(
+        &format!("local/{EMAIL}/mine.ics"),
+        EventBuilder::new("Mine").uid("mine@example.com").build(),
+    );
+    let second = run(&sb, &["sync"]);
+    second.success();
+    assert_eq!(common::totals(&second), (1, 0, 0), "{}", second.both());
+    assert_eq!(
+        account.items(EMAIL).len(),
+        1,
+        "{}",
+        account.front.log_text()
+    );
+    assert_eq!(account.items(TEAM).len(), 1);
+    let puts = account.front.with_method("PUT");
+    assert_eq!(
+        puts.iter().map(|l| l.path.as_str()).collect::<Vec<_>>(),
+        ["/caldav/v2/alice@example.com/events/mine@example.com.ics"],
+        "davsync writes below the hrefs as the server gave them"
+    );
+    run(&sb, &["sync"]).success();
+    account.front.reset_log();
+    let idle = run(&sb, &["sync"]);
+    idle.success();
+    assert_eq!(common::totals(&idle), (0, 0, 0), "{}", idle.both());
+    assert_eq!(account.front.log().len(), 1, "{}", account.front.log_text());
+    assert_eq!(sb.ls(&format!("local/{EMAIL}")).len(), 1);
+    assert_eq!(sb.ls(&format!("local/{TEAM}")).len(), 1);
+}
+
+/// A pair that names one calendar by its id syncs that calendar only.
+#[test]
+fn a_calendar_named_by_its_id_in_collections_is_the_one_synced() {
+    let account = Account::start();
+    let sb = Sandbox::new();
+    layout_config(&sb, &account, "google_calendar");
+    let config = std::fs::read_to_string(sb.config_path()).unwrap();
+    sb.write_config(&config.replace(
+        "collections = \"from b\"",
+        &format!("collections = [\"{TEAM}\"]"),
+    ));
+    authorize(&sb);
+    sb.write(
+        &format!("local/{TEAM}/t1.ics"),
+        EventBuilder::new("Team").uid("t1").build(),
+    );
+    let sync = run(&sb, &["sync"]);
+    sync.success();
+    assert_eq!(sb.ls("local"), vec![TEAM.to_owned()], "{}", sync.both());
+    assert_eq!(
+        account.items(TEAM),
+        vec!["t1.ics".to_owned()],
+        "{}",
+        sync.both()
+    );
+    assert!(account.items(EMAIL).is_empty());
 }

@@ -674,6 +674,9 @@ pub struct GoogleLayout {
     pub email: String,
     /// The Radicale collection of alice that is the `default` address book.
     pub address_book: String,
+    /// Hrefs in answers with a bare `@` (`/caldav/v2/me@example.com/events/`) instead of `%40`
+    /// (both are valid in a path; which one Google writes was not found, so both are tested).
+    pub bare_at: bool,
 }
 
 /// Which of Google's trees a request is in.
@@ -762,6 +765,14 @@ impl GoogleLayout {
     /// A Radicale href (path or absolute URL) → Google's, in `tree`. `/alice/` is the principal
     /// or the home set: `as_home` says which.
     fn to_google(&self, href: &str, tree: Tree, as_home: bool) -> String {
+        let google = self.to_google_encoded(href, tree, as_home);
+        match self.bare_at {
+            true => decode_id(&google),
+            false => google,
+        }
+    }
+
+    fn to_google_encoded(&self, href: &str, tree: Tree, as_home: bool) -> String {
         let path = match href.find("://") {
             Some(scheme) => match href[scheme + 3..].find('/') {
                 Some(slash) => &href[scheme + 3 + slash..],
