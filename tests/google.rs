@@ -863,3 +863,52 @@ fn a_calendar_named_by_its_id_in_collections_is_the_one_synced() {
     );
     assert!(account.items(EMAIL).is_empty());
 }
+
+/// A local calendar Google lacks: Google cannot create it over CalDAV, and a calendar made in
+/// the web interface gets an id of Google's choosing, not the local name. The message says to
+/// pair the local collection with that id, and doing so syncs it.
+#[test]
+fn a_local_calendar_google_lacks_is_paired_with_the_id_google_gives_it() {
+    let account = Account::start();
+    let sb = Sandbox::new();
+    layout_config(&sb, &account, "google_calendar");
+    let config = std::fs::read_to_string(sb.config_path()).unwrap();
+    sb.write_config(&config.replace("collections = \"from b\"", "collections = \"from a\""));
+    authorize(&sb);
+    sb.write(
+        "local/holidays/h1.ics",
+        EventBuilder::new("Holiday").uid("h1").build(),
+    );
+    let refused = run(&sb, &["sync"]);
+    assert_eq!(refused.code, Some(1), "{}", refused.both());
+    let out = refused.both();
+    assert!(
+        out.contains("Google cannot create calendars over CalDAV"),
+        "{out}"
+    );
+    assert!(out.contains("calendar id"), "{out}");
+    assert!(out.contains("davsync discover"), "{out}");
+    assert!(account.front.with_method("MKCALENDAR").is_empty());
+
+    // The user makes "holidays" in the web interface; Google gives it an id.
+    let id = "h0l1d4ys@group.calendar.google.com";
+    let made = account.server.client().mkcalendar(&account.radicale(id));
+    assert!(made.is_success());
+    // Unpaired, it still does not match the local name.
+    let again = run(&sb, &["sync"]);
+    assert_eq!(again.code, Some(1), "{}", again.both());
+    assert!(account.items(id).is_empty());
+    // Paired by its id, as the message says, it syncs.
+    sb.write_config(&config.replace(
+        "collections = \"from b\"",
+        &format!("collections = [{{ name = \"holidays\", a = \"holidays\", b = \"{id}\" }}]"),
+    ));
+    let paired = run(&sb, &["sync"]);
+    paired.success();
+    assert_eq!(
+        account.items(id),
+        vec!["h1.ics".to_owned()],
+        "{}",
+        paired.both()
+    );
+}
