@@ -912,3 +912,55 @@ fn a_local_calendar_google_lacks_is_paired_with_the_id_google_gives_it() {
         paired.both()
     );
 }
+
+/// The addresses users paste (Google's help and other clients' docs give the principal
+/// `/caldav/v2/<email>/user` or a calendar's `/caldav/v2/<id>/events`): with `collections`,
+/// discovery from either finds every calendar of the account (as with any server: davsync
+/// goes from the URL to its principal's home set); without, a calendar's address is that one
+/// calendar.
+#[test]
+fn discovery_from_the_principal_or_one_calendars_address() {
+    let account = Account::start();
+    let put = account.server.client().put_item(
+        &format!("{}t1.ics", account.radicale(TEAM)),
+        EventBuilder::new("Team").uid("t1").build().as_bytes(),
+    );
+    assert!(put.is_success());
+    let sb = Sandbox::new();
+    layout_config(&sb, &account, "google_calendar");
+    let config = std::fs::read_to_string(sb.config_path()).unwrap();
+    authorize(&sb);
+    sb.mkdir("local");
+    let base = format!("{}caldav/v2/", account.oauth.url());
+    let with_url =
+        |url: &str| config.replace(&format!("url = \"{base}\""), &format!("url = \"{url}\""));
+    for url in [
+        format!("{base}alice@example.com/user"),
+        format!("{base}alice%40example.com/user/"),
+        format!("{base}team%40group.calendar.google.com/events/"),
+        format!("{base}alice@example.com/events"),
+    ] {
+        sb.write_config(&with_url(&url));
+        let run = run(&sb, &["discover"]);
+        let out = run.both();
+        assert_eq!(run.code, Some(0), "{url}\n{out}");
+        let listed: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("p/"))
+            .collect();
+        assert_eq!(
+            listed,
+            [EMAIL, TEAM],
+            "{url}\n{out}\n{}",
+            account.front.log_text()
+        );
+    }
+
+    // No collections: the pair is the one calendar at the URL.
+    let one = with_url(&format!("{base}team%40group.calendar.google.com/events/"))
+        .replace("collections = \"from b\"\n", "");
+    sb.write_config(&one);
+    let sync = run(&sb, &["sync"]);
+    sync.success();
+    assert_eq!(sb.ls("local"), vec!["t1.ics".to_owned()], "{}", sync.both());
+}
