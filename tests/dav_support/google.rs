@@ -15,6 +15,13 @@
 //!    hardest case for a client); a PUT of a VTODO or VJOURNAL → 400 with a body.
 //! 4. Everything else goes to Radicale as alice (Basic auth), PUT bodies rewritten the way
 //!    Google re-serializes what it stores ([`google_rewrite`]) unless turned off.
+//! 5. With [`GoogleFront::google_layout`], paths are Google's (`/caldav/v2/<id>/events/...`,
+//!    `/carddav/v1/principals/<email>/lists/default/...`), mapped onto Radicale's, and hrefs
+//!    in bodies and headers rewritten both ways ([`GoogleLayout`]).
+//!
+//! Bearer tokens: checked here against the set the test controls, or, with
+//! [`GoogleFront::behind_bearer_check`], by the OAuth2 emulation in front of this one
+//! (`OAuthEmulation::start_front(lifetime, &front.url())`), which forwards without them.
 //!
 //! Every request is logged ([`GoogleFront::log`]).
 
