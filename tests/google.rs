@@ -2,6 +2,9 @@
 //! (`dav_support::oauth`, not Google) in front of Xandikos: `davsync auth` with a scripted
 //! browser and with a pasted answer, the token file's mode, tokens never in the output, a sync
 //! over an expired access token, and a revoked refresh token stopping only its own pair.
+//! Then Google's URL layout: the OAuth2 emulation in front of `GoogleFront` (the emulation of
+//! Google's CalDAV/CardDAV front, with `GoogleLayout`) before Radicale, so that discovery,
+//! collection names and hrefs are those of Google.
 
 mod common;
 mod dav_support;
@@ -14,10 +17,11 @@ use std::thread;
 use std::time::Duration;
 
 use common::{EventBuilder, Run, Sandbox};
+use dav_support::google::{GoogleFront, GoogleLayout, Limit};
 use dav_support::oauth::{
     CLIENT_ID, CLIENT_SECRET, OAuthEmulation, authorization_redirect, scripted_browser,
 };
-use dav_support::{DavServer, Xandikos};
+use dav_support::{DavServer, Radicale, Xandikos};
 
 const SECRET_ENV: &str = "DAVSYNC_TEST_GOOGLE_SECRET";
 
@@ -458,4 +462,505 @@ fn a_google_calendar_storage_speaks_googles_dialect() {
         .text();
     assert!(listed.contains("e1") && !listed.contains("t1"), "{listed}");
     assert_eq!(sb.read_string("cals/calendar/t1.ics"), todo);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Google's URL layout (`GoogleLayout`, an emulation: see tests/dav_support/google.rs)
+
+const EMAIL: &str = "alice@example.com";
+const TEAM: &str = "team@group.calendar.google.com";
+
+/// An account in Google's layout: the OAuth2 emulation checks bearer tokens and forwards to
+/// `GoogleFront` (Google's refusals, rewrites and URL layout), which forwards to Radicale,
+/// where alice has the calendars `alice@example.com` and `team@group.calendar.google.com` and
+/// the address book `contacts` (Google's `lists/default`).
+struct Account {
+    server: Radicale,
+    front: GoogleFront,
+    oauth: OAuthEmulation,
+}
+
+impl Account {
+    fn start() -> Account {
+        Account::start_with(false)
+    }
+
+    /// With `bare_at`, the front's hrefs have `@` where Google might write `%40`.
+    fn start_with(bare_at: bool) -> Account {
+        let server = Radicale::start();
+        let client = server.client();
+        for id in [EMAIL, TEAM] {
+            let url = format!("{}{}/", server.calendar_home_url(), id.replace('@', "%40"));
+            assert!(client.mkcalendar(&url).is_success(), "MKCALENDAR {url}");
+        }
+        let book = format!("{}contacts/", server.addressbook_home_url());
+        assert!(client.mkcol_addressbook(&book).is_success(), "MKCOL {book}");
+        let front = GoogleFront::start(&server, "not-used-behind-the-oauth-emulation");
+        front.google_layout(GoogleLayout {
+            email: EMAIL.to_owned(),
+            address_book: "contacts".to_owned(),
+            bare_at,
+        });
+        front.behind_bearer_check();
+        let oauth = OAuthEmulation::start_front(3600, &front.url());
+        Account {
+            server,
+            front,
+            oauth,
+        }
+    }
+
+    /// Radicale's URL of collection `name` of alice.
+    fn radicale(&self, name: &str) -> String {
+        format!(
+            "{}{}/",
+            self.server.calendar_home_url(),
+            name.replace('@', "%40")
+        )
+    }
+
+    /// Item names in Radicale's collection `name`.
+    fn items(&self, name: &str) -> Vec<String> {
+        let answer = self.server.client().propfind(&self.radicale(name), "1", "");
+        let mut names: Vec<String> = dav_support::elements(&answer.text(), "href")
+            .into_iter()
+            .filter(|h| h.ends_with(".ics") || h.ends_with(".vcf"))
+            .map(|h| h.rsplit('/').next().unwrap_or_default().to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// Storage `g` of `kind` (`google_calendar` at the emulation's `/caldav/v2/`, or
+/// `google_contacts` at `/carddav/v1/principals/`), a vdir `local` below `{root}/local`, and
+/// pair `p` with `collections = "from b"`.
+fn layout_config(sb: &Sandbox, account: &Account, kind: &str) {
+    let (url, ext) = match kind {
+        "google_calendar" => ("caldav/v2/", ".ics"),
+        _ => ("carddav/v1/principals/", ".vcf"),
+    };
+    let oauth = &account.oauth;
+    sb.write_config(&format!(
+        r#"status_path = "{{root}}/status"
+
+[storage.g]
+type = "{kind}"
+client_id = "{CLIENT_ID}"
+client_secret = {{ env = "{SECRET_ENV}" }}
+url = "{base}{url}"
+authorize_url = "{authorize}"
+token_url = "{token}"
+
+[storage.local]
+type = "vdir"
+path = "{{root}}/local"
+fileext = "{ext}"
+
+[pair.p]
+a = "local"
+b = "g"
+collections = "from b"
+"#,
+        base = oauth.url(),
+        authorize = oauth.authorize_url(),
+        token = oauth.token_url(),
+    ));
+}
+
+#[test]
+fn discovery_in_googles_layout_names_calendars_by_calendar_id() {
+    let account = Account::start();
+    let sb = Sandbox::new();
+    layout_config(&sb, &account, "google_calendar");
+    authorize(&sb);
+    sb.mkdir("local");
+    let run = run(&sb, &["discover"]);
+    run.success();
+    let out = run.both();
+    for id in [EMAIL, TEAM] {
+        assert!(
+            out.contains(&format!("p/{id}\n")),
+            "{out}\n{}",
+            account.front.log_text()
+        );
+    }
+    assert!(!out.contains("p/events"), "{out}");
+    let base = account.oauth.url();
+    for id in ["alice%40example.com", "team%40group.calendar.google.com"] {
+        assert!(
+            out.contains(&format!("b: {base}caldav/v2/{id}/events/\n")),
+            "{out}"
+        );
+    }
+    assert!(
+        !out.contains("contacts"),
+        "an address book is no calendar:\n{out}"
+    );
+    // Root, principal (Google's `/user`), home set: Google's addresses only.
+    assert_eq!(
+        account.front.log_text(),
+        "PROPFIND /caldav/v2/ -> 207\n\
+         PROPFIND /caldav/v2/alice%40example.com/user/ -> 207\n\
+         PROPFIND /caldav/v2/alice%40example.com/ -> 207\n"
+    );
+    assert!(sb.ls("local").is_empty(), "discover creates nothing");
+}
+
+#[test]
+fn a_pair_from_google_syncs_both_ways_by_calendar_id() {
+    let account = Account::start();
+    let client = account.server.client();
+    assert!(
+        client
+            .put_item(
+                &format!("{}g1.ics", account.radicale(EMAIL)),
+                EventBuilder::new("On Google").uid("g1").build().as_bytes(),
+            )
+            .is_success()
+    );
+    let sb = Sandbox::new();
+    layout_config(&sb, &account, "google_calendar");
+    authorize(&sb);
+
+    let first = run(&sb, &["sync"]);
+    first.success();
+    assert_eq!(
+        sb.ls("local"),
+        vec![EMAIL.to_owned(), TEAM.to_owned()],
+        "{}",
+        first.both()
+    );
+    assert_eq!(sb.ls(&format!("local/{EMAIL}")), vec!["g1.ics".to_owned()]);
+
+    sb.write(
+        &format!("local/{TEAM}/l1.ics"),
+        EventBuilder::new("From here").uid("l1").build(),
+    );
+    let second = run(&sb, &["sync"]);
+    second.success();
+    assert_eq!(
+        account.items(TEAM),
+        vec!["l1.ics".to_owned()],
+        "{}",
+        second.both()
+    );
+    assert_eq!(account.items(EMAIL), vec!["g1.ics".to_owned()]);
+    let puts = account.front.with_method("PUT");
+    assert_eq!(puts.len(), 1, "{}", account.front.log_text());
+    assert_eq!(
+        puts[0].path,
+        "/caldav/v2/team%40group.calendar.google.com/events/l1.ics",
+        "{}",
+        account.front.log_text()
+    );
+
+    // The run after a write lists the written calendar once more (by design: a side a run
+    // wrote to keeps no remembered ctag or token, see src/sync/mod.rs), the other not.
+    account.front.reset_log();
+    let after = run(&sb, &["sync"]);
+    after.success();
+    assert_eq!(common::totals(&after), (0, 0, 0), "{}", after.both());
+    assert_eq!(
+        account.front.log_text(),
+        "PROPFIND /caldav/v2/alice%40example.com/ -> 207\n\
+         REPORT /caldav/v2/team%40group.calendar.google.com/events/ -> 207\n"
+    );
+    // Nothing changed: one request for the account.
+    account.front.reset_log();
+    let idle = run(&sb, &["sync"]);
+    idle.success();
+    assert_eq!(common::totals(&idle), (0, 0, 0), "{}", idle.both());
+    assert_eq!(
+        account.front.log_text(),
+        "PROPFIND /caldav/v2/alice%40example.com/ -> 207\n",
+        "a no-op sync costs one request, the home set's PROPFIND"
+    );
+    assert_no_secret(&account.oauth, &idle.both());
+}
+
+#[test]
+fn a_rate_limit_storm_through_the_google_type_ends_clean() {
+    let account = Account::start();
+    let sb = Sandbox::new();
+    layout_config(&sb, &account, "google_calendar");
+    authorize(&sb);
+    for n in 1..=3 {
+        sb.write(
+            &format!("local/{EMAIL}/e{n}.ics"),
+            EventBuilder::new("x").uid(&format!("e{n}")).build(),
+        );
+    }
+    account.front.rate_limit(vec![
+        Limit::RateLimitExceeded,
+        Limit::TooManyRequests(1),
+        Limit::RateLimitExceeded,
+        Limit::RateLimitExceeded,
+    ]);
+    let storm = run(&sb, &["sync"]);
+    storm.success();
+    assert_eq!(account.front.limits_left(), 0);
+    let statuses: Vec<u16> = account.front.log().iter().map(|l| l.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 403).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        account.items(EMAIL).len(),
+        3,
+        "{}\n{}",
+        storm.both(),
+        account.front.log_text()
+    );
+    let again = run(&sb, &["sync"]);
+    again.success();
+    assert_eq!(common::totals(&again), (0, 0, 0), "{}", again.both());
+}
+
+#[test]
+fn google_contacts_syncs_a_vdir_with_the_default_address_book() {
+    let account = Account::start();
+    assert!(
+        account
+            .server
+            .client()
+            .put_item(
+                &format!("{}c1.vcf", account.radicale("contacts")),
+                common::vcard("c1", "Ann Example").as_bytes(),
+            )
+            .is_success()
+    );
+    let sb = Sandbox::new();
+    layout_config(&sb, &account, "google_contacts");
+    authorize(&sb);
+    let first = run(&sb, &["sync"]);
+    first.success();
+    assert_eq!(
+        sb.ls("local"),
+        vec!["default".to_owned()],
+        "{}",
+        first.both()
+    );
+    assert_eq!(sb.ls("local/default"), vec!["c1.vcf".to_owned()]);
+    sb.write("local/default/c2.vcf", common::vcard("c2", "Bob Example"));
+    let second = run(&sb, &["sync"]);
+    second.success();
+    assert_eq!(
+        account.items("contacts"),
+        vec!["c1.vcf".to_owned(), "c2.vcf".to_owned()],
+        "{}\n{}",
+        second.both(),
+        account.front.log_text()
+    );
+    assert!(
+        account
+            .front
+            .log()
+            .iter()
+            .all(|l| l.path.starts_with("/carddav/v1/principals/")),
+        "{}",
+        account.front.log_text()
+    );
+    run(&sb, &["sync"]).success();
+    account.front.reset_log();
+    let idle = run(&sb, &["sync"]);
+    idle.success();
+    assert_eq!(common::totals(&idle), (0, 0, 0), "{}", idle.both());
+    assert_eq!(account.front.log().len(), 1, "{}", account.front.log_text());
+}
+
+/// Ids and item names with `@` (Google's event UIDs often end in `@google.com`), written in
+/// hrefs as a bare `@` by the front: names stay the ids, items are neither duplicated nor
+/// listed again, a no-op sync costs one request.
+#[test]
+fn hrefs_with_a_bare_at_sign_name_the_same_calendars_and_items() {
+    let account = Account::start_with(true);
+    let client = account.server.client();
+    let on_google = format!("{}abc123%40google.com.ics", account.radicale(TEAM));
+    let put = client.put_item(
+        &on_google,
+        EventBuilder::new("Google's")
+            .uid("abc123@google.com")
+            .build()
+            .as_bytes(),
+    );
+    assert!(put.is_success(), "{}", put.text());
+    let sb = Sandbox::new();
+    layout_config(&sb, &account, "google_calendar");
+    authorize(&sb);
+    sb.mkdir("local");
+    let discover = run(&sb, &["discover"]);
+    discover.success();
+    let out = discover.both();
+    for id in [EMAIL, TEAM] {
+        assert!(out.contains(&format!("p/{id}\n")), "{out}");
+    }
+
+    let first = run(&sb, &["sync"]);
+    first.success();
+    assert_eq!(sb.ls("local"), vec![EMAIL.to_owned(), TEAM.to_owned()]);
+    assert_eq!(sb.ls(&format!("local/{TEAM}")).len(), 1, "{}", first.both());
+    sb.write(
+        &format!("local/{EMAIL}/mine.ics"),
+        EventBuilder::new("Mine").uid("mine@example.com").build(),
+    );
+    let second = run(&sb, &["sync"]);
+    second.success();
+    assert_eq!(common::totals(&second), (1, 0, 0), "{}", second.both());
+    assert_eq!(
+        account.items(EMAIL).len(),
+        1,
+        "{}",
+        account.front.log_text()
+    );
+    assert_eq!(account.items(TEAM).len(), 1);
+    let puts = account.front.with_method("PUT");
+    assert_eq!(
+        puts.iter().map(|l| l.path.as_str()).collect::<Vec<_>>(),
+        ["/caldav/v2/alice@example.com/events/mine@example.com.ics"],
+        "davsync writes below the hrefs as the server gave them"
+    );
+    run(&sb, &["sync"]).success();
+    account.front.reset_log();
+    let idle = run(&sb, &["sync"]);
+    idle.success();
+    assert_eq!(common::totals(&idle), (0, 0, 0), "{}", idle.both());
+    assert_eq!(account.front.log().len(), 1, "{}", account.front.log_text());
+    assert_eq!(sb.ls(&format!("local/{EMAIL}")).len(), 1);
+    assert_eq!(sb.ls(&format!("local/{TEAM}")).len(), 1);
+}
+
+/// A pair that names one calendar by its id syncs that calendar only.
+#[test]
+fn a_calendar_named_by_its_id_in_collections_is_the_one_synced() {
+    let account = Account::start();
+    let sb = Sandbox::new();
+    layout_config(&sb, &account, "google_calendar");
+    let config = std::fs::read_to_string(sb.config_path()).unwrap();
+    sb.write_config(&config.replace(
+        "collections = \"from b\"",
+        &format!("collections = [\"{TEAM}\"]"),
+    ));
+    authorize(&sb);
+    sb.write(
+        &format!("local/{TEAM}/t1.ics"),
+        EventBuilder::new("Team").uid("t1").build(),
+    );
+    let sync = run(&sb, &["sync"]);
+    sync.success();
+    assert_eq!(sb.ls("local"), vec![TEAM.to_owned()], "{}", sync.both());
+    assert_eq!(
+        account.items(TEAM),
+        vec!["t1.ics".to_owned()],
+        "{}",
+        sync.both()
+    );
+    assert!(account.items(EMAIL).is_empty());
+}
+
+/// A local calendar Google lacks: Google cannot create it over CalDAV, and a calendar made in
+/// the web interface gets an id of Google's choosing, not the local name. The message says to
+/// pair the local collection with that id, and doing so syncs it.
+#[test]
+fn a_local_calendar_google_lacks_is_paired_with_the_id_google_gives_it() {
+    let account = Account::start();
+    let sb = Sandbox::new();
+    layout_config(&sb, &account, "google_calendar");
+    let config = std::fs::read_to_string(sb.config_path()).unwrap();
+    sb.write_config(&config.replace("collections = \"from b\"", "collections = \"from a\""));
+    authorize(&sb);
+    sb.write(
+        "local/holidays/h1.ics",
+        EventBuilder::new("Holiday").uid("h1").build(),
+    );
+    let refused = run(&sb, &["sync"]);
+    assert_eq!(refused.code, Some(1), "{}", refused.both());
+    let out = refused.both();
+    assert!(
+        out.contains("Google cannot create calendars over CalDAV"),
+        "{out}"
+    );
+    assert!(out.contains("calendar id"), "{out}");
+    assert!(out.contains("davsync discover"), "{out}");
+    assert!(account.front.with_method("MKCALENDAR").is_empty());
+
+    // The user makes "holidays" in the web interface; Google gives it an id.
+    let id = "h0l1d4ys@group.calendar.google.com";
+    let made = account.server.client().mkcalendar(&account.radicale(id));
+    assert!(made.is_success());
+    // Unpaired, it still does not match the local name.
+    let again = run(&sb, &["sync"]);
+    assert_eq!(again.code, Some(1), "{}", again.both());
+    assert!(account.items(id).is_empty());
+    // Paired by its id, as the message says, it syncs.
+    sb.write_config(&config.replace(
+        "collections = \"from b\"",
+        &format!("collections = [{{ name = \"holidays\", a = \"holidays\", b = \"{id}\" }}]"),
+    ));
+    let paired = run(&sb, &["sync"]);
+    paired.success();
+    assert_eq!(
+        account.items(id),
+        vec!["h1.ics".to_owned()],
+        "{}",
+        paired.both()
+    );
+}
+
+/// The addresses users paste (Google's help and other clients' docs give the principal
+/// `/caldav/v2/<email>/user` or a calendar's `/caldav/v2/<id>/events`): with `collections`,
+/// discovery from either finds every calendar of the account (as with any server: davsync
+/// goes from the URL to its principal's home set); without, a calendar's address is that one
+/// calendar.
+#[test]
+fn discovery_from_the_principal_or_one_calendars_address() {
+    let account = Account::start();
+    let put = account.server.client().put_item(
+        &format!("{}t1.ics", account.radicale(TEAM)),
+        EventBuilder::new("Team").uid("t1").build().as_bytes(),
+    );
+    assert!(put.is_success());
+    let sb = Sandbox::new();
+    layout_config(&sb, &account, "google_calendar");
+    let config = std::fs::read_to_string(sb.config_path()).unwrap();
+    authorize(&sb);
+    sb.mkdir("local");
+    let base = format!("{}caldav/v2/", account.oauth.url());
+    let with_url =
+        |url: &str| config.replace(&format!("url = \"{base}\""), &format!("url = \"{url}\""));
+    for url in [
+        format!("{base}alice@example.com/user"),
+        format!("{base}alice%40example.com/user/"),
+        format!("{base}team%40group.calendar.google.com/events/"),
+        format!("{base}alice@example.com/events"),
+    ] {
+        sb.write_config(&with_url(&url));
+        let run = run(&sb, &["discover"]);
+        let out = run.both();
+        assert_eq!(run.code, Some(0), "{url}\n{out}");
+        let listed: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("p/"))
+            .collect();
+        assert_eq!(
+            listed,
+            [EMAIL, TEAM],
+            "{url}\n{out}\n{}",
+            account.front.log_text()
+        );
+    }
+
+    // No collections: the pair is the one calendar at the URL.
+    let one = with_url(&format!("{base}team%40group.calendar.google.com/events/"))
+        .replace("collections = \"from b\"\n", "");
+    sb.write_config(&one);
+    let sync = run(&sb, &["sync"]);
+    sync.success();
+    assert_eq!(sb.ls("local"), vec!["t1.ics".to_owned()], "{}", sync.both());
 }

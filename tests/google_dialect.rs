@@ -247,8 +247,10 @@ fn a_calendar_missing_on_google_is_named_and_the_others_sync() {
     assert_eq!(
         refused,
         "cannot create collection \"new\": Google cannot create calendars over CalDAV; create \
-         a calendar named \"new\" in Google Calendar's web interface (calendar.google.com, \
-         \"Other calendars\" > \"+\" > \"Create new calendar\"), then sync again"
+         a calendar for \"new\" in Google Calendar's web interface (calendar.google.com, \
+         \"Other calendars\" > \"+\" > \"Create new calendar\"), then pair this collection \
+         with its calendar id in the pair's collections (`davsync discover` lists the ids), \
+         e.g. { name = \"new\", a = \"new\", b = \"<calendar id>\" } where Google is b"
     );
     assert!(
         front.with_method("MKCALENDAR").is_empty(),

@@ -15,6 +15,13 @@
 //!    hardest case for a client); a PUT of a VTODO or VJOURNAL → 400 with a body.
 //! 4. Everything else goes to Radicale as alice (Basic auth), PUT bodies rewritten the way
 //!    Google re-serializes what it stores ([`google_rewrite`]) unless turned off.
+//! 5. With [`GoogleFront::google_layout`], paths are Google's (`/caldav/v2/<id>/events/...`,
+//!    `/carddav/v1/principals/<email>/lists/default/...`), mapped onto Radicale's, and hrefs
+//!    in bodies and headers rewritten both ways ([`GoogleLayout`]).
+//!
+//! Bearer tokens: checked here against the set the test controls, or, with
+//! [`GoogleFront::behind_bearer_check`], by the OAuth2 emulation in front of this one
+//! (`OAuthEmulation::start_front(lifetime, &front.url())`), which forwards without them.
 //!
 //! Every request is logged ([`GoogleFront::log`]).
 
@@ -101,6 +108,10 @@ struct State {
     stall: Mutex<Option<(String, usize)>>,
     stalled: AtomicBool,
     shutdown: AtomicBool,
+    /// Google's URL layout, when on ([`GoogleFront::google_layout`]).
+    layout: Mutex<Option<GoogleLayout>>,
+    /// Bearer tokens are checked by a front before this one ([`GoogleFront::behind_bearer_check`]).
+    bearer_checked_before: AtomicBool,
 }
 
 /// See the module documentation.
@@ -133,6 +144,8 @@ impl GoogleFront {
             stall: Mutex::new(None),
             stalled: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
+            layout: Mutex::new(None),
+            bearer_checked_before: AtomicBool::new(false),
         });
         let accept = {
             let state = Arc::clone(&state);
@@ -183,6 +196,27 @@ impl GoogleFront {
     /// Whether a request chosen by [`GoogleFront::stall_after_forward`] has been applied.
     pub fn stalled(&self) -> bool {
         self.state.stalled.load(Ordering::SeqCst)
+    }
+
+    /// From now on the front serves Google's URL layout (see [`GoogleLayout`]) instead of
+    /// Radicale's: requests are mapped onto Radicale's paths, hrefs in bodies and
+    /// `Location`/`Content-Location` headers both ways. The log keeps Google's paths.
+    pub fn google_layout(&self, layout: GoogleLayout) {
+        *lock(&self.state.layout) = Some(layout);
+    }
+
+    /// The front's URL for a path of Google's layout (`/caldav/v2/`).
+    pub fn google_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Another front checks bearer tokens before this one and forwards without them
+    /// (`OAuthEmulation::start_front` with this front as its backend): requests without a
+    /// token are let through. A token sent is still checked.
+    pub fn behind_bearer_check(&self) {
+        self.state
+            .bearer_checked_before
+            .store(true, Ordering::SeqCst);
     }
 
     pub fn set_refusals(&self, refusals: Refusals) {
@@ -311,7 +345,10 @@ fn decide(
     body: &[u8],
     token: Option<&str>,
 ) -> HttpResponse {
-    let authorized = token.is_some_and(|t| lock(&state.tokens).contains(t));
+    let authorized = match token {
+        Some(t) => lock(&state.tokens).contains(t),
+        None => state.bearer_checked_before.load(Ordering::SeqCst),
+    };
     if !authorized {
         let challenge = (
             "WWW-Authenticate".to_owned(),
@@ -390,8 +427,27 @@ fn decide(
             _ => false,
         }
     };
-    let response = match forward(&state.upstream, method, target, &forwarded, &body) {
-        Ok(response) => response,
+    let layout = lock(&state.layout).clone();
+    let upstream_target = match &layout {
+        Some(layout) => {
+            if method == "REPORT" {
+                body = layout.request_body(&body);
+                if let Some(length) = forwarded
+                    .iter_mut()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                {
+                    length.1 = body.len().to_string();
+                }
+            }
+            layout.to_radicale(target)
+        }
+        None => target.to_owned(),
+    };
+    let response = match forward(&state.upstream, method, &upstream_target, &forwarded, &body) {
+        Ok(response) => match &layout {
+            Some(layout) => layout.response(response, target),
+            None => response,
+        },
         Err(e) => plain(502, Vec::new(), &format!("emulation: upstream failed: {e}")),
     };
     if stall {
@@ -587,4 +643,258 @@ fn fold(line: &str, width: usize) -> String {
         count += c.len_utf8();
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Google's URL layout
+
+/// An EMULATION of Google's URL layout, mapped onto Radicale's (`/alice/<collection>/`), for
+/// [`GoogleFront::google_layout`].
+///
+/// What Google does, as far as found (Google's CalDAV developer guide, developers.google.com/
+/// workspace/calendar/caldav/v2/guide; vdirsyncer issues #598, #1079, #1056 with debug logs;
+/// odysseus-dev/odysseus PR #2531):
+/// - the CalDAV root is `https://apidata.googleusercontent.com/caldav/v2/` (vdirsyncer's
+///   `google_calendar` starts its discovery with a PROPFIND there);
+/// - the principal is `/caldav/v2/<email>/user` (holds no events);
+/// - each calendar is `/caldav/v2/<calendar-id>/events/`, its items `.../events/<name>.ics`; the
+///   primary calendar's id is the account's email address, others look like
+///   `<id>@group.calendar.google.com` or `<id>@import.calendar.google.com`, and clients name a
+///   calendar by that id (vdirsyncer #598: `collections = ["me@gmail.com",
+///   "foo@import.calendar.google.com"]`); `@` is sent as `%40` in hrefs;
+/// - CardDAV: the principal is `/carddav/v1/principals/<email>/`, the one address book
+///   `/carddav/v1/principals/<email>/lists/default/`.
+///
+/// Not found in those sources, so the emulation's choice: the calendar-home-set is
+/// `/caldav/v2/<email>/` (its Depth 1 listing names the calendars at their `/events/`
+/// addresses, which are not below it), the addressbook-home-set
+/// `/carddav/v1/principals/<email>/lists/`.
+///
+/// What it does not reproduce: calendars shared with the account but not selected in
+/// calendar.google.com/calendar/syncselect (Google hides them; here every Radicale calendar of
+/// alice is listed), Google's own properties (`calendar-color` in its namespace, `getctag`
+/// values), the `/.well-known/` redirects, hosts (the front serves both trees on one port),
+/// address books other than `default` (any other Radicale collection appears under `lists/`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoogleLayout {
+    /// The account's email address: the primary calendar's id and the principal's name.
+    pub email: String,
+    /// The Radicale collection of alice that is the `default` address book.
+    pub address_book: String,
+    /// Hrefs in answers with a bare `@` (`/caldav/v2/me@example.com/events/`) instead of `%40`
+    /// (both are valid in a path; which one Google writes was not found, so both are tested).
+    pub bare_at: bool,
+}
+
+/// Which of Google's trees a request is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tree {
+    Cal,
+    Card,
+}
+
+const CAL_ROOT: &str = "/caldav/v2/";
+const CARD_ROOT: &str = "/carddav/v1/principals/";
+
+/// `@` → `%40`, the way Google writes an id in an href.
+fn encode_id(id: &str) -> String {
+    id.replace('@', "%40")
+}
+
+/// `%40` → `@`.
+fn decode_id(id: &str) -> String {
+    id.replace("%40", "@")
+}
+
+impl GoogleLayout {
+    fn user_root() -> String {
+        format!("/{}/", Radicale::USER)
+    }
+
+    fn tree_of(path: &str) -> Tree {
+        match path.starts_with("/carddav/") {
+            true => Tree::Card,
+            false => Tree::Cal,
+        }
+    }
+
+    fn principal(&self, tree: Tree) -> String {
+        match tree {
+            Tree::Cal => format!("{CAL_ROOT}{}/user/", encode_id(&self.email)),
+            Tree::Card => format!("{CARD_ROOT}{}/", encode_id(&self.email)),
+        }
+    }
+
+    fn home(&self, tree: Tree) -> String {
+        match tree {
+            Tree::Cal => format!("{CAL_ROOT}{}/", encode_id(&self.email)),
+            Tree::Card => format!("{CARD_ROOT}{}/lists/", encode_id(&self.email)),
+        }
+    }
+
+    /// A Google path (with or without query) → Radicale's. Paths outside the layout are kept.
+    fn to_radicale(&self, target: &str) -> String {
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, format!("?{q}")),
+            None => (target, String::new()),
+        };
+        let user = Self::user_root();
+        let mapped = if let Some(rest) = path.strip_prefix(CAL_ROOT.trim_end_matches('/')) {
+            let rest = rest.trim_start_matches('/');
+            let mut parts = rest.splitn(3, '/');
+            match (parts.next(), parts.next(), parts.next()) {
+                (None | Some(""), _, _) => "/".to_owned(),
+                (Some(_), None | Some("") | Some("user"), None | Some("")) => user,
+                (Some(id), Some("events"), rest) => format!("{user}{id}/{}", rest.unwrap_or("")),
+                _ => path.to_owned(),
+            }
+        } else if let Some(rest) = path.strip_prefix(CARD_ROOT.trim_end_matches('/')) {
+            let rest = rest.trim_start_matches('/');
+            let mut parts = rest.splitn(4, '/');
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (None | Some(""), _, _, _) => "/".to_owned(),
+                (Some(_), None | Some(""), _, _) => user,
+                (Some(_), Some("lists"), None | Some(""), _) => user,
+                (Some(_), Some("lists"), Some("default"), rest) => {
+                    format!("{user}{}/{}", self.address_book, rest.unwrap_or(""))
+                }
+                (Some(_), Some("lists"), Some(other), rest) => {
+                    format!("{user}{other}/{}", rest.unwrap_or(""))
+                }
+                _ => path.to_owned(),
+            }
+        } else {
+            path.to_owned()
+        };
+        format!("{mapped}{query}")
+    }
+
+    /// A Radicale href (path or absolute URL) → Google's, in `tree`. `/alice/` is the principal
+    /// or the home set: `as_home` says which.
+    fn to_google(&self, href: &str, tree: Tree, as_home: bool) -> String {
+        let google = self.to_google_encoded(href, tree, as_home);
+        match self.bare_at {
+            true => decode_id(&google),
+            false => google,
+        }
+    }
+
+    fn to_google_encoded(&self, href: &str, tree: Tree, as_home: bool) -> String {
+        let path = match href.find("://") {
+            Some(scheme) => match href[scheme + 3..].find('/') {
+                Some(slash) => &href[scheme + 3 + slash..],
+                None => "/",
+            },
+            None => href,
+        };
+        let user = Self::user_root();
+        if path == "/" {
+            return match tree {
+                Tree::Cal => CAL_ROOT.to_owned(),
+                Tree::Card => CARD_ROOT.to_owned(),
+            };
+        }
+        if path == user || path == user.trim_end_matches('/') {
+            return match as_home {
+                true => self.home(tree),
+                false => self.principal(tree),
+            };
+        }
+        let Some(rest) = path.strip_prefix(&user) else {
+            return href.to_owned();
+        };
+        let (collection, item) = rest.split_once('/').unwrap_or((rest, ""));
+        match tree {
+            Tree::Cal => format!("{CAL_ROOT}{}/events/{item}", encode_id(collection)),
+            Tree::Card => {
+                let list = match decode_id(collection) == self.address_book {
+                    true => "default".to_owned(),
+                    false => collection.to_owned(),
+                };
+                format!("{CARD_ROOT}{}/lists/{list}/{item}", encode_id(&self.email))
+            }
+        }
+    }
+
+    /// Rewrites every `href` element of a multistatus (or request) body with `map`, which is
+    /// told the name of the element the href is in (`response`, `calendar-home-set`, ...).
+    fn rewrite_hrefs(body: &[u8], map: impl Fn(&str, &str) -> String) -> Vec<u8> {
+        let text = String::from_utf8_lossy(body);
+        let mut out = String::with_capacity(text.len());
+        let mut rest: &str = &text;
+        // Names of the open elements, without prefixes.
+        let mut open: Vec<String> = Vec::new();
+        while let Some(lt) = rest.find('<') {
+            out.push_str(&rest[..lt]);
+            rest = &rest[lt..];
+            let Some(gt) = rest.find('>') else {
+                break;
+            };
+            let tag = &rest[..=gt];
+            out.push_str(tag);
+            rest = &rest[gt + 1..];
+            let inner = tag.trim_start_matches('<').trim_end_matches('>');
+            if inner.starts_with('?') || inner.starts_with('!') {
+                continue;
+            }
+            if let Some(closing) = inner.strip_prefix('/') {
+                let _ = closing;
+                open.pop();
+                continue;
+            }
+            if inner.ends_with('/') {
+                continue;
+            }
+            let name = inner.split_whitespace().next().unwrap_or("");
+            let local = name.rsplit(':').next().unwrap_or(name).to_owned();
+            if local == "href" {
+                let end = rest.find('<').unwrap_or(rest.len());
+                let parent = open.last().map_or("", String::as_str);
+                out.push_str(&map(parent, rest[..end].trim()));
+                rest = &rest[end..];
+            }
+            open.push(local);
+        }
+        out.push_str(rest);
+        out.into_bytes()
+    }
+
+    /// Radicale's answer to a request for `google_path`, in Google's layout.
+    fn response(&self, mut response: HttpResponse, google_path: &str) -> HttpResponse {
+        let tree = Self::tree_of(google_path);
+        for (name, value) in &mut response.headers {
+            if name.eq_ignore_ascii_case("location")
+                || name.eq_ignore_ascii_case("content-location")
+            {
+                *value = self.to_google(value, tree, false);
+            }
+        }
+        if response.status == 207 || response.body.starts_with(b"<?xml") {
+            response.body = self.response_body(&response.body, google_path);
+        }
+        response
+    }
+
+    /// A request body's hrefs (a multiget's), Google → Radicale.
+    fn request_body(&self, body: &[u8]) -> Vec<u8> {
+        Self::rewrite_hrefs(body, |_, href| self.to_radicale(href))
+    }
+
+    /// A response body's hrefs, Radicale → Google, for a request to `google_path`.
+    fn response_body(&self, body: &[u8], google_path: &str) -> Vec<u8> {
+        let tree = Self::tree_of(google_path);
+        let asked_home = {
+            let path = google_path.split('?').next().unwrap_or("");
+            let with_slash = format!("{}/", path.trim_end_matches('/'));
+            with_slash == self.home(tree) || with_slash == decode_id(&self.home(tree))
+        };
+        Self::rewrite_hrefs(body, |parent, href| {
+            let as_home = match parent {
+                "calendar-home-set" | "addressbook-home-set" => true,
+                "response" => asked_home,
+                _ => false,
+            };
+            self.to_google(href, tree, as_home)
+        })
+    }
 }

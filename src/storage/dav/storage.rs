@@ -930,10 +930,16 @@ impl Storage for DavStorage {
         if self.dialect == Dialect::Google {
             // Google answers MKCALENDAR and MKCOL with 403 whatever the account may do.
             let how = match self.kind {
+                // A calendar made in the web interface gets an id of Google's choosing
+                // (`...@group.calendar.google.com`), and the id is its name here: making one
+                // called `name` does not make it match.
                 DavKind::CalDav => format!(
-                    "Google cannot create calendars over CalDAV; create a calendar named \
-                     {name:?} in Google Calendar's web interface (calendar.google.com, \
-                     \"Other calendars\" > \"+\" > \"Create new calendar\"), then sync again"
+                    "Google cannot create calendars over CalDAV; create a calendar for {name:?} \
+                     in Google Calendar's web interface (calendar.google.com, \"Other \
+                     calendars\" > \"+\" > \"Create new calendar\"), then pair this collection \
+                     with its calendar id in the pair's collections (`davsync discover` lists \
+                     the ids), e.g. {{ name = {name:?}, a = {name:?}, b = \"<calendar id>\" }} \
+                     where Google is b"
                 ),
                 DavKind::CardDav => "Google Contacts has one address book per account and \
                                      cannot create another over CardDAV; pair this collection \
