@@ -1,6 +1,7 @@
 //! Command-line definition, shared plumbing and the exit-code map. One file per command.
 
 mod auth;
+mod check;
 mod discover;
 mod generate;
 mod interrupt;
@@ -62,6 +63,7 @@ pub struct Cli {
 enum Command {
     Sync(sync::SyncArgs),
     Discover(discover::DiscoverArgs),
+    Check(check::CheckArgs),
     Status(status::StatusArgs),
     Repair(repair::RepairArgs),
     Auth(auth::AuthArgs),
@@ -139,6 +141,7 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Sync(args) => sync::cmd_sync(&cli, args, verbosity),
         Command::Discover(args) => discover::cmd_discover(&cli, args),
+        Command::Check(args) => check::cmd_check(&cli, args),
         Command::Status(args) => status::cmd_status(&cli, args),
         Command::Repair(args) => repair::cmd_repair(&cli, args, verbosity),
         Command::Auth(args) => auth::cmd_auth(&cli, args),
