@@ -383,7 +383,7 @@ pub fn fix_for(message: &str, config: &StorageConfig) -> Option<String> {
         "check the url".to_owned()
     } else if lower.contains("connection refused") {
         format!("is the server running at {url}?")
-    } else if lower.contains("fingerprint") {
+    } else if lower.contains("not the pinned one") {
         "the server's certificate is not the pinned one: check fingerprint (did the certificate \
          change?)"
             .to_owned()
