@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use crate::config::{Env, StorageConfig};
+use crate::http::probe::{TlsSession, probe};
 use crate::http::{AuthScheme, HttpOptions, TlsVerify};
 use crate::storage::{
     self, Changes, CollectionInfo, ListingPlan, Place, Shared, Storage, StorageKind,
@@ -55,8 +56,9 @@ pub struct TlsCheck {
     pub verify: String,
     /// The pinned SHA-256 fingerprint, if any.
     pub pinned: Option<String>,
-    /// Protocol version, certificate subject and expiry, or why they are not known.
-    pub session: String,
+    /// What a TLS handshake of its own showed (protocol version, certificate subject,
+    /// expiry and fingerprint), or why it failed.
+    pub session: Result<TlsSession, String>,
 }
 
 /// What `check` learned about one storage.
@@ -178,7 +180,8 @@ pub fn check_storage(
                 }
             }
             Err(e) => {
-                report.findings.push(problem(&e.to_string(), config));
+                let finding = tls_problem(&e.to_string(), config, report.tls.as_ref());
+                report.findings.push(finding);
                 return report;
             }
         }
@@ -237,7 +240,10 @@ fn check_collection(
                 });
             }
         }
-        Err(e) => report.findings.push(problem(&e.to_string(), config)),
+        Err(e) => {
+            let finding = tls_problem(&e.to_string(), config, report.tls.as_ref());
+            report.findings.push(finding);
+        }
     }
     checked
 }
@@ -351,9 +357,7 @@ fn tls_check(http: &HttpOptions) -> Option<TlsCheck> {
             TlsVerify::Off => "not checked (verify = false)".to_owned(),
         },
         pinned: http.fingerprint.as_ref().map(|f| format!("sha256:{f}")),
-        session: "protocol version, certificate subject and expiry: not available (the HTTP \
-                  client does not expose them)"
-            .to_owned(),
+        session: probe(&http.url, http.timeout),
     })
 }
 
@@ -364,6 +368,21 @@ fn problem(message: &str, config: &StorageConfig) -> Finding {
         what: message.to_owned(),
         fix: fix_for(message, config),
     }
+}
+
+/// A problem found after the TLS handshake: a certificate fix names the fingerprint the
+/// handshake saw.
+fn tls_problem(message: &str, config: &StorageConfig, tls: Option<&TlsCheck>) -> Finding {
+    let mut finding = problem(message, config);
+    if let (Some(fix), Some(Ok(session))) = (&mut finding.fix, tls.map(|t| &t.session))
+        && fix.starts_with("set verify")
+    {
+        fix.push_str(&format!(
+            "; the server showed sha256:{} (pin it only if that is your server's certificate)",
+            session.fingerprint
+        ));
+    }
+    finding
 }
 
 /// The fix to try for a failure, recognized by its message (the HTTP layer keeps the causes'

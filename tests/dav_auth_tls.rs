@@ -1276,6 +1276,27 @@ fn check_reports_a_self_signed_certificate_with_the_fix() {
         check.stdout
     );
 
+    // A handshake of its own shows the protocol and the certificate, and the fix names its
+    // fingerprint.
+    assert!(
+        check.stdout.contains("  tls: TLS 1.3, certificate CN=davsync test server, expires 20"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check.stdout.contains(&format!("  tls: fingerprint sha256:{}", server.cert.sha256)),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check.stdout.contains(&format!(
+            "; the server showed sha256:{} (pin it only if",
+            server.cert.sha256
+        )),
+        "{}",
+        check.stdout
+    );
+
     // The certificate as CA file: all is well.
     let sb = sandbox(
         &url,

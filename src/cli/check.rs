@@ -97,7 +97,21 @@ fn print_report(report: &StorageCheck, pairs: &[&str]) {
                 None => "not pinned".to_owned(),
             }
         );
-        println!("  tls: {}", tls.session);
+        match &tls.session {
+            Ok(session) => {
+                println!(
+                    "  tls: {}, certificate {}, expires {}",
+                    session.protocol,
+                    session.subject.as_deref().map_or_else(
+                        || "without a common name".to_owned(),
+                        |cn| format!("CN={cn}")
+                    ),
+                    session.not_after.as_deref().unwrap_or("(not readable)")
+                );
+                println!("  tls: fingerprint sha256:{}", session.fingerprint);
+            }
+            Err(e) => println!("  tls: handshake details not available: {e}"),
+        }
     }
     if let Some(home) = &report.home_set {
         println!("  home set: {home}");
