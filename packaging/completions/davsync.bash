@@ -19,6 +19,9 @@ _davsync() {
             davsync,auth)
                 cmd="davsync__subcmd__auth"
                 ;;
+            davsync,check)
+                cmd="davsync__subcmd__check"
+                ;;
             davsync,discover)
                 cmd="davsync__subcmd__discover"
                 ;;
@@ -39,6 +42,9 @@ _davsync() {
                 ;;
             davsync__subcmd__help,auth)
                 cmd="davsync__subcmd__help__subcmd__auth"
+                ;;
+            davsync__subcmd__help,check)
+                cmd="davsync__subcmd__help__subcmd__check"
                 ;;
             davsync__subcmd__help,discover)
                 cmd="davsync__subcmd__help__subcmd__discover"
@@ -65,7 +71,7 @@ _davsync() {
 
     case "${cmd}" in
         davsync)
-            opts="-c -v -q -h -V --config --verbose --quiet --help --version sync discover status repair auth generate help"
+            opts="-c -v -q -h -V --config --verbose --quiet --help --version sync discover check status repair auth generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -87,6 +93,28 @@ _davsync() {
             return 0
             ;;
         davsync__subcmd__auth)
+            opts="-c -v -q -h --config --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        davsync__subcmd__check)
             opts="-c -v -q -h --config --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -161,7 +189,7 @@ _davsync() {
             return 0
             ;;
         davsync__subcmd__help)
-            opts="sync discover status repair auth generate help"
+            opts="sync discover check status repair auth generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -175,6 +203,20 @@ _davsync() {
             return 0
             ;;
         davsync__subcmd__help__subcmd__auth)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        davsync__subcmd__help__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
