@@ -266,7 +266,10 @@ fn local_place_ready(kind: &StorageKind, usage: Usage, report: &mut StorageCheck
         Ok(false) if usage.synced_before => {
             report.findings.push(Finding {
                 severity: Severity::Problem,
-                what: format!("{} is missing, though the pair synced before", probe.display()),
+                what: format!(
+                    "{} is missing, though the pair synced before",
+                    probe.display()
+                ),
                 fix: Some(
                     "is the disk holding it mounted? sync refuses to take it for empty".to_owned(),
                 ),

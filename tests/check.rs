@@ -111,8 +111,16 @@ collections = "from a"
     std::fs::remove_dir_all(sb.path("copy")).unwrap();
     let run = check(&sb, SECRET);
     run.expect_code(1);
-    assert!(run.stdout.contains("though the pair synced before"), "{}", run.stdout);
-    assert_eq!(sb.state("status"), copy_state, "check changed the status path");
+    assert!(
+        run.stdout.contains("though the pair synced before"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        sb.state("status"),
+        copy_state,
+        "check changed the status path"
+    );
 
     // A config error is exit 2, as for every command.
     sb.write_config("[pair.p]\na = \"nowhere\"\n");
@@ -153,7 +161,11 @@ fn radicale_discovery_counts_and_listing_method() {
         "{}",
         run.stdout
     );
-    assert!(run.stderr.contains("check found 1 problem"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("check found 1 problem"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -189,5 +201,9 @@ fn an_unreachable_port_says_to_check_the_server() {
         run.stdout
     );
     // The vdir side is still reported.
-    assert!(run.stdout.contains("storage local (vdir, pair p): ok"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("storage local (vdir, pair p): ok"),
+        "{}",
+        run.stdout
+    );
 }

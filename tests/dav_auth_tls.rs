@@ -1261,10 +1261,16 @@ fn check_reports_a_self_signed_certificate_with_the_fix() {
     let sb = sandbox(&url, ALICE, "collections = \"from a\"");
     let check = run(&sb, &["check"]);
     check.expect_code(1);
-    assert!(!check.both().contains("secret-horse-42"), "{}", check.both());
+    assert!(
+        !check.both().contains("secret-horse-42"),
+        "{}",
+        check.both()
+    );
     assert!(!sb.exists("status"), "check created the status path");
     assert!(
-        check.stdout.contains("certificate checked against the system's trusted roots; not pinned"),
+        check
+            .stdout
+            .contains("certificate checked against the system's trusted roots; not pinned"),
         "{}",
         check.stdout
     );
@@ -1279,12 +1285,16 @@ fn check_reports_a_self_signed_certificate_with_the_fix() {
     // A handshake of its own shows the protocol and the certificate, and the fix names its
     // fingerprint.
     assert!(
-        check.stdout.contains("  tls: TLS 1.3, certificate CN=davsync test server, expires 20"),
+        check
+            .stdout
+            .contains("  tls: TLS 1.3, certificate CN=davsync test server, expires 20"),
         "{}",
         check.stdout
     );
     assert!(
-        check.stdout.contains(&format!("  tls: fingerprint sha256:{}", server.cert.sha256)),
+        check
+            .stdout
+            .contains(&format!("  tls: fingerprint sha256:{}", server.cert.sha256)),
         "{}",
         check.stdout
     );
@@ -1305,13 +1315,20 @@ fn check_reports_a_self_signed_certificate_with_the_fix() {
     );
     let check = run(&sb, &["check"]);
     check.expect_code(0);
-    assert!(check.stdout.contains(&format!("CA file {cert}")), "{}", check.stdout);
+    assert!(
+        check.stdout.contains(&format!("CA file {cert}")),
+        "{}",
+        check.stdout
+    );
     assert!(!sb.exists("status"), "check created the status path");
 
     // Pinned by fingerprint: named as pinned.
     let sb = sandbox(
         &url,
-        &format!("{ALICE}\nfingerprint = \"sha256:{}\"", server.cert.sha256_colons),
+        &format!(
+            "{ALICE}\nfingerprint = \"sha256:{}\"",
+            server.cert.sha256_colons
+        ),
         "collections = \"from a\"",
     );
     let check = run(&sb, &["check"]);

@@ -20,8 +20,7 @@ use crate::item::Item;
 use crate::model::UnreadableItem;
 use crate::storage::{
     ChangeSet, Changes, CollectionInfo, Fetched, ItemError, ListEntry, ListingMethod, ListingPlan,
-    Storage, StorageError,
-    Written, item_file_name,
+    Storage, StorageError, Written, item_file_name,
 };
 
 /// How many names a create tries before giving up (the UID, then hashed variants).
