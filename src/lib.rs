@@ -11,6 +11,7 @@ pub mod config;
 pub mod filter;
 pub mod hook;
 pub mod http;
+pub mod import_vdirsyncer;
 pub mod item;
 pub mod metadata;
 pub mod model;

@@ -31,6 +31,9 @@ _davsync() {
             davsync,help)
                 cmd="davsync__subcmd__help"
                 ;;
+            davsync,import-vdirsyncer)
+                cmd="davsync__subcmd__import__subcmd__vdirsyncer"
+                ;;
             davsync,repair)
                 cmd="davsync__subcmd__repair"
                 ;;
@@ -55,6 +58,9 @@ _davsync() {
             davsync__subcmd__help,help)
                 cmd="davsync__subcmd__help__subcmd__help"
                 ;;
+            davsync__subcmd__help,import-vdirsyncer)
+                cmd="davsync__subcmd__help__subcmd__import__subcmd__vdirsyncer"
+                ;;
             davsync__subcmd__help,repair)
                 cmd="davsync__subcmd__help__subcmd__repair"
                 ;;
@@ -71,7 +77,7 @@ _davsync() {
 
     case "${cmd}" in
         davsync)
-            opts="-c -v -q -h -V --config --verbose --quiet --help --version sync discover check status repair auth generate help"
+            opts="-c -v -q -h -V --config --verbose --quiet --help --version sync discover check status repair auth import-vdirsyncer generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -189,7 +195,7 @@ _davsync() {
             return 0
             ;;
         davsync__subcmd__help)
-            opts="sync discover check status repair auth generate help"
+            opts="sync discover check status repair auth import-vdirsyncer generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -272,6 +278,20 @@ _davsync() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        davsync__subcmd__help__subcmd__import__subcmd__vdirsyncer)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         davsync__subcmd__help__subcmd__repair)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -307,6 +327,36 @@ _davsync() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        davsync__subcmd__import__subcmd__vdirsyncer)
+            opts="-o -c -v -q -h --output --config --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

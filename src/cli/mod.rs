@@ -4,6 +4,7 @@ mod auth;
 mod check;
 mod discover;
 mod generate;
+mod import_vdirsyncer;
 mod interrupt;
 mod repair;
 mod status;
@@ -67,6 +68,7 @@ enum Command {
     Status(status::StatusArgs),
     Repair(repair::RepairArgs),
     Auth(auth::AuthArgs),
+    ImportVdirsyncer(import_vdirsyncer::ImportVdirsyncerArgs),
     #[command(hide = true)]
     Generate(generate::GenerateArgs),
 }
@@ -145,6 +147,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::cmd_status(&cli, args),
         Command::Repair(args) => repair::cmd_repair(&cli, args, verbosity),
         Command::Auth(args) => auth::cmd_auth(&cli, args),
+        Command::ImportVdirsyncer(args) => import_vdirsyncer::cmd_import_vdirsyncer(args),
         Command::Generate(args) => generate::cmd_generate(args),
     };
     match result {
