@@ -13,7 +13,7 @@ use davsync::plan::mirroring_side;
 use davsync::storage;
 use davsync::sync::{
     CollectionReport, Progress, SyncOptions, discover_with_hints, known_as, never_written,
-    sync_collection,
+    settle_gone, sync_collection,
 };
 
 use super::interrupt::{self, INTERRUPTED};
@@ -158,8 +158,31 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             mode,
             read_only,
         };
+        // Collections synced before that are gone for good are reported once and forgotten.
+        let gone = settle_gone(
+            &pair.collections,
+            &collections,
+            status,
+            &|name| only.includes(name),
+            args.dry_run,
+        )?;
+        for g in &gone {
+            let name = display_name(&pair.name, &g.name);
+            let forgotten = if args.dry_run { "would be" } else { "is" };
+            eprintln!(
+                "note: {name}: {g}; no longer synced, its status {forgotten} forgotten, \
+                 what is left on either side is left alone"
+            );
+        }
+        let is_gone = |name: &str| gone.iter().any(|g| g.name == name);
         let mut summary = hook::PairSummary::new(&pair.name);
-        for collection in collections.iter().filter(|c| only.includes(&c.name)) {
+        // The collections synced, and the name of the last one: when none of them changed,
+        // the pair gets one line instead of one per collection.
+        let (mut synced, mut changed, mut last) = (0, 0, String::new());
+        for collection in collections
+            .iter()
+            .filter(|c| only.includes(&c.name) && !is_gone(&c.name))
+        {
             let name = display_name(&pair.name, &collection.name);
             if interrupt::received().is_some() {
                 not_started.push(name);
@@ -185,6 +208,16 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             print_report(&name, &report, args.dry_run, mode, verbosity);
             clean &= report.is_clean();
             summary.add(&report);
+            synced += 1;
+            changed += usize::from(!report.is_unchanged());
+            last = name;
+        }
+        if verbosity == Verbosity::Normal && changed == 0 && interrupt::received().is_none() {
+            match synced {
+                0 => {}
+                1 => println!("{last}: in sync"),
+                n => println!("{}: all {n} collections in sync", pair.name),
+            }
         }
         // Not after an interrupted run: the user asked davsync to stop.
         if !args.dry_run
@@ -265,13 +298,26 @@ fn print_report(
              and recorded)"
         );
     }
-    if verbosity >= Verbosity::Normal {
+    // A collection where nothing happened says so only when asked (`-v`): a timer's journal
+    // gets the pair's one line instead (see `cmd_sync`).
+    let wanted = match verbosity {
+        Verbosity::Quiet => false,
+        Verbosity::Normal => !report.is_unchanged(),
+        Verbosity::Verbose => true,
+    };
+    if wanted {
         let out_of_scope = match report.out_of_scope {
             0 => String::new(),
             n => format!("; {n} outside the date window, left alone"),
         };
+        let collection_created = match report.collection_created.as_slice() {
+            [] => String::new(),
+            [side] => format!("; collection created on {side}"),
+            _ => "; collection created on a and b".to_owned(),
+        };
         println!(
-            "{name}: {}{} created, {} updated, {} deleted, {} conflicts, {} errors{}{out_of_scope}",
+            "{name}: {}{} created, {} updated, {} deleted, {} conflicts, {} errors{}{out_of_scope}\
+             {collection_created}",
             if dry_run { "would be: " } else { "" },
             report.created,
             report.updated,
