@@ -66,6 +66,8 @@ pub enum Progress<'a> {
     Applied(&'a Action),
     /// The action failed; the message says why and where.
     Failed(&'a Action, &'a str),
+    /// The conflict action was left open (reported, nothing written); the message says why.
+    Open(&'a Action, &'a str),
     /// A collection property was (or, in a dry run, would be) changed; described for people.
     Property(&'a str),
 }
@@ -98,6 +100,9 @@ pub struct CollectionReport {
     /// Items left alone on both sides because a date window (`start_date`, `end_date`) leaves
     /// them out.
     pub out_of_scope: u64,
+    /// The collection's address (directory, URL) on side A and side B in this run, where it
+    /// exists (not one a dry run would create).
+    pub ids: [Option<String>; 2],
     /// The sides this run created the collection on, as it existed only on the other side (in
     /// a dry run: would create).
     pub collection_created: Vec<Side>,
@@ -868,7 +873,7 @@ fn is_allowed(item: &Item, allowed: &[String]) -> bool {
 /// Where a person finds an item: a vdir file's full path, or a server item's full URL. A
 /// server names its items by absolute path (`/alice/work/x.ics`), which is resolved against the
 /// collection URL instead of appended to it.
-pub(crate) fn item_location(collection: &CollectionInfo, href: &str) -> String {
+pub fn item_location(collection: &CollectionInfo, href: &str) -> String {
     if href.contains("://") || (href.starts_with('/') && collection.id.contains("://")) {
         return crate::storage::dav::href::join(&collection.id, href);
     }
@@ -885,6 +890,7 @@ pub fn sync_collection(
 ) -> Result<CollectionReport, StatusError> {
     let mut report = CollectionReport {
         name: pair.name.clone(),
+        ids: [&pair.a, &pair.b].map(|c| c.as_ref().map(|c| c.id.clone())),
         ..CollectionReport::default()
     };
     let coll = status.collection(&pair.name)?;
@@ -942,6 +948,7 @@ pub fn sync_collection(
         collections: [a_coll.as_ref(), b_coll.as_ref()],
         created: [pair.a.is_none(), pair.b.is_none()],
     };
+    report.ids = current.collections.map(|c| c.map(|c| c.id.clone()));
     report.collection_created = [Side::A, Side::B]
         .into_iter()
         .filter(|side| current.created[side.index()])
@@ -1177,10 +1184,13 @@ pub fn sync_collection(
                 }
                 progress(Progress::Applied(action));
             }
-            Outcome::Open(message) => report.conflicts.push(Problem {
-                ident: known_as(action).into_owned(),
-                message,
-            }),
+            Outcome::Open(message) => {
+                progress(Progress::Open(action, &message));
+                report.conflicts.push(Problem {
+                    ident: known_as(action).into_owned(),
+                    message,
+                })
+            }
             Outcome::Failed(message) => {
                 progress(Progress::Failed(action, &message));
                 report.errors.push(Problem {
