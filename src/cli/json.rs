@@ -276,6 +276,16 @@ impl From<&Problem> for ProblemView {
     }
 }
 
+/// Where `version` is on `side` of the collection `pair`.
+fn place(pair: &CollectionPair, side: Side, version: &ItemVersion) -> ItemPlace {
+    let collection: &Option<CollectionInfo> = [&pair.a, &pair.b][side.index()];
+    ItemPlace {
+        side: side_name(side),
+        href: version.href.clone(),
+        location: collection.as_ref().map(|c| item_location(c, &version.href)),
+    }
+}
+
 /// Collects the actions of one collection as the sync reports them, then builds its view.
 #[derive(Debug, Default)]
 pub struct CollectionRecorder {
@@ -295,19 +305,11 @@ impl CollectionRecorder {
         failed: Option<&str>,
         resolution: &ConflictResolution,
     ) {
-        let ids = [&pair.a, &pair.b];
-        let place = |side: Side, version: &ItemVersion| ItemPlace {
-            side: side_name(side),
-            href: version.href.clone(),
-            location: ids[side.index()]
-                .as_ref()
-                .map(|c: &CollectionInfo| item_location(c, &version.href)),
-        };
         let (kind, to, source, target, mirror) = match action {
             Action::Create { from, source, .. } => (
                 "create",
                 Some(from.other()),
-                Some(place(*from, source)),
+                Some(place(pair, *from, source)),
                 None,
                 false,
             ),
@@ -320,8 +322,8 @@ impl CollectionRecorder {
             } => (
                 "update",
                 Some(from.other()),
-                Some(place(*from, source)),
-                Some(place(from.other(), target)),
+                Some(place(pair, *from, source)),
+                Some(place(pair, from.other(), target)),
                 *mirror,
             ),
             Action::Restore {
@@ -332,26 +334,29 @@ impl CollectionRecorder {
             } => (
                 "restore",
                 Some(from.other()),
-                Some(place(*from, source)),
+                Some(place(pair, *from, source)),
                 None,
                 *mirror,
             ),
             Action::Delete {
                 on, target, mirror, ..
-            } => ("delete", Some(*on), None, Some(place(*on, target)), *mirror),
+            } => (
+                "delete",
+                Some(*on),
+                None,
+                Some(place(pair, *on, target)),
+                *mirror,
+            ),
             Action::Conflict { a, b, .. } => {
-                let places = [place(Side::A, a), place(Side::B, b)];
                 let to = match resolution {
+                    // Left open, nothing written (a dry run plans it as an action): listed
+                    // with the conflicts.
+                    ConflictResolution::Report => return self.open(pair, action),
                     ConflictResolution::AWins => Some(Side::B),
                     ConflictResolution::BWins => Some(Side::A),
-                    ConflictResolution::Report | ConflictResolution::Command(_) => None,
+                    ConflictResolution::Command(_) => None,
                 };
-                if *resolution == ConflictResolution::Report {
-                    // Open, not written: listed with the conflicts.
-                    self.conflicts.insert(known_as(action).into_owned(), places);
-                    return;
-                }
-                let [pa, pb] = places;
+                let (pa, pb) = (place(pair, Side::A, a), place(pair, Side::B, b));
                 let (source, target) = match to {
                     Some(Side::A) => (Some(pb), Some(pa)),
                     Some(Side::B) => (Some(pa), Some(pb)),
@@ -390,9 +395,12 @@ impl CollectionRecorder {
         });
     }
 
-    /// Records a conflict left open (a real run; a dry run plans it as an action).
+    /// Records where a conflict left open is, for its view.
     pub fn open(&mut self, pair: &CollectionPair, action: &Action) {
-        self.action(pair, action, "open", None, &ConflictResolution::Report);
+        if let Action::Conflict { a, b, .. } = action {
+            let places = [place(pair, Side::A, a), place(pair, Side::B, b)];
+            self.conflicts.insert(known_as(action).into_owned(), places);
+        }
     }
 
     /// The view of the collection `display` once synced.
