@@ -308,6 +308,37 @@ fn emptied_collection_is_refused_by_name() {
     assert!(sb.ls("b/work").is_empty());
 }
 
+/// A timer's journal: a collection where nothing happened prints nothing, a pair where nothing
+/// happened prints one line; `-v` shows every collection, `-q` nothing.
+#[test]
+fn unchanged_collections_are_quiet_unless_verbose() {
+    let sb = setup_collections(r#""from a""#);
+    sb.write("a/work/standup.ics", event("work@example.org", "Standup"));
+    sb.write("a/home/gym.ics", event("gym@example.org", "Gym"));
+    sb.run(&["sync"]).success();
+    insta::assert_snapshot!(sb.run(&["sync"]).both(), @r"
+    cal: all 2 collections in sync
+    --- exit 0
+    ");
+    insta::assert_snapshot!(sb.run(&["sync", "-v"]).both(), @r"
+    cal/home: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
+    cal/work: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
+    --- exit 0
+    ");
+    insta::assert_snapshot!(sb.run(&["sync", "-q"]).both(), @"--- exit 0");
+    // One collection changed: only its line.
+    sb.write("a/work/review.ics", event("review@example.org", "Review"));
+    insta::assert_snapshot!(sb.run(&["sync"]).both(), @r"
+    cal/work: 1 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
+    --- exit 0
+    ");
+    // One collection named: the line names it.
+    insta::assert_snapshot!(sb.run(&["sync", "cal/home"]).both(), @r"
+    cal/home: in sync
+    --- exit 0
+    ");
+}
+
 /// A collection deleted on one side while the other still has it: refused (exit 1), not
 /// created again, nothing deleted, and `status` keeps it until it is settled. Deleting it on
 /// the other side as well settles it: reported once, then dropped from `status`.
