@@ -373,11 +373,8 @@ fn print_report(
     }
     // A collection where nothing happened says so only when asked (`-v`): a timer's journal
     // gets the pair's one line instead (see `cmd_sync`).
-    let wanted = match verbosity {
-        Verbosity::Quiet => false,
-        Verbosity::Normal => !report.is_unchanged(),
-        Verbosity::Verbose => true,
-    };
+    let wanted = verbosity >= Verbosity::Verbose
+        || (verbosity == Verbosity::Normal && !report.is_unchanged());
     if wanted {
         let out_of_scope = match report.out_of_scope {
             0 => String::new(),
