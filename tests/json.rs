@@ -201,6 +201,37 @@ fn every_command_on_a_vdir_pair_matches_its_schema() {
     assert_eq!(gone["forgotten"], true);
 }
 
+/// A deletion a failing `pre_deletion_hook` stops is a failed action, with why.
+#[test]
+fn a_failed_action_says_why() {
+    let sb = Sandbox::new();
+    sb.mkdir("a");
+    sb.mkdir("b");
+    sb.write_config(&common::vdir_pair_config(".ics", "").replace(
+        "path = \"{root}/b\"",
+        "path = \"{root}/b\"\npre_deletion_hook = [\"false\"]",
+    ));
+    sb.write("a/gym.ics", event("gym@example.org", "Gym"));
+    sb.write("a/keep.ics", event("keep@example.org", "Keep"));
+    sb.run(&["sync"]).success();
+    sb.remove("a/gym.ics");
+    let (doc, run) = json_run(&sb, &["sync"], &[]);
+    run.expect_code(1);
+    let cal = collection(&doc, "");
+    let delete = &cal["actions"][0];
+    assert_eq!(delete["kind"], "delete", "{cal:#}");
+    assert_eq!(delete["outcome"], "failed");
+    assert_eq!(delete["to"], "b");
+    assert!(
+        delete["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("pre_deletion_hook")),
+        "{delete:#}"
+    );
+    assert_eq!(cal["counts"]["by_side"]["b"]["deleted"], 0);
+    assert_eq!(cal["counts"]["errors"], 1);
+}
+
 #[test]
 fn a_config_error_still_prints_a_document() {
     let sb = Sandbox::new();
