@@ -387,6 +387,28 @@ fn vanished_collection_directory_is_refused_until_settled() {
     ");
 }
 
+/// Pointing a side's `path` at another directory is no deletion: the collections it lacks
+/// are created there and synced like a first sync, nothing refused.
+#[test]
+fn collections_missing_after_the_path_moved_are_created_not_refused() {
+    let sb = setup_collections(r#""from a""#);
+    sb.write("a/work/standup.ics", event("work@example.org", "Standup"));
+    sb.run(&["sync"]).success();
+    sb.mkdir("c");
+    sb.write_config(
+        &common::vdir_pair_config(".ics", r#"collections = "from a""#)
+            .replace("{root}/b", "{root}/c"),
+    );
+    let run = sb.run(&["sync"]);
+    run.success();
+    assert!(
+        run.stderr.contains("synced like a first sync"),
+        "{}",
+        run.both()
+    );
+    assert_eq!(sb.ls("c/work"), ["work@example.org.ics"]);
+}
+
 /// In a pair syncing the collections of both sides, `--force-delete` is the way through for a
 /// collection deleted on one side: it is created again there and emptied on the other.
 #[test]

@@ -523,6 +523,13 @@ fn check_identity(
     Ok(note)
 }
 
+/// Whether the collection address `id` lies below the storage address `root` (a vdir's
+/// directory, a server's `url`).
+fn is_under(id: &str, root: &str) -> bool {
+    id.strip_prefix(root.trim_end_matches('/'))
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Whether two collection addresses name the same collection despite different spellings: the
 /// address a storage gives a collection it creates may be encoded differently from the one its
 /// listing shows later (`%40` or `@`, a trailing slash). A directory is never a URL.
@@ -901,12 +908,17 @@ pub fn sync_collection(
     // A collection synced before that disappeared from one side while the other still has
     // it: creating it again (empty) would undo someone's deletion and then ask to delete
     // everything on the other side. A person decides; `--force-delete` is the way through.
+    // Only while the side is the place it was synced at: after its `path` or `url` was
+    // pointed elsewhere, the collection is simply not there yet (it is created, and
+    // `check_identity` makes the run a first sync).
     for (side, existing) in [(Side::A, &pair.a), (Side::B, &pair.b)] {
         let other = [&pair.a, &pair.b][side.other().index()];
         if existing.is_some() || other.is_none() || options.force_delete {
             continue;
         }
-        if let Some(was) = status.collection_meta(coll, ID_KEYS[side.index()])? {
+        let was = status.collection_meta(coll, ID_KEYS[side.index()])?;
+        let root = sides.get(side).root_collection().id;
+        if let Some(was) = was.filter(|was| is_under(was, &root)) {
             report.refused = Some(format!(
                 "the collection is gone from {side} (was {was}) but {other_side} still has it; \
                  davsync neither deletes a collection nor brings back a deleted one: delete it \
@@ -1360,6 +1372,15 @@ mod tests {
         assert!(!same_address("/home/u/cal", "/home/u/cal2"));
         // A vdir whose path happens to equal a server's path is another place.
         assert!(!same_address("/dav/cal/", "https://h/dav/cal/"));
+    }
+
+    #[test]
+    fn collections_lie_below_their_storage() {
+        assert!(is_under("/home/u/cal/work", "/home/u/cal"));
+        assert!(is_under("/home/u/cal/work", "/home/u/cal/"));
+        assert!(!is_under("/home/u/calendars/work", "/home/u/cal"));
+        assert!(is_under("http://h:1/alice/work/", "http://h:1/"));
+        assert!(!is_under("http://h:1/alice/work/", "http://h:2/"));
     }
 
     #[test]
