@@ -331,4 +331,25 @@ collections = "from a"
         server_check["collections"][0]["listing"]["method"],
         "sync-collection"
     );
+
+    // The calendar deleted on the server while the vdir keeps it: refused, not made again.
+    let calendar = format!("{}work/", server.calendar_home_url());
+    let client = server.client();
+    let deleted = client.request("DELETE", &calendar, &[], &[]);
+    assert!(
+        deleted.is_success(),
+        "DELETE {calendar}: {}",
+        deleted.status
+    );
+    let (doc, run) = json_run(&sb, &["sync"], &env);
+    run.expect_code(1);
+    let refused = collection(&doc, "work")["refused"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        refused.contains("the collection is gone from b (was http://"),
+        "{}",
+        run.both()
+    );
+    assert_eq!(client.get(&calendar).status, 404, "not created again");
 }
