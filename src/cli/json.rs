@@ -246,7 +246,7 @@ struct ActionView {
     target: Option<ItemPlace>,
     /// Why it failed.
     message: Option<String>,
-    /// The action as `-v` prints it.
+    /// The action as `-v` prints it (an item without a UID named by its file or href).
     description: String,
 }
 
@@ -391,7 +391,7 @@ impl CollectionRecorder {
             source,
             target,
             message: failed.map(str::to_owned),
-            description: action.to_string(),
+            description: super::sync::shown(action),
         });
     }
 

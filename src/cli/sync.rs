@@ -336,7 +336,7 @@ fn run_time() -> Result<i64, CliError> {
 
 /// An action as printed: an item without a UID is named by its file or href, not by the content
 /// hash that stands in for its UID.
-fn shown(action: &Action) -> String {
+pub(super) fn shown(action: &Action) -> String {
     let text = action.to_string();
     match known_as(action) {
         Cow::Borrowed(_) => text,
