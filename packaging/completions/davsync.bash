@@ -121,7 +121,7 @@ _davsync() {
             return 0
             ;;
         davsync__subcmd__check)
-            opts="-c -v -q -h --config --verbose --quiet --help"
+            opts="-c -v -q -h --json --config --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -143,7 +143,7 @@ _davsync() {
             return 0
             ;;
         davsync__subcmd__discover)
-            opts="-c -v -q -h --config --verbose --quiet --help"
+            opts="-c -v -q -h --json --config --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -387,7 +387,7 @@ _davsync() {
             return 0
             ;;
         davsync__subcmd__status)
-            opts="-c -v -q -h --config --verbose --quiet --help"
+            opts="-c -v -q -h --json --config --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -409,7 +409,7 @@ _davsync() {
             return 0
             ;;
         davsync__subcmd__sync)
-            opts="-c -v -q -h --dry-run --force-delete --config --verbose --quiet --help"
+            opts="-c -v -q -h --dry-run --force-delete --json --config --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -41,18 +41,22 @@ complete -c davsync -n "__fish_davsync_needs_command" -f -a "help" -d 'Print thi
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -l force-delete -d 'Also sync PAIR[/COLLECTION], propagating deletions from a side that lists no items at all (or forgetting the items when both sides list none); applies to the named pairs or collections only, repeat it for each' -r
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -s c -l config -d 'Config file [default: $XDG_CONFIG_HOME/davsync/config.toml]' -r -F
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -l dry-run -d 'Print what would be done, change nothing'
+complete -c davsync -n "__fish_davsync_using_subcommand sync" -l json -d 'Print one JSON document on stdout (schema davsync/sync/1, docs/schema/sync.json): per pair and collection the counts, every action with its source and target, conflicts, errors, refusals, and the exit status; what is printed for people goes to stderr'
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -s v -l verbose -d 'Say more: every action applied (repeatable)'
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -s q -l quiet -d 'Say less: only problems'
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -s h -l help -d 'Print help'
 complete -c davsync -n "__fish_davsync_using_subcommand discover" -s c -l config -d 'Config file [default: $XDG_CONFIG_HOME/davsync/config.toml]' -r -F
+complete -c davsync -n "__fish_davsync_using_subcommand discover" -l json -d 'Print one JSON document on stdout (schema davsync/discover/1, docs/schema/discover.json): per pair the collections on both sides and how they pair up; the text for people goes to stderr'
 complete -c davsync -n "__fish_davsync_using_subcommand discover" -s v -l verbose -d 'Say more: every action applied (repeatable)'
 complete -c davsync -n "__fish_davsync_using_subcommand discover" -s q -l quiet -d 'Say less: only problems'
 complete -c davsync -n "__fish_davsync_using_subcommand discover" -s h -l help -d 'Print help'
 complete -c davsync -n "__fish_davsync_using_subcommand check" -s c -l config -d 'Config file [default: $XDG_CONFIG_HOME/davsync/config.toml]' -r -F
+complete -c davsync -n "__fish_davsync_using_subcommand check" -l json -d 'Print one JSON document on stdout (schema davsync/check/1, docs/schema/check.json): what the text shows, per storage, as data; the text for people goes to stderr'
 complete -c davsync -n "__fish_davsync_using_subcommand check" -s v -l verbose -d 'Say more: every action applied (repeatable)'
 complete -c davsync -n "__fish_davsync_using_subcommand check" -s q -l quiet -d 'Say less: only problems'
 complete -c davsync -n "__fish_davsync_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c davsync -n "__fish_davsync_using_subcommand status" -s c -l config -d 'Config file [default: $XDG_CONFIG_HOME/davsync/config.toml]' -r -F
+complete -c davsync -n "__fish_davsync_using_subcommand status" -l json -d 'Print one JSON document on stdout (schema davsync/status/1, docs/schema/status.json): per pair and collection the items, the last sync, open conflicts and failed items; the text for people goes to stderr'
 complete -c davsync -n "__fish_davsync_using_subcommand status" -s v -l verbose -d 'Say more: every action applied (repeatable)'
 complete -c davsync -n "__fish_davsync_using_subcommand status" -s q -l quiet -d 'Say less: only problems'
 complete -c davsync -n "__fish_davsync_using_subcommand status" -s h -l help -d 'Print help'

@@ -1,11 +1,24 @@
 //! Command-line definition, shared plumbing and the exit-code map. One file per command.
 
+/// Prints a line for people: on stdout, or on stderr when stdout carries a JSON document
+/// (`$json`).
+macro_rules! say {
+    ($json:expr, $($arg:tt)*) => {
+        if $json {
+            eprintln!($($arg)*)
+        } else {
+            println!($($arg)*)
+        }
+    };
+}
+
 mod auth;
 mod check;
 mod discover;
 mod generate;
 mod import_vdirsyncer;
 mod interrupt;
+mod json;
 mod repair;
 mod status;
 mod sync;
@@ -99,6 +112,16 @@ enum CliError {
 }
 
 impl CliError {
+    /// What the exit status means, as `--json` documents say it.
+    fn kind(&self) -> &'static str {
+        match self {
+            CliError::Usage(_) => "usage",
+            CliError::Failed(_) => "failed",
+            CliError::Unsynced => "unsynced",
+            CliError::Interrupted(_) => "interrupted",
+        }
+    }
+
     fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => 2,
