@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use davsync::config::{self, Config, PairConfig, ProcessEnv, TlsVerify};
+use davsync::config::{self, Config, PairConfig, ProcessEnv};
 use davsync::status::{LockError, PairLock, StatusDb, StatusError};
 use davsync::storage::{self, Storage, StorageError};
 use davsync::sync::Sides;
@@ -239,13 +239,8 @@ impl PairStorages {
             let storage = config.storages.get(name).ok_or_else(|| {
                 CliError::Usage(format!("pair {}: no storage named {name:?}", pair.name))
             })?;
-            if let Some(http) = storage.kind.http()
-                && http.verify == TlsVerify::Off
-            {
-                eprintln!(
-                    "warning: storage {name}: TLS certificates are not checked (verify = false); \
-                     anyone on the network path can read and change what is synced"
-                );
+            if let Some(warning) = storage.kind.http().and_then(|http| http.tls_warning()) {
+                eprintln!("warning: storage {name}: {warning}");
             }
             storage::open(storage, &ProcessEnv, shared)
                 .map_err(|e| CliError::Failed(format!("pair {}: storage {name}: {e}", pair.name)))

@@ -342,6 +342,8 @@ pub struct HttpClient {
     dead: OnceLock<String>,
     /// Writes in flight, fewer after the server said it is busy.
     writes: WriteLimiter,
+    /// The storage's `timeout`, named in the message of a request that ran out of it.
+    timeout: Duration,
 }
 
 /// The origin of `url` (`scheme://host[:port]`), the unit credentials are tied to; `None` for
@@ -412,6 +414,73 @@ impl Drop for WritePermit<'_> {
 /// Whether `method` changes something on the server.
 fn is_write(method: &str) -> bool {
     !matches!(method, "GET" | "HEAD" | "OPTIONS" | "PROPFIND" | "REPORT")
+}
+
+/// Why a request got no (whole) answer, said so that the user knows what to change: a
+/// timeout names the `timeout` key and its value, a refused connection and a plain-HTTP answer
+/// to a TLS handshake say what to check; anything else shows every cause in the chain.
+pub(crate) fn unanswered(error: &(dyn std::error::Error + 'static), timeout: Duration) -> String {
+    let causes = causes(error);
+    let io_kind = |kinds: &[std::io::ErrorKind]| {
+        causes.iter().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| kinds.contains(&io.kind()))
+        })
+    };
+    // A blocking socket whose read timeout expired says `WouldBlock` (the TLS probe's).
+    let timed_out = causes.iter().any(|c| {
+        c.downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+    }) || io_kind(&[std::io::ErrorKind::TimedOut, std::io::ErrorKind::WouldBlock]);
+    let plain_http = causes.iter().any(|c| {
+        matches!(
+            c.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidMessage(
+                rustls::InvalidMessage::InvalidContentType
+            ))
+        )
+    });
+    if timed_out {
+        format!(
+            "timed out after {} s (the storage's `timeout` key)",
+            timeout.as_secs()
+        )
+    } else if io_kind(&[std::io::ErrorKind::ConnectionRefused]) {
+        "connection refused (is the server running? is the port right?)".to_owned()
+    } else if plain_http {
+        "the server answered in plain HTTP: use http:// or the TLS port".to_owned()
+    } else {
+        let text = chain(error);
+        // reqwest repeats the URL the message already starts with.
+        match error
+            .downcast_ref::<reqwest::Error>()
+            .and_then(reqwest::Error::url)
+        {
+            Some(url) => text.replacen(&format!(" for url ({url})"), "", 1),
+            None => text,
+        }
+    }
+}
+
+/// An error and its causes, outermost first. `io::Error::source` skips the error an
+/// `io::Error` wraps (a TLS error inside a failed read), so that one is listed too.
+fn causes<'e>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> Vec<&'e (dyn std::error::Error + 'static)> {
+    let mut causes = Vec::new();
+    let mut next = Some(error);
+    while let Some(cause) = next {
+        causes.push(cause);
+        next = match cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            // The wrapped error's source is the `io::Error`'s.
+            Some(wrapped) => Some(wrapped),
+            None => cause.source(),
+        };
+    }
+    causes
 }
 
 /// Makes every cause in an error chain visible: reqwest's top-level message alone ("error
@@ -498,6 +567,7 @@ impl HttpClient {
             max_response_size: config.max_response_size,
             dead: OnceLock::new(),
             writes: WriteLimiter::new(concurrency),
+            timeout: config.timeout,
         })
     }
 
@@ -748,7 +818,7 @@ impl HttpClient {
                 (Err(_), Some(delay)) if attempt < max_retries => thread::sleep(delay),
                 (Ok(response), _) => return Ok(response),
                 (Err(e), _) => {
-                    let mut reason = chain(&e);
+                    let mut reason = unanswered(&e, self.timeout);
                     if reason.contains("certificate") && !reason.contains("pinned") {
                         reason.push_str(
                             " (for a server with its own certificate, set verify = \"ca.pem\" or \
@@ -783,7 +853,10 @@ impl HttpClient {
             .map_err(|e| HttpError::Transport {
                 method: request.method,
                 url: url.to_owned(),
-                reason: format!("reading the response body (HTTP {status}): {}", chain(&e)),
+                reason: format!(
+                    "reading the response body (HTTP {status}): {}",
+                    unanswered(&e, self.timeout)
+                ),
             })?;
         if body.len() as u64 > self.max_response_size {
             return Err(HttpError::TooLarge {
