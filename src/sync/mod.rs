@@ -184,14 +184,21 @@ pub fn discover_with_hints(
     status: &StatusDb,
 ) -> Result<Result<Vec<CollectionPair>, StorageError>, StatusError> {
     let storages = [sides.a, sides.b];
-    for (keys, storage) in HINT_KEYS.iter().zip(storages) {
+    for ((keys, storage), side) in HINT_KEYS.iter().zip(storages).zip(["a", "b"]) {
         // A hint belongs to the storage that found it: after the user points `url` or
         // `username` elsewhere, it would keep syncing the old place.
         let owner = status.meta(keys.owner)?;
         if owner.as_deref() != Some(storage.identity().as_str()) {
+            if owner.is_some() {
+                tracing::trace!(
+                    "side {side}: the remembered home set was another storage's (url or \
+                     username changed): discovering anew"
+                );
+            }
             continue;
         }
         if let Some(hint) = status.meta(keys.hint)? {
+            tracing::trace!("side {side}: discovery starts from the remembered home set {hint}");
             storage.use_discovery_hint(&hint);
         }
     }
