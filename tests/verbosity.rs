@@ -2,10 +2,14 @@
 //! actions applied, one line per HTTP request (method, URL, status, time, bytes), discovery
 //! details and each collection's listing method; and never a password (literal or from a
 //! command), its Basic encoding or an `Authorization` header, in `sync` and `check` alike.
-//! (An OAuth2 bearer token is checked the same way in `tests/google.rs`.)
+//! (An OAuth2 bearer token is checked the same way in `tests/google.rs`.) Then progress bars:
+//! drawn on a terminal (a pty from `script`), never when stderr is not one, with `-q` or
+//! while `-vv` logs to stderr.
 
 mod common;
 mod dav_support;
+
+use std::process::{Command, Stdio};
 
 use common::{Run, Sandbox, event};
 use dav_support::{DavServer, Radicale, http::base64};
@@ -142,4 +146,145 @@ fn each_level_adds_its_lines_and_no_secret_shows() {
     let v = run(&sb, &["-v", "sync"]);
     v.success();
     assert!(v.stderr.is_empty(), "{}", v.stderr);
+}
+
+/// Tests only: bars show at once instead of after a second.
+const SHOW_AT_ONCE: (&str, &str) = ("DAVSYNC_TEST_PROGRESS_AFTER_MS", "0");
+
+/// A vdir pair `p` whose first sync copies 300 events of collection `work`.
+fn vdir_pair() -> Sandbox {
+    let sb = Sandbox::new();
+    for i in 0..300 {
+        sb.write(
+            &format!("a/work/e{i}.ics"),
+            event(&format!("e{i}"), &format!("Event {i}")),
+        );
+    }
+    sb.write_config(
+        r#"status_path = "{root}/status"
+
+[storage.a]
+type = "vdir"
+path = "{root}/a"
+fileext = ".ics"
+
+[storage.b]
+type = "vdir"
+path = "{root}/b"
+fileext = ".ics"
+
+[pair.p]
+a = "a"
+b = "b"
+collections = "from a"
+"#,
+    );
+    sb
+}
+
+/// What a terminal shows of `davsync ARGS` run in the sandbox on a pty (`script`), both
+/// streams together.
+fn on_a_terminal(sb: &Sandbox, args: &str) -> String {
+    let davsync = sb.std_cmd();
+    let mut script = Command::new("script");
+    for (name, value) in davsync.get_envs() {
+        match value {
+            Some(value) => script.env(name, value),
+            None => script.env_remove(name),
+        };
+    }
+    let line = format!("{} {args}", davsync.get_program().to_string_lossy());
+    let output = script
+        .env(SHOW_AT_ONCE.0, SHOW_AT_ONCE.1)
+        .current_dir(sb.root())
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script");
+    let shown = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{args}:\n{shown}");
+    shown
+}
+
+#[test]
+fn no_progress_bar_when_stderr_is_not_a_terminal() {
+    let sb = vdir_pair();
+    let run = sb.run_env(&["sync"], &[SHOW_AT_ONCE]);
+    run.success();
+    assert_eq!(
+        run.stderr, "",
+        "stderr of a run that went well, not on a terminal"
+    );
+    insta::assert_snapshot!(run.stdout, @r"
+    p: created [TMP]/b (did not exist yet)
+    p/work: 300 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
+    ");
+}
+
+#[test]
+fn a_progress_bar_on_a_terminal_but_not_with_q_or_vv() {
+    let shown = on_a_terminal(&vdir_pair(), "sync");
+    assert!(shown.contains("p/work: applying ["), "{shown}");
+    assert!(shown.contains("/300 ("), "{shown}");
+    assert!(shown.contains("p/work: 300 created"), "{shown}");
+    for quieter in ["-q sync", "-vv sync"] {
+        let shown = on_a_terminal(&vdir_pair(), quieter);
+        assert!(!shown.contains(" ["), "{quieter}:\n{shown}");
+    }
+}
+
+/// The library's progress reports: fetching in chunks up to all the items to fetch, then one
+/// count per action applied, each phase ending at its total.
+#[test]
+fn the_library_counts_fetching_and_applying() {
+    use davsync::config::CollectionsSpec;
+    use davsync::status::StatusDb;
+    use davsync::storage::vdir::VdirStorage;
+    use davsync::sync::{Phase, Progress, Sides, SyncOptions, pair_collections, sync_collection};
+
+    let sb = Sandbox::new();
+    for i in 0..1500 {
+        sb.write(&format!("a/e{i}.ics"), event(&format!("e{i}"), "Event"));
+    }
+    sb.mkdir("b");
+    let (a, b) = (
+        VdirStorage::new(sb.path("a"), ".ics".into()),
+        VdirStorage::new(sb.path("b"), ".ics".into()),
+    );
+    let sides = Sides { a: &a, b: &b };
+    let status = StatusDb::open(&sb.path("status.db")).unwrap();
+    let pairs = pair_collections(&CollectionsSpec::Root, &sides).unwrap();
+    let mut counts: Vec<(Phase, u64, u64)> = Vec::new();
+    let report = sync_collection(
+        &sides,
+        &pairs[0],
+        &status,
+        &SyncOptions::default(),
+        &mut |event| {
+            if let Progress::Count { phase, done, total } = event {
+                counts.push((phase, done, total));
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(report.created, 1500);
+    let of = |phase: Phase| -> Vec<(u64, u64)> {
+        counts
+            .iter()
+            .filter(|(p, ..)| *p == phase)
+            .map(|&(_, done, total)| (done, total))
+            .collect()
+    };
+    assert_eq!(of(Phase::Fetching), [(0, 1500), (1000, 1500), (1500, 1500)]);
+    let applying = of(Phase::Applying);
+    assert_eq!(applying.len(), 1500);
+    assert!(
+        applying
+            .iter()
+            .enumerate()
+            .all(|(i, &(done, total))| done == i as u64 + 1 && total == 1500),
+        "{applying:?}"
+    );
+    // Fetching ends before applying starts.
+    assert!(matches!(counts.first(), Some((Phase::Fetching, ..))));
 }

@@ -6,6 +6,7 @@ mod discover;
 mod generate;
 mod import_vdirsyncer;
 mod interrupt;
+mod progress;
 mod repair;
 mod status;
 mod sync;

@@ -1,6 +1,7 @@
 //! `davsync sync`: sync pairs.
 
 use std::borrow::Cow;
+use std::io::IsTerminal;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
@@ -17,6 +18,7 @@ use davsync::sync::{
 };
 
 use super::interrupt::{self, INTERRUPTED};
+use super::progress::{Bars, show_progress};
 use super::{
     Cli, CliError, PairStorages, Selection, Verbosity, display_name, load_config, open_status,
     select_pairs,
@@ -46,6 +48,12 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
     // Storages of different pairs share what they can, such as one HTTP client per server.
     let shared = storage::Shared::default();
     let mut clean = true;
+    let mut bars = Bars::new(show_progress(
+        std::io::stderr().is_terminal(),
+        verbosity == Verbosity::Quiet,
+        false, // no --json yet
+        cli.verbose >= 2,
+    ));
     // Named collections found on neither side: a usage error (exit 2), reported once the
     // pairs that could sync have synced.
     let mut unknown = Vec::new();
@@ -166,22 +174,25 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
                 continue;
             }
             options.force_delete = is_forced(&pair.name, &collection.name);
+            // Lines printed while a bar is drawn go through `bars.suspend`, not over it.
             let mut progress = |event: Progress<'_>| match event {
-                Progress::Planned(action) => println!("{name}: {}", shown(action)),
+                Progress::Planned(action) => bars.suspend(|| println!("{name}: {}", shown(action))),
                 Progress::Applied(action) if verbosity >= Verbosity::Verbose => {
-                    println!("{name}: {}", shown(action))
+                    bars.suspend(|| println!("{name}: {}", shown(action)))
                 }
                 Progress::Applied(_) => {}
                 Progress::Failed(action, why) if verbosity >= Verbosity::Verbose => {
-                    eprintln!("{name}: failed: {}: {why}", shown(action))
+                    bars.suspend(|| eprintln!("{name}: failed: {}: {why}", shown(action)))
                 }
                 Progress::Failed(..) => {}
                 Progress::Property(what) if args.dry_run || verbosity >= Verbosity::Verbose => {
-                    println!("{name}: {what}")
+                    bars.suspend(|| println!("{name}: {what}"))
                 }
                 Progress::Property(_) => {}
+                Progress::Count { phase, done, total } => bars.count(&name, phase, done, total),
             };
             let report = sync_collection(&sides, collection, status, &options, &mut progress)?;
+            bars.finish();
             print_report(&name, &report, args.dry_run, mode, verbosity);
             clean &= report.is_clean();
             summary.add(&report);
