@@ -25,7 +25,7 @@ function __fish_davsync_using_subcommand
 end
 
 complete -c davsync -n "__fish_davsync_needs_command" -s c -l config -d 'Config file [default: $XDG_CONFIG_HOME/davsync/config.toml]' -r -F
-complete -c davsync -n "__fish_davsync_needs_command" -s v -l verbose -d 'Say more: every action applied (repeatable)'
+complete -c davsync -n "__fish_davsync_needs_command" -s v -l verbose -d 'Say more: -v every action applied; -vv also a line per HTTP request (method, URL, status, time, bytes) on stderr; -vvv also discovery details and each collection\'s listing method. Never credentials, tokens or query strings'
 complete -c davsync -n "__fish_davsync_needs_command" -s q -l quiet -d 'Say less: only problems'
 complete -c davsync -n "__fish_davsync_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c davsync -n "__fish_davsync_needs_command" -s V -l version -d 'Print version'
@@ -42,42 +42,42 @@ complete -c davsync -n "__fish_davsync_using_subcommand sync" -l force-delete -d
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -s c -l config -d 'Config file [default: $XDG_CONFIG_HOME/davsync/config.toml]' -r -F
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -l dry-run -d 'Print what would be done, change nothing'
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -l json -d 'Print one JSON document on stdout (schema davsync/sync/1, docs/schema/sync.json): per pair and collection the counts, every action with its source and target, conflicts, errors, refusals, and the exit status; what is printed for people goes to stderr'
-complete -c davsync -n "__fish_davsync_using_subcommand sync" -s v -l verbose -d 'Say more: every action applied (repeatable)'
+complete -c davsync -n "__fish_davsync_using_subcommand sync" -s v -l verbose -d 'Say more: -v every action applied; -vv also a line per HTTP request (method, URL, status, time, bytes) on stderr; -vvv also discovery details and each collection\'s listing method. Never credentials, tokens or query strings'
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -s q -l quiet -d 'Say less: only problems'
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -s h -l help -d 'Print help'
 complete -c davsync -n "__fish_davsync_using_subcommand discover" -s c -l config -d 'Config file [default: $XDG_CONFIG_HOME/davsync/config.toml]' -r -F
 complete -c davsync -n "__fish_davsync_using_subcommand discover" -l json -d 'Print one JSON document on stdout (schema davsync/discover/1, docs/schema/discover.json): per pair the collections on both sides and how they pair up; the text for people goes to stderr'
-complete -c davsync -n "__fish_davsync_using_subcommand discover" -s v -l verbose -d 'Say more: every action applied (repeatable)'
+complete -c davsync -n "__fish_davsync_using_subcommand discover" -s v -l verbose -d 'Say more: -v every action applied; -vv also a line per HTTP request (method, URL, status, time, bytes) on stderr; -vvv also discovery details and each collection\'s listing method. Never credentials, tokens or query strings'
 complete -c davsync -n "__fish_davsync_using_subcommand discover" -s q -l quiet -d 'Say less: only problems'
 complete -c davsync -n "__fish_davsync_using_subcommand discover" -s h -l help -d 'Print help'
 complete -c davsync -n "__fish_davsync_using_subcommand check" -s c -l config -d 'Config file [default: $XDG_CONFIG_HOME/davsync/config.toml]' -r -F
 complete -c davsync -n "__fish_davsync_using_subcommand check" -l json -d 'Print one JSON document on stdout (schema davsync/check/1, docs/schema/check.json): what the text shows, per storage, as data; the text for people goes to stderr'
-complete -c davsync -n "__fish_davsync_using_subcommand check" -s v -l verbose -d 'Say more: every action applied (repeatable)'
+complete -c davsync -n "__fish_davsync_using_subcommand check" -s v -l verbose -d 'Say more: -v every action applied; -vv also a line per HTTP request (method, URL, status, time, bytes) on stderr; -vvv also discovery details and each collection\'s listing method. Never credentials, tokens or query strings'
 complete -c davsync -n "__fish_davsync_using_subcommand check" -s q -l quiet -d 'Say less: only problems'
 complete -c davsync -n "__fish_davsync_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c davsync -n "__fish_davsync_using_subcommand status" -s c -l config -d 'Config file [default: $XDG_CONFIG_HOME/davsync/config.toml]' -r -F
 complete -c davsync -n "__fish_davsync_using_subcommand status" -l json -d 'Print one JSON document on stdout (schema davsync/status/1, docs/schema/status.json): per pair and collection the items, the last sync, open conflicts and failed items; the text for people goes to stderr'
-complete -c davsync -n "__fish_davsync_using_subcommand status" -s v -l verbose -d 'Say more: every action applied (repeatable)'
+complete -c davsync -n "__fish_davsync_using_subcommand status" -s v -l verbose -d 'Say more: -v every action applied; -vv also a line per HTTP request (method, URL, status, time, bytes) on stderr; -vvv also discovery details and each collection\'s listing method. Never credentials, tokens or query strings'
 complete -c davsync -n "__fish_davsync_using_subcommand status" -s q -l quiet -d 'Say less: only problems'
 complete -c davsync -n "__fish_davsync_using_subcommand status" -s h -l help -d 'Print help'
 complete -c davsync -n "__fish_davsync_using_subcommand repair" -s c -l config -d 'Config file [default: $XDG_CONFIG_HOME/davsync/config.toml]' -r -F
 complete -c davsync -n "__fish_davsync_using_subcommand repair" -l dry-run -d 'Print what would be changed, change nothing'
-complete -c davsync -n "__fish_davsync_using_subcommand repair" -s v -l verbose -d 'Say more: every action applied (repeatable)'
+complete -c davsync -n "__fish_davsync_using_subcommand repair" -s v -l verbose -d 'Say more: -v every action applied; -vv also a line per HTTP request (method, URL, status, time, bytes) on stderr; -vvv also discovery details and each collection\'s listing method. Never credentials, tokens or query strings'
 complete -c davsync -n "__fish_davsync_using_subcommand repair" -s q -l quiet -d 'Say less: only problems'
 complete -c davsync -n "__fish_davsync_using_subcommand repair" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c davsync -n "__fish_davsync_using_subcommand auth" -s c -l config -d 'Config file [default: $XDG_CONFIG_HOME/davsync/config.toml]' -r -F
-complete -c davsync -n "__fish_davsync_using_subcommand auth" -s v -l verbose -d 'Say more: every action applied (repeatable)'
+complete -c davsync -n "__fish_davsync_using_subcommand auth" -s v -l verbose -d 'Say more: -v every action applied; -vv also a line per HTTP request (method, URL, status, time, bytes) on stderr; -vvv also discovery details and each collection\'s listing method. Never credentials, tokens or query strings'
 complete -c davsync -n "__fish_davsync_using_subcommand auth" -s q -l quiet -d 'Say less: only problems'
 complete -c davsync -n "__fish_davsync_using_subcommand auth" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c davsync -n "__fish_davsync_using_subcommand import-vdirsyncer" -s o -l output -d 'Write the davsync config to this file (never replaced: an existing file is an error) instead of stdout' -r -F
 complete -c davsync -n "__fish_davsync_using_subcommand import-vdirsyncer" -s c -l config -d 'Config file [default: $XDG_CONFIG_HOME/davsync/config.toml]' -r -F
-complete -c davsync -n "__fish_davsync_using_subcommand import-vdirsyncer" -s v -l verbose -d 'Say more: every action applied (repeatable)'
+complete -c davsync -n "__fish_davsync_using_subcommand import-vdirsyncer" -s v -l verbose -d 'Say more: -v every action applied; -vv also a line per HTTP request (method, URL, status, time, bytes) on stderr; -vvv also discovery details and each collection\'s listing method. Never credentials, tokens or query strings'
 complete -c davsync -n "__fish_davsync_using_subcommand import-vdirsyncer" -s q -l quiet -d 'Say less: only problems'
 complete -c davsync -n "__fish_davsync_using_subcommand import-vdirsyncer" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c davsync -n "__fish_davsync_using_subcommand generate" -l man -d 'Directory for the man pages' -r -F
 complete -c davsync -n "__fish_davsync_using_subcommand generate" -l completions -d 'Directory for the shell completions' -r -F
 complete -c davsync -n "__fish_davsync_using_subcommand generate" -s c -l config -d 'Config file [default: $XDG_CONFIG_HOME/davsync/config.toml]' -r -F
-complete -c davsync -n "__fish_davsync_using_subcommand generate" -s v -l verbose -d 'Say more: every action applied (repeatable)'
+complete -c davsync -n "__fish_davsync_using_subcommand generate" -s v -l verbose -d 'Say more: -v every action applied; -vv also a line per HTTP request (method, URL, status, time, bytes) on stderr; -vvv also discovery details and each collection\'s listing method. Never credentials, tokens or query strings'
 complete -c davsync -n "__fish_davsync_using_subcommand generate" -s q -l quiet -d 'Say less: only problems'
 complete -c davsync -n "__fish_davsync_using_subcommand generate" -s h -l help -d 'Print help'
 complete -c davsync -n "__fish_davsync_using_subcommand help; and not __fish_seen_subcommand_from sync discover check status repair auth import-vdirsyncer generate help" -f -a "sync" -d 'Sync pairs (all pairs when none is named)'

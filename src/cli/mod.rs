@@ -19,6 +19,7 @@ mod generate;
 mod import_vdirsyncer;
 mod interrupt;
 mod json;
+mod progress;
 mod repair;
 mod status;
 mod sync;
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use davsync::config::{self, Config, PairConfig, ProcessEnv, TlsVerify};
+use davsync::config::{self, Config, PairConfig, ProcessEnv};
 use davsync::status::{LockError, PairLock, StatusDb, StatusError};
 use davsync::storage::{self, Storage, StorageError};
 use davsync::sync::Sides;
@@ -63,7 +64,9 @@ pub struct Cli {
         value_name = "PATH"
     )]
     config: Option<PathBuf>,
-    /// Say more: every action applied (repeatable)
+    /// Say more: -v every action applied; -vv also a line per HTTP request (method, URL,
+    /// status, time, bytes) on stderr; -vvv also discovery details and each collection's
+    /// listing method. Never credentials, tokens or query strings.
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
     /// Say less: only problems
@@ -158,6 +161,9 @@ impl From<StorageError> for CliError {
 /// Runs the command line and maps the result to the exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.verbose >= 2 {
+        install_log(cli.verbose);
+    }
     let verbosity = match (cli.quiet, cli.verbose) {
         (true, _) => Verbosity::Quiet,
         (false, 0) => Verbosity::Normal,
@@ -180,6 +186,23 @@ pub fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// Prints davsync's own `tracing` events on stderr: at `-vv` one line per HTTP request
+/// (debug), at `-vvv` discovery details too (trace). Only davsync's targets: the HTTP stack's
+/// own events may show headers.
+fn install_log(verbose: u8) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let level = if verbose >= 3 {
+        tracing::Level::TRACE
+    } else {
+        tracing::Level::DEBUG
+    };
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(tracing_subscriber::filter::Targets::new().with_target("davsync", level))
+        .init();
 }
 
 fn load_config(cli: &Cli) -> Result<Config, CliError> {
@@ -262,13 +285,8 @@ impl PairStorages {
             let storage = config.storages.get(name).ok_or_else(|| {
                 CliError::Usage(format!("pair {}: no storage named {name:?}", pair.name))
             })?;
-            if let Some(http) = storage.kind.http()
-                && http.verify == TlsVerify::Off
-            {
-                eprintln!(
-                    "warning: storage {name}: TLS certificates are not checked (verify = false); \
-                     anyone on the network path can read and change what is synced"
-                );
+            if let Some(warning) = storage.kind.http().and_then(|http| http.tls_warning()) {
+                eprintln!("warning: storage {name}: {warning}");
             }
             storage::open(storage, &ProcessEnv, shared)
                 .map_err(|e| CliError::Failed(format!("pair {}: storage {name}: {e}", pair.name)))

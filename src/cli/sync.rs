@@ -1,6 +1,7 @@
 //! `davsync sync`: sync pairs.
 
 use std::borrow::Cow;
+use std::io::IsTerminal;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
@@ -18,6 +19,7 @@ use davsync::sync::{
 
 use super::interrupt::{self, INTERRUPTED};
 use super::json::{self, CollectionRecorder, Exit, GoneView, SyncDoc, SyncPair};
+use super::progress::{Bars, show_progress};
 use super::{
     Cli, CliError, PairStorages, Selection, Verbosity, display_name, load_config, open_status,
     select_pairs,
@@ -82,6 +84,12 @@ fn sync_pairs(
     // Storages of different pairs share what they can, such as one HTTP client per server.
     let shared = storage::Shared::default();
     let mut clean = true;
+    let mut bars = Bars::new(show_progress(
+        std::io::stderr().is_terminal(),
+        verbosity == Verbosity::Quiet,
+        json,
+        cli.verbose >= 2,
+    ));
     // Named collections found on neither side: a usage error (exit 2), reported once the
     // pairs that could sync have synced.
     let mut unknown = Vec::new();
@@ -249,26 +257,31 @@ fn sync_pairs(
                             recorder.action(collection, action, "failed", Some(why), resolution)
                         }
                         Progress::Open(action, _) => recorder.open(collection, action),
-                        Progress::Property(_) => {}
+                        Progress::Property(_) | Progress::Count { .. } => {}
                     }
                 }
+                // Lines printed while a bar is drawn go through `bars.suspend`, not over it.
                 match event {
-                    Progress::Planned(action) => say!(json, "{name}: {}", shown(action)),
+                    Progress::Planned(action) => {
+                        bars.suspend(|| say!(json, "{name}: {}", shown(action)))
+                    }
                     Progress::Applied(action) if verbosity >= Verbosity::Verbose => {
-                        say!(json, "{name}: {}", shown(action))
+                        bars.suspend(|| say!(json, "{name}: {}", shown(action)))
                     }
                     Progress::Applied(_) | Progress::Open(..) => {}
                     Progress::Failed(action, why) if verbosity >= Verbosity::Verbose => {
-                        eprintln!("{name}: failed: {}: {why}", shown(action))
+                        bars.suspend(|| eprintln!("{name}: failed: {}: {why}", shown(action)))
                     }
                     Progress::Failed(..) => {}
                     Progress::Property(what) if args.dry_run || verbosity >= Verbosity::Verbose => {
-                        say!(json, "{name}: {what}")
+                        bars.suspend(|| say!(json, "{name}: {what}"))
                     }
                     Progress::Property(_) => {}
+                    Progress::Count { phase, done, total } => bars.count(&name, phase, done, total),
                 }
             };
             let report = sync_collection(&sides, collection, status, &options, &mut progress)?;
+            bars.finish();
             print_report(&name, &report, args.dry_run, mode, verbosity, json);
             if let (Some(recorder), Some(view)) = (recorder, pair_view(&mut doc)) {
                 view.collections
