@@ -217,7 +217,7 @@ fn no_progress_bar_when_stderr_is_not_a_terminal() {
     );
     insta::assert_snapshot!(run.stdout, @r"
     p: created [TMP]/b (did not exist yet)
-    p/work: 300 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
+    p/work: 300 created, 0 updated, 0 deleted, 0 conflicts, 0 errors; collection created on b
     ");
 }
 
