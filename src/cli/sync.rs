@@ -21,6 +21,7 @@ use super::{
     Cli, CliError, PairStorages, Selection, Verbosity, display_name, load_config, open_status,
     select_pairs,
 };
+use davsync::config::{Config, PairConfig};
 
 /// Sync pairs (all pairs when none is named)
 #[derive(Debug, Args)]
@@ -69,131 +70,21 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             .iter()
             .any(|(p, selection)| p.name == pair && selection.includes(collection))
     };
+    let run = PairRun {
+        dry_run: args.dry_run,
+        now,
+        verbosity,
+        forced: &is_forced,
+    };
     for (pair, only) in select_pairs(&config, &named)? {
         if interrupt::received().is_some() {
             not_started.push(pair.name.clone());
             continue;
         }
-        // A pair that cannot start (a secret command failing, a lock held by another davsync)
-        // is reported; the other pairs still sync.
-        let storages = match PairStorages::open(&config, pair, &shared) {
-            Ok(storages) => storages,
-            Err(CliError::Failed(message)) => {
-                eprintln!("error: {message}");
-                clean = false;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let sides = storages.sides();
-        let opened = match open_status(&config, &pair.name, args.dry_run) {
-            Ok(opened) => opened,
-            Err(CliError::Failed(message)) => {
-                eprintln!("error: {}: {message}", pair.name);
-                clean = false;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let status = &opened.db;
-        let mode = pair.mode;
-        let read_only =
-            [&pair.a, &pair.b].map(|name| config.storages.get(name).is_some_and(|s| s.read_only));
-        let guard = never_written(mode, read_only);
-        // On the first sync of a pair a vdir directory that does not exist yet is created; once
-        // the status knows items, a missing one is refused (an unmounted disk). A side never
-        // written (read-only, or a one-way pair's source) is not created either.
-        if !args.dry_run && status.collections()?.iter().all(|c| c.items == 0) {
-            let writable = [sides.a, sides.b]
-                .into_iter()
-                .zip(&guard)
-                .filter(|(_, why)| why.is_none());
-            for (storage, _) in writable {
-                match storage.create_root() {
-                    Ok(Some(created)) if verbosity >= Verbosity::Normal => {
-                        println!("{}: created {created} (did not exist yet)", pair.name)
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        eprintln!("error: {}: {e}", pair.name);
-                        clean = false;
-                    }
-                }
-            }
-        }
-        let collections = match discover_with_hints(&pair.collections, &sides, status)? {
-            Ok(collections) => collections,
-            Err(e) => {
-                eprintln!("error: {}: {e}", pair.name);
-                clean = false;
-                continue;
-            }
-        };
-        let named: &[String] = match &only {
-            Selection::All => &[],
-            Selection::Only(names) => names,
-        };
-        for wanted in named {
-            if !collections.iter().any(|c| &c.name == wanted) {
-                unknown.push(format!(
-                    "{}: no collection named {wanted:?} on either side",
-                    pair.name
-                ));
-            }
-        }
-        let mut options = SyncOptions {
-            force_delete: false,
-            dry_run: args.dry_run,
-            resolution: pair.conflict_resolution.clone(),
-            now,
-            metadata: pair.metadata.clone(),
-            filters: [&pair.a, &pair.b].map(|name| {
-                config
-                    .storages
-                    .get(name)
-                    .map(|storage| storage.filter.clone())
-                    .unwrap_or_default()
-            }),
-            interrupt: Some(&INTERRUPTED),
-            mode,
-            read_only,
-        };
-        let mut summary = hook::PairSummary::new(&pair.name);
-        for collection in collections.iter().filter(|c| only.includes(&c.name)) {
-            let name = display_name(&pair.name, &collection.name);
-            if interrupt::received().is_some() {
-                not_started.push(name);
-                continue;
-            }
-            options.force_delete = is_forced(&pair.name, &collection.name);
-            let mut progress = |event: Progress<'_>| match event {
-                Progress::Planned(action) => println!("{name}: {}", shown(action)),
-                Progress::Applied(action) if verbosity >= Verbosity::Verbose => {
-                    println!("{name}: {}", shown(action))
-                }
-                Progress::Applied(_) => {}
-                Progress::Failed(action, why) if verbosity >= Verbosity::Verbose => {
-                    eprintln!("{name}: failed: {}: {why}", shown(action))
-                }
-                Progress::Failed(..) => {}
-                Progress::Property(what) if args.dry_run || verbosity >= Verbosity::Verbose => {
-                    println!("{name}: {what}")
-                }
-                Progress::Property(_) => {}
-            };
-            let report = sync_collection(&sides, collection, status, &options, &mut progress)?;
-            print_report(&name, &report, args.dry_run, mode, verbosity);
-            clean &= report.is_clean();
-            summary.add(&report);
-        }
-        // Not after an interrupted run: the user asked davsync to stop.
-        if !args.dry_run
-            && interrupt::received().is_none()
-            && let Err(failure) = hook::post_sync(&pair.post_sync, &summary)
-        {
-            eprintln!("error: {}: {failure}", pair.name);
-            clean = false;
-        }
+        let outcome = sync_pair(&config, pair, &only, &shared, &run)?;
+        clean &= outcome.summary.clean;
+        unknown.extend(outcome.unknown);
+        not_started.extend(outcome.not_started);
     }
     if let Some(signal) = interrupt::received() {
         if !not_started.is_empty() {
@@ -207,6 +98,164 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
     } else {
         Err(CliError::Unsynced)
     }
+}
+
+/// What a run asks of every pair it syncs, beyond the config: shared by `davsync sync` and
+/// `davsync daemon`.
+pub(super) struct PairRun<'r> {
+    /// `--dry-run`: plan and print, write nothing.
+    pub dry_run: bool,
+    /// The time of the run (unix seconds), for relative date windows.
+    pub now: i64,
+    /// How much to print.
+    pub verbosity: Verbosity,
+    /// Whether `--force-delete` names this pair and collection.
+    pub forced: &'r dyn Fn(&str, &str) -> bool,
+}
+
+/// What became of one pair in a run.
+pub(super) struct PairOutcome {
+    /// Counts of the pair's collections; `clean` is false when anything was left unsynced,
+    /// including a pair that could not start.
+    pub summary: hook::PairSummary,
+    /// Named collections found on neither side (a usage error once every pair ran).
+    pub unknown: Vec<String>,
+    /// Collections not started because of SIGINT/SIGTERM.
+    pub not_started: Vec<String>,
+}
+
+/// Syncs the collections of `pair` that `only` selects and prints what happened. A pair that
+/// cannot start (a secret command failing, a lock held by another davsync, discovery failing) is
+/// reported and comes back unclean; only usage errors and status database failures are errors.
+pub(super) fn sync_pair(
+    config: &Config,
+    pair: &PairConfig,
+    only: &Selection,
+    shared: &storage::Shared,
+    run: &PairRun<'_>,
+) -> Result<PairOutcome, CliError> {
+    let mut outcome = PairOutcome {
+        summary: hook::PairSummary::new(&pair.name),
+        unknown: Vec::new(),
+        not_started: Vec::new(),
+    };
+    let failed = |mut outcome: PairOutcome, message: String| {
+        eprintln!("error: {message}");
+        outcome.summary.clean = false;
+        Ok(outcome)
+    };
+    let storages = match PairStorages::open(config, pair, shared) {
+        Ok(storages) => storages,
+        Err(CliError::Failed(message)) => return failed(outcome, message),
+        Err(e) => return Err(e),
+    };
+    let sides = storages.sides();
+    let opened = match open_status(config, &pair.name, run.dry_run) {
+        Ok(opened) => opened,
+        Err(CliError::Failed(message)) => {
+            return failed(outcome, format!("{}: {message}", pair.name));
+        }
+        Err(e) => return Err(e),
+    };
+    let status = &opened.db;
+    let mode = pair.mode;
+    let read_only =
+        [&pair.a, &pair.b].map(|name| config.storages.get(name).is_some_and(|s| s.read_only));
+    let guard = never_written(mode, read_only);
+    // A vdir directory that could not be created leaves the pair unclean, though its hook
+    // hears only of the collections.
+    let mut root_failed = false;
+    // On the first sync of a pair a vdir directory that does not exist yet is created; once
+    // the status knows items, a missing one is refused (an unmounted disk). A side never
+    // written (read-only, or a one-way pair's source) is not created either.
+    if !run.dry_run && status.collections()?.iter().all(|c| c.items == 0) {
+        let writable = [sides.a, sides.b]
+            .into_iter()
+            .zip(&guard)
+            .filter(|(_, why)| why.is_none());
+        for (storage, _) in writable {
+            match storage.create_root() {
+                Ok(Some(created)) if run.verbosity >= Verbosity::Normal => {
+                    println!("{}: created {created} (did not exist yet)", pair.name)
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("error: {}: {e}", pair.name);
+                    root_failed = true;
+                }
+            }
+        }
+    }
+    let collections = match discover_with_hints(&pair.collections, &sides, status)? {
+        Ok(collections) => collections,
+        Err(e) => return failed(outcome, format!("{}: {e}", pair.name)),
+    };
+    let named: &[String] = match only {
+        Selection::All => &[],
+        Selection::Only(names) => names,
+    };
+    for wanted in named {
+        if !collections.iter().any(|c| &c.name == wanted) {
+            outcome.unknown.push(format!(
+                "{}: no collection named {wanted:?} on either side",
+                pair.name
+            ));
+        }
+    }
+    let mut options = SyncOptions {
+        force_delete: false,
+        dry_run: run.dry_run,
+        resolution: pair.conflict_resolution.clone(),
+        now: run.now,
+        metadata: pair.metadata.clone(),
+        filters: [&pair.a, &pair.b].map(|name| {
+            config
+                .storages
+                .get(name)
+                .map(|storage| storage.filter.clone())
+                .unwrap_or_default()
+        }),
+        interrupt: Some(&INTERRUPTED),
+        mode,
+        read_only,
+    };
+    let verbosity = run.verbosity;
+    for collection in collections.iter().filter(|c| only.includes(&c.name)) {
+        let name = display_name(&pair.name, &collection.name);
+        if interrupt::received().is_some() {
+            outcome.not_started.push(name);
+            continue;
+        }
+        options.force_delete = (run.forced)(&pair.name, &collection.name);
+        let mut progress = |event: Progress<'_>| match event {
+            Progress::Planned(action) => println!("{name}: {}", shown(action)),
+            Progress::Applied(action) if verbosity >= Verbosity::Verbose => {
+                println!("{name}: {}", shown(action))
+            }
+            Progress::Applied(_) => {}
+            Progress::Failed(action, why) if verbosity >= Verbosity::Verbose => {
+                eprintln!("{name}: failed: {}: {why}", shown(action))
+            }
+            Progress::Failed(..) => {}
+            Progress::Property(what) if run.dry_run || verbosity >= Verbosity::Verbose => {
+                println!("{name}: {what}")
+            }
+            Progress::Property(_) => {}
+        };
+        let report = sync_collection(&sides, collection, status, &options, &mut progress)?;
+        print_report(&name, &report, run.dry_run, mode, verbosity);
+        outcome.summary.add(&report);
+    }
+    // Not after an interrupted run: the user asked davsync to stop.
+    if !run.dry_run
+        && interrupt::received().is_none()
+        && let Err(failure) = hook::post_sync(&pair.post_sync, &outcome.summary)
+    {
+        eprintln!("error: {}: {failure}", pair.name);
+        outcome.summary.clean = false;
+    }
+    outcome.summary.clean &= !root_failed;
+    Ok(outcome)
 }
 
 /// Environment variable, for tests only, that sets the day of the run (`YYYY-MM-DD`, UTC) so
