@@ -2,6 +2,7 @@
 
 mod auth;
 mod check;
+mod daemon;
 mod discover;
 mod generate;
 mod import_vdirsyncer;
@@ -63,6 +64,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Sync(sync::SyncArgs),
+    Daemon(daemon::DaemonArgs),
     Discover(discover::DiscoverArgs),
     Check(check::CheckArgs),
     Status(status::StatusArgs),
@@ -142,6 +144,7 @@ pub fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Sync(args) => sync::cmd_sync(&cli, args, verbosity),
+        Command::Daemon(args) => daemon::cmd_daemon(&cli, args, verbosity),
         Command::Discover(args) => discover::cmd_discover(&cli, args),
         Command::Check(args) => check::cmd_check(&cli, args),
         Command::Status(args) => status::cmd_status(&cli, args),

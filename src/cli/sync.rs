@@ -263,7 +263,7 @@ pub(super) fn sync_pair(
 const TEST_TODAY: &str = "DAVSYNC_TEST_TODAY";
 
 /// The time of the run (unix seconds): now, or noon of the day `DAVSYNC_TEST_TODAY` names.
-fn run_time() -> Result<i64, CliError> {
+pub(super) fn run_time() -> Result<i64, CliError> {
     if let Some(day) = std::env::var_os(TEST_TODAY) {
         let day = day.to_string_lossy();
         return match day.parse::<DateBound>() {
