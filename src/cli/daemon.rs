@@ -108,7 +108,11 @@ pub fn cmd_daemon(cli: &Cli, args: &DaemonArgs, verbosity: Verbosity) -> Result<
             let ok = run_job(&config, &job, verbosity);
             scheduler.finished(&job, ok, Instant::now());
             notify(&status_line(&job, ok, &scheduler, Instant::now()));
-            if first_round.remove(&job.pair) && first_round.is_empty() {
+            // A job cut short by SIGTERM does not count: the daemon is stopping, not ready.
+            if interrupt::received().is_none()
+                && first_round.remove(&job.pair)
+                && first_round.is_empty()
+            {
                 notify("READY=1");
             }
             // Collections the job created are watched from now on.
