@@ -236,9 +236,7 @@ pub fn watch_specs<'c>(
                         dir: file.path.parent()?.to_path_buf(),
                         children: false,
                     }),
-                    StorageKind::Dav(_) | StorageKind::Webcal(_) | StorageKind::Google(_) => {
-                        None
-                    }
+                    StorageKind::Dav(_) | StorageKind::Webcal(_) | StorageKind::Google(_) => None,
                 })
                 .collect::<Vec<_>>()
         })
@@ -351,7 +349,10 @@ mod tests {
     /// synced cleanly at `t0`.
     fn settled(t0: Instant) -> Scheduler {
         let mut s = Scheduler::new(
-            [("local".to_owned(), None), ("remote".to_owned(), Some(secs(60)))],
+            [
+                ("local".to_owned(), None),
+                ("remote".to_owned(), Some(secs(60))),
+            ],
             t0,
         );
         for _ in 0..2 {
@@ -365,7 +366,10 @@ mod tests {
     #[test]
     fn every_pair_syncs_whole_at_the_start_then_waits() {
         let t0 = Instant::now();
-        let mut s = Scheduler::new([("a".to_owned(), None), ("b".to_owned(), Some(secs(5)))], t0);
+        let mut s = Scheduler::new(
+            [("a".to_owned(), None), ("b".to_owned(), Some(secs(5)))],
+            t0,
+        );
         assert_eq!(s.wake_at(), Some(t0));
         let first = s.next_job(t0).expect("a job");
         let second = s.next_job(t0).expect("a job");
@@ -545,7 +549,10 @@ collections = [{ name = "work", a = "job", b = "work" }]
         // A new collection directory, the root itself, a file of a single-file storage.
         assert_eq!(touched("/v/cal/new"), [("sync".to_owned(), Scope::Pair)]);
         assert_eq!(touched("/v/cal"), [("sync".to_owned(), Scope::Pair)]);
-        assert_eq!(touched("/f/work.ics"), [("renamed".to_owned(), Scope::Pair)]);
+        assert_eq!(
+            touched("/f/work.ics"),
+            [("renamed".to_owned(), Scope::Pair)]
+        );
         assert_eq!(touched("/f/notes.txt"), []);
         assert_eq!(touched("/v/calendar/x.ics"), []);
     }

@@ -8,9 +8,9 @@ mod common;
 mod dav_support;
 
 use std::fs;
-use std::path::Path;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::path::Path;
 use std::process::{Child, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -204,23 +204,47 @@ fn vdir_changes_cross_within_two_seconds_and_systemd_hears_of_it() {
 
     // Created on a, created on b, edited, deleted: each on the other side within 2 s.
     sb.write("a/work/two.ics", event("two", "Second"));
-    assert!(within(LOCAL_LATENCY, || sb.exists("b/work/two.ics")), "{}", daemon.output());
+    assert!(
+        within(LOCAL_LATENCY, || sb.exists("b/work/two.ics")),
+        "{}",
+        daemon.output()
+    );
     sb.write("b/work/three.ics", event("three", "Third"));
-    assert!(within(LOCAL_LATENCY, || sb.exists("a/work/three.ics")), "{}", daemon.output());
+    assert!(
+        within(LOCAL_LATENCY, || sb.exists("a/work/three.ics")),
+        "{}",
+        daemon.output()
+    );
     sb.write("a/work/one.ics", event("one", "First, moved"));
-    assert!(within(LOCAL_LATENCY, || {
-        sb.read_string("b/work/one.ics").contains("First, moved")
-    }), "{}", daemon.output());
+    assert!(
+        within(LOCAL_LATENCY, || {
+            sb.read_string("b/work/one.ics").contains("First, moved")
+        }),
+        "{}",
+        daemon.output()
+    );
     sb.remove("b/work/two.ics");
-    assert!(within(LOCAL_LATENCY, || !sb.exists("a/work/two.ics")), "{}", daemon.output());
+    assert!(
+        within(LOCAL_LATENCY, || !sb.exists("a/work/two.ics")),
+        "{}",
+        daemon.output()
+    );
     // A new collection directory.
     sb.write("a/home/four.ics", event("four", "Fourth"));
-    assert!(within(LOCAL_LATENCY, || sb.exists("b/home/four.ics")), "{}", daemon.output());
+    assert!(
+        within(LOCAL_LATENCY, || sb.exists("b/home/four.ics")),
+        "{}",
+        daemon.output()
+    );
 
     // WATCHDOG_USEC=100000: a ping every 50 ms.
     thread::sleep(Duration::from_millis(300));
     daemon.receive();
-    let pings = daemon.messages.iter().filter(|m| *m == "WATCHDOG=1").count();
+    let pings = daemon
+        .messages
+        .iter()
+        .filter(|m| *m == "WATCHDOG=1")
+        .count();
     assert!(pings >= 4, "{:?}", daemon.messages);
 
     let status = daemon.stop();
@@ -236,7 +260,9 @@ fn vdir_changes_cross_within_two_seconds_and_systemd_hears_of_it() {
     // Every run left both sides in sync: no conflict, nothing unsynced.
     let stdout = daemon.stdout();
     assert!(
-        stdout.lines().all(|line| line.ends_with(" 0 conflicts, 0 errors")),
+        stdout
+            .lines()
+            .all(|line| line.ends_with(" 0 conflicts, 0 errors")),
         "{stdout}"
     );
     assert!(daemon.stderr().lines().count() == 1, "{}", daemon.stderr());
@@ -283,8 +309,16 @@ fn sighup_reloads_the_config_and_keeps_it_when_broken() {
     insta::assert_snapshot!(reason, @"davsync: config not reloaded, keeping the previous one: [TMP]/config.toml:32: pair.r: missing required key \"b\"");
     sb.write("a/work/two.ics", event("two", "Second"));
     sb.write("c/home/y.ics", event("y", "Elsewhere too"));
-    assert!(within(LOCAL_LATENCY, || sb.exists("b/work/two.ics")), "{}", daemon.output());
-    assert!(within(LOCAL_LATENCY, || sb.exists("d/home/y.ics")), "{}", daemon.output());
+    assert!(
+        within(LOCAL_LATENCY, || sb.exists("b/work/two.ics")),
+        "{}",
+        daemon.output()
+    );
+    assert!(
+        within(LOCAL_LATENCY, || sb.exists("d/home/y.ics")),
+        "{}",
+        daemon.output()
+    );
     assert_eq!(daemon.stop().code(), Some(0));
 }
 
@@ -340,7 +374,11 @@ fn radicale_pair_local_changes_go_up_at_once_and_server_changes_come_down_by_pol
     );
     assert!(put.is_success());
     let limit = Duration::from_secs(1) + LOCAL_LATENCY;
-    assert!(within(limit, || sb.exists("cals/work/s1.ics")), "{}", daemon.stderr());
+    assert!(
+        within(limit, || sb.exists("cals/work/s1.ics")),
+        "{}",
+        daemon.stderr()
+    );
 
     // Once settled, a poll that finds nothing new costs one request: the home set's
     // PROPFIND (Depth 1) asking for the collections' ctags.
@@ -373,7 +411,8 @@ fn sigterm_during_a_large_sync_exits_0_and_a_restart_converges() {
     sb.mkdir("b");
     // The SIGTERM comes from b's post_hook once e0100 is written: in the middle of the sync,
     // every time. (The hook's parent is the daemon.)
-    let hook = r#"post_hook = ["sh", "-c", "case $1 in */e0100.ics) kill -TERM $PPID;; esac", "hook"]"#;
+    let hook =
+        r#"post_hook = ["sh", "-c", "case $1 in */e0100.ics) kill -TERM $PPID;; esac", "hook"]"#;
     let text = (status_path() + &vdir_pair("p", "a", "b")).replace(
         "path = \"{root}/b\"\n",
         &format!("path = \"{{root}}/b\"\n{hook}\n"),

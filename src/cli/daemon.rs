@@ -228,7 +228,12 @@ fn status_line(job: &Job, ok: bool, scheduler: &Scheduler, now: Instant) -> Stri
     }
     let retry = scheduler
         .wake_at()
-        .map(|at| format!("; next sync in {} s", at.saturating_duration_since(now).as_secs()))
+        .map(|at| {
+            format!(
+                "; next sync in {} s",
+                at.saturating_duration_since(now).as_secs()
+            )
+        })
         .unwrap_or_default();
     format!(
         "STATUS={what}: not in sync ({} failed runs in a row){retry}",
@@ -239,7 +244,8 @@ fn status_line(job: &Job, ok: bool, scheduler: &Scheduler, now: Instant) -> Stri
 /// Installs the SIGINT/SIGTERM/SIGHUP handlers, with a thread turning their wake-up bytes into
 /// [`Event::Signal`].
 fn install_signals(events: Sender<Event>) -> Result<(), CliError> {
-    let failed = |e: io::Error| CliError::Failed(format!("cannot install the signal handlers: {e}"));
+    let failed =
+        |e: io::Error| CliError::Failed(format!("cannot install the signal handlers: {e}"));
     let (mut reader, writer) = UnixStream::pair().map_err(failed)?;
     // A handler must never block: a full socket already holds a wake-up.
     writer.set_nonblocking(true).map_err(failed)?;
