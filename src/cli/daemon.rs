@@ -35,6 +35,10 @@ use super::{Cli, CliError, Selection, Verbosity, load_config};
 /// SIGINT finishes and records the writes under way and exits 0. Under systemd (Type=notify) it
 /// sends READY=1 once every pair synced once, STATUS= with the last result, and WATCHDOG=1
 /// every half of WatchdogSec.
+///
+/// Output: what `davsync sync` prints, for each collection a job synced. Exit status: 0 when
+/// stopped by a signal; 2 for usage or config errors at the start; 1 when inotify or the
+/// signal handlers cannot be set up.
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
     /// Pairs to keep in sync
