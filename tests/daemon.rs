@@ -237,6 +237,25 @@ fn vdir_changes_cross_within_two_seconds_and_systemd_hears_of_it() {
         daemon.output()
     );
 
+    // A change in one collection syncs that collection only (and so does the no-op sync
+    // that follows davsync's own write to b).
+    // (First the follow-up of the new directory: a whole-pair sync 300 ms after it.)
+    thread::sleep(Duration::from_millis(800));
+    let before = daemon.stdout().len();
+    sb.write("a/home/five.ics", event("five", "Fifth"));
+    assert!(
+        within(LOCAL_LATENCY, || sb.exists("b/home/five.ics")),
+        "{}",
+        daemon.output()
+    );
+    thread::sleep(Duration::from_millis(500));
+    let since = daemon.stdout()[before..].to_owned();
+    assert!(since.starts_with("p/home: 1 created, "), "{since}");
+    assert!(
+        since.lines().all(|line| line.starts_with("p/home: ")),
+        "{since}"
+    );
+
     // WATCHDOG_USEC=100000: a ping every 50 ms.
     thread::sleep(Duration::from_millis(300));
     daemon.receive();
@@ -255,6 +274,7 @@ fn vdir_changes_cross_within_two_seconds_and_systemd_hears_of_it() {
         daemon.messages.last().map(String::as_str),
         Some("STOPPING=1")
     );
+    assert_eq!(list_dir(&sb.path("a/home")), ["five.ics", "four.ics"]);
     assert_eq!(list_dir(&sb.path("a/work")), ["one.ics", "three.ics"]);
     assert_eq!(list_dir(&sb.path("b/work")), ["one.ics", "three.ics"]);
     // Every run left both sides in sync: no conflict, nothing unsynced.

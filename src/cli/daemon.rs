@@ -88,6 +88,10 @@ pub fn cmd_daemon(cli: &Cli, args: &DaemonArgs, verbosity: Verbosity) -> Result<
     let mut scheduler = config.scheduler(Instant::now());
     // The pairs that have not run yet: READY=1 once none is left.
     let mut first_round: BTreeSet<String> = config.pairs.iter().cloned().collect();
+    if first_round.is_empty() {
+        // A config without pairs: nothing to wait for (a reload may bring some).
+        notify("READY=1");
+    }
     loop {
         if let Some(signal) = interrupt::received() {
             notify("STOPPING=1");
