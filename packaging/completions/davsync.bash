@@ -22,6 +22,9 @@ _davsync() {
             davsync,check)
                 cmd="davsync__subcmd__check"
                 ;;
+            davsync,daemon)
+                cmd="davsync__subcmd__daemon"
+                ;;
             davsync,discover)
                 cmd="davsync__subcmd__discover"
                 ;;
@@ -48,6 +51,9 @@ _davsync() {
                 ;;
             davsync__subcmd__help,check)
                 cmd="davsync__subcmd__help__subcmd__check"
+                ;;
+            davsync__subcmd__help,daemon)
+                cmd="davsync__subcmd__help__subcmd__daemon"
                 ;;
             davsync__subcmd__help,discover)
                 cmd="davsync__subcmd__help__subcmd__discover"
@@ -77,7 +83,7 @@ _davsync() {
 
     case "${cmd}" in
         davsync)
-            opts="-c -v -q -h -V --config --verbose --quiet --help --version sync discover check status repair auth import-vdirsyncer generate help"
+            opts="-c -v -q -h -V --config --verbose --quiet --help --version sync daemon discover check status repair auth import-vdirsyncer generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -122,6 +128,28 @@ _davsync() {
             ;;
         davsync__subcmd__check)
             opts="-c -v -q -h --json --config --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        davsync__subcmd__daemon)
+            opts="-c -v -q -h --config --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -195,7 +223,7 @@ _davsync() {
             return 0
             ;;
         davsync__subcmd__help)
-            opts="sync discover check status repair auth import-vdirsyncer generate help"
+            opts="sync daemon discover check status repair auth import-vdirsyncer generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -223,6 +251,20 @@ _davsync() {
             return 0
             ;;
         davsync__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        davsync__subcmd__help__subcmd__daemon)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -14,6 +14,7 @@ macro_rules! say {
 
 mod auth;
 mod check;
+mod daemon;
 mod discover;
 mod generate;
 mod import_vdirsyncer;
@@ -79,6 +80,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Sync(sync::SyncArgs),
+    Daemon(daemon::DaemonArgs),
     Discover(discover::DiscoverArgs),
     Check(check::CheckArgs),
     Status(status::StatusArgs),
@@ -171,6 +173,7 @@ pub fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Sync(args) => sync::cmd_sync(&cli, args, verbosity),
+        Command::Daemon(args) => daemon::cmd_daemon(&cli, args, verbosity),
         Command::Discover(args) => discover::cmd_discover(&cli, args),
         Command::Check(args) => check::cmd_check(&cli, args),
         Command::Status(args) => status::cmd_status(&cli, args),
