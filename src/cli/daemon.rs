@@ -208,6 +208,7 @@ fn run_job(config: &DaemonConfig, job: &Job, verbosity: Verbosity) -> bool {
         now,
         verbosity,
         forced: &|_, _| false,
+        say_in_sync: false,
     };
     // A fresh set of clients per job: what one run keeps (discovery answers) must not
     // outlive it, or a poll would not see the server change.

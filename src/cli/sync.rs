@@ -106,6 +106,7 @@ fn sync_pairs(
         now,
         verbosity,
         forced: &is_forced,
+        say_in_sync: true,
     };
     for (pair, only) in select_pairs(&config, &named)? {
         if interrupt::received().is_some() {
@@ -150,6 +151,10 @@ pub(super) struct PairRun<'r> {
     pub verbosity: Verbosity,
     /// Whether `--force-delete` names this pair and collection.
     pub forced: &'r dyn Fn(&str, &str) -> bool,
+    /// Whether a pair where nothing changed says so in one line (`davsync sync`: a timer's
+    /// journal shows each run). The daemon says nothing then: it syncs again after each of
+    /// its own writes and on every poll, and its `STATUS=` shows the last result.
+    pub say_in_sync: bool,
 }
 
 /// What became of one pair in a run.
@@ -362,7 +367,11 @@ pub(super) fn sync_pair(
         changed += usize::from(!report.is_unchanged());
         last = name;
     }
-    if verbosity == Verbosity::Normal && changed == 0 && interrupt::received().is_none() {
+    if run.say_in_sync
+        && verbosity == Verbosity::Normal
+        && changed == 0
+        && interrupt::received().is_none()
+    {
         match synced {
             0 => {}
             1 => say!(json, "{last}: in sync"),
