@@ -154,7 +154,14 @@ struct Scope<'a> {
     /// Leave listed items `in_window` lacks unfetched ([`Prepared::deferred`]) rather than
     /// fetch them.
     defer: bool,
+    /// Keep the content of fetched items ([`Prepared::fetched`]) for the executor. Without it,
+    /// items are fetched in bounded batches and only their listing entries are kept; the
+    /// executor reads what it copies again ([`Storage::reads_cheaply`]).
+    keep_content: bool,
 }
+
+/// How many items [`prepare`] fetches at a time when it does not keep their content.
+const FETCH_BATCH: usize = 500;
 
 /// The collections of a pair as they exist now on both sides.
 pub fn pair_collections(
@@ -699,7 +706,13 @@ fn prepare<'s>(
         }
     }
     let to_fetch: Vec<&str> = to_fetch.iter().map(String::as_str).collect();
-    let fetched = storage.get_many(collection, &to_fetch);
+    let batch = match scope.keep_content {
+        true => to_fetch.len().max(1),
+        false => FETCH_BATCH,
+    };
+    let fetched = to_fetch
+        .chunks(batch)
+        .flat_map(|hrefs| storage.get_many(collection, hrefs));
     for (href, result) in carried.into_iter().chain(fetched) {
         let unidentified = matches!(result, Err(ItemError::Unidentified { .. }));
         let reason = match result {
@@ -741,7 +754,9 @@ fn prepare<'s>(
                             hash,
                         }),
                     });
-                    prepared.fetched.insert(href, item);
+                    if scope.keep_content {
+                        prepared.fetched.insert(href, item);
+                    }
                     continue;
                 }
                 Err(malformed) => format!("{}: {malformed}", item_location(collection, &href)),
@@ -903,11 +918,14 @@ pub fn sync_collection(
         window_a.as_deref().map(by_href),
         window_b.as_deref().map(by_href),
     ];
-    let scopes = answers.each_ref().map(|answer| Scope {
+    // Judging the date window needs the content of what was fetched.
+    let keep_content = [sides.a, sides.b].map(|s| !s.reads_cheaply() || !window.is_open());
+    let scopes = [0, 1].map(|side| Scope {
         allowed: &allowed,
         excluded: &excluded,
-        in_window: answer.as_ref(),
+        in_window: answers[side].as_ref(),
         defer: true,
+        keep_content: keep_content[side],
     });
     // A deferred side may have to be prepared again: keep its (content-less) listing.
     let kept = [(&changes_a, &answers[0]), (&changes_b, &answers[1])]
@@ -1040,7 +1058,6 @@ pub fn sync_collection(
         never_written: guard,
         unfetched: Default::default(),
     };
-    executor.fetch_sources(&actions);
     let end = executor.run(
         &actions,
         status,
