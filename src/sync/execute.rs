@@ -229,6 +229,11 @@ impl Recorder<'_> {
         self.status.commit_batch()
     }
 }
+/// A version tag without its weakness marker (`W/`).
+fn strong_part(etag: &str) -> &str {
+    etag.strip_prefix("W/").unwrap_or(etag)
+}
+
 fn failed(message: String) -> Effect<'static> {
     Effect::Nothing(Outcome::Failed(message))
 }
@@ -440,7 +445,9 @@ impl<'a> Executor<'a> {
                     continue;
                 };
                 let reason = match result {
-                    Ok(f) if f.etag != listed.etag => {
+                    // A vdir file's tag loses its weakness marker as the file ages, between
+                    // the listing and now: the rest of the tag, and the hash, must match.
+                    Ok(f) if strong_part(&f.etag) != strong_part(&listed.etag) => {
                         "changed since it was listed; left for the next sync".to_owned()
                     }
                     Ok(f) => match Item::parse(f.bytes) {
