@@ -68,7 +68,9 @@ pub enum SkipReason {
 }
 
 /// One decision of the planner. Every variant that writes names the version it expects to find,
-/// so the executor can make the write conditional.
+/// so the executor can make the write conditional. Status rows are boxed: inline, the largest
+/// variants made every action of a first sync (one per item) twice as large as a `Create`
+/// needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// The item is new on `from`: create it on the other side.
@@ -93,7 +95,7 @@ pub enum Action {
         /// The other side's version as listed in this run (its ETag guards the write).
         target: ItemVersion,
         /// The status row this replaces; `None` for a target's own item a mirror overwrites.
-        status: Option<StatusItem>,
+        status: Option<Box<StatusItem>>,
         /// Set when this overwrites the target's own change in a one-way pair.
         mirror: bool,
     },
@@ -107,7 +109,7 @@ pub enum Action {
         /// The changed version.
         source: ItemVersion,
         /// The status row this replaces.
-        status: StatusItem,
+        status: Box<StatusItem>,
         /// Set when this undoes the target's deletion in a one-way pair (`from` is the source).
         mirror: bool,
     },
@@ -122,7 +124,7 @@ pub enum Action {
         /// The version to delete, as listed in this run.
         target: ItemVersion,
         /// The status row this removes; `None` for an item only ever on the target.
-        status: Option<StatusItem>,
+        status: Option<Box<StatusItem>>,
         /// Set when this deletes the target's own item or change in a one-way pair.
         mirror: bool,
     },
@@ -137,12 +139,12 @@ pub enum Action {
         /// Version on B.
         b: ItemVersion,
         /// The status row this replaces, if any.
-        status: Option<StatusItem>,
+        status: Option<Box<StatusItem>>,
     },
     /// The item is gone from both sides: drop its status row.
     Forget {
         /// The status row to drop.
-        status: StatusItem,
+        status: Box<StatusItem>,
     },
     /// Both sides changed the item differently (or created it differently).
     Conflict {
@@ -153,7 +155,7 @@ pub enum Action {
         /// Version on B.
         b: ItemVersion,
         /// The last synced state, if any.
-        status: Option<StatusItem>,
+        status: Option<Box<StatusItem>>,
     },
     /// The ident is left alone in this run.
     Skip {
@@ -582,7 +584,7 @@ fn decide(
                 from,
                 source: owned(source),
                 target: owned(target),
-                status: s.cloned(),
+                status: s.cloned().map(Box::new),
                 mirror: true,
             }
         };
@@ -646,7 +648,7 @@ fn decide(
                 ident: ident.to_owned(),
                 a: owned(a),
                 b: owned(b),
-                status: Some(s.clone()),
+                status: Some(Box::new(s.clone())),
             }
         }
         // Changed on A only: update B against the ETag listed on B in this run. One-way
@@ -658,7 +660,7 @@ fn decide(
                 from: Side::A,
                 source: owned(a),
                 target: owned(b),
-                status: Some(s.clone()),
+                status: Some(Box::new(s.clone())),
                 mirror: false,
             },
         },
@@ -670,7 +672,7 @@ fn decide(
                 from: Side::B,
                 source: owned(b),
                 target: owned(a),
-                status: Some(s.clone()),
+                status: Some(Box::new(s.clone())),
                 mirror: false,
             },
         },
@@ -680,7 +682,7 @@ fn decide(
             ident: ident.to_owned(),
             a: owned(a),
             b: owned(b),
-            status: Some(s.clone()),
+            status: Some(Box::new(s.clone())),
         },
         // Changed on both sides differently: a conflict. One-way: the source's version
         // overwrites the target's.
@@ -691,7 +693,7 @@ fn decide(
                 ident: ident.to_owned(),
                 a: owned(a),
                 b: owned(b),
-                status: Some(s.clone()),
+                status: Some(Box::new(s.clone())),
             },
         },
         // Deleted on A, unchanged on B: delete on B (also one-way a-to-b). One-way b-to-a:
@@ -701,14 +703,14 @@ fn decide(
                 ident: ident.to_owned(),
                 from: Side::B,
                 source: owned(b),
-                status: s.clone(),
+                status: Box::new(s.clone()),
                 mirror: true,
             },
             false => Action::Delete {
                 ident: ident.to_owned(),
                 on: Side::B,
                 target: owned(b),
-                status: Some(s.clone()),
+                status: Some(Box::new(s.clone())),
                 mirror: false,
             },
         },
@@ -720,14 +722,14 @@ fn decide(
                 ident: ident.to_owned(),
                 on: Side::B,
                 target: owned(b),
-                status: Some(s.clone()),
+                status: Some(Box::new(s.clone())),
                 mirror: true,
             },
             false => Action::Restore {
                 ident: ident.to_owned(),
                 from: Side::B,
                 source: owned(b),
-                status: s.clone(),
+                status: Box::new(s.clone()),
                 mirror: mirrors(Side::A),
             },
         },
@@ -738,14 +740,14 @@ fn decide(
                 ident: ident.to_owned(),
                 from: Side::A,
                 source: owned(a),
-                status: s.clone(),
+                status: Box::new(s.clone()),
                 mirror: true,
             },
             false => Action::Delete {
                 ident: ident.to_owned(),
                 on: Side::A,
                 target: owned(a),
-                status: Some(s.clone()),
+                status: Some(Box::new(s.clone())),
                 mirror: false,
             },
         },
@@ -756,19 +758,21 @@ fn decide(
                 ident: ident.to_owned(),
                 on: Side::A,
                 target: owned(a),
-                status: Some(s.clone()),
+                status: Some(Box::new(s.clone())),
                 mirror: true,
             },
             false => Action::Restore {
                 ident: ident.to_owned(),
                 from: Side::A,
                 source: owned(a),
-                status: s.clone(),
+                status: Box::new(s.clone()),
                 mirror: mirrors(Side::B),
             },
         },
         // Deleted on both sides: forget it. The same in one-way.
-        (Some(s), Absent, Absent) => Action::Forget { status: s.clone() },
+        (Some(s), Absent, Absent) => Action::Forget {
+            status: Box::new(s.clone()),
+        },
     };
     Some(action)
 }

@@ -606,7 +606,7 @@ impl<'a> Executor<'a> {
                 let written = self.update(from.other(), target, copy)?;
                 let new = row(ident, *from, source.clone(), written.version_of(source));
                 // A target's own item that a mirror overwrote had no row yet.
-                settled(status.as_ref(), new, Cow::Borrowed(copy.item.bytes()))
+                settled(status.as_deref(), new, Cow::Borrowed(copy.item.bytes()))
             }
             Action::Restore {
                 ident,
@@ -673,7 +673,7 @@ impl<'a> Executor<'a> {
                 a,
                 b,
                 status,
-            } => self.resolve(ident, a, b, status.as_ref(), ancestors)?,
+            } => self.resolve(ident, a, b, status.as_deref(), ancestors)?,
             Action::Skip { ident, reason } => Effect::Nothing(match reason {
                 SkipReason::DuplicateUid { side, hrefs } => {
                     let paths: Vec<String> = match self.collection(*side) {

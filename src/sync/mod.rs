@@ -1187,7 +1187,7 @@ fn count_planned(
         Action::Conflict { a, b, status, .. } if *resolution == ConflictResolution::Report => {
             report.conflicts.push(Problem {
                 ident: known_as(action).into_owned(),
-                message: conflict_message(collections, a, b, status.as_ref()),
+                message: conflict_message(collections, a, b, status.as_deref()),
             })
         }
         Action::Skip {
