@@ -28,6 +28,22 @@ impl Item {
         })
     }
 
+    /// An item read again whose strong version tag is the one it had when it was checked and
+    /// hashed as `hash`: the same bytes, so only UID and component type are read again. An item
+    /// without a UID (whose identity is its hash) gets its bytes back, for [`Item::parse`].
+    pub fn vouched(bytes: Vec<u8>, hash: &str) -> Result<Item, Vec<u8>> {
+        let Some(uid) = vobject::uid(&bytes) else {
+            return Err(bytes);
+        };
+        let component = vobject::component_type(&bytes);
+        Ok(Item {
+            bytes,
+            uid: Some(uid),
+            hash: hash.to_owned(),
+            component,
+        })
+    }
+
     /// The exact bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
