@@ -699,8 +699,8 @@ fn a_held_lock_is_reported_with_its_pid() {
     insta::assert_snapshot!(run.both(), @"
     --- stderr
     error: cal: [TMP]/status/cal.lock: another davsync (pid 4242) is already syncing this pair
-    davsync: some items or collections were left unsynced
-    --- exit 1
+    davsync: a server could not be reached or a pair was locked; nothing needs a person, the next run tries again
+    --- exit 75
     ");
     assert!(sb.ls("b").is_empty(), "nothing synced while locked");
     lock.unlock().expect("unlock");
@@ -904,4 +904,84 @@ fn a_second_signal_stops_at_once() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
     assert_eq!(status.signal(), Some(libc::SIGINT));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exit status: 75 (retry later) apart from 1 (a person is needed)
+// ---------------------------------------------------------------------------------------------
+
+/// The usual vdir pair `cal`, plus a pair `remote` whose CalDAV server's port is closed.
+fn setup_with_unreachable_server() -> Sandbox {
+    let sb = setup("");
+    add_unreachable_pair(&sb);
+    sb
+}
+
+/// Adds the pair `remote` to the usual config: a vdir and a CalDAV server whose port is closed.
+fn add_unreachable_pair(sb: &Sandbox) {
+    sb.mkdir("c");
+    let port = common::closed_port();
+    let mut config = common::vdir_pair_config(".ics", "");
+    config.push_str(&format!(
+        r#"
+[storage.local]
+type = "vdir"
+path = "{{root}}/c"
+fileext = ".ics"
+
+[storage.server]
+type = "caldav"
+url = "http://127.0.0.1:{port}/cal/"
+timeout = 5
+
+[pair.remote]
+a = "local"
+b = "server"
+"#
+    ));
+    sb.write_config(&config);
+}
+
+#[test]
+fn a_server_that_cannot_be_reached_exits_75() {
+    let sb = setup_with_unreachable_server();
+    sb.write("a/lunch.ics", event(LUNCH, "Lunch"));
+    let run = sb.run(&["sync", "remote"]);
+    run.expect_code(75);
+    assert!(
+        run.stderr.contains("error: remote: ") && run.stderr.contains("the next run tries again"),
+        "{}",
+        run.both()
+    );
+    // The other pair syncs and leaves nothing for a person: still 75.
+    let run = sb.run(&["sync"]);
+    run.expect_code(75);
+    assert_eq!(sb.ls("b"), [LUNCH_FILE]);
+}
+
+#[test]
+fn a_conflict_exits_1() {
+    let sb = setup("");
+    conflicted(&sb);
+    sb.run(&["sync"]).expect_code(1);
+}
+
+#[test]
+fn a_conflict_and_an_unreachable_server_exit_1() {
+    let sb = setup("");
+    conflicted(&sb);
+    add_unreachable_pair(&sb);
+    let run = sb.run(&["sync"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("conflict: cal: ") && run.stderr.contains("error: remote: "),
+        "{}",
+        run.both()
+    );
+    assert!(
+        run.stderr
+            .contains("some items or collections were left unsynced"),
+        "{}",
+        run.both()
+    );
 }

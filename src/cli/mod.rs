@@ -25,10 +25,14 @@ use davsync::sync::Sides;
 /// as the pair's conflict_resolution says. Pairs are described in the config file, see
 /// davsync.toml(5).
 ///
-/// Exit status: 0 when everything synced; 1 when the run finished but some item, conflict or
-/// collection was left unsynced, or the run could not start (a pair locked by another davsync,
-/// an unusable status database); 2 for usage or config errors (an unknown pair, or a named
-/// collection found on neither side, reported after the other pairs synced); 130 or 143 when
+/// Exit status: 0 when everything synced; 1 when something needs a person: an item, conflict or
+/// collection was left unsynced (a refused item, an open conflict, an unreadable file, a server
+/// refusing the credentials), or the run could not start (an unusable status database); 75
+/// (EX_TEMPFAIL) when the run could only not reach a server (connection refused or reset, DNS,
+/// TLS handshake, timeout, a server error after the retries) or found a pair locked by another
+/// davsync, so that a timer or script simply tries again later (when both happen, 1); 2 for
+/// usage or config errors (an unknown pair, or a named collection found on neither side,
+/// reported after the other pairs synced); 130 or 143 when
 /// stopped by SIGINT or SIGTERM after finishing and recording the writes under way (a second
 /// signal stops at once).
 ///
@@ -89,6 +93,10 @@ enum CliError {
     /// Problems were already reported; the run finished with something left unsynced: exit 1.
     #[error("some items or collections were left unsynced")]
     Unsynced,
+    /// The run could not reach a server or found the pair locked by another davsync, and
+    /// nothing needs a person: exit 75 (`EX_TEMPFAIL`), try again later.
+    #[error("{0}")]
+    RetryLater(String),
     /// Stopped by SIGINT or SIGTERM after finishing the writes under way: exit 128 + signal.
     #[error("interrupted by {}; the next sync does what was left", interrupt::signal_name(*.0))]
     Interrupted(libc::c_int),
@@ -99,6 +107,7 @@ impl CliError {
         match self {
             CliError::Usage(_) => 2,
             CliError::Failed(_) | CliError::Unsynced => 1,
+            CliError::RetryLater(_) => EX_TEMPFAIL,
             CliError::Interrupted(signal) => u8::try_from(128 + signal).unwrap_or(1),
         }
     }
@@ -116,15 +125,24 @@ impl From<StatusError> for CliError {
     }
 }
 
+/// The exit status of a run to try again later (sysexits.h).
+const EX_TEMPFAIL: u8 = 75;
+
 impl From<LockError> for CliError {
     fn from(e: LockError) -> Self {
-        CliError::Failed(e.to_string())
+        match e {
+            LockError::Held { .. } => CliError::RetryLater(e.to_string()),
+            _ => CliError::Failed(e.to_string()),
+        }
     }
 }
 
 impl From<StorageError> for CliError {
     fn from(e: StorageError) -> Self {
-        CliError::Failed(e.to_string())
+        match e.is_temporary() {
+            true => CliError::RetryLater(e.to_string()),
+            false => CliError::Failed(e.to_string()),
+        }
     }
 }
 

@@ -45,7 +45,9 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
     let now = run_time()?;
     // Storages of different pairs share what they can, such as one HTTP client per server.
     let shared = storage::Shared::default();
+    // What was left unsynced: needing a person (exit 1) or only a later run (exit 75).
     let mut clean = true;
+    let mut retry_later = false;
     // Named collections found on neither side: a usage error (exit 2), reported once the
     // pairs that could sync have synced.
     let mut unknown = Vec::new();
@@ -88,6 +90,11 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
         let sides = storages.sides();
         let opened = match open_status(&config, &pair.name, args.dry_run) {
             Ok(opened) => opened,
+            Err(CliError::RetryLater(message)) => {
+                eprintln!("error: {}: {message}", pair.name);
+                retry_later = true;
+                continue;
+            }
             Err(CliError::Failed(message)) => {
                 eprintln!("error: {}: {message}", pair.name);
                 clean = false;
@@ -125,7 +132,10 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             Ok(collections) => collections,
             Err(e) => {
                 eprintln!("error: {}: {e}", pair.name);
-                clean = false;
+                match e.is_temporary() {
+                    true => retry_later = true,
+                    false => clean = false,
+                }
                 continue;
             }
         };
@@ -183,7 +193,10 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             };
             let report = sync_collection(&sides, collection, status, &options, &mut progress)?;
             print_report(&name, &report, args.dry_run, mode, verbosity);
-            clean &= report.is_clean();
+            match report.needs_person() {
+                true => clean = false,
+                false => retry_later |= !report.is_clean(),
+            }
             summary.add(&report);
         }
         // Not after an interrupted run: the user asked davsync to stop.
@@ -202,10 +215,16 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
         Err(CliError::Interrupted(signal))
     } else if !unknown.is_empty() {
         Err(CliError::Usage(unknown.join("; ")))
-    } else if clean {
-        Ok(())
-    } else {
+    } else if !clean {
         Err(CliError::Unsynced)
+    } else if retry_later {
+        Err(CliError::RetryLater(
+            "a server could not be reached or a pair was locked; nothing needs a person, the \
+             next run tries again"
+                .to_owned(),
+        ))
+    } else {
+        Ok(())
     }
 }
 

@@ -367,9 +367,22 @@ pub enum StorageError {
         /// Why not, and where to create it instead.
         how: String,
     },
+    /// The server could not be reached or could not answer now (no answer through the
+    /// retries: connection refused or reset, DNS, TLS handshake, timeout; or a 5xx/429 status):
+    /// trying again later may well succeed, no person is needed.
+    #[error("{0}")]
+    Unreachable(String),
     /// Anything else the storage reports about itself.
     #[error("{0}")]
     Other(String),
+}
+
+impl StorageError {
+    /// True when the failure is the server's for now ([`StorageError::Unreachable`]): a later
+    /// run may succeed without anyone changing anything.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, StorageError::Unreachable(_))
+    }
 }
 
 /// The operations the sync engine needs from a storage.

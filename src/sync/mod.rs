@@ -101,6 +101,9 @@ pub struct CollectionReport {
     /// Things the user should know that are neither errors nor conflicts (such as a collection
     /// synced like a first sync because it is not the one the status database knew).
     pub notes: Vec<String>,
+    /// Set with `refused` when the collection was refused only because a server could not be
+    /// reached or answer now ([`StorageError::is_temporary`]): a later run may succeed.
+    pub retry_later: bool,
 }
 
 impl CollectionReport {
@@ -110,6 +113,13 @@ impl CollectionReport {
             && self.errors.is_empty()
             && self.refused.is_none()
             && self.interrupted.is_none()
+    }
+
+    /// True when what was left unsynced needs a person: anything but a collection refused only
+    /// because its server could not be reached (which a later run retries by itself).
+    pub fn needs_person(&self) -> bool {
+        !self.is_clean()
+            && !(self.retry_later && self.conflicts.is_empty() && self.errors.is_empty())
     }
 }
 
@@ -815,6 +825,7 @@ pub fn sync_collection(
         Ok(collections) => collections,
         Err(e) => {
             report.refused = Some(e.to_string());
+            report.retry_later = e.is_temporary();
             return Ok(report);
         }
     };
@@ -891,6 +902,7 @@ pub fn sync_collection(
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
             report.refused = Some(e.to_string());
+            report.retry_later = e.is_temporary();
             return Ok(report);
         }
     };

@@ -647,3 +647,12 @@ pub fn totals(run: &Run) -> (u64, u64, u64) {
     }
     sum
 }
+
+/// A port on 127.0.0.1 where nothing listens: bound to find a free one, then closed, so a
+/// connection to it is refused.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}

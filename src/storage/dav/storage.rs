@@ -133,7 +133,12 @@ pub struct DavStorage {
 }
 
 fn http_error(e: HttpError) -> StorageError {
-    StorageError::Other(e.to_string())
+    match e {
+        HttpError::Unreachable { .. } | HttpError::Transport { .. } => {
+            StorageError::Unreachable(e.to_string())
+        }
+        _ => StorageError::Other(e.to_string()),
+    }
 }
 
 /// A collection-level failure for an unexpected HTTP status, with a hint for the statuses users
@@ -145,10 +150,15 @@ fn status_error(request: &DavRequest, response: &DavResponse) -> StorageError {
         404 => " (not found: check the URL)",
         _ => "",
     };
-    StorageError::Other(format!(
+    let message = format!(
         "{} {}: HTTP {}{hint}",
         request.method, request.url, response.status
-    ))
+    );
+    // A server error or a rate limit still there after the retries: the server's, for now.
+    match response.status {
+        429 | 500..=599 => StorageError::Unreachable(message),
+        _ => StorageError::Other(message),
+    }
 }
 
 fn parse(request: &DavRequest, response: &DavResponse) -> Result<Multistatus, StorageError> {
