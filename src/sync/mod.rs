@@ -118,8 +118,9 @@ impl CollectionReport {
     /// True when what was left unsynced needs a person: anything but a collection refused only
     /// because its server could not be reached (which a later run retries by itself).
     pub fn needs_person(&self) -> bool {
-        !self.is_clean()
-            && !(self.retry_later && self.conflicts.is_empty() && self.errors.is_empty())
+        let only_unreachable =
+            self.retry_later && self.conflicts.is_empty() && self.errors.is_empty();
+        !self.is_clean() && !only_unreachable
     }
 }
 
