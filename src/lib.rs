@@ -6,10 +6,12 @@
 
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod config;
 pub mod filter;
 pub mod hook;
 pub mod http;
+pub mod import_vdirsyncer;
 pub mod item;
 pub mod metadata;
 pub mod model;

@@ -1250,3 +1250,94 @@ fn digest_answers_the_redirected_url() {
         "d1 not on Radicale:\n{describe}"
     );
 }
+
+#[test]
+fn check_reports_a_self_signed_certificate_with_the_fix() {
+    let server = TlsRadicale::start();
+    let url = server.url();
+    let cert = server.cert.cert.display().to_string();
+
+    // Default verify: refused, with the keys to set; exit 1, nothing written, no secret shown.
+    let sb = sandbox(&url, ALICE, "collections = \"from a\"");
+    let check = run(&sb, &["check"]);
+    check.expect_code(1);
+    assert!(
+        !check.both().contains("secret-horse-42"),
+        "{}",
+        check.both()
+    );
+    assert!(!sb.exists("status"), "check created the status path");
+    assert!(
+        check
+            .stdout
+            .contains("certificate checked against the system's trusted roots; not pinned"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check
+            .stdout
+            .contains("fix: set verify = \"ca.pem\" (the CA that signed the server's certificate) or fingerprint = "),
+        "{}",
+        check.stdout
+    );
+
+    // A handshake of its own shows the protocol and the certificate, and the fix names its
+    // fingerprint.
+    assert!(
+        check
+            .stdout
+            .contains("  tls: TLS 1.3, certificate CN=davsync test server, expires 20"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check
+            .stdout
+            .contains(&format!("  tls: fingerprint sha256:{}", server.cert.sha256)),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check.stdout.contains(&format!(
+            "; the server showed sha256:{} (pin it only if",
+            server.cert.sha256
+        )),
+        "{}",
+        check.stdout
+    );
+
+    // The certificate as CA file: all is well.
+    let sb = sandbox(
+        &url,
+        &format!("{ALICE}\nverify = \"{cert}\""),
+        "collections = \"from a\"",
+    );
+    let check = run(&sb, &["check"]);
+    check.expect_code(0);
+    assert!(
+        check.stdout.contains(&format!("CA file {cert}")),
+        "{}",
+        check.stdout
+    );
+    assert!(!sb.exists("status"), "check created the status path");
+
+    // Pinned by fingerprint: named as pinned.
+    let sb = sandbox(
+        &url,
+        &format!(
+            "{ALICE}\nfingerprint = \"sha256:{}\"",
+            server.cert.sha256_colons
+        ),
+        "collections = \"from a\"",
+    );
+    let check = run(&sb, &["check"]);
+    check.expect_code(0);
+    assert!(
+        check
+            .stdout
+            .contains(&format!("pinned to sha256:{}", server.cert.sha256)),
+        "{}",
+        check.stdout
+    );
+}

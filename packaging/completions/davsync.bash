@@ -19,6 +19,9 @@ _davsync() {
             davsync,auth)
                 cmd="davsync__subcmd__auth"
                 ;;
+            davsync,check)
+                cmd="davsync__subcmd__check"
+                ;;
             davsync,discover)
                 cmd="davsync__subcmd__discover"
                 ;;
@@ -27,6 +30,9 @@ _davsync() {
                 ;;
             davsync,help)
                 cmd="davsync__subcmd__help"
+                ;;
+            davsync,import-vdirsyncer)
+                cmd="davsync__subcmd__import__subcmd__vdirsyncer"
                 ;;
             davsync,repair)
                 cmd="davsync__subcmd__repair"
@@ -40,6 +46,9 @@ _davsync() {
             davsync__subcmd__help,auth)
                 cmd="davsync__subcmd__help__subcmd__auth"
                 ;;
+            davsync__subcmd__help,check)
+                cmd="davsync__subcmd__help__subcmd__check"
+                ;;
             davsync__subcmd__help,discover)
                 cmd="davsync__subcmd__help__subcmd__discover"
                 ;;
@@ -48,6 +57,9 @@ _davsync() {
                 ;;
             davsync__subcmd__help,help)
                 cmd="davsync__subcmd__help__subcmd__help"
+                ;;
+            davsync__subcmd__help,import-vdirsyncer)
+                cmd="davsync__subcmd__help__subcmd__import__subcmd__vdirsyncer"
                 ;;
             davsync__subcmd__help,repair)
                 cmd="davsync__subcmd__help__subcmd__repair"
@@ -65,7 +77,7 @@ _davsync() {
 
     case "${cmd}" in
         davsync)
-            opts="-c -v -q -h -V --config --verbose --quiet --help --version sync discover status repair auth generate help"
+            opts="-c -v -q -h -V --config --verbose --quiet --help --version sync discover check status repair auth import-vdirsyncer generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -87,6 +99,28 @@ _davsync() {
             return 0
             ;;
         davsync__subcmd__auth)
+            opts="-c -v -q -h --config --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        davsync__subcmd__check)
             opts="-c -v -q -h --config --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -161,7 +195,7 @@ _davsync() {
             return 0
             ;;
         davsync__subcmd__help)
-            opts="sync discover status repair auth generate help"
+            opts="sync discover check status repair auth import-vdirsyncer generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -175,6 +209,20 @@ _davsync() {
             return 0
             ;;
         davsync__subcmd__help__subcmd__auth)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        davsync__subcmd__help__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -230,6 +278,20 @@ _davsync() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        davsync__subcmd__help__subcmd__import__subcmd__vdirsyncer)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         davsync__subcmd__help__subcmd__repair)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -265,6 +327,36 @@ _davsync() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        davsync__subcmd__import__subcmd__vdirsyncer)
+            opts="-o -c -v -q -h --output --config --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

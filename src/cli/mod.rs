@@ -1,8 +1,10 @@
 //! Command-line definition, shared plumbing and the exit-code map. One file per command.
 
 mod auth;
+mod check;
 mod discover;
 mod generate;
+mod import_vdirsyncer;
 mod interrupt;
 mod repair;
 mod status;
@@ -66,9 +68,11 @@ pub struct Cli {
 enum Command {
     Sync(sync::SyncArgs),
     Discover(discover::DiscoverArgs),
+    Check(check::CheckArgs),
     Status(status::StatusArgs),
     Repair(repair::RepairArgs),
     Auth(auth::AuthArgs),
+    ImportVdirsyncer(import_vdirsyncer::ImportVdirsyncerArgs),
     #[command(hide = true)]
     Generate(generate::GenerateArgs),
 }
@@ -157,9 +161,11 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Sync(args) => sync::cmd_sync(&cli, args, verbosity),
         Command::Discover(args) => discover::cmd_discover(&cli, args),
+        Command::Check(args) => check::cmd_check(&cli, args),
         Command::Status(args) => status::cmd_status(&cli, args),
         Command::Repair(args) => repair::cmd_repair(&cli, args, verbosity),
         Command::Auth(args) => auth::cmd_auth(&cli, args),
+        Command::ImportVdirsyncer(args) => import_vdirsyncer::cmd_import_vdirsyncer(args),
         Command::Generate(args) => generate::cmd_generate(args),
     };
     match result {

@@ -23,6 +23,7 @@ use thiserror::Error;
 
 mod clients;
 pub mod options;
+pub mod probe;
 pub mod tls;
 
 pub use clients::Clients;

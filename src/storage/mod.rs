@@ -385,6 +385,26 @@ impl StorageError {
     }
 }
 
+/// How a storage will find out what changed in a collection (what `davsync check` reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListingMethod {
+    /// RFC 6578 sync-collection: only the changes since the last token.
+    SyncCollection,
+    /// A full listing, skipped while the collection's ctag has not moved.
+    Ctag,
+    /// A full listing on every run.
+    Full,
+}
+
+/// The listing method a collection will use, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListingPlan {
+    /// The method.
+    pub method: ListingMethod,
+    /// Why this one (what the server advertised, what the configuration restricts).
+    pub why: String,
+}
+
 /// The operations the sync engine needs from a storage.
 ///
 /// Implementations must make every write conditional: `update` and `delete` only act when the
@@ -428,6 +448,17 @@ pub trait Storage: Send + Sync {
     /// Empty for a storage without discovery hints.
     fn identity(&self) -> String {
         String::new()
+    }
+
+    /// How [`Storage::list_changes`] will list `collection`, for a storage that chooses
+    /// between methods (DAV); `None` for one that always reads everything (a vdir's scan is
+    /// its listing). Reads only.
+    fn listing_plan(
+        &self,
+        collection: &CollectionInfo,
+    ) -> Result<Option<ListingPlan>, StorageError> {
+        let _ = collection;
+        Ok(None)
     }
 
     /// Where discovery ended last time (a DAV home set), worth remembering between runs.

@@ -13,6 +13,7 @@ radicale==3.9.0
 xandikos==0.4.10
 khal==0.14.1
 khard==0.22.0
+vdirsyncer==0.21.0
 ";
 
 /// The interpreter used to create the venv: `$DAVSYNC_TEST_PYTHON` or `python3`.
@@ -85,7 +86,8 @@ fn install() -> PathBuf {
 
     let done = fs::read_to_string(&marker).is_ok_and(|m| m == wanted)
         && dir.join("bin/radicale").exists()
-        && dir.join("bin/xandikos").exists();
+        && dir.join("bin/xandikos").exists()
+        && dir.join("bin/vdirsyncer").exists();
     if !done {
         let started = std::time::Instant::now();
         if dir.exists() {
@@ -132,7 +134,7 @@ fn install() -> PathBuf {
     dir
 }
 
-/// Runs the venv tool `name` (khal, khard) with `-c config` and `args`, with `$HOME` (and the
+/// Runs the venv tool `name` (khal, khard, vdirsyncer) with `-c config` and `args`, with `$HOME` (and the
 /// XDG directories inside it) at `home`, UTC and a UTF-8 locale; its stdout, after checking
 /// that it exited 0.
 pub fn tool_output(name: &str, home: &Path, config: &Path, args: &[&str]) -> String {

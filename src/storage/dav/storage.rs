@@ -19,8 +19,8 @@ use crate::http::{DavRequest, DavResponse, HttpClient, HttpError};
 use crate::item::Item;
 use crate::model::UnreadableItem;
 use crate::storage::{
-    ChangeSet, Changes, CollectionInfo, Fetched, ItemError, ListEntry, Storage, StorageError,
-    Written, item_file_name,
+    ChangeSet, Changes, CollectionInfo, Fetched, ItemError, ListEntry, ListingMethod, ListingPlan,
+    Storage, StorageError, Written, item_file_name,
 };
 
 /// How many names a create tries before giving up (the UID, then hashed variants).
@@ -1059,6 +1059,41 @@ impl Storage for DavStorage {
             state: remember(None),
             unreadable: listing.unreadable,
         })
+    }
+
+    fn listing_plan(
+        &self,
+        collection: &CollectionInfo,
+    ) -> Result<Option<ListingPlan>, StorageError> {
+        let state = self.state(collection)?;
+        let (method, why) = match (state.supports_sync, self.item_types.is_empty(), &state.ctag) {
+            (true, true, _) => (
+                ListingMethod::SyncCollection,
+                "the server lists sync-collection in supported-report-set".to_owned(),
+            ),
+            (true, false, Some(_)) => (
+                ListingMethod::Ctag,
+                "sync-collection cannot filter by item_types; a calendar-query lists the \
+                 collection when its ctag moved"
+                    .to_owned(),
+            ),
+            (true, false, None) => (
+                ListingMethod::Full,
+                "sync-collection cannot filter by item_types and the server gives no ctag"
+                    .to_owned(),
+            ),
+            (false, _, Some(_)) => (
+                ListingMethod::Ctag,
+                "no sync-collection in supported-report-set; the collection is listed when its \
+                 ctag (getctag) moved"
+                    .to_owned(),
+            ),
+            (false, _, None) => (
+                ListingMethod::Full,
+                "neither sync-collection nor a ctag (getctag) offered by the server".to_owned(),
+            ),
+        };
+        Ok(Some(ListingPlan { method, why }))
     }
 
     fn list_in_window(

@@ -1,0 +1,150 @@
+//! `davsync check`: validate the config, open every storage of the named pairs and say what
+//! each looks like and what to fix. Writes nothing.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use clap::Args;
+use davsync::check::{self, Severity, StorageCheck, Usage};
+use davsync::config::{CollectionsSpec, ProcessEnv};
+use davsync::storage::{self, ListingMethod};
+
+use super::{Cli, CliError, exists, load_config, select_pairs, status_db_path};
+
+/// Check the config, the connections and the collections of pairs, writing nothing
+///
+/// For each storage of the named pairs (all pairs when none is named): what discovery found
+/// (home set, collections with their item counts), the listing method each DAV collection
+/// will use and why, the authentication scheme (never the secret), TLS settings, and each
+/// problem with the fix to try. Exit status 0 when all is well, 1 when something is wrong, 2
+/// for config errors. No status database is created and no token file written: a Google
+/// storage whose access token would need a refresh is reported and not contacted.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Pairs to check (all when none is named)
+    #[arg(value_name = "PAIR")]
+    pairs: Vec<String>,
+}
+
+pub fn cmd_check(cli: &Cli, args: &CheckArgs) -> Result<(), CliError> {
+    let config = load_config(cli)?;
+    let mut used: BTreeMap<&str, (Usage, Vec<&str>)> = BTreeMap::new();
+    for (pair, _) in select_pairs(&config, &args.pairs)? {
+        let synced_before = exists(&status_db_path(&config, &pair.name));
+        let all_collections = pair.collections != CollectionsSpec::Root;
+        for name in [&pair.a, &pair.b] {
+            let (usage, pairs) = used.entry(name.as_str()).or_insert((
+                Usage {
+                    all_collections: false,
+                    synced_before: false,
+                },
+                Vec::new(),
+            ));
+            usage.all_collections |= all_collections;
+            usage.synced_before |= synced_before;
+            pairs.push(pair.name.as_str());
+        }
+    }
+    let shared = storage::Shared::default();
+    let now = SystemTime::now();
+    let mut problems = 0;
+    for (name, (usage, pairs)) in &used {
+        let Some(storage) = config.storages.get(*name) else {
+            return Err(CliError::Usage(format!("no storage named {name:?}")));
+        };
+        let report = check::check_storage(name, storage, &ProcessEnv, &shared, *usage, now);
+        print_report(&report, pairs);
+        problems += report
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Problem)
+            .count();
+    }
+    if problems == 0 {
+        println!("all is well");
+        Ok(())
+    } else {
+        Err(CliError::Failed(format!(
+            "check found {problems} problem{}",
+            if problems == 1 { "" } else { "s" }
+        )))
+    }
+}
+
+fn print_report(report: &StorageCheck, pairs: &[&str]) {
+    println!(
+        "storage {} ({}, pair{} {}): {}",
+        report.name,
+        report.type_name,
+        if pairs.len() == 1 { "" } else { "s" },
+        pairs.join(", "),
+        if report.has_problems() {
+            "PROBLEMS"
+        } else {
+            "ok"
+        }
+    );
+    println!("  at: {}", report.location);
+    if let Some(auth) = &report.auth {
+        println!("  auth: {auth}");
+    }
+    if let Some(tls) = &report.tls {
+        println!(
+            "  tls: certificate checked against {}; {}",
+            tls.verify,
+            match &tls.pinned {
+                Some(fingerprint) => format!("pinned to {fingerprint}"),
+                None => "not pinned".to_owned(),
+            }
+        );
+        match &tls.session {
+            Ok(session) => {
+                println!(
+                    "  tls: {}, certificate {}, expires {}",
+                    session.protocol,
+                    session.subject.as_deref().map_or_else(
+                        || "without a common name".to_owned(),
+                        |cn| format!("CN={cn}")
+                    ),
+                    session.not_after.as_deref().unwrap_or("(not readable)")
+                );
+                println!("  tls: fingerprint sha256:{}", session.fingerprint);
+            }
+            Err(e) => println!("  tls: handshake details not available: {e}"),
+        }
+    }
+    if let Some(home) = &report.home_set {
+        println!("  home set: {home}");
+    }
+    for c in &report.collections {
+        let label = if c.name.is_empty() {
+            c.id.clone()
+        } else {
+            format!("{} ({})", c.name, c.id)
+        };
+        let items = match c.items {
+            Some(n) if c.unreadable > 0 => format!("{n} items, {} unreadable", c.unreadable),
+            Some(n) => format!("{n} items"),
+            None => "not listed".to_owned(),
+        };
+        println!("  collection {label}: {items}");
+        if let Some(plan) = &c.listing {
+            let method = match plan.method {
+                ListingMethod::SyncCollection => "sync-collection",
+                ListingMethod::Ctag => "ctag, then a full listing",
+                ListingMethod::Full => "full listing",
+            };
+            println!("    listing: {method} ({})", plan.why);
+        }
+    }
+    for finding in &report.findings {
+        let tag = match finding.severity {
+            Severity::Note => "note",
+            Severity::Problem => "problem",
+        };
+        println!("  {tag}: {}", finding.what);
+        if let Some(fix) = &finding.fix {
+            println!("    fix: {fix}");
+        }
+    }
+}
