@@ -139,7 +139,7 @@ fn failing_merge_command_leaves_the_conflict_open() {
     assert_eq!(sb.state("a"), a);
     assert_eq!(sb.state("b"), b);
     let status = sb.run(&["status"]);
-    status.success();
+    status.expect_code(1);
     status.expect_stdout("1 open conflicts");
     assert!(
         status.stdout.contains(&format!("  conflict: {LUNCH}: ")),
@@ -501,11 +501,15 @@ fn status_shows_counts_time_and_problems() {
     sb.run(&["sync"]).expect_code(1);
     let run = sb.run(&["status"]);
     insta::assert_snapshot!(common::redact_timestamps(&run.both()), @r"
-        cal/home: 0 items, last sync [TIME] UTC, 1 open conflicts, 0 failed items
+        cal/home: 0 items, last clean sync never, 1 open conflicts, 0 failed items
+          last attempt [TIME] UTC: 1 conflicts left open
           conflict: dentist@example.org: created differently on both sides: a [TMP]/a/home/dentist.ics, b [TMP]/b/home/dentist.ics; make both the same, or set the pair's conflict_resolution
-        cal/work: 1 items, last sync [TIME] UTC, 0 open conflicts, 1 failed items
+        cal/work: 1 items, last clean sync never, 0 open conflicts, 1 failed items
+          last attempt [TIME] UTC: failed: broken.ics: [TMP]/a/work/broken.ics: line 2: BEGIN:VCALENDAR is never ended
           failed: broken.ics: [TMP]/a/work/broken.ics: line 2: BEGIN:VCALENDAR is never ended
-        --- exit 0
+        --- stderr
+        davsync: a conflict is open or the last run failed
+        --- exit 1
         ");
 }
 
@@ -666,7 +670,8 @@ fn exit_status_map() {
     sb.write("a/x.ics", event("x@example.org", "On A"));
     sb.write("b/x.ics", event("x@example.org", "On B"));
     sb.run(&["sync"]).expect_code(1);
-    sb.run(&["status"]).expect_code(0);
+    // An open conflict: status says so with its exit status too.
+    sb.run(&["status"]).expect_code(1);
 }
 
 #[test]
@@ -816,11 +821,12 @@ fn sigint_and_sigterm_finish_the_writes_under_way_and_exit_130_or_143() {
         );
 
         let status = sb.run(&["status"]);
-        status.success();
+        status.expect_code(1);
         let summary = common::redact_timestamps(&status.stdout);
         assert!(
             summary.starts_with(&format!(
-                "cal: {} items, last sync [TIME] UTC, 0 open conflicts, 1 failed items\n  \
+                "cal: {} items, last clean sync never, 0 open conflicts, 1 failed items\n  \
+                 last attempt [TIME] UTC: failed: interrupted: {left} actions not done\n  \
                  failed: interrupted: {left} actions not done\n",
                 COUNT - left
             )),
@@ -984,4 +990,58 @@ fn a_conflict_and_an_unreachable_server_exit_1() {
         "{}",
         run.both()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// status: the last attempt beside the last clean sync, and its exit status
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn status_shows_the_last_attempt_and_exits_1_while_a_conflict_is_open() {
+    let sb = setup("");
+    conflicted(&sb);
+    sb.run(&["status"]).success();
+    sb.run(&["sync"]).expect_code(1);
+    let run = sb.run(&["status"]);
+    insta::assert_snapshot!(common::redact_timestamps(&run.both()), @r"
+    cal: 2 items, last clean sync [TIME] UTC, 1 open conflicts, 0 failed items
+      last attempt [TIME] UTC: 1 conflicts left open
+      conflict: lunch@example.org: changed on both sides: a [TMP]/a/lunch.ics, b [TMP]/b/lunch@example.org.ics; make both the same, or set the pair's conflict_resolution
+    --- stderr
+    davsync: a conflict is open or the last run failed
+    --- exit 1
+    ");
+}
+
+#[test]
+fn status_shows_a_failed_attempt_of_an_unreachable_server_and_exits_1() {
+    let sb = setup_with_unreachable_server();
+    sb.write("c/lunch.ics", event(LUNCH, "Lunch"));
+    sb.run(&["sync", "remote"]).expect_code(75);
+    let run = sb.run(&["status", "remote"]);
+    run.expect_code(1);
+    let port_free = without_port(&run.stdout);
+    insta::assert_snapshot!(port_free, @"
+    remote: 0 items, last clean sync never, 0 open conflicts, 1 failed items
+      last attempt [TIME] UTC: failed: not synced: PROPFIND http://127.0.0.1:[PORT]/cal/: error sending request for url (http://127.0.0.1:[PORT]/cal/): client error (Connect): tcp connect error: Connection refused (os error 111)
+      failed: not synced: PROPFIND http://127.0.0.1:[PORT]/cal/: error sending request for url (http://127.0.0.1:[PORT]/cal/): client error (Connect): tcp connect error: Connection refused (os error 111)
+    ");
+    // The other pair, in sync, is fine.
+    sb.run(&["sync", "cal"]).success();
+    sb.run(&["status", "cal"]).success();
+}
+
+/// The output with timestamps and the closed port's number replaced.
+fn without_port(text: &str) -> String {
+    let text = common::redact_timestamps(text);
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("127.0.0.1:") {
+        let (head, tail) = rest.split_at(i + "127.0.0.1:".len());
+        out.push_str(head);
+        out.push_str("[PORT]");
+        rest = tail.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    out.push_str(rest);
+    out
 }

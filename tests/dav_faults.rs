@@ -716,7 +716,7 @@ fn sigint_during_slow_uploads_finishes_the_puts_under_way() {
     assert!(
         status
             .stdout
-            .starts_with(&format!("{}: {put} items, last sync ", world.name()))
+            .starts_with(&format!("{}: {put} items, last clean sync ", world.name()))
             && status
                 .stdout
                 .contains(&format!("failed: interrupted: {left} actions not done")),

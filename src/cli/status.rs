@@ -1,11 +1,26 @@
 //! `davsync status`: what the status database remembers about pairs.
 
 use clap::Args;
-use davsync::status::StatusDb;
+use davsync::status::{Problem, StatusDb};
 
 use super::{Cli, CliError, display_name, exists, load_config, select_pairs, status_db_path};
 
-/// Show collections, item counts, last sync time, open conflicts and failed items of pairs
+/// Show collections, item counts, last clean sync, last attempt, open conflicts and failed items
+///
+/// Reads the status databases only: no server is contacted. Output, per collection of each
+/// pair (all pairs when none is named):
+///
+///   PAIR/COLLECTION: N items, last clean sync TIME, N open conflicts, N failed items
+///
+/// where TIME is YYYY-MM-DD HH:MM:SS UTC, or "never" when no run of the collection has been
+/// free of conflicts and failures. When the last attempt was not clean, an indented line "last
+/// attempt TIME: OUTCOME" follows (its first failure, or the number of conflicts it left open),
+/// then an indented "conflict: UID: WHY" line per open conflict and "failed: ITEM: WHY" line per
+/// failed item. A pair that has never synced is "PAIR: never synced".
+///
+/// Exit status: 0 when every shown collection is in sync; 1 when a conflict is open or the last
+/// attempt of a collection failed (a refused item, a server that could not be reached, an
+/// interrupted run); 2 for usage or config errors.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Pairs to show (all when none is named)
@@ -15,6 +30,7 @@ pub struct StatusArgs {
 
 pub fn cmd_status(cli: &Cli, args: &StatusArgs) -> Result<(), CliError> {
     let config = load_config(cli)?;
+    let mut troubled = false;
     for (pair, _) in select_pairs(&config, &args.pairs)? {
         let path = status_db_path(&config, &pair.name);
         if !exists(&path) {
@@ -24,27 +40,47 @@ pub fn cmd_status(cli: &Cli, args: &StatusArgs) -> Result<(), CliError> {
         let db = StatusDb::open(&path)?;
         for c in db.collections()? {
             let name = display_name(&pair.name, &c.name);
-            let last = c.last_sync.map_or("never".to_owned(), format_utc);
+            let last = c.last_clean.map_or("never".to_owned(), format_utc);
             println!(
-                "{name}: {} items, last sync {last}, {} open conflicts, {} failed items",
+                "{name}: {} items, last clean sync {last}, {} open conflicts, {} failed items",
                 c.items,
                 c.conflicts.len(),
                 c.failures.len()
             );
+            // The last attempt, when it was not clean: its time and outcome.
+            let unclean = !c.conflicts.is_empty() || !c.failures.is_empty();
+            if let Some(attempt) = c.last_sync.filter(|_| unclean) {
+                let outcome = match (c.failures.first(), c.conflicts.len()) {
+                    (Some(p), _) => failed(p),
+                    (None, n) => format!("{n} conflicts left open"),
+                };
+                println!("  last attempt {}: {outcome}", format_utc(attempt));
+            }
+            troubled |= unclean;
             for p in &c.conflicts {
                 println!("  conflict: {}: {}", p.ident, p.message);
             }
             for p in &c.failures {
-                // A problem of the whole run (interrupted, writes not durable) names no item.
-                if p.ident.is_empty() {
-                    println!("  failed: {}", p.message);
-                } else {
-                    println!("  failed: {}: {}", p.ident, p.message);
-                }
+                println!("  {}", failed(p));
             }
         }
     }
-    Ok(())
+    match troubled {
+        true => Err(CliError::Failed(
+            "a conflict is open or the last run failed".to_owned(),
+        )),
+        false => Ok(()),
+    }
+}
+
+/// `failed: ITEM: WHY`; a problem of the whole run (refused, interrupted, writes not durable)
+/// names no item: `failed: WHY`.
+fn failed(p: &Problem) -> String {
+    if p.ident.is_empty() {
+        format!("failed: {}", p.message)
+    } else {
+        format!("failed: {}: {}", p.ident, p.message)
+    }
 }
 
 /// Formats unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (civil-from-days, proleptic Gregorian).

@@ -786,7 +786,27 @@ pub(crate) fn item_location(collection: &CollectionInfo, href: &str) -> String {
 }
 
 /// Syncs one collection pair. Only a status database failure is returned as an error.
+///
+/// A refused collection is recorded as the last attempt (`StatusDb::record_refusal`), not in a
+/// dry run.
 pub fn sync_collection(
+    sides: &Sides<'_>,
+    pair: &CollectionPair,
+    status: &StatusDb,
+    options: &SyncOptions,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<CollectionReport, StatusError> {
+    let report = sync_collection_once(sides, pair, status, options, progress)?;
+    if let Some(reason) = &report.refused
+        && !options.dry_run
+    {
+        let coll = status.collection(&pair.name)?;
+        status.record_refusal(coll, options.now, &format!("not synced: {reason}"))?;
+    }
+    Ok(report)
+}
+
+fn sync_collection_once(
     sides: &Sides<'_>,
     pair: &CollectionPair,
     status: &StatusDb,
