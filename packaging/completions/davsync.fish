@@ -43,11 +43,11 @@ complete -c davsync -n "__fish_davsync_using_subcommand sync" -s c -l config -d 
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -l dry-run -d 'Print what would be done, change nothing'
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -s v -l verbose -d 'Say more: every action applied (repeatable)'
 complete -c davsync -n "__fish_davsync_using_subcommand sync" -s q -l quiet -d 'Say less: only problems'
-complete -c davsync -n "__fish_davsync_using_subcommand sync" -s h -l help -d 'Print help'
+complete -c davsync -n "__fish_davsync_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c davsync -n "__fish_davsync_using_subcommand discover" -s c -l config -d 'Config file [default: $XDG_CONFIG_HOME/davsync/config.toml]' -r -F
 complete -c davsync -n "__fish_davsync_using_subcommand discover" -s v -l verbose -d 'Say more: every action applied (repeatable)'
 complete -c davsync -n "__fish_davsync_using_subcommand discover" -s q -l quiet -d 'Say less: only problems'
-complete -c davsync -n "__fish_davsync_using_subcommand discover" -s h -l help -d 'Print help'
+complete -c davsync -n "__fish_davsync_using_subcommand discover" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c davsync -n "__fish_davsync_using_subcommand check" -s c -l config -d 'Config file [default: $XDG_CONFIG_HOME/davsync/config.toml]' -r -F
 complete -c davsync -n "__fish_davsync_using_subcommand check" -s v -l verbose -d 'Say more: every action applied (repeatable)'
 complete -c davsync -n "__fish_davsync_using_subcommand check" -s q -l quiet -d 'Say less: only problems'

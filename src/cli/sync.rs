@@ -23,6 +23,21 @@ use super::{
 };
 
 /// Sync pairs (all pairs when none is named)
+///
+/// Output on stdout, one summary line per collection: "PAIR/COLLECTION: N created, N updated,
+/// N deleted, N conflicts, N errors" (the collection is left out for a pair of two single
+/// collections; with --dry-run "would be: " comes before the counts; a date window adds how many
+/// items it left alone, a one-way pair what it undid on the target). --dry-run prints each
+/// planned action first, -v each action applied, as "PAIR/COLLECTION: ACTION"; -q prints no
+/// summary lines. Problems go to stderr, one line each: "conflict: PAIR/COLLECTION: UID: WHY",
+/// "error: PAIR/COLLECTION: WHY" (a collection refused as a whole: "error: PAIR/COLLECTION: not
+/// synced: WHY"), "note: PAIR/COLLECTION: ..." and "interrupted: ...".
+///
+/// Exit status: 0 when everything synced; 1 when something needs a person (an item, conflict or
+/// collection left unsynced, a failing hook, an unusable status database); 75 when a server
+/// could only not be reached or a pair was locked by another davsync (try again later; 1 when
+/// both happen); 2 for usage or config errors (also a PAIR/COLLECTION found on neither side,
+/// after the other pairs synced); 130 or 143 when stopped by SIGINT or SIGTERM.
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     /// Pairs to sync, as PAIR or PAIR/COLLECTION
