@@ -357,6 +357,24 @@ impl StatusDb {
         Ok(db)
     }
 
+    /// The collection names the database at `path` knows, ordered, without the unnamed root
+    /// collection. Opened read-only: nothing is created, migrated or locked, so it is safe
+    /// while a sync runs (shell completion calls it on every Tab).
+    pub fn collection_names(path: &Path) -> Result<Vec<String>, StatusError> {
+        let sql_err = |source| StatusError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(sql_err)?;
+        let names = || -> rusqlite::Result<Vec<String>> {
+            let mut stmt =
+                conn.prepare("SELECT name FROM collections WHERE name != '' ORDER BY name")?;
+            stmt.query_map([], |row| row.get(0))?.collect()
+        };
+        names().map_err(sql_err)
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -1497,6 +1515,21 @@ mod tests {
         }
         let msg = StatusDb::open(&path).unwrap_err().to_string();
         assert!(msg.contains(&path.display().to_string()), "{msg}");
+    }
+
+    #[test]
+    fn collection_names_reads_without_creating_anything() {
+        let (dir, db) = open_temp();
+        for name in ["work", "", "home"] {
+            db.collection(name).unwrap();
+        }
+        assert_eq!(
+            StatusDb::collection_names(db.path()).unwrap(),
+            ["home", "work"]
+        );
+        let missing = dir.path().join("missing.db");
+        assert!(StatusDb::collection_names(&missing).is_err());
+        assert!(!missing.exists());
     }
 
     #[test]

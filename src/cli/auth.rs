@@ -13,7 +13,7 @@ use davsync::config::ProcessEnv;
 use davsync::oauth::{self, Pkce, RedirectError};
 use davsync::storage::{StorageKind, google};
 
-use super::{Cli, CliError, load_config};
+use super::{Cli, CliError, complete, load_config};
 
 /// Authorize davsync to use a Google account (OAuth2)
 ///
@@ -33,7 +33,7 @@ use super::{Cli, CliError, load_config};
 #[derive(Debug, Args)]
 pub struct AuthArgs {
     /// The storage to authorize (of type google_calendar or google_contacts)
-    #[arg(value_name = "STORAGE")]
+    #[arg(value_name = "STORAGE", add = complete::google_storages())]
     storage: String,
 }
 

@@ -9,7 +9,7 @@ use davsync::check::{self, Severity, StorageCheck, Usage};
 use davsync::config::{CollectionsSpec, ProcessEnv};
 use davsync::storage::{self, ListingMethod};
 
-use super::{Cli, CliError, exists, load_config, select_pairs, status_db_path};
+use super::{Cli, CliError, complete, exists, load_config, select_pairs, status_db_path};
 
 /// Check the config, the connections and the collections of pairs, writing nothing
 ///
@@ -28,7 +28,7 @@ use super::{Cli, CliError, exists, load_config, select_pairs, status_db_path};
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Pairs to check (all when none is named)
-    #[arg(value_name = "PAIR")]
+    #[arg(value_name = "PAIR", add = complete::pairs())]
     pairs: Vec<String>,
 }
 

@@ -4,7 +4,7 @@ use clap::Args;
 use davsync::storage;
 use davsync::sync::pair_collections;
 
-use super::{Cli, CliError, PairStorages, display_name, load_config, select_pairs};
+use super::{Cli, CliError, PairStorages, complete, display_name, load_config, select_pairs};
 
 /// Show the collections on both sides of pairs and how they pair up
 ///
@@ -18,7 +18,7 @@ use super::{Cli, CliError, PairStorages, display_name, load_config, select_pairs
 #[derive(Debug, Args)]
 pub struct DiscoverArgs {
     /// Pairs to look at (all when none is named)
-    #[arg(value_name = "PAIR")]
+    #[arg(value_name = "PAIR", add = complete::pairs())]
     pairs: Vec<String>,
 }
 

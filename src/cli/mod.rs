@@ -2,6 +2,7 @@
 
 mod auth;
 mod check;
+mod complete;
 mod discover;
 mod generate;
 mod import_vdirsyncer;
@@ -152,6 +153,7 @@ impl From<StorageError> for CliError {
 
 /// Runs the command line and maps the result to the exit status.
 pub fn main() -> ExitCode {
+    complete::answer_if_asked();
     let cli = Cli::parse();
     let verbosity = match (cli.quiet, cli.verbose) {
         (true, _) => Verbosity::Quiet,

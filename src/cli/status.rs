@@ -3,7 +3,9 @@
 use clap::Args;
 use davsync::status::{Problem, StatusDb};
 
-use super::{Cli, CliError, display_name, exists, load_config, select_pairs, status_db_path};
+use super::{
+    Cli, CliError, complete, display_name, exists, load_config, select_pairs, status_db_path,
+};
 
 /// Show collections, item counts, last clean sync, last attempt, open conflicts and failed items
 ///
@@ -24,7 +26,7 @@ use super::{Cli, CliError, display_name, exists, load_config, select_pairs, stat
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Pairs to show (all when none is named)
-    #[arg(value_name = "PAIR")]
+    #[arg(value_name = "PAIR", add = complete::pairs())]
     pairs: Vec<String>,
 }
 

@@ -16,6 +16,7 @@ use davsync::sync::{
     sync_collection,
 };
 
+use super::complete;
 use super::interrupt::{self, INTERRUPTED};
 use super::{
     Cli, CliError, PairStorages, Selection, Verbosity, display_name, load_config, open_status,
@@ -41,7 +42,7 @@ use super::{
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     /// Pairs to sync, as PAIR or PAIR/COLLECTION
-    #[arg(value_name = "PAIR[/COLLECTION]")]
+    #[arg(value_name = "PAIR[/COLLECTION]", add = complete::pairs_and_collections())]
     pairs: Vec<String>,
     /// Print what would be done, change nothing
     #[arg(long)]
@@ -49,7 +50,7 @@ pub struct SyncArgs {
     /// Also sync PAIR[/COLLECTION], propagating deletions from a side that lists no items at
     /// all (or forgetting the items when both sides list none); applies to the named pairs or
     /// collections only, repeat it for each
-    #[arg(long, value_name = "PAIR[/COLLECTION]")]
+    #[arg(long, value_name = "PAIR[/COLLECTION]", add = complete::pairs_and_collections())]
     force_delete: Vec<String>,
 }
 
