@@ -30,7 +30,7 @@ use davsync::sync::Sides;
 ///
 /// Exit status: 0 when everything synced; 1 when something needs a person: an item, conflict or
 /// collection was left unsynced (a refused item, an open conflict, an unreadable file, a server
-/// refusing the credentials), or the run could not start (an unusable status database); 75
+/// refusing the credentials, a server certificate refused), or the run could not start (an unusable status database); 75
 /// (EX_TEMPFAIL) when the run could only not reach a server (connection refused or reset, DNS,
 /// TLS handshake, timeout, a server error after the retries) or found a pair locked by another
 /// davsync, so that a timer or script simply tries again later (when both happen, 1); 2 for

@@ -136,6 +136,19 @@ pub enum HttpError {
         /// What went wrong, with every cause in the chain.
         reason: String,
     },
+    /// No answer because the TLS handshake refused the server's certificate (an issuer the
+    /// configured roots do not know, expired, another name, not the pinned one): a setting or
+    /// the server's certificate to fix, which no later run fixes by itself. The client takes
+    /// the server for dead for the rest of the run, as for [`HttpError::Unreachable`].
+    #[error("{method} {url}: {reason}")]
+    Certificate {
+        /// The method.
+        method: &'static str,
+        /// The URL.
+        url: String,
+        /// What went wrong, with every cause in the chain.
+        reason: String,
+    },
     /// An answer that broke off or could not be read.
     #[error("{method} {url}: {reason}")]
     Transport {
@@ -430,6 +443,17 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+impl HttpError {
+    /// True when the server could not answer now (no answer, or one that broke off): a later
+    /// run may succeed without anyone changing anything. A refused certificate is not.
+    pub fn is_temporary(&self) -> bool {
+        matches!(
+            self,
+            HttpError::Unreachable { .. } | HttpError::Transport { .. }
+        )
+    }
+}
+
 impl HttpClient {
     /// Builds the client from a storage's HTTP options and already resolved credentials, for
     /// up to `concurrency` requests in flight.
@@ -669,10 +693,19 @@ impl HttpClient {
 
     /// Sends `request` to `url` until it gets an answer worth returning (see [`Self::send`]).
     fn send_with_retries(&self, request: &DavRequest, url: &str) -> Result<Answer, HttpError> {
-        let unreachable = |reason: String| HttpError::Unreachable {
-            method: request.method,
-            url: url.to_owned(),
-            reason,
+        // What the TLS layer says of a refused certificate ("invalid peer certificate",
+        // "... not the pinned one") always names it; nothing else that ends a request does.
+        let unreachable = |reason: String| match reason.contains("certificate") {
+            true => HttpError::Certificate {
+                method: request.method,
+                url: url.to_owned(),
+                reason,
+            },
+            false => HttpError::Unreachable {
+                method: request.method,
+                url: url.to_owned(),
+                reason,
+            },
         };
         if let Some(reason) = self.dead.get() {
             return Err(unreachable(format!(

@@ -133,11 +133,9 @@ pub struct DavStorage {
 }
 
 fn http_error(e: HttpError) -> StorageError {
-    match e {
-        HttpError::Unreachable { .. } | HttpError::Transport { .. } => {
-            StorageError::Unreachable(e.to_string())
-        }
-        _ => StorageError::Other(e.to_string()),
+    match e.is_temporary() {
+        true => StorageError::Unreachable(e.to_string()),
+        false => StorageError::Other(e.to_string()),
     }
 }
 
@@ -543,7 +541,9 @@ impl DavStorage {
             .xml(xml::multiget(self.kind, hrefs));
         let response = match self.http.send(&request) {
             Ok(response) => response,
-            Err(e @ HttpError::Unreachable { .. }) => return Err(e),
+            Err(e @ (HttpError::Unreachable { .. } | HttpError::Certificate { .. })) => {
+                return Err(e);
+            }
             Err(_) => return Ok(None),
         };
         if response.status != 207 {

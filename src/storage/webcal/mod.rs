@@ -164,11 +164,9 @@ impl WebcalStorage {
         if let Some(date) = known.and_then(|s| s.last_modified.as_ref()) {
             request = request.header("If-Modified-Since", date.clone());
         }
-        self.client.send(&request).map_err(|e| match e {
-            http::HttpError::Unreachable { .. } | http::HttpError::Transport { .. } => {
-                StorageError::Unreachable(e.to_string())
-            }
-            _ => StorageError::Other(e.to_string()),
+        self.client.send(&request).map_err(|e| match e.is_temporary() {
+            true => StorageError::Unreachable(e.to_string()),
+            false => StorageError::Other(e.to_string()),
         })
     }
 
