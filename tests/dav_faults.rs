@@ -382,7 +382,8 @@ fn truncated_listing() {
         FaultRule::always(Fault::Truncate(40)).method("REPORT"),
     ]);
     let run = world.sync();
-    run.expect_code(1);
+    // An answer that broke off is the connection's or the server's for now: retry later.
+    run.expect_code(75);
     let listing: Vec<Recorded> = world.proxy.requests_with_method("REPORT");
     assert!(
         !listing.is_empty()

@@ -30,14 +30,14 @@ use davsync::sync::Sides;
 ///
 /// Exit status: 0 when everything synced; 1 when something needs a person: an item, conflict or
 /// collection was left unsynced (a refused item, an open conflict, an unreadable file, a server
-/// refusing the credentials, a server certificate refused), or the run could not start (an unusable status database); 75
-/// (EX_TEMPFAIL) when the run could only not reach a server (connection refused or reset, DNS,
-/// TLS handshake, timeout, a server error after the retries) or found a pair locked by another
-/// davsync, so that a timer or script simply tries again later (when both happen, 1); 2 for
-/// usage or config errors (an unknown pair, or a named collection found on neither side,
-/// reported after the other pairs synced); 130 or 143 when
-/// stopped by SIGINT or SIGTERM after finishing and recording the writes under way (a second
-/// signal stops at once).
+/// refusing the credentials, TLS refusing the server), or the run could not start (an unusable
+/// status database); 75 (EX_TEMPFAIL) when the run could only not reach a server (connection
+/// refused or reset, DNS, timeout, an answer broken off, a server error after the retries) or
+/// found a pair locked by another davsync, so that a timer or script simply tries again later
+/// (when both happen, 1); 2 for usage or config errors (an unknown pair, or a named collection
+/// found on neither side, reported after the other pairs synced); 130 or 143 when stopped by
+/// SIGINT or SIGTERM after finishing and recording the writes under way (a second signal stops
+/// at once).
 ///
 /// Files: $XDG_CONFIG_HOME/davsync/config.toml (the config), <status_path>/<pair>.db (status
 /// database, mode 0600), <status_path>/<pair>.lock (held while a pair syncs),

@@ -136,12 +136,13 @@ pub enum HttpError {
         /// What went wrong, with every cause in the chain.
         reason: String,
     },
-    /// No answer because the TLS handshake refused the server's certificate (an issuer the
-    /// configured roots do not know, expired, another name, not the pinned one): a setting or
-    /// the server's certificate to fix, which no later run fixes by itself. The client takes
-    /// the server for dead for the rest of the run, as for [`HttpError::Unreachable`].
+    /// No answer because TLS refused the connection: the server's certificate (an issuer the
+    /// configured roots do not know, expired, another name, not the pinned one) or its TLS
+    /// itself (plain HTTP at an `https://` url, no protocol version in common). A setting or the
+    /// server to fix, which no later run fixes by itself. The client takes the server for dead
+    /// for the rest of the run, as for [`HttpError::Unreachable`].
     #[error("{method} {url}: {reason}")]
-    Certificate {
+    TlsRefused {
         /// The method.
         method: &'static str,
         /// The URL.
@@ -352,7 +353,7 @@ pub struct HttpClient {
     max_response_size: u64,
     /// Set once a request got no answer through all its retries: later requests fail at once,
     /// so a dead server costs one request's retries, not every request's.
-    dead: OnceLock<String>,
+    dead: OnceLock<(String, bool)>,
     /// Writes in flight, fewer after the server said it is busy.
     writes: WriteLimiter,
 }
@@ -429,6 +430,27 @@ fn is_write(method: &str) -> bool {
 
 /// Makes every cause in an error chain visible: reqwest's top-level message alone ("error
 /// sending request") does not say whether TLS, DNS or the connection failed.
+/// True when TLS (rustls) ended the connection: a refused certificate or a protocol error, not
+/// the network.
+fn refused_by_tls(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        // rustls's error arrives wrapped in `io::Error`s, whose `source()` skips the error they
+        // wrap: follow that one instead.
+        cause = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner),
+            None => e.source(),
+        };
+    }
+    false
+}
+
 fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -445,7 +467,7 @@ fn chain(error: &dyn std::error::Error) -> String {
 
 impl HttpError {
     /// True when the server could not answer now (no answer, or one that broke off): a later
-    /// run may succeed without anyone changing anything. A refused certificate is not.
+    /// run may succeed without anyone changing anything. TLS refusing the server is not.
     pub fn is_temporary(&self) -> bool {
         matches!(
             self,
@@ -693,10 +715,8 @@ impl HttpClient {
 
     /// Sends `request` to `url` until it gets an answer worth returning (see [`Self::send`]).
     fn send_with_retries(&self, request: &DavRequest, url: &str) -> Result<Answer, HttpError> {
-        // What the TLS layer says of a refused certificate ("invalid peer certificate",
-        // "... not the pinned one") always names it; nothing else that ends a request does.
-        let unreachable = |reason: String| match reason.contains("certificate") {
-            true => HttpError::Certificate {
+        let unreachable = |reason: String, tls_refused: bool| match tls_refused {
+            true => HttpError::TlsRefused {
                 method: request.method,
                 url: url.to_owned(),
                 reason,
@@ -707,10 +727,11 @@ impl HttpClient {
                 reason,
             },
         };
-        if let Some(reason) = self.dead.get() {
-            return Err(unreachable(format!(
-                "not sent: the server did not answer before ({reason})"
-            )));
+        if let Some((reason, tls_refused)) = self.dead.get() {
+            return Err(unreachable(
+                format!("not sent: the server did not answer before ({reason})"),
+                *tls_refused,
+            ));
         }
         let max_retries = if request.retried { MAX_RETRIES } else { 0 };
         let token_error = |source: TokenError| HttpError::Token {
@@ -781,6 +802,7 @@ impl HttpClient {
                 (Err(_), Some(delay)) if attempt < max_retries => thread::sleep(delay),
                 (Ok(response), _) => return Ok(response),
                 (Err(e), _) => {
+                    let tls_refused = refused_by_tls(&e);
                     let mut reason = chain(&e);
                     if reason.contains("certificate") && !reason.contains("pinned") {
                         reason.push_str(
@@ -791,9 +813,9 @@ impl HttpClient {
                     if max_retries > 0 {
                         // Retried and still no answer: the server is down for this run. (A
                         // request without retries is a shortcut that may fail on its own.)
-                        let _ = self.dead.set(reason.clone());
+                        let _ = self.dead.set((reason.clone(), tls_refused));
                     }
-                    return Err(unreachable(reason));
+                    return Err(unreachable(reason, tls_refused));
                 }
             }
             attempt += 1;
@@ -1020,6 +1042,22 @@ pub fn credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_refusals_are_found_inside_nested_io_errors_and_nothing_else_is() {
+        use std::io::{Error, ErrorKind};
+        let certificate =
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested = Error::other(Error::new(ErrorKind::InvalidData, certificate));
+        assert!(refused_by_tls(&nested));
+        let corrupt = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+        assert!(refused_by_tls(&Error::new(ErrorKind::InvalidData, corrupt)));
+        assert!(!refused_by_tls(&Error::from(ErrorKind::ConnectionRefused)));
+        assert!(!refused_by_tls(&Error::new(
+            ErrorKind::UnexpectedEof,
+            "end of file before message length reached"
+        )));
+    }
 
     fn between(delay: Option<Duration>, min_ms: u64, max_ms: u64) -> bool {
         delay.is_some_and(|d| {

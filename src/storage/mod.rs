@@ -368,8 +368,8 @@ pub enum StorageError {
         how: String,
     },
     /// The server could not be reached or could not answer now (no answer through the
-    /// retries: connection refused or reset, DNS, TLS handshake, timeout; or a 5xx/429 status;
-    /// never a refused certificate, which needs a person):
+    /// retries: connection refused or reset, DNS, timeout, an answer broken off; or a 5xx/429
+    /// status; never TLS refusing the server, which needs a person):
     /// trying again later may well succeed, no person is needed.
     #[error("{0}")]
     Unreachable(String),

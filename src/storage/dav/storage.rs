@@ -541,7 +541,7 @@ impl DavStorage {
             .xml(xml::multiget(self.kind, hrefs));
         let response = match self.http.send(&request) {
             Ok(response) => response,
-            Err(e @ (HttpError::Unreachable { .. } | HttpError::Certificate { .. })) => {
+            Err(e @ (HttpError::Unreachable { .. } | HttpError::TlsRefused { .. })) => {
                 return Err(e);
             }
             Err(_) => return Ok(None),

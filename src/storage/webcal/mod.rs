@@ -164,10 +164,12 @@ impl WebcalStorage {
         if let Some(date) = known.and_then(|s| s.last_modified.as_ref()) {
             request = request.header("If-Modified-Since", date.clone());
         }
-        self.client.send(&request).map_err(|e| match e.is_temporary() {
-            true => StorageError::Unreachable(e.to_string()),
-            false => StorageError::Other(e.to_string()),
-        })
+        self.client
+            .send(&request)
+            .map_err(|e| match e.is_temporary() {
+                true => StorageError::Unreachable(e.to_string()),
+                false => StorageError::Other(e.to_string()),
+            })
     }
 
     /// Reads a 200 answer into a feed and remembers it for the rest of the run.
