@@ -852,6 +852,19 @@ impl StatusDb {
         tx.commit().map_err(|e| self.sql(e))
     }
 
+    /// Records a run that refused the whole pair before looking at any collection (discovery
+    /// failed): [`StatusDb::record_refusal`] for every collection the database knows.
+    pub fn record_pair_refusal(&self, finished_at: i64, reason: &str) -> Result<(), StatusError> {
+        let ids = || -> rusqlite::Result<Vec<CollectionId>> {
+            let mut stmt = self.conn.prepare_cached("SELECT id FROM collections")?;
+            stmt.query_map([], |row| row.get(0))?.collect()
+        };
+        for coll in ids().map_err(|e| self.sql(e))? {
+            self.record_refusal(coll, finished_at, reason)?;
+        }
+        Ok(())
+    }
+
     /// Every collection with its item count, last run and open problems, ordered by name.
     pub fn collections(&self) -> Result<Vec<CollectionStatus>, StatusError> {
         let run = || -> rusqlite::Result<Vec<CollectionStatus>> {

@@ -1045,3 +1045,46 @@ fn without_port(text: &str) -> String {
     out.push_str(rest);
     out
 }
+
+#[test]
+fn status_shows_a_pair_whose_discovery_failed_as_a_failed_attempt() {
+    // Synced once between two vdirs, then side b becomes a server that cannot be reached:
+    // discovering b's collections fails before any collection is synced.
+    let sb = setup(r#"collections = "from a""#);
+    sb.write("a/home/lunch.ics", event(LUNCH, "Lunch"));
+    sb.run(&["sync"]).success();
+    sb.run(&["status"]).success();
+    let config = sb.read_string("config.toml");
+    let port = common::closed_port();
+    let vdir_b = config
+        .split("[storage.backup]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .expect("the backup storage's table");
+    sb.write(
+        "config.toml",
+        config.replace(
+            vdir_b,
+            &format!("\ntype = \"caldav\"\nurl = \"http://127.0.0.1:{port}/cal/\"\ntimeout = 5\n"),
+        ),
+    );
+    sb.run(&["sync"]).expect_code(75);
+    let run = sb.run(&["status"]);
+    run.expect_code(1);
+    let shown = common::redact_timestamps(&run.stdout);
+    assert!(
+        shown.starts_with(
+            "cal/home: 1 items, last clean sync [TIME] UTC, 0 open conflicts, 1 failed items\n  \
+             last attempt [TIME] UTC: failed: not synced: PROPFIND http://127.0.0.1:"
+        ),
+        "{}",
+        run.both()
+    );
+    // A dry run records nothing.
+    let before = sb.read("status/cal.db");
+    sb.run(&["sync", "--dry-run"]).expect_code(75);
+    assert!(
+        sb.read("status/cal.db") == before,
+        "the dry run changed the status database"
+    );
+}

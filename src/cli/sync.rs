@@ -152,6 +152,10 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
                     true => retry_later = true,
                     false => clean = false,
                 }
+                // `status` shows it as the last attempt of each collection.
+                if !args.dry_run {
+                    status.record_pair_refusal(now, &format!("not synced: {e}"))?;
+                }
                 continue;
             }
         };
