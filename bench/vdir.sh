@@ -15,7 +15,11 @@
 #   noop    - a sync with nothing changed (5 runs, median reported)
 #   changes - a sync after 50 items changed on A (SUMMARY) and 50 on B
 #             (DESCRIPTION)
-# and checks after every step that both sides hold all N items (and, after
+# Beside davsync's runs it times the physical floors on the same files: `cp -r` of side A
+# (what a first sync must at least do) and `find -printf '%T@ %s %i'` over both sides (what a
+# no-op must at least do), and prints davsync's ratio to each against issue 10's targets. Run
+# it with TMPDIR=/dev/shm so the VM disk's noise is out of the figures.
+# It checks after every step that both sides hold all N items (and, after
 # "changes", that every change reached the other side). A broken sync stops
 # the run before any figure is printed.
 set -euo pipefail
@@ -201,6 +205,20 @@ step() {
         || die "$tool left the vdirs wrong after the '$s' step; no figures reported"
 }
 
+# floor NAME CMD... : time CMD as a physical floor (no verification), recorded as tool "floor"
+floor() {
+    local s=$1 w r
+    shift
+    run_measured "$scratch/floor-$s.m" "$scratch/floor-$s.log" "$@"
+    read -r w r <"$scratch/floor-$s.m"
+    printf '%s\t%s\t%s\t%s\n' floor "$s" "$w" "$r" >>"$scratch/results.tsv"
+    printf '   %-28s %8s s\n' "floor: ${floor_label[$s]}" "$w"
+}
+declare -A floor_label=(
+    [first]="cp -r of side A"
+    [noop]="find -printf '%T@ %s %i' A B"
+)
+
 bc_div() { "$py" -c 'import sys; print("%.1f" % (float(sys.argv[1]) / float(sys.argv[2])))' "$1" "$2"; }
 
 for tool in $tools; do
@@ -213,9 +231,18 @@ for tool in $tools; do
             < <(yes) >"$dir/discover.log" 2>&1 \
             || { tail -n 20 "$dir/discover.log" >&2; die "vdirsyncer discover failed"; }
     fi
+    if [ "$tool" = davsync ]; then
+        # The floors, on the same files and the same page cache as davsync's own runs: copying
+        # side A is what a first sync must at least do, stat'ing both sides what a no-op must.
+        floor first cp -r "$dir/A/cal" "$scratch/cp-floor"
+        rm -rf "$scratch/cp-floor"
+    fi
     step "$tool" first
     # A single no-op run is at the mercy of the machine's other load: five, median reported.
-    for _ in 1 2 3 4 5; do step "$tool" noop; done
+    for _ in 1 2 3 4 5; do
+        [ "$tool" = davsync ] && floor noop find "$dir/A" "$dir/B" -printf '%T@ %s %i\n'
+        step "$tool" noop
+    done
     "$py" "$gen" modify "$dir/A/cal" a >/dev/null
     "$py" "$gen" modify "$dir/B/cal" b >/dev/null
     step "$tool" changes
@@ -260,20 +287,47 @@ for key, label, target in steps:
                  "-" if dw is None else "%.3f" % dw, "-" if dm is None else "%.1f" % dm,
                  "-" if vw is None else "%.3f" % vw, "-" if vm is None else "%.1f" % vm,
                  sp, tg])
-widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-def line(r):
-    return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(r, widths))) + " |"
+def table(head, rows):
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    def line(r):
+        return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                 for i, (c, w) in enumerate(zip(r, widths))) + " |"
+    print(line(head))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print(line(r))
 print()
 print("Results: %s items, one collection, local vdir <-> vdir" % items)
-print(line(head))
-print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-for r in rows:
-    print(line(r))
+table(head, rows)
+# davsync against the physical floors (issue 10's scale targets): time ratio, and peak memory
+# at 100,000 items.
+n = int(items)
+big = n >= 100000
+floor_targets = {"first": (2.0, 100.0 if big else None),
+                 "noop": (1.5 if big else 1.1, 60.0 if big else None)}
+frows = []
+for key, label, _ in steps:
+    if key not in floor_targets:
+        continue
+    dw, dm = fig("davsync", key); fw = vals.get(("wall", "floor", key))
+    if dw is None or fw is None:
+        continue
+    ratio = dw / max(fw, 0.001)
+    t_ratio, t_mem = floor_targets[key]
+    verdict = "%s <=%gx" % ("ok" if ratio <= t_ratio else "MISSED", t_ratio)
+    if t_mem is not None:
+        verdict += ", %s <=%g MB" % ("ok" if dm <= t_mem else "MISSED", t_mem)
+    frows.append([label, "%.3f" % dw, "%.1f" % dm, "%.3f" % fw, "%.2fx" % ratio, verdict])
+if frows:
+    print()
+    print("davsync against the floor (first: cp -r of side A; no-op: find -printf '%T@ %s %i' over both sides)")
+    table(["step", "davsync s", "davsync MB", "floor s", "ratio", "target"], frows)
 EOF
 echo
 echo "speed-up = vdirsyncer s / davsync s. Targets: first sync >=5x faster, no-op sync >=20x faster."
-echo "no-op: median of 5 runs per tool."
+echo "no-op: median of 5 runs per tool (and of the stat floor)."
+echo "floor targets: first <=2x cp -r; no-op <=1.1x the stat floor (<=1.5x, and 60 MB, at 100,000 items; first sync 100 MB)."
+[ "${TMPDIR:-}" = /dev/shm ] || echo "note: TMPDIR is not /dev/shm: the disk's noise is in these figures"
 echo "measured with: $meter"
 echo "run:         $cmdline"
 want davsync && echo "davsync:     $ds_label: $ds_cmd"

@@ -544,6 +544,17 @@ impl StatusDb {
         tx.commit().map_err(|e| self.sql(e))
     }
 
+    /// Drops a collection and everything the database knows of it (items, content, states,
+    /// properties, problems): for a collection that is no longer synced at all.
+    pub fn forget_collection(&self, coll: CollectionId) -> Result<(), StatusError> {
+        // The other tables follow through their `ON DELETE CASCADE`.
+        self.conn
+            .prepare_cached("DELETE FROM collections WHERE id = ?1")
+            .and_then(|mut stmt| stmt.execute([coll]))
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
     /// The id of the collection `name`, creating it if needed.
     pub fn collection(&self, name: &str) -> Result<CollectionId, StatusError> {
         let find = |conn: &Connection| {

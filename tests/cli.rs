@@ -92,7 +92,7 @@ fn new_on_both_with_same_content_writes_nothing() {
     let (a, b) = (sb.state("a"), sb.state("b"));
     let run = sb.run(&["sync"]);
     run.success();
-    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors");
+    run.expect_stdout("cal: in sync");
     assert_eq!(sb.state("a"), a, "side a untouched (bytes, mtime, inode)");
     assert_eq!(sb.state("b"), b, "side b untouched (bytes, mtime, inode)");
     assert_eq!(status_items(&sb), 1, "the pair is remembered");
@@ -167,7 +167,7 @@ fn changed_on_both_alike_writes_nothing() {
     let (a, b) = (sb.state("a"), sb.state("b"));
     let run = sb.run(&["sync"]);
     run.success();
-    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted, 0 conflicts");
+    run.expect_stdout("cal: in sync");
     assert_eq!(sb.state("a"), a);
     assert_eq!(sb.state("b"), b);
 }
@@ -243,7 +243,7 @@ fn deleted_on_a_and_changed_on_b_is_restored_to_a() {
     assert_eq!(sb.read(&format!("b/{LUNCH_FILE}")), changed.as_bytes());
     // And it is known again: the next run is quiet.
     let again = sb.run(&["sync"]);
-    again.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
+    again.expect_stdout("cal: in sync");
 }
 
 #[test]
@@ -273,7 +273,7 @@ fn deleted_on_both_is_forgotten() {
     sb.remove(&format!("b/{LUNCH_FILE}"));
     let run = sb.run(&["sync"]);
     run.success();
-    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors");
+    run.expect_stdout("cal: in sync");
     assert_eq!(status_items(&sb), 1);
     assert_eq!(sb.ls("a"), ["keep.ics"]);
     assert_eq!(sb.ls("b"), ["keep@example.org.ics"]);
@@ -301,7 +301,7 @@ fn second_sync_right_after_a_successful_one_writes_nothing() {
     let (a, b) = (sb.state("a"), sb.state("b"));
     let run = sb.run(&["sync"]);
     insta::assert_snapshot!(run.both(), @r"
-        cal: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
+        cal: in sync
         --- exit 0
         ");
     assert_eq!(sb.state("a"), a, "nothing written on a");
@@ -350,14 +350,14 @@ fn touch_is_not_a_change() {
     touch(&sb.path("a/lunch.ics"));
     let run = sb.run(&["sync"]);
     run.success();
-    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
+    run.expect_stdout("cal: in sync");
     assert_eq!(sb.state("b"), b, "nothing written on b");
 
     let a = sb.state("a");
     touch(&sb.path(&format!("b/{LUNCH_FILE}")));
     let run = sb.run(&["sync"]);
     run.success();
-    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
+    run.expect_stdout("cal: in sync");
     assert_eq!(sb.state("a"), a, "nothing written on a");
 }
 
@@ -383,7 +383,7 @@ fn reserialized_copy_on_b_is_not_a_change() {
     let a = sb.state("a");
     let run = sb.run(&["sync"]);
     run.success();
-    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
+    run.expect_stdout("cal: in sync");
     assert_eq!(sb.state("a"), a);
     assert_eq!(sb.read("a/lunch.ics"), lunch.as_bytes());
 }
@@ -421,12 +421,12 @@ fn item_moved_to_another_file_name_is_not_a_change() {
     let b = sb.state("b");
     let run = sb.run(&["sync"]);
     run.success();
-    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
+    run.expect_stdout("cal: in sync");
     assert_eq!(sb.state("b"), b, "nothing written on b");
     let a = sb.state("a");
     let run = sb.run(&["sync"]);
     run.success();
-    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
+    run.expect_stdout("cal: in sync");
     assert_eq!(sb.state("a"), a);
     assert_eq!(sb.state("b"), b);
     assert_eq!(status_items(&sb), 2);
@@ -611,7 +611,7 @@ fn hostile_uids_never_name_a_file_outside_the_collection() {
     }
     // And a second run is quiet.
     let again = sb.run(&["sync"]);
-    again.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
+    again.expect_stdout("cal: in sync");
 }
 
 #[test]
@@ -634,7 +634,7 @@ fn items_without_uid_sync_by_content() {
 
     // Quiet second run; an edit is a deletion plus a creation.
     let again = sb.run(&["sync"]);
-    again.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
+    again.expect_stdout("cal: in sync");
     let edited = event_without_uid("Note without UID, edited");
     sb.write("a/note.ics", &edited);
     let run = sb.run(&["sync"]);
@@ -736,7 +736,7 @@ collections = "from a"
     let run = sb.run(&["sync", "--dry-run"]);
     insta::assert_snapshot!(run.both(), @r"
         cal/work: create lunch@example.org: a → b (new on a as lunch.ics)
-        cal/work: would be: 1 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
+        cal/work: would be: 1 created, 0 updated, 0 deleted, 0 conflicts, 0 errors; collection created on b
         --- exit 0
         ");
     assert!(sb.ls("b").is_empty(), "no collection created on b");
@@ -770,7 +770,7 @@ fn edits_after_time_passes_are_still_seen() {
     set_mtime(&sb.path("a/lunch.ics"), old);
     let b = sb.state("b");
     let run = sb.run(&["sync"]);
-    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
+    run.expect_stdout("cal: in sync");
     assert_eq!(sb.state("b"), b);
     let edited = event(LUNCH, "Lunch, edited");
     sb.write("a/lunch.ics", &edited);
@@ -855,7 +855,7 @@ fn defaulted_copies_after_an_interrupted_first_sync_converge_without_conflicts()
     let (a, b) = (sb.state("a"), sb.state("b"));
     let run = sb.run(&["sync"]);
     run.success();
-    run.expect_stdout("cal: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors");
+    run.expect_stdout("cal: in sync");
     assert_eq!(sb.state("a"), a, "nothing written on a");
     assert_eq!(sb.state("b"), b, "nothing written on b");
     assert_eq!(status_items(&sb), 5);
@@ -912,5 +912,5 @@ fn status_hashes_from_before_defaults_were_recognized_make_no_conflict_or_rewrit
     assert_eq!(sb.state("b"), b, "nothing written on b");
     assert_eq!(status_items(&sb), 2);
     let again = sb.run(&["sync"]);
-    again.expect_stdout("cal: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors");
+    again.expect_stdout("cal: in sync");
 }

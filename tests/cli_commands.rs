@@ -41,7 +41,7 @@ fn conflict_a_wins() {
     assert_eq!(sb.read(&format!("b/{LUNCH_FILE}")), on_a.as_bytes());
     let again = sb.run(&["sync"]);
     again.success();
-    again.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
+    again.expect_stdout("cal: in sync");
 }
 
 #[test]
@@ -56,7 +56,7 @@ fn conflict_b_wins() {
     let (a, b) = (sb.state("a"), sb.state("b"));
     let again = sb.run(&["sync"]);
     again.success();
-    again.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
+    again.expect_stdout("cal: in sync");
     assert_eq!(sb.state("a"), a);
     assert_eq!(sb.state("b"), b);
 }
@@ -106,7 +106,7 @@ fn conflict_merged_by_a_command() {
     );
     let again = sb.run(&["sync"]);
     again.success();
-    again.expect_stdout("cal: 0 created, 0 updated, 0 deleted");
+    again.expect_stdout("cal: in sync");
 }
 
 #[test]
@@ -189,8 +189,8 @@ fn collections_from_a_creates_missing_collections_on_b() {
     sb.write("b/only-on-b/x.ics", event("x@example.org", "X"));
     let run = sb.run(&["sync"]);
     insta::assert_snapshot!(run.both(), @r"
-        cal/empty: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
-        cal/work: 1 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
+        cal/empty: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors; collection created on b
+        cal/work: 1 created, 0 updated, 0 deleted, 0 conflicts, 0 errors; collection created on b
         --- exit 0
         ");
     assert_eq!(sb.ls("b"), ["empty", "only-on-b", "work"]);
@@ -251,7 +251,7 @@ fn collections_explicit_list_maps_different_names() {
     sb.write("b/home/gym.ics", event("gym@example.org", "Gym"));
     let run = sb.run(&["sync"]);
     insta::assert_snapshot!(run.both(), @r"
-        cal/work: 1 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
+        cal/work: 1 created, 0 updated, 0 deleted, 0 conflicts, 0 errors; collection created on b
         cal/private: 2 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
         --- exit 0
         ");
@@ -308,25 +308,126 @@ fn emptied_collection_is_refused_by_name() {
     assert!(sb.ls("b/work").is_empty());
 }
 
+/// A timer's journal: a collection where nothing happened prints nothing, a pair where nothing
+/// happened prints one line; `-v` shows every collection, `-q` nothing.
 #[test]
-fn vanished_collection_directory_is_refused() {
+fn unchanged_collections_are_quiet_unless_verbose() {
+    let sb = setup_collections(r#""from a""#);
+    sb.write("a/work/standup.ics", event("work@example.org", "Standup"));
+    sb.write("a/home/gym.ics", event("gym@example.org", "Gym"));
+    sb.run(&["sync"]).success();
+    insta::assert_snapshot!(sb.run(&["sync"]).both(), @r"
+    cal: all 2 collections in sync
+    --- exit 0
+    ");
+    insta::assert_snapshot!(sb.run(&["sync", "-v"]).both(), @r"
+    cal/home: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
+    cal/work: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
+    --- exit 0
+    ");
+    insta::assert_snapshot!(sb.run(&["sync", "-q"]).both(), @"--- exit 0");
+    // One collection changed: only its line.
+    sb.write("a/work/review.ics", event("review@example.org", "Review"));
+    insta::assert_snapshot!(sb.run(&["sync"]).both(), @r"
+    cal/work: 1 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
+    --- exit 0
+    ");
+    // One collection named: the line names it.
+    insta::assert_snapshot!(sb.run(&["sync", "cal/home"]).both(), @r"
+    cal/home: in sync
+    --- exit 0
+    ");
+}
+
+/// A collection deleted on one side while the other still has it: refused (exit 1), not
+/// created again, nothing deleted, and `status` keeps it until it is settled. Deleting it on
+/// the other side as well settles it: reported once, then dropped from `status`.
+#[test]
+fn vanished_collection_directory_is_refused_until_settled() {
     let sb = setup_collections(r#""from a""#);
     sb.write("a/work/standup.ics", event("work@example.org", "Standup"));
     sb.write("a/work/review.ics", event("review@example.org", "Review"));
+    sb.write("a/home/gym.ics", event("gym@example.org", "Gym"));
     sb.run(&["sync"]).success();
-    // The whole collection directory on b is gone (a wrong path, an unmounted disk).
+    // The whole collection directory on b is gone (deleted, a wrong path, an unmounted disk).
     std::fs::remove_dir_all(sb.path("b/work")).expect("remove b/work");
     let a = sb.state("a");
+    let runs: Vec<String> = (0..2)
+        .map(|_| {
+            let run = sb.run(&["sync"]).both();
+            assert_eq!(sb.state("a"), a, "nothing deleted on a");
+            assert_eq!(sb.ls("b"), ["home"], "not created again on b");
+            run
+        })
+        .collect();
+    assert_eq!(runs[0], runs[1], "the same every run until settled");
+    insta::assert_snapshot!(runs[0], @r"
+    --- stderr
+    error: cal/work: not synced: the collection is gone from b (was [TMP]/b/work) but a still has it; davsync neither deletes a collection nor brings back a deleted one: delete it on a as well to stop syncing it, or run with --force-delete to create it again on b and delete its items on a
+    davsync: some items or collections were left unsynced
+    --- exit 1
+    ");
+    assert_eq!(sb.status_items("cal/work"), 2, "status still knows it");
+
+    // Deleted on a as well: settled, said once, and gone from `status`.
+    std::fs::remove_dir_all(sb.path("a/work")).expect("remove a/work");
     let run = sb.run(&["sync"]);
-    run.expect_code(1);
-    assert!(
-        run.stderr.contains(
-            "error: cal/work: not synced: side b lists no items but 2 were synced before"
-        ),
-        "{}",
-        run.stderr
+    insta::assert_snapshot!(run.both(), @r"
+    cal/home: in sync
+    --- stderr
+    note: cal/work: gone from a (was [TMP]/a/work), 2 items synced before; no longer synced, its status is forgotten, what is left on either side is left alone
+    --- exit 0
+    ");
+    let status = sb.run(&["status"]);
+    assert!(!status.stdout.contains("cal/work"), "{}", status.stdout);
+    let again = sb.run(&["sync"]);
+    insta::assert_snapshot!(again.both(), @r"
+    cal/home: in sync
+    --- exit 0
+    ");
+}
+
+/// Pointing a side's `path` at another directory is no deletion: the collections it lacks
+/// are created there and synced like a first sync, nothing refused.
+#[test]
+fn collections_missing_after_the_path_moved_are_created_not_refused() {
+    let sb = setup_collections(r#""from a""#);
+    sb.write("a/work/standup.ics", event("work@example.org", "Standup"));
+    sb.run(&["sync"]).success();
+    sb.mkdir("c");
+    sb.write_config(
+        &common::vdir_pair_config(".ics", r#"collections = "from a""#)
+            .replace("{root}/b", "{root}/c"),
     );
-    assert_eq!(sb.state("a"), a, "nothing deleted on a");
+    let run = sb.run(&["sync"]);
+    run.success();
+    assert!(
+        run.stderr.contains("synced like a first sync"),
+        "{}",
+        run.both()
+    );
+    assert_eq!(sb.ls("c/work"), ["work@example.org.ics"]);
+}
+
+/// In a pair syncing the collections of both sides, `--force-delete` is the way through for a
+/// collection deleted on one side: it is created again there and emptied on the other.
+#[test]
+fn vanished_collection_with_force_delete_empties_the_other_side() {
+    let sb = setup_collections(r#""all""#);
+    sb.write("a/work/standup.ics", event("work@example.org", "Standup"));
+    sb.write("a/home/gym.ics", event("gym@example.org", "Gym"));
+    sb.run(&["sync"]).success();
+    std::fs::remove_dir_all(sb.path("a/work")).expect("remove a/work");
+    sb.run(&["sync"]).expect_code(1);
+    let run = sb.run(&["sync", "--force-delete", "cal/work"]);
+    insta::assert_snapshot!(run.both(), @r"
+    cal/work: 0 created, 0 updated, 1 deleted, 0 conflicts, 0 errors; collection created on a
+    --- exit 0
+    ");
+    assert!(sb.ls("a/work").is_empty() && sb.ls("b/work").is_empty());
+    sb.run(&["sync"])
+        .success()
+        .expect_stdout("cal: all 2 collections in sync\n");
 }
 
 /// The user points `backup` at another directory holding some of the items, one of them
@@ -377,7 +478,7 @@ fn path_pointed_elsewhere_is_synced_like_a_first_sync() {
     sb.write("c/differs.ics", event("differs@example.org", "Differs"));
     let again = sb.run(&["sync"]);
     again.success();
-    again.expect_stdout("cal: 0 created, 0 updated, 0 deleted, 0 conflicts");
+    again.expect_stdout("cal: in sync");
     assert!(!again.stderr.contains("first sync"), "{}", again.both());
 }
 
@@ -391,7 +492,7 @@ fn sync_of_one_collection_only() {
     );
     let run = sb.run(&["sync", "cal/work"]);
     insta::assert_snapshot!(run.both(), @r"
-        cal/work: 1 created, 0 updated, 0 deleted, 0 conflicts, 0 errors
+        cal/work: 1 created, 0 updated, 0 deleted, 0 conflicts, 0 errors; collection created on b
         --- exit 0
         ");
     assert_eq!(sb.ls("b"), ["work"]);
@@ -849,8 +950,7 @@ fn sigint_and_sigterm_finish_the_writes_under_way_and_exit_130_or_143() {
         for name in &names {
             assert_eq!(sb.read(&format!("a/{name}")), sb.read(&format!("b/{name}")));
         }
-        sb.run(&["sync"])
-            .expect_stdout("cal: 0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors");
+        sb.run(&["sync"]).expect_stdout("cal: in sync");
     }
 }
 

@@ -281,12 +281,7 @@ collections = ["{coll}"]
             self.sb.state("a") == before,
             "the run after converging touched the vdir"
         );
-        assert!(
-            run.stdout
-                .contains("0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors"),
-            "{}",
-            run.both()
-        );
+        assert!(run.stdout.contains(": in sync"), "{}", run.both());
     }
 }
 
@@ -1720,12 +1715,7 @@ fn propfind_redirected_to_a_relative_location() {
     assert_eq!(world.remote_items(), expected, "server");
     let run = world.sync();
     run.success();
-    assert!(
-        run.stdout
-            .contains("0 created, 0 updated, 0 deleted, 0 conflicts, 0 errors"),
-        "{}",
-        run.both()
-    );
+    assert!(run.stdout.contains(": in sync"), "{}", run.both());
 }
 
 // 23. Retry-After as an HTTP date, counted from the answer's own Date header (here 1994, so

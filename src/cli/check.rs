@@ -9,6 +9,7 @@ use davsync::check::{self, Severity, StorageCheck, Usage};
 use davsync::config::{CollectionsSpec, ProcessEnv};
 use davsync::storage::{self, ListingMethod};
 
+use super::json::{self, CheckDoc, CheckStorage, Exit};
 use super::{Cli, CliError, complete, exists, load_config, select_pairs, status_db_path};
 
 /// Check the config, the connections and the collections of pairs, writing nothing
@@ -30,9 +31,25 @@ pub struct CheckArgs {
     /// Pairs to check (all when none is named)
     #[arg(value_name = "PAIR", add = complete::pairs())]
     pairs: Vec<String>,
+    /// Print one JSON document on stdout (schema davsync/check/1, docs/schema/check.json):
+    /// what the text shows, per storage, as data; the text for people goes to stderr
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn cmd_check(cli: &Cli, args: &CheckArgs) -> Result<(), CliError> {
+    if !args.json {
+        return check(cli, args, None);
+    }
+    let mut doc = CheckDoc::new();
+    let result = check(cli, args, Some(&mut doc));
+    doc.exit = Some(Exit::of(&result));
+    json::print(&doc)?;
+    result
+}
+
+fn check(cli: &Cli, args: &CheckArgs, mut doc: Option<&mut CheckDoc>) -> Result<(), CliError> {
+    let json = doc.is_some();
     let config = load_config(cli)?;
     let mut used: BTreeMap<&str, (Usage, Vec<&str>)> = BTreeMap::new();
     for (pair, _) in select_pairs(&config, &args.pairs)? {
@@ -59,15 +76,21 @@ pub fn cmd_check(cli: &Cli, args: &CheckArgs) -> Result<(), CliError> {
             return Err(CliError::Usage(format!("no storage named {name:?}")));
         };
         let report = check::check_storage(name, storage, &ProcessEnv, &shared, *usage, now);
-        print_report(&report, pairs);
+        print_report(&report, pairs, json);
+        if let Some(doc) = doc.as_deref_mut() {
+            doc.storages.push(CheckStorage::new(&report, pairs));
+        }
         problems += report
             .findings
             .iter()
             .filter(|f| f.severity == Severity::Problem)
             .count();
     }
+    if let Some(doc) = doc {
+        doc.problems = problems as u64;
+    }
     if problems == 0 {
-        println!("all is well");
+        say!(json, "all is well");
         Ok(())
     } else {
         Err(CliError::Failed(format!(
@@ -77,8 +100,9 @@ pub fn cmd_check(cli: &Cli, args: &CheckArgs) -> Result<(), CliError> {
     }
 }
 
-fn print_report(report: &StorageCheck, pairs: &[&str]) {
-    println!(
+fn print_report(report: &StorageCheck, pairs: &[&str], json: bool) {
+    say!(
+        json,
         "storage {} ({}, pair{} {}): {}",
         report.name,
         report.type_name,
@@ -90,12 +114,13 @@ fn print_report(report: &StorageCheck, pairs: &[&str]) {
             "ok"
         }
     );
-    println!("  at: {}", report.location);
+    say!(json, "  at: {}", report.location);
     if let Some(auth) = &report.auth {
-        println!("  auth: {auth}");
+        say!(json, "  auth: {auth}");
     }
     if let Some(tls) = &report.tls {
-        println!(
+        say!(
+            json,
             "  tls: certificate checked against {}; {}",
             tls.verify,
             match &tls.pinned {
@@ -105,7 +130,8 @@ fn print_report(report: &StorageCheck, pairs: &[&str]) {
         );
         match &tls.session {
             Ok(session) => {
-                println!(
+                say!(
+                    json,
                     "  tls: {}, certificate {}, expires {}",
                     session.protocol,
                     session.subject.as_deref().map_or_else(
@@ -114,13 +140,13 @@ fn print_report(report: &StorageCheck, pairs: &[&str]) {
                     ),
                     session.not_after.as_deref().unwrap_or("(not readable)")
                 );
-                println!("  tls: fingerprint sha256:{}", session.fingerprint);
+                say!(json, "  tls: fingerprint sha256:{}", session.fingerprint);
             }
-            Err(e) => println!("  tls: handshake details not available: {e}"),
+            Err(e) => say!(json, "  tls: handshake details not available: {e}"),
         }
     }
     if let Some(home) = &report.home_set {
-        println!("  home set: {home}");
+        say!(json, "  home set: {home}");
     }
     for c in &report.collections {
         let label = if c.name.is_empty() {
@@ -133,14 +159,14 @@ fn print_report(report: &StorageCheck, pairs: &[&str]) {
             Some(n) => format!("{n} items"),
             None => "not listed".to_owned(),
         };
-        println!("  collection {label}: {items}");
+        say!(json, "  collection {label}: {items}");
         if let Some(plan) = &c.listing {
             let method = match plan.method {
                 ListingMethod::SyncCollection => "sync-collection",
                 ListingMethod::Ctag => "ctag, then a full listing",
                 ListingMethod::Full => "full listing",
             };
-            println!("    listing: {method} ({})", plan.why);
+            say!(json, "    listing: {method} ({})", plan.why);
         }
     }
     for finding in &report.findings {
@@ -148,9 +174,9 @@ fn print_report(report: &StorageCheck, pairs: &[&str]) {
             Severity::Note => "note",
             Severity::Problem => "problem",
         };
-        println!("  {tag}: {}", finding.what);
+        say!(json, "  {tag}: {}", finding.what);
         if let Some(fix) = &finding.fix {
-            println!("    fix: {fix}");
+            say!(json, "    fix: {fix}");
         }
     }
 }

@@ -4,6 +4,7 @@ use clap::Args;
 use davsync::storage;
 use davsync::sync::pair_collections;
 
+use super::json::{self, DiscoverDoc, DiscoverPair, Exit};
 use super::{Cli, CliError, PairStorages, complete, display_name, load_config, select_pairs};
 
 /// Show the collections on both sides of pairs and how they pair up
@@ -20,16 +21,44 @@ pub struct DiscoverArgs {
     /// Pairs to look at (all when none is named)
     #[arg(value_name = "PAIR", add = complete::pairs())]
     pairs: Vec<String>,
+    /// Print one JSON document on stdout (schema davsync/discover/1,
+    /// docs/schema/discover.json): per pair the collections on both sides and how they pair
+    /// up; the text for people goes to stderr
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn cmd_discover(cli: &Cli, args: &DiscoverArgs) -> Result<(), CliError> {
+    if !args.json {
+        return discover(cli, args, None);
+    }
+    let mut doc = DiscoverDoc::new();
+    let result = discover(cli, args, Some(&mut doc));
+    doc.exit = Some(Exit::of(&result));
+    json::print(&doc)?;
+    result
+}
+
+fn discover(
+    cli: &Cli,
+    args: &DiscoverArgs,
+    mut doc: Option<&mut DiscoverDoc>,
+) -> Result<(), CliError> {
+    let json = doc.is_some();
     let config = load_config(cli)?;
     let shared = storage::Shared::default();
     let mut clean = true;
     for (pair, _) in select_pairs(&config, &args.pairs)? {
         let storages = PairStorages::open(&config, pair, &shared)?;
-        println!("pair {}: a = {}, b = {}", pair.name, pair.a, pair.b);
-        let collections = match pair_collections(&pair.collections, &storages.sides()) {
+        say!(json, "pair {}: a = {}, b = {}", pair.name, pair.a, pair.b);
+        let found = pair_collections(&pair.collections, &storages.sides());
+        if let Some(doc) = doc.as_deref_mut() {
+            let storages = [pair.a.as_str(), pair.b.as_str()];
+            let found = found.as_deref().map_err(ToString::to_string);
+            doc.pairs
+                .push(DiscoverPair::new(&pair.name, storages, found));
+        }
+        let collections = match found {
             Ok(collections) => collections,
             Err(e) => {
                 eprintln!("error: {}: {e}", pair.name);
@@ -42,9 +71,9 @@ pub fn cmd_discover(cli: &Cli, args: &DiscoverArgs) -> Result<(), CliError> {
                 Some(info) => info.id.clone(),
                 None => format!("{name} (missing, created by the next sync)"),
             };
-            println!("  {}", display_name(&pair.name, &c.name));
-            println!("    a: {}", side(&c.a_name, &c.a));
-            println!("    b: {}", side(&c.b_name, &c.b));
+            say!(json, "  {}", display_name(&pair.name, &c.name));
+            say!(json, "    a: {}", side(&c.a_name, &c.a));
+            say!(json, "    b: {}", side(&c.b_name, &c.b));
         }
     }
     if clean {

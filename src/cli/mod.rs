@@ -1,5 +1,17 @@
 //! Command-line definition, shared plumbing and the exit-code map. One file per command.
 
+/// Prints a line for people: on stdout, or on stderr when stdout carries a JSON document
+/// (`$json`).
+macro_rules! say {
+    ($json:expr, $($arg:tt)*) => {
+        if $json {
+            eprintln!($($arg)*)
+        } else {
+            println!($($arg)*)
+        }
+    };
+}
+
 mod auth;
 mod check;
 mod complete;
@@ -7,6 +19,7 @@ mod discover;
 mod generate;
 mod import_vdirsyncer;
 mod interrupt;
+mod json;
 mod repair;
 mod status;
 mod sync;
@@ -108,6 +121,17 @@ enum CliError {
 }
 
 impl CliError {
+    /// What the exit status means, as `--json` documents say it.
+    fn kind(&self) -> &'static str {
+        match self {
+            CliError::Usage(_) => "usage",
+            CliError::Failed(_) => "failed",
+            CliError::Unsynced => "unsynced",
+            CliError::RetryLater(_) => "retry_later",
+            CliError::Interrupted(_) => "interrupted",
+        }
+    }
+
     fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => 2,

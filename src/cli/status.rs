@@ -3,6 +3,7 @@
 use clap::Args;
 use davsync::status::{Problem, StatusDb};
 
+use super::json::{self, Exit, StatusDoc, StatusPair};
 use super::{
     Cli, CliError, complete, display_name, exists, load_config, select_pairs, status_db_path,
 };
@@ -28,22 +29,53 @@ pub struct StatusArgs {
     /// Pairs to show (all when none is named)
     #[arg(value_name = "PAIR", add = complete::pairs())]
     pairs: Vec<String>,
+    /// Print one JSON document on stdout (schema davsync/status/1, docs/schema/status.json):
+    /// per pair and collection the items, the last sync, open conflicts and failed items; the
+    /// text for people goes to stderr
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn cmd_status(cli: &Cli, args: &StatusArgs) -> Result<(), CliError> {
+    if !args.json {
+        return show_status(cli, args, None);
+    }
+    let mut doc = StatusDoc::new();
+    let result = show_status(cli, args, Some(&mut doc));
+    doc.exit = Some(Exit::of(&result));
+    json::print(&doc)?;
+    result
+}
+
+fn show_status(
+    cli: &Cli,
+    args: &StatusArgs,
+    mut doc: Option<&mut StatusDoc>,
+) -> Result<(), CliError> {
+    let json = doc.is_some();
     let config = load_config(cli)?;
     let mut troubled = false;
     for (pair, _) in select_pairs(&config, &args.pairs)? {
         let path = status_db_path(&config, &pair.name);
         if !exists(&path) {
-            println!("{}: never synced", pair.name);
+            say!(json, "{}: never synced", pair.name);
+            if let Some(doc) = doc.as_deref_mut() {
+                doc.pairs
+                    .push(StatusPair::new(&pair.name, None, format_utc));
+            }
             continue;
         }
         let db = StatusDb::open(&path)?;
-        for c in db.collections()? {
+        let collections = db.collections()?;
+        if let Some(doc) = doc.as_deref_mut() {
+            doc.pairs
+                .push(StatusPair::new(&pair.name, Some(&collections), format_utc));
+        }
+        for c in collections {
             let name = display_name(&pair.name, &c.name);
             let last = c.last_clean.map_or("never".to_owned(), format_utc);
-            println!(
+            say!(
+                json,
                 "{name}: {} items, last clean sync {last}, {} open conflicts, {} failed items",
                 c.items,
                 c.conflicts.len(),
@@ -56,14 +88,14 @@ pub fn cmd_status(cli: &Cli, args: &StatusArgs) -> Result<(), CliError> {
                     (Some(p), _) => failed(p),
                     (None, n) => format!("{n} conflicts left open"),
                 };
-                println!("  last attempt {}: {outcome}", format_utc(attempt));
+                say!(json, "  last attempt {}: {outcome}", format_utc(attempt));
             }
             troubled |= unclean;
             for p in &c.conflicts {
-                println!("  conflict: {}: {}", p.ident, p.message);
+                say!(json, "  conflict: {}: {}", p.ident, p.message);
             }
             for p in &c.failures {
-                println!("  {}", failed(p));
+                say!(json, "  {}", failed(p));
             }
         }
     }

@@ -13,11 +13,12 @@ use davsync::plan::mirroring_side;
 use davsync::storage;
 use davsync::sync::{
     CollectionReport, Progress, SyncOptions, discover_with_hints, known_as, never_written,
-    sync_collection,
+    settle_gone, sync_collection,
 };
 
 use super::complete;
 use super::interrupt::{self, INTERRUPTED};
+use super::json::{self, CollectionRecorder, Exit, GoneView, SyncDoc, SyncPair};
 use super::{
     Cli, CliError, PairStorages, Selection, Verbosity, display_name, load_config, open_status,
     select_pairs,
@@ -52,9 +53,44 @@ pub struct SyncArgs {
     /// collections only, repeat it for each
     #[arg(long, value_name = "PAIR[/COLLECTION]", add = complete::pairs_and_collections())]
     force_delete: Vec<String>,
+    /// Print one JSON document on stdout (schema davsync/sync/1, docs/schema/sync.json): per
+    /// pair and collection the counts, every action with its source and target, conflicts,
+    /// errors, refusals, and the exit status; what is printed for people goes to stderr
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), CliError> {
+    if !args.json {
+        return sync_pairs(cli, args, verbosity, None);
+    }
+    let mut doc = SyncDoc::new(args.dry_run);
+    let result = sync_pairs(cli, args, verbosity, Some(&mut doc));
+    doc.exit = Some(Exit::of(&result));
+    json::print(&doc)?;
+    result
+}
+
+/// The pair being synced in the JSON document, if one is being written.
+fn pair_view<'d>(doc: &'d mut Option<&mut SyncDoc>) -> Option<&'d mut SyncPair> {
+    doc.as_deref_mut().and_then(|d| d.pairs.last_mut())
+}
+
+/// Reports a problem of a pair as a whole (`pair: message`), also in the JSON document.
+fn pair_error(doc: &mut Option<&mut SyncDoc>, pair: &str, message: String) {
+    eprintln!("error: {pair}: {message}");
+    if let Some(view) = pair_view(doc) {
+        view.errors.push(message);
+    }
+}
+
+fn sync_pairs(
+    cli: &Cli,
+    args: &SyncArgs,
+    verbosity: Verbosity,
+    mut doc: Option<&mut SyncDoc>,
+) -> Result<(), CliError> {
+    let json = doc.is_some();
     let config = load_config(cli)?;
     interrupt::install()
         .map_err(|e| CliError::Failed(format!("cannot install the signal handler: {e}")))?;
@@ -92,12 +128,18 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             not_started.push(pair.name.clone());
             continue;
         }
+        if let Some(doc) = doc.as_deref_mut() {
+            doc.pairs.push(SyncPair::new(&pair.name));
+        }
         // A pair that cannot start (a secret command failing, a lock held by another davsync)
         // is reported; the other pairs still sync.
         let storages = match PairStorages::open(&config, pair, &shared) {
             Ok(storages) => storages,
             Err(CliError::Failed(message)) => {
                 eprintln!("error: {message}");
+                if let Some(view) = pair_view(&mut doc) {
+                    view.errors.push(message);
+                }
                 clean = false;
                 continue;
             }
@@ -107,12 +149,12 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
         let opened = match open_status(&config, &pair.name, args.dry_run) {
             Ok(opened) => opened,
             Err(CliError::RetryLater(message)) => {
-                eprintln!("error: {}: {message}", pair.name);
+                pair_error(&mut doc, &pair.name, message);
                 retry_later = true;
                 continue;
             }
             Err(CliError::Failed(message)) => {
-                eprintln!("error: {}: {message}", pair.name);
+                pair_error(&mut doc, &pair.name, message);
                 clean = false;
                 continue;
             }
@@ -134,11 +176,11 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             for (storage, _) in writable {
                 match storage.create_root() {
                     Ok(Some(created)) if verbosity >= Verbosity::Normal => {
-                        println!("{}: created {created} (did not exist yet)", pair.name)
+                        say!(json, "{}: created {created} (did not exist yet)", pair.name)
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        eprintln!("error: {}: {e}", pair.name);
+                        pair_error(&mut doc, &pair.name, e.to_string());
                         clean = false;
                     }
                 }
@@ -147,7 +189,7 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
         let collections = match discover_with_hints(&pair.collections, &sides, status)? {
             Ok(collections) => collections,
             Err(e) => {
-                eprintln!("error: {}: {e}", pair.name);
+                pair_error(&mut doc, &pair.name, e.to_string());
                 match e.is_temporary() {
                     true => retry_later = true,
                     false => clean = false,
@@ -188,45 +230,108 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
             mode,
             read_only,
         };
+        // Collections synced before that are gone for good are reported once and forgotten.
+        let gone = settle_gone(
+            &pair.collections,
+            &collections,
+            status,
+            &|name| only.includes(name),
+            args.dry_run,
+        )?;
+        for g in &gone {
+            let name = display_name(&pair.name, &g.name);
+            let forgotten = if args.dry_run { "would be" } else { "is" };
+            eprintln!(
+                "note: {name}: {g}; no longer synced, its status {forgotten} forgotten, \
+                 what is left on either side is left alone"
+            );
+            if let Some(view) = pair_view(&mut doc) {
+                view.gone.push(GoneView::new(g, args.dry_run));
+            }
+        }
+        let is_gone = |name: &str| gone.iter().any(|g| g.name == name);
         let mut summary = hook::PairSummary::new(&pair.name);
-        for collection in collections.iter().filter(|c| only.includes(&c.name)) {
+        // The collections synced, and the name of the last one: when none of them changed,
+        // the pair gets one line instead of one per collection.
+        let (mut synced, mut changed, mut last) = (0, 0, String::new());
+        for collection in collections
+            .iter()
+            .filter(|c| only.includes(&c.name) && !is_gone(&c.name))
+        {
             let name = display_name(&pair.name, &collection.name);
             if interrupt::received().is_some() {
                 not_started.push(name);
                 continue;
             }
             options.force_delete = is_forced(&pair.name, &collection.name);
-            let mut progress = |event: Progress<'_>| match event {
-                Progress::Planned(action) => println!("{name}: {}", shown(action)),
-                Progress::Applied(action) if verbosity >= Verbosity::Verbose => {
-                    println!("{name}: {}", shown(action))
+            let mut recorder = json.then(CollectionRecorder::default);
+            let resolution = &pair.conflict_resolution;
+            let mut progress = |event: Progress<'_>| {
+                if let Some(recorder) = &mut recorder {
+                    match event {
+                        Progress::Planned(action) => {
+                            recorder.action(collection, action, "planned", None, resolution)
+                        }
+                        Progress::Applied(action) => {
+                            recorder.action(collection, action, "applied", None, resolution)
+                        }
+                        Progress::Failed(action, why) => {
+                            recorder.action(collection, action, "failed", Some(why), resolution)
+                        }
+                        Progress::Open(action, _) => recorder.open(collection, action),
+                        Progress::Property(_) => {}
+                    }
                 }
-                Progress::Applied(_) => {}
-                Progress::Failed(action, why) if verbosity >= Verbosity::Verbose => {
-                    eprintln!("{name}: failed: {}: {why}", shown(action))
+                match event {
+                    Progress::Planned(action) => say!(json, "{name}: {}", shown(action)),
+                    Progress::Applied(action) if verbosity >= Verbosity::Verbose => {
+                        say!(json, "{name}: {}", shown(action))
+                    }
+                    Progress::Applied(_) | Progress::Open(..) => {}
+                    Progress::Failed(action, why) if verbosity >= Verbosity::Verbose => {
+                        eprintln!("{name}: failed: {}: {why}", shown(action))
+                    }
+                    Progress::Failed(..) => {}
+                    Progress::Property(what) if args.dry_run || verbosity >= Verbosity::Verbose => {
+                        say!(json, "{name}: {what}")
+                    }
+                    Progress::Property(_) => {}
                 }
-                Progress::Failed(..) => {}
-                Progress::Property(what) if args.dry_run || verbosity >= Verbosity::Verbose => {
-                    println!("{name}: {what}")
-                }
-                Progress::Property(_) => {}
             };
             let report = sync_collection(&sides, collection, status, &options, &mut progress)?;
-            print_report(&name, &report, args.dry_run, mode, verbosity);
+            print_report(&name, &report, args.dry_run, mode, verbosity, json);
+            if let (Some(recorder), Some(view)) = (recorder, pair_view(&mut doc)) {
+                view.collections
+                    .push(recorder.finish(name.clone(), &report));
+            }
             match report.needs_person() {
                 true => clean = false,
                 false => retry_later |= !report.is_clean(),
             }
             summary.add(&report);
+            synced += 1;
+            changed += usize::from(!report.is_unchanged());
+            last = name;
+        }
+        if verbosity == Verbosity::Normal && changed == 0 && interrupt::received().is_none() {
+            match synced {
+                0 => {}
+                1 => say!(json, "{last}: in sync"),
+                n => say!(json, "{}: all {n} collections in sync", pair.name),
+            }
         }
         // Not after an interrupted run: the user asked davsync to stop.
         if !args.dry_run
             && interrupt::received().is_none()
             && let Err(failure) = hook::post_sync(&pair.post_sync, &summary)
         {
-            eprintln!("error: {}: {failure}", pair.name);
+            pair_error(&mut doc, &pair.name, failure.to_string());
             clean = false;
         }
+    }
+    if let Some(doc) = doc {
+        doc.unknown.clone_from(&unknown);
+        doc.not_started.clone_from(&not_started);
     }
     if let Some(signal) = interrupt::received() {
         if !not_started.is_empty() {
@@ -270,7 +375,7 @@ fn run_time() -> Result<i64, CliError> {
 
 /// An action as printed: an item without a UID is named by its file or href, not by the content
 /// hash that stands in for its UID.
-fn shown(action: &Action) -> String {
+pub(super) fn shown(action: &Action) -> String {
     let text = action.to_string();
     match known_as(action) {
         Cow::Borrowed(_) => text,
@@ -284,6 +389,7 @@ fn print_report(
     dry_run: bool,
     mode: SyncMode,
     verbosity: Verbosity,
+    json: bool,
 ) {
     if let Some(reason) = &report.refused {
         eprintln!("error: {name}: not synced: {reason}");
@@ -304,13 +410,24 @@ fn print_report(
              and recorded)"
         );
     }
-    if verbosity >= Verbosity::Normal {
+    // A collection where nothing happened says so only when asked (`-v`): a timer's journal
+    // gets the pair's one line instead (see `cmd_sync`).
+    let wanted = verbosity >= Verbosity::Verbose
+        || (verbosity == Verbosity::Normal && !report.is_unchanged());
+    if wanted {
         let out_of_scope = match report.out_of_scope {
             0 => String::new(),
             n => format!("; {n} outside the date window, left alone"),
         };
-        println!(
-            "{name}: {}{} created, {} updated, {} deleted, {} conflicts, {} errors{}{out_of_scope}",
+        let collection_created = match report.collection_created.as_slice() {
+            [] => String::new(),
+            [side] => format!("; collection created on {side}"),
+            _ => "; collection created on a and b".to_owned(),
+        };
+        say!(
+            json,
+            "{name}: {}{} created, {} updated, {} deleted, {} conflicts, {} errors{}{out_of_scope}\
+             {collection_created}",
             if dry_run { "would be: " } else { "" },
             report.created,
             report.updated,

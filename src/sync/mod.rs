@@ -66,6 +66,8 @@ pub enum Progress<'a> {
     Applied(&'a Action),
     /// The action failed; the message says why and where.
     Failed(&'a Action, &'a str),
+    /// The conflict action was left open (reported, nothing written); the message says why.
+    Open(&'a Action, &'a str),
     /// A collection property was (or, in a dry run, would be) changed; described for people.
     Property(&'a str),
 }
@@ -98,6 +100,12 @@ pub struct CollectionReport {
     /// Items left alone on both sides because a date window (`start_date`, `end_date`) leaves
     /// them out.
     pub out_of_scope: u64,
+    /// The collection's address (directory, URL) on side A and side B in this run, where it
+    /// exists (not one a dry run would create).
+    pub ids: [Option<String>; 2],
+    /// The sides this run created the collection on, as it existed only on the other side (in
+    /// a dry run: would create).
+    pub collection_created: Vec<Side>,
     /// Things the user should know that are neither errors nor conflicts (such as a collection
     /// synced like a first sync because it is not the one the status database knew).
     pub notes: Vec<String>,
@@ -121,6 +129,17 @@ impl CollectionReport {
         let only_unreachable =
             self.retry_later && self.conflicts.is_empty() && self.errors.is_empty();
         !self.is_clean() && !only_unreachable
+    }
+
+    /// True when nothing happened: in sync, no collection created, and no item created,
+    /// updated or deleted (notes and items outside a date window do not count: they are the
+    /// same every run).
+    pub fn is_unchanged(&self) -> bool {
+        self.is_clean()
+            && self.collection_created.is_empty()
+            && self.created == 0
+            && self.updated == 0
+            && self.deleted == 0
     }
 }
 
@@ -184,6 +203,93 @@ pub fn pair_collections(
     let a = sides.a.list_collections()?;
     let b = sides.b.list_collections()?;
     Ok(match_collections(spec, &a, &b))
+}
+
+/// A collection the status database knows that this run's discovery no longer pairs: it
+/// disappeared from the side(s) the pair takes its collections from, or from both sides, or
+/// the pair's explicit `collections` list no longer names it. Nothing is left to sync, so
+/// [`settle_gone`] drops it from the status database; the binary reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoneCollection {
+    /// The pair-level name.
+    pub name: String,
+    /// The sides it disappeared from; empty when it is no longer in the pair's collections.
+    pub gone_from: Vec<Side>,
+    /// Where it was on side A and side B when last synced, where known.
+    pub was: [Option<String>; 2],
+    /// How many items the status database knew of it.
+    pub items: u64,
+}
+
+impl std::fmt::Display for GoneCollection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = |side: Side| match &self.was[side.index()] {
+            Some(id) => format!(" (was {id})"),
+            None => String::new(),
+        };
+        match self.gone_from.as_slice() {
+            [] => write!(f, "no longer in the pair's collections")?,
+            [side] => write!(f, "gone from {side}{}", at(*side))?,
+            _ => write!(f, "gone from a{} and b{}", at(Side::A), at(Side::B))?,
+        }
+        write!(
+            f,
+            ", {} item{} synced before",
+            self.items,
+            if self.items == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// Finds the collections the status database knows that `collections` (this run's discovery,
+/// see [`discover_with_hints`]) no longer pairs or finds on neither side, among those
+/// `include` accepts, and drops them from the status database (not in a dry run): nothing is
+/// left to sync there, and a collection that comes back later is synced like a first sync
+/// (nothing deleted). A collection gone from one side while the other still has it is not
+/// among them: [`sync_collection`] refuses it instead, as it cannot be settled without a
+/// person.
+pub fn settle_gone(
+    spec: &CollectionsSpec,
+    collections: &[CollectionPair],
+    status: &StatusDb,
+    include: &dyn Fn(&str) -> bool,
+    dry_run: bool,
+) -> Result<Vec<GoneCollection>, StatusError> {
+    // A pair without `collections` syncs its storages themselves, which never go.
+    if *spec == CollectionsSpec::Root {
+        return Ok(Vec::new());
+    }
+    let mut gone = Vec::new();
+    for known in status.collections()? {
+        if !include(&known.name) {
+            continue;
+        }
+        let gone_from = match collections.iter().find(|c| c.name == known.name) {
+            Some(pair) if pair.a.is_none() && pair.b.is_none() => vec![Side::A, Side::B],
+            Some(_) => continue,
+            None => match spec {
+                CollectionsSpec::FromA => vec![Side::A],
+                CollectionsSpec::FromB => vec![Side::B],
+                CollectionsSpec::All => vec![Side::A, Side::B],
+                CollectionsSpec::Explicit(_) | CollectionsSpec::Root => Vec::new(),
+            },
+        };
+        let coll = status.collection(&known.name)?;
+        let was = [
+            status.collection_meta(coll, ID_KEYS[0])?,
+            status.collection_meta(coll, ID_KEYS[1])?,
+        ];
+        if !dry_run {
+            status.forget_collection(coll)?;
+        }
+        gone.push(GoneCollection {
+            name: known.name,
+            gone_from,
+            was,
+            items: known.items,
+        });
+    }
+    Ok(gone)
 }
 
 /// Like [`pair_collections`], but starting discovery where the last run's ended (remembered in
@@ -426,6 +532,13 @@ fn check_identity(
         }
     }
     Ok(note)
+}
+
+/// Whether the collection address `id` lies below the storage address `root` (a vdir's
+/// directory, a server's `url`).
+fn is_under(id: &str, root: &str) -> bool {
+    id.strip_prefix(root.trim_end_matches('/'))
+        .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Whether two collection addresses name the same collection despite different spellings: the
@@ -778,7 +891,7 @@ fn is_allowed(item: &Item, allowed: &[String]) -> bool {
 /// Where a person finds an item: a vdir file's full path, or a server item's full URL. A
 /// server names its items by absolute path (`/alice/work/x.ics`), which is resolved against the
 /// collection URL instead of appended to it.
-pub(crate) fn item_location(collection: &CollectionInfo, href: &str) -> String {
+pub fn item_location(collection: &CollectionInfo, href: &str) -> String {
     if href.contains("://") || (href.starts_with('/') && collection.id.contains("://")) {
         return crate::storage::dav::href::join(&collection.id, href);
     }
@@ -815,6 +928,7 @@ fn sync_collection_once(
 ) -> Result<CollectionReport, StatusError> {
     let mut report = CollectionReport {
         name: pair.name.clone(),
+        ids: [&pair.a, &pair.b].map(|c| c.as_ref().map(|c| c.id.clone())),
         ..CollectionReport::default()
     };
     let coll = status.collection(&pair.name)?;
@@ -822,6 +936,30 @@ fn sync_collection_once(
     let allowed = allowed_types(&filter_a.item_types, &filter_b.item_types);
     let today = CivilDate::from_days_since_epoch(options.now.div_euclid(86_400));
     let window = filter_a.window(today).intersect(filter_b.window(today));
+    // A collection synced before that disappeared from one side while the other still has
+    // it: creating it again (empty) would undo someone's deletion and then ask to delete
+    // everything on the other side. A person decides; `--force-delete` is the way through.
+    // Only while the side is the place it was synced at: after its `path` or `url` was
+    // pointed elsewhere, the collection is simply not there yet (it is created, and
+    // `check_identity` makes the run a first sync).
+    for (side, existing) in [(Side::A, &pair.a), (Side::B, &pair.b)] {
+        let other = [&pair.a, &pair.b][side.other().index()];
+        if existing.is_some() || other.is_none() || options.force_delete {
+            continue;
+        }
+        let was = status.collection_meta(coll, ID_KEYS[side.index()])?;
+        let root = sides.get(side).root_collection().id;
+        if let Some(was) = was.filter(|was| is_under(was, &root)) {
+            report.refused = Some(format!(
+                "the collection is gone from {side} (was {was}) but {other_side} still has it; \
+                 davsync neither deletes a collection nor brings back a deleted one: delete it \
+                 on {other_side} as well to stop syncing it, or run with --force-delete to \
+                 create it again on {side} and delete its items on {other_side}",
+                other_side = side.other()
+            ));
+            return Ok(report);
+        }
+    }
     let guard = never_written(options.mode, options.read_only);
     // A side never written gets no collection: the collection on the other side is left alone
     // (davsync deletes no collection, and a one-way target's items are not emptied because the
@@ -854,6 +992,11 @@ fn sync_collection_once(
         collections: [a_coll.as_ref(), b_coll.as_ref()],
         created: [pair.a.is_none(), pair.b.is_none()],
     };
+    report.ids = current.collections.map(|c| c.map(|c| c.id.clone()));
+    report.collection_created = [Side::A, Side::B]
+        .into_iter()
+        .filter(|side| current.created[side.index()])
+        .collect();
     let first_sync = check_identity(status, coll, &current, options)?;
     // A dry run changes nothing in the status database: it plans as if it had been set aside.
     let forget = first_sync.is_some() && options.dry_run;
@@ -1086,10 +1229,13 @@ fn sync_collection_once(
                 }
                 progress(Progress::Applied(action));
             }
-            Outcome::Open(message) => report.conflicts.push(Problem {
-                ident: known_as(action).into_owned(),
-                message,
-            }),
+            Outcome::Open(message) => {
+                progress(Progress::Open(action, &message));
+                report.conflicts.push(Problem {
+                    ident: known_as(action).into_owned(),
+                    message,
+                })
+            }
             Outcome::Failed(message) => {
                 progress(Progress::Failed(action, &message));
                 report.errors.push(Problem {
@@ -1259,6 +1405,15 @@ mod tests {
         assert!(!same_address("/home/u/cal", "/home/u/cal2"));
         // A vdir whose path happens to equal a server's path is another place.
         assert!(!same_address("/dav/cal/", "https://h/dav/cal/"));
+    }
+
+    #[test]
+    fn collections_lie_below_their_storage() {
+        assert!(is_under("/home/u/cal/work", "/home/u/cal"));
+        assert!(is_under("/home/u/cal/work", "/home/u/cal/"));
+        assert!(!is_under("/home/u/calendars/work", "/home/u/cal"));
+        assert!(is_under("http://h:1/alice/work/", "http://h:1/"));
+        assert!(!is_under("http://h:1/alice/work/", "http://h:2/"));
     }
 
     #[test]
