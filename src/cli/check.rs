@@ -23,7 +23,8 @@ use super::{Cli, CliError, complete, exists, load_config, select_pairs, status_d
 /// Output on stdout, per storage: "storage NAME (TYPE, pair PAIR): ok" (or PROBLEMS), then
 /// indented lines "at:", "auth:", "tls:", "home set:", "collection NAME (WHERE): N items" with
 /// "listing: METHOD (WHY)" below it, "note: ..." and "problem: ..." each with "fix: ..." below
-/// it; "all is well" at the end when nothing is wrong.
+/// it; "all is well" at the end when nothing is wrong. With --json stdout holds one JSON
+/// document and these lines go to stderr.
 ///
 /// Exit status: 0 when all is well, 1 when something is wrong, 2 for config errors.
 #[derive(Debug, Args)]

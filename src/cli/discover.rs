@@ -13,6 +13,7 @@ use super::{Cli, CliError, PairStorages, complete, display_name, load_config, se
 /// collection an indented "PAIR/COLLECTION" line followed by "a: WHERE" and "b: WHERE" lines
 /// (the collection's URL or path, or "NAME (missing, created by the next sync)"). A pair whose
 /// collections cannot be listed is "error: PAIR: WHY" on stderr; the other pairs are still shown.
+/// With --json stdout holds one JSON document and these lines go to stderr.
 ///
 /// Exit status: 0 when the collections of every pair were listed; 1 when a storage could not be
 /// opened or listed; 2 for usage or config errors (an unknown pair).

@@ -19,7 +19,9 @@ use super::{
 /// free of conflicts and failures. When the last attempt was not clean, an indented line "last
 /// attempt TIME: OUTCOME" follows (its first failure, or the number of conflicts it left open),
 /// then an indented "conflict: UID: WHY" line per open conflict and "failed: ITEM: WHY" line per
-/// failed item. A pair that has never synced is "PAIR: never synced".
+/// failed item. A pair that has never synced is "PAIR: never synced". With --json stdout holds
+/// one JSON document (last_sync: the last attempt; last_clean: the last clean sync) and these
+/// lines go to stderr.
 ///
 /// Exit status: 0 when every shown collection is in sync; 1 when a conflict is open or the last
 /// attempt of a collection failed (a refused item, a server that could not be reached, an

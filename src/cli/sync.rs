@@ -26,12 +26,14 @@ use super::{
 
 /// Sync pairs (all pairs when none is named)
 ///
-/// Output on stdout, one summary line per collection: "PAIR/COLLECTION: N created, N updated,
-/// N deleted, N conflicts, N errors" (the collection is left out for a pair of two single
-/// collections; with --dry-run "would be: " comes before the counts; a date window adds how many
-/// items it left alone, a one-way pair what it undid on the target). --dry-run prints each
+/// Output on stdout, one summary line per collection where something happened:
+/// "PAIR/COLLECTION: N created, N updated, N deleted, N conflicts, N errors" (the collection is
+/// left out for a pair of two single collections; with --dry-run "would be: " comes before the
+/// counts; a date window adds how many items it left alone, a one-way pair what it undid on the
+/// target). A pair where nothing happened prints one line, "PAIR: all N collections in sync"
+/// (or "PAIR/COLLECTION: in sync"); -v prints every collection's line. --dry-run prints each
 /// planned action first, -v each action applied, as "PAIR/COLLECTION: ACTION"; -q prints no
-/// summary lines. Problems go to stderr, one line each: "conflict: PAIR/COLLECTION: UID: WHY",
+/// summary lines; with --json stdout holds one JSON document and these lines go to stderr. Problems go to stderr, one line each: "conflict: PAIR/COLLECTION: UID: WHY",
 /// "error: PAIR/COLLECTION: WHY" (a collection refused as a whole: "error: PAIR/COLLECTION: not
 /// synced: WHY"), "note: PAIR/COLLECTION: ..." and "interrupted: ...".
 ///
