@@ -145,15 +145,16 @@ pub fn check_storage(
     if let Some(http) = config.kind.http() {
         report.auth = Some(auth_text(&config.kind, http));
         report.tls = tls_check(http);
-        if http.verify == TlsVerify::Off && http.url.starts_with("https:") {
+        if let Some(warning) = http.tls_warning() {
             report.findings.push(Finding {
                 severity: Severity::Note,
-                what: "TLS certificates are not checked (verify = false)".to_owned(),
-                fix: Some(
+                what: warning,
+                // Over plain HTTP the message itself says what to change.
+                fix: http.uses_tls().then(|| {
                     "set verify = \"ca.pem\" (the CA that signed the server's certificate) or \
                      fingerprint = \"sha256:...\" instead"
-                        .to_owned(),
-                ),
+                        .to_owned()
+                }),
             });
         }
     }
@@ -350,7 +351,7 @@ fn auth_text(kind: &StorageKind, http: &HttpOptions) -> String {
 }
 
 fn tls_check(http: &HttpOptions) -> Option<TlsCheck> {
-    if !http.url.starts_with("https:") {
+    if !http.uses_tls() {
         return None;
     }
     Some(TlsCheck {
@@ -417,7 +418,7 @@ pub fn fix_for(message: &str, config: &StorageConfig) -> Option<String> {
         "check the host name in url".to_owned()
     } else if lower.contains("timed out") || lower.contains("timeout") {
         "is the server reachable? a slow one needs a larger timeout".to_owned()
-    } else if lower.contains("wrong version number") || lower.contains("invalidcontenttype") {
+    } else if lower.contains("plain http") {
         "the port may speak plain HTTP: try http:// in url".to_owned()
     } else if lower.contains("password") && lower.contains("command") {
         "check the password command".to_owned()

@@ -42,6 +42,7 @@ use std::hash::BuildHasher;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -59,8 +60,17 @@ use crate::storage::{PLANNED_STORAGE_TYPES, STORAGE_TYPES as SUPPORTED_STORAGE_T
 pub const TOP_LEVEL_KEYS: &[&str] = &["status_path", "storage", "pair"];
 
 /// Keys every `[storage.<name>]` table accepts, whatever its type.
-pub const COMMON_STORAGE_KEYS: &[&str] =
-    &["type", "read_only", "item_types", "start_date", "end_date"];
+pub const COMMON_STORAGE_KEYS: &[&str] = &[
+    "type",
+    "read_only",
+    "item_types",
+    "start_date",
+    "end_date",
+    "interval",
+];
+
+/// How often `davsync daemon` polls a network storage that sets no `interval`.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Keys accepted in a `[pair.<name>]` table.
 pub const PAIR_KEYS: &[&str] = &[
@@ -99,6 +109,22 @@ pub struct StorageConfig {
     pub read_only: bool,
     /// What the storage lets into a sync: `item_types`, `start_date`, `end_date`.
     pub filter: ItemFilter,
+    /// `interval = SECONDS`: how often `davsync daemon` syncs the pairs of this storage without
+    /// being told of a change; `None` when not written (see [`StorageConfig::poll_interval`]).
+    pub interval: Option<Duration>,
+}
+
+impl StorageConfig {
+    /// How often `davsync daemon` polls this storage: `interval` when written; else
+    /// [`DEFAULT_POLL_INTERVAL`] for a network storage and never for a local one, whose changes
+    /// the daemon is told of by inotify.
+    pub fn poll_interval(&self) -> Option<Duration> {
+        match (self.interval, self.kind.http()) {
+            (Some(interval), _) => Some(interval),
+            (None, Some(_)) => Some(DEFAULT_POLL_INTERVAL),
+            (None, None) => None,
+        }
+    }
 }
 
 /// Where a secret (password or token) comes from. Resolved once per run, before any network
@@ -1135,10 +1161,16 @@ impl Cx<'_> {
                 (Err(_), None) => {}
             }
         }
+        let interval = section
+            .get("interval")
+            .map(|v| self.integer_in(v, &section.sub("interval"), 1, u64::MAX.into()))
+            .transpose()?
+            .map(|secs| Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX)));
         Ok(StorageConfig {
             kind,
             read_only,
             filter,
+            interval,
         })
     }
 
@@ -1773,6 +1805,7 @@ mod tests {
             kind,
             read_only: false,
             filter: ItemFilter::default(),
+            interval: None,
         }
     }
 
@@ -2093,7 +2126,7 @@ cmd = ["merge-tool"]
                 "[storage.s]\ntype = \"vdir\"\npath = \"/x\"\nfileext = \".ics\"\npth = \"/y\"\n"
                     .to_string(),
                 "5: storage.s.pth: unknown key (expected one of: type, path, fileext, post_hook, \
-                 pre_deletion_hook, read_only, item_types, start_date, end_date)",
+                 pre_deletion_hook, read_only, item_types, start_date, end_date, interval)",
             ),
             (
                 "wrong type for path",
@@ -2398,6 +2431,24 @@ cmd = ["merge-tool"]
         storage(StorageKind::Dav(config))
     }
 
+    /// `interval` is whole seconds on any storage; without it a network storage is polled
+    /// every five minutes and a local one only when inotify reports a change.
+    #[test]
+    fn poll_intervals() {
+        let text = "[storage.server]\ntype = \"caldav\"\nurl = \"https://dav.example.com/\"\n\
+                    [storage.fast]\ntype = \"caldav\"\nurl = \"https://dav.example.org/\"\n\
+                    interval = 60\n\
+                    [storage.local]\ntype = \"vdir\"\npath = \"/cal\"\nfileext = \".ics\"\n\
+                    [storage.nfs]\ntype = \"vdir\"\npath = \"/nfs\"\nfileext = \".ics\"\n\
+                    interval = 600\n";
+        let config = parse_ok(text, &home_env());
+        let interval = |name: &str| config.storages[name].poll_interval();
+        assert_eq!(interval("server"), Some(Duration::from_secs(300)));
+        assert_eq!(interval("fast"), Some(Duration::from_secs(60)));
+        assert_eq!(interval("local"), None);
+        assert_eq!(interval("nfs"), Some(Duration::from_secs(600)));
+    }
+
     #[test]
     fn dav_storages() {
         let text = r#"
@@ -2629,6 +2680,16 @@ metadata = []
                 "4: storage.s.timeout: expected an integer, found a float",
             ),
             (
+                "interval 0",
+                caldav("interval = 0\n"),
+                "4: storage.s.interval: must be at least 1, found 0",
+            ),
+            (
+                "interval as text",
+                caldav("interval = \"5m\"\n"),
+                "4: storage.s.interval: expected an integer, found a string",
+            ),
+            (
                 "batch_size 0",
                 caldav("batch_size = 0\n"),
                 "4: storage.s.batch_size: must be between 1 and 1000, found 0",
@@ -2731,14 +2792,14 @@ metadata = []
                 caldav("path = \"/x\"\n"),
                 "4: storage.s.path: unknown key (expected one of: type, url, username, password, \
                  auth, verify, fingerprint, client_cert, timeout, user_agent, max_response_size, \
-                 batch_size, concurrency, read_only, item_types, start_date, end_date)",
+                 batch_size, concurrency, read_only, item_types, start_date, end_date, interval)",
             ),
             (
                 "vdir key fileext in carddav",
                 carddav("fileext = \".vcf\"\n"),
                 "4: storage.s.fileext: unknown key (expected one of: type, url, username, password, \
                  auth, verify, fingerprint, client_cert, timeout, user_agent, max_response_size, \
-                 batch_size, concurrency, read_only, item_types, start_date, end_date)",
+                 batch_size, concurrency, read_only, item_types, start_date, end_date, interval)",
             ),
             (
                 "same URL on both sides",

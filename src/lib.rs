@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod config;
+pub mod daemon;
 pub mod filter;
 pub mod hook;
 pub mod http;

@@ -193,7 +193,12 @@ fn an_unreachable_port_says_to_check_the_server() {
     let sb = sandbox(&url, &alice(SECRET), 1);
     let run = check(&sb, SECRET);
     run.expect_code(1);
-    assert!(run.stdout.contains("Connection refused"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("connection refused (is the server running? is the port right?)"),
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stdout
             .contains(&format!("fix: is the server running at {url}?")),

@@ -1123,8 +1123,8 @@ fn status_shows_a_failed_attempt_of_an_unreachable_server_and_exits_1() {
     let port_free = without_port(&run.stdout);
     insta::assert_snapshot!(port_free, @"
     remote: 0 items, last clean sync never, 0 open conflicts, 1 failed items
-      last attempt [TIME] UTC: failed: not synced: PROPFIND http://127.0.0.1:[PORT]/cal/: error sending request for url (http://127.0.0.1:[PORT]/cal/): client error (Connect): tcp connect error: Connection refused (os error 111)
-      failed: not synced: PROPFIND http://127.0.0.1:[PORT]/cal/: error sending request for url (http://127.0.0.1:[PORT]/cal/): client error (Connect): tcp connect error: Connection refused (os error 111)
+      last attempt [TIME] UTC: failed: not synced: PROPFIND http://127.0.0.1:[PORT]/cal/: connection refused (is the server running? is the port right?)
+      failed: not synced: PROPFIND http://127.0.0.1:[PORT]/cal/: connection refused (is the server running? is the port right?)
     ");
     // The other pair, in sync, is fine.
     sb.run(&["sync", "cal"]).success();

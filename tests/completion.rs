@@ -64,6 +64,7 @@ fn commands_are_offered_without_the_hidden_generate() {
         commands,
         [
             "sync",
+            "daemon",
             "discover",
             "check",
             "status",
@@ -87,6 +88,7 @@ fn pairs_come_from_the_config_with_their_storages_as_help() {
     assert_eq!(offered(&sb, &["sync", "w"]), ["work"]);
     assert_eq!(offered(&sb, &["sync", "--force-delete", "d"]), ["demo"]);
     assert_eq!(offered(&sb, &["check", "d"]), ["demo"]);
+    assert_eq!(offered(&sb, &["daemon", "w"]), ["work"]);
     assert_eq!(offered(&sb, &["discover", "d"]), ["demo"]);
 }
 

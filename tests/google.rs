@@ -295,6 +295,53 @@ fn a_sync_refreshes_an_expired_access_token() {
     assert_no_secret(&oauth, &output);
 }
 
+/// `-vvv` shows every request, the token endpoint's too, and never a token, the client secret
+/// or an `Authorization` header, in `check` and in a sync that refreshes its token.
+#[test]
+fn verbose_output_shows_requests_and_never_a_token() {
+    let server = Xandikos::start();
+    let oauth = OAuthEmulation::start_front(3600, &server.url());
+    let sb = Sandbox::new();
+    let url = format!("{}alice/calendars/", oauth.url());
+    config(&sb, &oauth, &url, "");
+    sb.write(
+        "cals/calendar/e1.ics",
+        EventBuilder::new("First").uid("e1").build(),
+    );
+    authorize(&sb);
+    let check = run(&sb, &["-vvv", "check"]);
+    assert_eq!(check.code, Some(0), "{}", check.both());
+    assert!(
+        check.stderr.contains(&format!("PROPFIND {url}: 207 in ")),
+        "{}",
+        check.both()
+    );
+    // Expired at the emulation: a 401, a refresh at the token endpoint, the request again.
+    oauth.expire_access_tokens();
+    let sync = run(&sb, &["-vvv", "sync"]);
+    assert_eq!(sync.code, Some(0), "{}", sync.both());
+    assert_eq!(oauth.grants("refresh_token", 200), 1, "{:?}", oauth.log());
+    for line in [
+        format!("PROPFIND {url}: 401 in "),
+        format!("POST {}: 200 in ", oauth.token_url()),
+        format!("PROPFIND {url}: 207 in "),
+    ] {
+        assert!(
+            sync.stderr.contains(&line),
+            "no {line:?} in:\n{}",
+            sync.both()
+        );
+    }
+    for output in [check.both(), sync.both()] {
+        assert_no_secret(&oauth, &output);
+        assert!(
+            !output.to_ascii_lowercase().contains("authorization:"),
+            "{output}"
+        );
+        assert!(!output.contains("Bearer"), "{output}");
+    }
+}
+
 #[test]
 fn a_revoked_authorization_stops_only_its_pair_and_names_davsync_auth() {
     let server = Xandikos::start();

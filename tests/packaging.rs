@@ -76,6 +76,10 @@ fn pkgbuild_package_installs_what_a_user_needs() {
         ),
         ("usr/lib/systemd/user/davsync.service".to_owned(), 0o644),
         ("usr/lib/systemd/user/davsync.timer".to_owned(), 0o644),
+        (
+            "usr/lib/systemd/user/davsync-daemon.service".to_owned(),
+            0o644,
+        ),
         ("usr/share/doc/davsync/README.md".to_owned(), 0o644),
     ]);
     for entry in fs::read_dir(Path::new(ROOT).join("man")).unwrap() {

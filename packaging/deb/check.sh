@@ -49,6 +49,7 @@ expected=$(
         echo "-rw-r--r-- ./usr/share/fish/vendor_completions.d/davsync.fish"
         echo "-rw-r--r-- ./usr/lib/systemd/user/davsync.service"
         echo "-rw-r--r-- ./usr/lib/systemd/user/davsync.timer"
+        echo "-rw-r--r-- ./usr/lib/systemd/user/davsync-daemon.service"
         echo "-rw-r--r-- ./usr/share/doc/davsync/README.md"
         echo "-rw-r--r-- ./usr/share/doc/davsync/copyright"
     } | sort
@@ -67,9 +68,11 @@ dpkg-deb -x "$deb" "$root"
 version=$("$root/usr/bin/davsync" --version)
 [[ "$version" == "davsync $(dpkg-deb --field "$deb" Version | sed 's/-[^-]*$//')" ]] ||
     fail "the packaged binary says '$version'"
-# The packaged user unit must find the packaged binary: /usr/bin is in the PATH it sets.
-grep -qx 'ExecStart=/usr/bin/env davsync sync' "$root/usr/lib/systemd/user/davsync.service" &&
-    grep -q '^Environment=PATH=.*:/usr/bin:' "$root/usr/lib/systemd/user/davsync.service" ||
-    fail "davsync.service does not run davsync from a PATH holding /usr/bin"
+# The packaged user units must find the packaged binary: /usr/bin is in the PATH they set.
+for unit in davsync.service davsync-daemon.service; do
+    grep -qx 'ExecStart=/usr/bin/env davsync .*' "$root/usr/lib/systemd/user/$unit" &&
+        grep -q '^Environment=PATH=.*:/usr/bin:' "$root/usr/lib/systemd/user/$unit" ||
+        fail "$unit does not run davsync from a PATH holding /usr/bin"
+done
 
 echo "packaging/deb/check.sh: $deb ($profile profile) is complete: $(echo "$actual" | wc -l) files"

@@ -15,11 +15,13 @@ macro_rules! say {
 mod auth;
 mod check;
 mod complete;
+mod daemon;
 mod discover;
 mod generate;
 mod import_vdirsyncer;
 mod interrupt;
 mod json;
+mod progress;
 mod repair;
 mod status;
 mod sync;
@@ -28,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use davsync::config::{self, Config, PairConfig, ProcessEnv, TlsVerify};
+use davsync::config::{self, Config, PairConfig, ProcessEnv};
 use davsync::status::{LockError, PairLock, StatusDb, StatusError};
 use davsync::storage::{self, Storage, StorageError};
 use davsync::sync::Sides;
@@ -68,7 +70,9 @@ pub struct Cli {
         value_name = "PATH"
     )]
     config: Option<PathBuf>,
-    /// Say more: every action applied (repeatable)
+    /// Say more: -v every action applied; -vv also a line per HTTP request (method, URL,
+    /// status, time, bytes) on stderr; -vvv also discovery details and each collection's
+    /// listing method. Never credentials, tokens or query strings.
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
     /// Say less: only problems
@@ -81,6 +85,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Sync(sync::SyncArgs),
+    Daemon(daemon::DaemonArgs),
     Discover(discover::DiscoverArgs),
     Check(check::CheckArgs),
     Status(status::StatusArgs),
@@ -179,6 +184,9 @@ impl From<StorageError> for CliError {
 pub fn main() -> ExitCode {
     complete::answer_if_asked();
     let cli = Cli::parse();
+    if cli.verbose >= 2 {
+        install_log(cli.verbose);
+    }
     let verbosity = match (cli.quiet, cli.verbose) {
         (true, _) => Verbosity::Quiet,
         (false, 0) => Verbosity::Normal,
@@ -186,6 +194,7 @@ pub fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Sync(args) => sync::cmd_sync(&cli, args, verbosity),
+        Command::Daemon(args) => daemon::cmd_daemon(&cli, args, verbosity),
         Command::Discover(args) => discover::cmd_discover(&cli, args),
         Command::Check(args) => check::cmd_check(&cli, args),
         Command::Status(args) => status::cmd_status(&cli, args),
@@ -201,6 +210,23 @@ pub fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// Prints davsync's own `tracing` events on stderr: at `-vv` one line per HTTP request
+/// (debug), at `-vvv` discovery details too (trace). Only davsync's targets: the HTTP stack's
+/// own events may show headers.
+fn install_log(verbose: u8) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let level = if verbose >= 3 {
+        tracing::Level::TRACE
+    } else {
+        tracing::Level::DEBUG
+    };
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(tracing_subscriber::filter::Targets::new().with_target("davsync", level))
+        .init();
 }
 
 fn load_config(cli: &Cli) -> Result<Config, CliError> {
@@ -283,13 +309,8 @@ impl PairStorages {
             let storage = config.storages.get(name).ok_or_else(|| {
                 CliError::Usage(format!("pair {}: no storage named {name:?}", pair.name))
             })?;
-            if let Some(http) = storage.kind.http()
-                && http.verify == TlsVerify::Off
-            {
-                eprintln!(
-                    "warning: storage {name}: TLS certificates are not checked (verify = false); \
-                     anyone on the network path can read and change what is synced"
-                );
+            if let Some(warning) = storage.kind.http().and_then(|http| http.tls_warning()) {
+                eprintln!("warning: storage {name}: {warning}");
             }
             storage::open(storage, &ProcessEnv, shared)
                 .map_err(|e| CliError::Failed(format!("pair {}: storage {name}: {e}", pair.name)))

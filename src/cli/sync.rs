@@ -1,6 +1,7 @@
 //! `davsync sync`: sync pairs.
 
 use std::borrow::Cow;
+use std::io::IsTerminal;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
@@ -19,10 +20,12 @@ use davsync::sync::{
 use super::complete;
 use super::interrupt::{self, INTERRUPTED};
 use super::json::{self, CollectionRecorder, Exit, GoneView, SyncDoc, SyncPair};
+use super::progress::{Bars, show_progress};
 use super::{
     Cli, CliError, PairStorages, Selection, Verbosity, display_name, load_config, open_status,
     select_pairs,
 };
+use davsync::config::{Config, PairConfig};
 
 /// Sync pairs (all pairs when none is named)
 ///
@@ -73,19 +76,6 @@ pub fn cmd_sync(cli: &Cli, args: &SyncArgs, verbosity: Verbosity) -> Result<(), 
     result
 }
 
-/// The pair being synced in the JSON document, if one is being written.
-fn pair_view<'d>(doc: &'d mut Option<&mut SyncDoc>) -> Option<&'d mut SyncPair> {
-    doc.as_deref_mut().and_then(|d| d.pairs.last_mut())
-}
-
-/// Reports a problem of a pair as a whole (`pair: message`), also in the JSON document.
-fn pair_error(doc: &mut Option<&mut SyncDoc>, pair: &str, message: String) {
-    eprintln!("error: {pair}: {message}");
-    if let Some(view) = pair_view(doc) {
-        view.errors.push(message);
-    }
-}
-
 fn sync_pairs(
     cli: &Cli,
     args: &SyncArgs,
@@ -102,6 +92,12 @@ fn sync_pairs(
     // What was left unsynced: needing a person (exit 1) or only a later run (exit 75).
     let mut clean = true;
     let mut retry_later = false;
+    let mut bars = Bars::new(show_progress(
+        std::io::stderr().is_terminal(),
+        verbosity == Verbosity::Quiet,
+        json,
+        cli.verbose >= 2,
+    ));
     // Named collections found on neither side: a usage error (exit 2), reported once the
     // pairs that could sync have synced.
     let mut unknown = Vec::new();
@@ -125,6 +121,13 @@ fn sync_pairs(
             .iter()
             .any(|(p, selection)| p.name == pair && selection.includes(collection))
     };
+    let run = PairRun {
+        dry_run: args.dry_run,
+        now,
+        verbosity,
+        forced: &is_forced,
+        say_in_sync: true,
+    };
     for (pair, only) in select_pairs(&config, &named)? {
         if interrupt::received().is_some() {
             not_started.push(pair.name.clone());
@@ -133,203 +136,16 @@ fn sync_pairs(
         if let Some(doc) = doc.as_deref_mut() {
             doc.pairs.push(SyncPair::new(&pair.name));
         }
-        // A pair that cannot start (a secret command failing, a lock held by another davsync)
-        // is reported; the other pairs still sync.
-        let storages = match PairStorages::open(&config, pair, &shared) {
-            Ok(storages) => storages,
-            Err(CliError::Failed(message)) => {
-                eprintln!("error: {message}");
-                if let Some(view) = pair_view(&mut doc) {
-                    view.errors.push(message);
-                }
-                clean = false;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let sides = storages.sides();
-        let opened = match open_status(&config, &pair.name, args.dry_run) {
-            Ok(opened) => opened,
-            Err(CliError::RetryLater(message)) => {
-                pair_error(&mut doc, &pair.name, message);
-                retry_later = true;
-                continue;
-            }
-            Err(CliError::Failed(message)) => {
-                pair_error(&mut doc, &pair.name, message);
-                clean = false;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let status = &opened.db;
-        let mode = pair.mode;
-        let read_only =
-            [&pair.a, &pair.b].map(|name| config.storages.get(name).is_some_and(|s| s.read_only));
-        let guard = never_written(mode, read_only);
-        // On the first sync of a pair a vdir directory that does not exist yet is created; once
-        // the status knows items, a missing one is refused (an unmounted disk). A side never
-        // written (read-only, or a one-way pair's source) is not created either.
-        if !args.dry_run && status.collections()?.iter().all(|c| c.items == 0) {
-            let writable = [sides.a, sides.b]
-                .into_iter()
-                .zip(&guard)
-                .filter(|(_, why)| why.is_none());
-            for (storage, _) in writable {
-                match storage.create_root() {
-                    Ok(Some(created)) if verbosity >= Verbosity::Normal => {
-                        say!(json, "{}: created {created} (did not exist yet)", pair.name)
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        pair_error(&mut doc, &pair.name, e.to_string());
-                        clean = false;
-                    }
-                }
-            }
+        let view = doc.as_deref_mut().and_then(|d| d.pairs.last_mut());
+        let outcome = sync_pair(&config, pair, &only, &shared, &run, view, &mut bars)?;
+        // Left unsynced: for a person (exit 1), or only for a later run (exit 75).
+        match (outcome.summary.clean, outcome.needs_person) {
+            (true, _) => {}
+            (false, true) => clean = false,
+            (false, false) => retry_later = true,
         }
-        let collections = match discover_with_hints(&pair.collections, &sides, status)? {
-            Ok(collections) => collections,
-            Err(e) => {
-                pair_error(&mut doc, &pair.name, e.to_string());
-                match e.is_temporary() {
-                    true => retry_later = true,
-                    false => clean = false,
-                }
-                // `status` shows it as the last attempt of each collection.
-                if !args.dry_run {
-                    status.record_pair_refusal(now, &format!("not synced: {e}"))?;
-                }
-                continue;
-            }
-        };
-        let named: &[String] = match &only {
-            Selection::All => &[],
-            Selection::Only(names) => names,
-        };
-        for wanted in named {
-            if !collections.iter().any(|c| &c.name == wanted) {
-                unknown.push(format!(
-                    "{}: no collection named {wanted:?} on either side",
-                    pair.name
-                ));
-            }
-        }
-        let mut options = SyncOptions {
-            force_delete: false,
-            dry_run: args.dry_run,
-            resolution: pair.conflict_resolution.clone(),
-            now,
-            metadata: pair.metadata.clone(),
-            filters: [&pair.a, &pair.b].map(|name| {
-                config
-                    .storages
-                    .get(name)
-                    .map(|storage| storage.filter.clone())
-                    .unwrap_or_default()
-            }),
-            interrupt: Some(&INTERRUPTED),
-            mode,
-            read_only,
-        };
-        // Collections synced before that are gone for good are reported once and forgotten.
-        let gone = settle_gone(
-            &pair.collections,
-            &collections,
-            status,
-            &|name| only.includes(name),
-            args.dry_run,
-        )?;
-        for g in &gone {
-            let name = display_name(&pair.name, &g.name);
-            let forgotten = if args.dry_run { "would be" } else { "is" };
-            eprintln!(
-                "note: {name}: {g}; no longer synced, its status {forgotten} forgotten, \
-                 what is left on either side is left alone"
-            );
-            if let Some(view) = pair_view(&mut doc) {
-                view.gone.push(GoneView::new(g, args.dry_run));
-            }
-        }
-        let is_gone = |name: &str| gone.iter().any(|g| g.name == name);
-        let mut summary = hook::PairSummary::new(&pair.name);
-        // The collections synced, and the name of the last one: when none of them changed,
-        // the pair gets one line instead of one per collection.
-        let (mut synced, mut changed, mut last) = (0, 0, String::new());
-        for collection in collections
-            .iter()
-            .filter(|c| only.includes(&c.name) && !is_gone(&c.name))
-        {
-            let name = display_name(&pair.name, &collection.name);
-            if interrupt::received().is_some() {
-                not_started.push(name);
-                continue;
-            }
-            options.force_delete = is_forced(&pair.name, &collection.name);
-            let mut recorder = json.then(CollectionRecorder::default);
-            let resolution = &pair.conflict_resolution;
-            let mut progress = |event: Progress<'_>| {
-                if let Some(recorder) = &mut recorder {
-                    match event {
-                        Progress::Planned(action) => {
-                            recorder.action(collection, action, "planned", None, resolution)
-                        }
-                        Progress::Applied(action) => {
-                            recorder.action(collection, action, "applied", None, resolution)
-                        }
-                        Progress::Failed(action, why) => {
-                            recorder.action(collection, action, "failed", Some(why), resolution)
-                        }
-                        Progress::Open(action, _) => recorder.open(collection, action),
-                        Progress::Property(_) => {}
-                    }
-                }
-                match event {
-                    Progress::Planned(action) => say!(json, "{name}: {}", shown(action)),
-                    Progress::Applied(action) if verbosity >= Verbosity::Verbose => {
-                        say!(json, "{name}: {}", shown(action))
-                    }
-                    Progress::Applied(_) | Progress::Open(..) => {}
-                    Progress::Failed(action, why) if verbosity >= Verbosity::Verbose => {
-                        eprintln!("{name}: failed: {}: {why}", shown(action))
-                    }
-                    Progress::Failed(..) => {}
-                    Progress::Property(what) if args.dry_run || verbosity >= Verbosity::Verbose => {
-                        say!(json, "{name}: {what}")
-                    }
-                    Progress::Property(_) => {}
-                }
-            };
-            let report = sync_collection(&sides, collection, status, &options, &mut progress)?;
-            print_report(&name, &report, args.dry_run, mode, verbosity, json);
-            if let (Some(recorder), Some(view)) = (recorder, pair_view(&mut doc)) {
-                view.collections
-                    .push(recorder.finish(name.clone(), &report));
-            }
-            match report.needs_person() {
-                true => clean = false,
-                false => retry_later |= !report.is_clean(),
-            }
-            summary.add(&report);
-            synced += 1;
-            changed += usize::from(!report.is_unchanged());
-            last = name;
-        }
-        if verbosity == Verbosity::Normal && changed == 0 && interrupt::received().is_none() {
-            match synced {
-                0 => {}
-                1 => say!(json, "{last}: in sync"),
-                n => say!(json, "{}: all {n} collections in sync", pair.name),
-            }
-        }
-        // Not after an interrupted run: the user asked davsync to stop.
-        if !args.dry_run
-            && interrupt::received().is_none()
-            && let Err(failure) = hook::post_sync(&pair.post_sync, &summary)
-        {
-            pair_error(&mut doc, &pair.name, failure.to_string());
-            clean = false;
-        }
+        unknown.extend(outcome.unknown);
+        not_started.extend(outcome.not_started);
     }
     if let Some(doc) = doc {
         doc.unknown.clone_from(&unknown);
@@ -355,12 +171,281 @@ fn sync_pairs(
     }
 }
 
+/// What a run asks of every pair it syncs, beyond the config: shared by `davsync sync` and
+/// `davsync daemon`.
+pub(super) struct PairRun<'r> {
+    /// `--dry-run`: plan and print, write nothing.
+    pub dry_run: bool,
+    /// The time of the run (unix seconds), for relative date windows.
+    pub now: i64,
+    /// How much to print.
+    pub verbosity: Verbosity,
+    /// Whether `--force-delete` names this pair and collection.
+    pub forced: &'r dyn Fn(&str, &str) -> bool,
+    /// Whether a pair where nothing changed says so in one line (`davsync sync`: a timer's
+    /// journal shows each run). The daemon says nothing then: it syncs again after each of
+    /// its own writes and on every poll, and its `STATUS=` shows the last result.
+    pub say_in_sync: bool,
+}
+
+/// What became of one pair in a run.
+pub(super) struct PairOutcome {
+    /// Counts of the pair's collections; `clean` is false when anything was left unsynced,
+    /// including a pair that could not start.
+    pub summary: hook::PairSummary,
+    /// Whether what was left unsynced needs a person; false when it was only a server that
+    /// could not be reached or a lock held by another davsync (a later run retries by itself).
+    pub needs_person: bool,
+    /// Named collections found on neither side (a usage error once every pair ran).
+    pub unknown: Vec<String>,
+    /// Collections not started because of SIGINT/SIGTERM.
+    pub not_started: Vec<String>,
+}
+
+/// Syncs the collections of `pair` that `only` selects and prints what happened, recording it
+/// in `view` when a JSON document is being written and drawing progress on `bars`. A pair that
+/// cannot start (a secret command failing, a lock held by another davsync, discovery failing) is
+/// reported and comes back unclean; only usage errors and status database failures are errors.
+pub(super) fn sync_pair(
+    config: &Config,
+    pair: &PairConfig,
+    only: &Selection,
+    shared: &storage::Shared,
+    run: &PairRun<'_>,
+    mut view: Option<&mut SyncPair>,
+    bars: &mut Bars,
+) -> Result<PairOutcome, CliError> {
+    let json = view.is_some();
+    let mut outcome = PairOutcome {
+        summary: hook::PairSummary::new(&pair.name),
+        needs_person: false,
+        unknown: Vec::new(),
+        not_started: Vec::new(),
+    };
+    // A problem of the pair as a whole (`error: pair: message`), also in the JSON document.
+    let pair_error = |view: &mut Option<&mut SyncPair>, message: String| {
+        eprintln!("error: {}: {message}", pair.name);
+        if let Some(view) = view.as_deref_mut() {
+            view.errors.push(message);
+        }
+    };
+    let storages = match PairStorages::open(config, pair, shared) {
+        Ok(storages) => storages,
+        // The message names the storage (and so the pair) already.
+        Err(CliError::Failed(message)) => {
+            eprintln!("error: {message}");
+            if let Some(view) = view.as_deref_mut() {
+                view.errors.push(message);
+            }
+            outcome.summary.clean = false;
+            outcome.needs_person = true;
+            return Ok(outcome);
+        }
+        Err(e) => return Err(e),
+    };
+    let sides = storages.sides();
+    let opened = match open_status(config, &pair.name, run.dry_run) {
+        Ok(opened) => opened,
+        Err(CliError::RetryLater(message)) => {
+            pair_error(&mut view, message);
+            outcome.summary.clean = false;
+            return Ok(outcome);
+        }
+        Err(CliError::Failed(message)) => {
+            pair_error(&mut view, message);
+            outcome.summary.clean = false;
+            outcome.needs_person = true;
+            return Ok(outcome);
+        }
+        Err(e) => return Err(e),
+    };
+    let status = &opened.db;
+    let mode = pair.mode;
+    let read_only =
+        [&pair.a, &pair.b].map(|name| config.storages.get(name).is_some_and(|s| s.read_only));
+    let guard = never_written(mode, read_only);
+    // A vdir directory that could not be created leaves the pair unclean, though its hook
+    // hears only of the collections.
+    let mut root_failed = false;
+    // On the first sync of a pair a vdir directory that does not exist yet is created; once
+    // the status knows items, a missing one is refused (an unmounted disk). A side never
+    // written (read-only, or a one-way pair's source) is not created either.
+    if !run.dry_run && status.collections()?.iter().all(|c| c.items == 0) {
+        let writable = [sides.a, sides.b]
+            .into_iter()
+            .zip(&guard)
+            .filter(|(_, why)| why.is_none());
+        for (storage, _) in writable {
+            match storage.create_root() {
+                Ok(Some(created)) if run.verbosity >= Verbosity::Normal => {
+                    say!(json, "{}: created {created} (did not exist yet)", pair.name)
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    pair_error(&mut view, e.to_string());
+                    root_failed = true;
+                }
+            }
+        }
+    }
+    let collections = match discover_with_hints(&pair.collections, &sides, status)? {
+        Ok(collections) => collections,
+        Err(e) => {
+            pair_error(&mut view, e.to_string());
+            outcome.summary.clean = false;
+            outcome.needs_person = !e.is_temporary();
+            // `status` shows it as the last attempt of each collection.
+            if !run.dry_run {
+                status.record_pair_refusal(run.now, &format!("not synced: {e}"))?;
+            }
+            return Ok(outcome);
+        }
+    };
+    let named: &[String] = match only {
+        Selection::All => &[],
+        Selection::Only(names) => names,
+    };
+    for wanted in named {
+        if !collections.iter().any(|c| &c.name == wanted) {
+            outcome.unknown.push(format!(
+                "{}: no collection named {wanted:?} on either side",
+                pair.name
+            ));
+        }
+    }
+    let mut options = SyncOptions {
+        force_delete: false,
+        dry_run: run.dry_run,
+        resolution: pair.conflict_resolution.clone(),
+        now: run.now,
+        metadata: pair.metadata.clone(),
+        filters: [&pair.a, &pair.b].map(|name| {
+            config
+                .storages
+                .get(name)
+                .map(|storage| storage.filter.clone())
+                .unwrap_or_default()
+        }),
+        interrupt: Some(&INTERRUPTED),
+        mode,
+        read_only,
+    };
+    // Collections synced before that are gone for good are reported once and forgotten.
+    let gone = settle_gone(
+        &pair.collections,
+        &collections,
+        status,
+        &|name| only.includes(name),
+        run.dry_run,
+    )?;
+    for g in &gone {
+        let name = display_name(&pair.name, &g.name);
+        let forgotten = if run.dry_run { "would be" } else { "is" };
+        eprintln!(
+            "note: {name}: {g}; no longer synced, its status {forgotten} forgotten, \
+             what is left on either side is left alone"
+        );
+        if let Some(view) = view.as_deref_mut() {
+            view.gone.push(GoneView::new(g, run.dry_run));
+        }
+    }
+    let is_gone = |name: &str| gone.iter().any(|g| g.name == name);
+    let verbosity = run.verbosity;
+    // The collections synced, and the name of the last one: when none of them changed, the
+    // pair gets one line instead of one per collection.
+    let (mut synced, mut changed, mut last) = (0, 0, String::new());
+    for collection in collections
+        .iter()
+        .filter(|c| only.includes(&c.name) && !is_gone(&c.name))
+    {
+        let name = display_name(&pair.name, &collection.name);
+        if interrupt::received().is_some() {
+            outcome.not_started.push(name);
+            continue;
+        }
+        options.force_delete = (run.forced)(&pair.name, &collection.name);
+        let mut recorder = json.then(CollectionRecorder::default);
+        let resolution = &pair.conflict_resolution;
+        let mut progress = |event: Progress<'_>| {
+            if let Some(recorder) = &mut recorder {
+                match event {
+                    Progress::Planned(action) => {
+                        recorder.action(collection, action, "planned", None, resolution)
+                    }
+                    Progress::Applied(action) => {
+                        recorder.action(collection, action, "applied", None, resolution)
+                    }
+                    Progress::Failed(action, why) => {
+                        recorder.action(collection, action, "failed", Some(why), resolution)
+                    }
+                    Progress::Open(action, _) => recorder.open(collection, action),
+                    Progress::Property(_) | Progress::Count { .. } => {}
+                }
+            }
+            // Lines printed while a bar is drawn go through `bars.suspend`, not over it.
+            match event {
+                Progress::Planned(action) => {
+                    bars.suspend(|| say!(json, "{name}: {}", shown(action)))
+                }
+                Progress::Applied(action) if verbosity >= Verbosity::Verbose => {
+                    bars.suspend(|| say!(json, "{name}: {}", shown(action)))
+                }
+                Progress::Applied(_) | Progress::Open(..) => {}
+                Progress::Failed(action, why) if verbosity >= Verbosity::Verbose => {
+                    bars.suspend(|| eprintln!("{name}: failed: {}: {why}", shown(action)))
+                }
+                Progress::Failed(..) => {}
+                Progress::Property(what) if run.dry_run || verbosity >= Verbosity::Verbose => {
+                    bars.suspend(|| say!(json, "{name}: {what}"))
+                }
+                Progress::Property(_) => {}
+                Progress::Count { phase, done, total } => bars.count(&name, phase, done, total),
+            }
+        };
+        let report = sync_collection(&sides, collection, status, &options, &mut progress)?;
+        bars.finish();
+        print_report(&name, &report, run.dry_run, mode, verbosity, json);
+        if let (Some(recorder), Some(view)) = (recorder, view.as_deref_mut()) {
+            view.collections
+                .push(recorder.finish(name.clone(), &report));
+        }
+        outcome.summary.add(&report);
+        outcome.needs_person |= report.needs_person();
+        synced += 1;
+        changed += usize::from(!report.is_unchanged());
+        last = name;
+    }
+    if run.say_in_sync
+        && verbosity == Verbosity::Normal
+        && changed == 0
+        && interrupt::received().is_none()
+    {
+        match synced {
+            0 => {}
+            1 => say!(json, "{last}: in sync"),
+            n => say!(json, "{}: all {n} collections in sync", pair.name),
+        }
+    }
+    // Not after an interrupted run: the user asked davsync to stop.
+    if !run.dry_run
+        && interrupt::received().is_none()
+        && let Err(failure) = hook::post_sync(&pair.post_sync, &outcome.summary)
+    {
+        pair_error(&mut view, failure.to_string());
+        outcome.summary.clean = false;
+        outcome.needs_person = true;
+    }
+    outcome.summary.clean &= !root_failed;
+    outcome.needs_person |= root_failed;
+    Ok(outcome)
+}
+
 /// Environment variable, for tests only, that sets the day of the run (`YYYY-MM-DD`, UTC) so
 /// that relative `start_date`/`end_date` bounds can be tested as time passes.
 const TEST_TODAY: &str = "DAVSYNC_TEST_TODAY";
 
 /// The time of the run (unix seconds): now, or noon of the day `DAVSYNC_TEST_TODAY` names.
-fn run_time() -> Result<i64, CliError> {
+pub(super) fn run_time() -> Result<i64, CliError> {
     if let Some(day) = std::env::var_os(TEST_TODAY) {
         let day = day.to_string_lossy();
         return match day.parse::<DateBound>() {

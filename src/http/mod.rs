@@ -14,7 +14,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::Read;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::Method;
 use reqwest::blocking::{Client, RequestBuilder};
@@ -356,6 +356,8 @@ pub struct HttpClient {
     dead: OnceLock<(String, bool)>,
     /// Writes in flight, fewer after the server said it is busy.
     writes: WriteLimiter,
+    /// The storage's `timeout`, named in the message of a request that ran out of it.
+    timeout: Duration,
 }
 
 /// The origin of `url` (`scheme://host[:port]`), the unit credentials are tied to; `None` for
@@ -428,29 +430,79 @@ fn is_write(method: &str) -> bool {
     !matches!(method, "GET" | "HEAD" | "OPTIONS" | "PROPFIND" | "REPORT")
 }
 
-/// Makes every cause in an error chain visible: reqwest's top-level message alone ("error
-/// sending request") does not say whether TLS, DNS or the connection failed.
+/// Why a request got no (whole) answer, said so that the user knows what to change: a
+/// timeout names the `timeout` key and its value, a refused connection and a plain-HTTP answer
+/// to a TLS handshake say what to check; anything else shows every cause in the chain.
+pub(crate) fn unanswered(error: &(dyn std::error::Error + 'static), timeout: Duration) -> String {
+    let causes = causes(error);
+    let io_kind = |kinds: &[std::io::ErrorKind]| {
+        causes.iter().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| kinds.contains(&io.kind()))
+        })
+    };
+    // A blocking socket whose read timeout expired says `WouldBlock` (the TLS probe's).
+    let timed_out = causes.iter().any(|c| {
+        c.downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+    }) || io_kind(&[std::io::ErrorKind::TimedOut, std::io::ErrorKind::WouldBlock]);
+    let plain_http = causes.iter().any(|c| {
+        matches!(
+            c.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidMessage(
+                rustls::InvalidMessage::InvalidContentType
+            ))
+        )
+    });
+    if timed_out {
+        format!(
+            "timed out after {} s (the storage's `timeout` key)",
+            timeout.as_secs()
+        )
+    } else if io_kind(&[std::io::ErrorKind::ConnectionRefused]) {
+        "connection refused (is the server running? is the port right?)".to_owned()
+    } else if plain_http {
+        "the server answered in plain HTTP: use http:// or the TLS port".to_owned()
+    } else {
+        // reqwest repeats the URL the message already starts with.
+        causes
+            .iter()
+            .filter_map(|c| c.downcast_ref::<reqwest::Error>()?.url())
+            .fold(chain(error), |text, url| {
+                text.replace(&format!(" for url ({url})"), "")
+            })
+    }
+}
+
+/// An error and its causes, outermost first. `io::Error::source` skips the error an
+/// `io::Error` wraps (a TLS error inside a failed read), so that one is listed too.
+fn causes<'e>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> Vec<&'e (dyn std::error::Error + 'static)> {
+    let mut causes = Vec::new();
+    let mut next = Some(error);
+    while let Some(cause) = next {
+        causes.push(cause);
+        next = match cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            // The wrapped error's source is the `io::Error`'s.
+            Some(wrapped) => Some(wrapped),
+            None => cause.source(),
+        };
+    }
+    causes
+}
+
 /// True when TLS (rustls) ended the connection: a refused certificate or a protocol error, not
 /// the network.
 fn refused_by_tls(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(e) = cause {
-        if e.is::<rustls::Error>() {
-            return true;
-        }
-        // rustls's error arrives wrapped in `io::Error`s, whose `source()` skips the error they
-        // wrap: follow that one instead.
-        cause = match e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            Some(inner) => Some(inner),
-            None => e.source(),
-        };
-    }
-    false
+    causes(error).iter().any(|c| c.is::<rustls::Error>())
 }
 
+/// Makes every cause in an error chain visible: reqwest's top-level message alone ("error
+/// sending request") does not say whether TLS, DNS or the connection failed.
 fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -544,6 +596,7 @@ impl HttpClient {
             max_response_size: config.max_response_size,
             dead: OnceLock::new(),
             writes: WriteLimiter::new(concurrency),
+            timeout: config.timeout,
         })
     }
 
@@ -674,9 +727,9 @@ impl HttpClient {
                     origin: self.origin.clone(),
                 });
             }
-            let response = match self.send_with_retries(request, &url)? {
+            let (response, started) = match self.send_with_retries(request, &url)? {
                 Answer::Read(read) => return Ok(read),
-                Answer::Pending(response) => response,
+                Answer::Pending(response, started) => (response, started),
             };
             let status = response.status().as_u16();
             let location = response
@@ -692,8 +745,9 @@ impl HttpClient {
                         url: url.clone(),
                         reason: format!("HTTP {status} to a bad Location {location:?}: {e}"),
                     })?,
-                _ => return self.read(request, &url, response),
+                _ => return self.read(request, &url, response, started),
             };
+            log_request(request.method, &url, started, Ok((status, None)));
             if is_write(request.method) {
                 // A write "redirected" was not done; repeating it elsewhere would also skip
                 // the If-Match the caller chose for this URL.
@@ -748,27 +802,37 @@ impl HttpClient {
         let mut refreshed = false;
         loop {
             let permit = is_write(request.method).then(|| self.writes.acquire());
+            let started = Instant::now();
             let result = self.build(request, url, oauth_token.as_deref())?.send();
             drop(permit);
             let result = match result {
                 // A 403 is a refusal, or (Google's) a rate limit only its body tells apart.
                 Ok(response) if response.status().as_u16() == 403 => {
-                    Ok(Answer::Read(self.read(request, url, response)?))
+                    Ok(Answer::Read(self.read(request, url, response, started)?))
                 }
-                Ok(response) => Ok(Answer::Pending(response)),
-                Err(e) => Err(e),
+                Ok(response) => Ok(Answer::Pending(response, started)),
+                Err(e) => {
+                    log_request(
+                        request.method,
+                        url,
+                        started,
+                        Err(&unanswered(&e, self.timeout)),
+                    );
+                    Err(e)
+                }
             };
             if let Ok(answer) = &result {
                 let status = answer.status();
                 if says_busy(request.method, status) {
                     self.writes.back_off();
                 }
-                if let Answer::Pending(response) = answer
+                if let Answer::Pending(response, started) = answer
                     && status == 401
                     && !answered_challenge
                     && self.accept_challenge(response)
                 {
                     // One more try with the answer to the (new or renewed) Digest challenge.
+                    log_request(request.method, url, *started, Ok((status, None)));
                     answered_challenge = true;
                     continue;
                 }
@@ -780,6 +844,7 @@ impl HttpClient {
                     refreshed = true;
                     let fresh = source.refresh_after_refusal(refused).map_err(token_error)?;
                     if fresh != *refused {
+                        answer.log_unread(request.method, url);
                         oauth_token = Some(fresh);
                         continue;
                     }
@@ -796,6 +861,7 @@ impl HttpClient {
             };
             match (result, retry_in) {
                 (Ok(answer), Some(delay)) if attempt < max_retries && delay <= MAX_RETRY_AFTER => {
+                    answer.log_unread(request.method, url);
                     drop(answer);
                     thread::sleep(delay);
                 }
@@ -803,7 +869,7 @@ impl HttpClient {
                 (Ok(response), _) => return Ok(response),
                 (Err(e), _) => {
                     let tls_refused = refused_by_tls(&e);
-                    let mut reason = chain(&e);
+                    let mut reason = unanswered(&e, self.timeout);
                     if reason.contains("certificate") && !reason.contains("pinned") {
                         reason.push_str(
                             " (for a server with its own certificate, set verify = \"ca.pem\" or \
@@ -822,24 +888,41 @@ impl HttpClient {
         }
     }
 
-    /// Reads the body, decompressed, up to `max_response_size`.
+    /// Reads the body, decompressed, up to `max_response_size`, of the answer to a request
+    /// sent at `started`.
     fn read(
         &self,
         request: &DavRequest,
         url: &str,
         response: reqwest::blocking::Response,
+        started: Instant,
     ) -> Result<DavResponse, HttpError> {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let mut body = Vec::new();
-        response
+        let read = response
             .take(self.max_response_size.saturating_add(1))
             .read_to_end(&mut body)
-            .map_err(|e| HttpError::Transport {
-                method: request.method,
-                url: url.to_owned(),
-                reason: format!("reading the response body (HTTP {status}): {}", chain(&e)),
-            })?;
+            .map_err(|e| {
+                format!(
+                    "reading the response body (HTTP {status}): {}",
+                    unanswered(&e, self.timeout)
+                )
+            });
+        log_request(
+            request.method,
+            url,
+            started,
+            match &read {
+                Ok(_) => Ok((status, Some(body.len()))),
+                Err(reason) => Err(reason),
+            },
+        );
+        read.map_err(|reason| HttpError::Transport {
+            method: request.method,
+            url: url.to_owned(),
+            reason,
+        })?;
         if body.len() as u64 > self.max_response_size {
             return Err(HttpError::TooLarge {
                 method: request.method,
@@ -856,18 +939,32 @@ impl HttpClient {
     }
 }
 
-/// An answer from [`HttpClient::send_with_retries`]: its body still to be read, or already read
-/// (a 403, whose body tells a rate limit from a refusal).
+/// An answer from [`HttpClient::send_with_retries`]: its body still to be read (with the time
+/// the request was sent), or already read (a 403, whose body tells a rate limit from a
+/// refusal).
 enum Answer {
-    Pending(reqwest::blocking::Response),
+    Pending(reqwest::blocking::Response, Instant),
     Read(DavResponse),
 }
 
 impl Answer {
+    /// Logs an answer that is not passed on (a retried one); one already read was logged when
+    /// read.
+    fn log_unread(&self, method: &str, url: &str) {
+        if let Answer::Pending(response, started) = self {
+            log_request(
+                method,
+                url,
+                *started,
+                Ok((response.status().as_u16(), None)),
+            );
+        }
+    }
+
     /// The status, with a 403 that says it is a rate limit taken for the 429 it means.
     fn status(&self) -> u16 {
         match self {
-            Answer::Pending(response) => response.status().as_u16(),
+            Answer::Pending(response, _) => response.status().as_u16(),
             Answer::Read(read) if read.status == 403 && is_rate_limit(&read.body) => 429,
             Answer::Read(read) => read.status,
         }
@@ -875,9 +972,50 @@ impl Answer {
 
     fn headers(&self) -> &HeaderMap {
         match self {
-            Answer::Pending(response) => response.headers(),
+            Answer::Pending(response, _) => response.headers(),
             Answer::Read(read) => &read.headers,
         }
+    }
+}
+
+/// Logs one request sent (`-vv`: `tracing` at debug level, target `davsync::http`): method,
+/// URL, status, time taken and the body bytes read ("body not read" for a retried answer or a
+/// redirect), or why there was no answer. The URL is logged without its
+/// query, which may carry a token; headers, bodies and credentials never are.
+fn log_request(
+    method: &str,
+    url: &str,
+    started: Instant,
+    outcome: Result<(u16, Option<usize>), &str>,
+) {
+    if !tracing::enabled!(target: "davsync::http", tracing::Level::DEBUG) {
+        return;
+    }
+    let url = loggable_url(url);
+    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match outcome {
+        Ok((status, bytes)) => {
+            let bytes = bytes.map_or_else(|| "body not read".to_owned(), |n| format!("{n} bytes"));
+            tracing::debug!(target: "davsync::http", "{method} {url}: {status} in {ms} ms, {bytes}");
+        }
+        Err(reason) => {
+            tracing::debug!(target: "davsync::http", "{method} {url}: no answer after {ms} ms: {reason}");
+        }
+    }
+}
+
+/// `url` as logged: without query, fragment and user info.
+fn loggable_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            // Only fails for URLs that cannot have user info, which then have none.
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => "(not a URL)".to_owned(),
     }
 }
 

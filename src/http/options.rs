@@ -227,6 +227,47 @@ impl HttpOptions {
     }
 }
 
+impl HttpOptions {
+    /// Whether the `url` is `https://`: the TLS keys only matter then.
+    pub fn uses_tls(&self) -> bool {
+        self.url
+            .get(..8)
+            .is_some_and(|head| head.eq_ignore_ascii_case("https://"))
+    }
+
+    /// The warning the TLS keys call for, printed on every run: certificates not checked
+    /// (`verify = false`), or TLS keys on an `http://` url, where they do nothing.
+    pub fn tls_warning(&self) -> Option<String> {
+        if self.uses_tls() {
+            return (self.verify == TlsVerify::Off).then(|| {
+                "TLS certificates are not checked (verify = false); anyone on the network path \
+                 can read and change what is synced"
+                    .to_owned()
+            });
+        }
+        let set: Vec<&str> = [
+            match self.verify {
+                TlsVerify::System => ("verify", false),
+                TlsVerify::Off => ("verify = false", true),
+                TlsVerify::CaFile(_) => ("verify", true),
+            },
+            ("fingerprint", self.fingerprint.is_some()),
+            ("client_cert", self.client_cert.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect();
+        (!set.is_empty()).then(|| {
+            format!(
+                "{} {} nothing: the url is http://, so TLS is not in use and nothing is \
+                 encrypted (use https:// for TLS)",
+                set.join(", "),
+                if set.len() == 1 { "does" } else { "do" }
+            )
+        })
+    }
+}
+
 /// Checks a DAV storage's `url`; the error text is the message for [`ConfigError::Invalid`].
 /// Messages never repeat the URL (it might hold a password).
 pub(crate) fn check_url(url: &str) -> Result<(), String> {

@@ -88,7 +88,8 @@ pub fn probe(url: &str, timeout: Duration) -> Result<TlsSession, String> {
         .map_err(|e| format!("{host}: {e}"))?
         .next()
         .ok_or_else(|| format!("{host}: no address"))?;
-    let mut tcp = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
+    let mut tcp = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("{addr}: {}", super::unanswered(&e, timeout)))?;
     tcp.set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     tcp.set_write_timeout(Some(timeout))
@@ -107,8 +108,12 @@ pub fn probe(url: &str, timeout: Duration) -> Result<TlsSession, String> {
     let name = ServerName::try_from(host.clone()).map_err(|e| format!("{host}: {e}"))?;
     let mut conn = ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
     while conn.is_handshaking() {
-        conn.complete_io(&mut tcp)
-            .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+        conn.complete_io(&mut tcp).map_err(|e| {
+            format!(
+                "TLS handshake with {addr}: {}",
+                super::unanswered(&e, timeout)
+            )
+        })?;
     }
     let protocol = match conn.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3".to_owned(),

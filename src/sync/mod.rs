@@ -70,7 +70,30 @@ pub enum Progress<'a> {
     Open(&'a Action, &'a str),
     /// A collection property was (or, in a dry run, would be) changed; described for people.
     Property(&'a str),
+    /// A phase that may take a while got this far: `done` of `total` steps. Sent after each
+    /// step (each batch of fetched items, each action), so a terminal can draw a bar.
+    Count {
+        /// Which phase.
+        phase: Phase,
+        /// Steps done so far.
+        done: u64,
+        /// Steps in the phase (known when it starts; both sides' items when fetching).
+        total: u64,
+    },
 }
+
+/// The phases [`Progress::Count`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading the items that changed (a first download, a big local scan of new files).
+    Fetching,
+    /// Applying the plan: writes to either side and their status records.
+    Applying,
+}
+
+/// How many items `prepare` fetches at a time between two progress reports: enough for a DAV
+/// storage's concurrent multigets (50 per batch, 4 in flight) to stay busy.
+const FETCH_CHUNK: usize = 1000;
 
 /// The outcome of one collection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -301,14 +324,21 @@ pub fn discover_with_hints(
     status: &StatusDb,
 ) -> Result<Result<Vec<CollectionPair>, StorageError>, StatusError> {
     let storages = [sides.a, sides.b];
-    for (keys, storage) in HINT_KEYS.iter().zip(storages) {
+    for ((keys, storage), side) in HINT_KEYS.iter().zip(storages).zip(["a", "b"]) {
         // A hint belongs to the storage that found it: after the user points `url` or
         // `username` elsewhere, it would keep syncing the old place.
         let owner = status.meta(keys.owner)?;
         if owner.as_deref() != Some(storage.identity().as_str()) {
+            if owner.is_some() {
+                tracing::trace!(
+                    "side {side}: the remembered home set was another storage's (url or \
+                     username changed): discovering anew"
+                );
+            }
             continue;
         }
         if let Some(hint) = status.meta(keys.hint)? {
+            tracing::trace!("side {side}: discovery starts from the remembered home set {hint}");
             storage.use_discovery_hint(&hint);
         }
     }
@@ -719,7 +749,8 @@ fn ensure_collection(
 /// from the status. Items whose component type `allowed` excludes are left out, as if they were
 /// not there; the status entries known to be of such a type are not even fetched while their
 /// version tag is unchanged (see [`Scope`]). With a date window and a time-range answer, items
-/// it carries are taken from it, and new ones it leaves out are deferred.
+/// it carries are taken from it, and new ones it leaves out are deferred. `fetching` hears
+/// how many of the items to fetch have been, before the first chunk and after each.
 fn prepare<'s>(
     storage: &dyn Storage,
     collection: Option<&CollectionInfo>,
@@ -727,6 +758,7 @@ fn prepare<'s>(
     status: &'s [StatusItem],
     side: Side,
     scope: &Scope<'_>,
+    fetching: &dyn Fn(usize, usize),
 ) -> Prepared<'s> {
     let allowed = scope.allowed;
     let mut prepared = Prepared {
@@ -823,7 +855,15 @@ fn prepare<'s>(
         }
     }
     let to_fetch: Vec<&str> = to_fetch.iter().map(String::as_str).collect();
-    let fetched = storage.get_many(collection, &to_fetch);
+    let mut fetched = Vec::with_capacity(to_fetch.len());
+    if !to_fetch.is_empty() {
+        // The total first: a bar over both sides knows its length before either is done.
+        fetching(0, to_fetch.len());
+    }
+    for chunk in to_fetch.chunks(FETCH_CHUNK) {
+        fetched.extend(storage.get_many(collection, chunk));
+        fetching(fetched.len(), to_fetch.len());
+    }
     for (href, result) in carried.into_iter().chain(fetched) {
         let unidentified = matches!(result, Err(ItemError::Unidentified { .. }));
         let reason = match result {
@@ -1088,26 +1128,46 @@ fn sync_collection_once(
     // A deferred side may have to be prepared again: keep its (content-less) listing.
     let kept = [(&changes_a, &answers[0]), (&changes_b, &answers[1])]
         .map(|(changes, answer)| answer.as_ref().and(changes.clone()));
+    // Both sides fetch on threads of their own; this thread passes on how far they got, as
+    // `progress` may only be called here.
+    let (counts, counted) = std::sync::mpsc::channel::<(Side, usize, usize)>();
+    let in_scope_ref: &[StatusItem] = &in_scope;
     let (a, b) = std::thread::scope(|scope| {
-        let b = scope.spawn(|| {
-            prepare(
-                sides.b,
-                b_coll.as_ref(),
-                changes_b,
-                &in_scope,
-                Side::B,
-                &scopes[1],
-            )
-        });
-        let a = prepare(
-            sides.a,
-            a_coll.as_ref(),
-            changes_a,
-            &in_scope,
-            Side::A,
-            &scopes[0],
-        );
-        (a, join(b))
+        let fetch = |side: Side, changes: Option<ChangeSet>| {
+            let counts = counts.clone();
+            let collection = [a_coll.as_ref(), b_coll.as_ref()][side.index()];
+            let scope_of_side = &scopes[side.index()];
+            scope.spawn(move || {
+                let fetching = |done: usize, total: usize| {
+                    let _ = counts.send((side, done, total));
+                };
+                prepare(
+                    sides.get(side),
+                    collection,
+                    changes,
+                    in_scope_ref,
+                    side,
+                    scope_of_side,
+                    &fetching,
+                )
+            })
+        };
+        let b = fetch(Side::B, changes_b);
+        let a = fetch(Side::A, changes_a);
+        drop(counts);
+        let mut sofar = [(0, 0); 2];
+        for (side, done, total) in counted {
+            sofar[side.index()] = (done, total);
+            let sum = |pick: fn(&(usize, usize)) -> usize| {
+                u64::try_from(sofar.iter().map(pick).sum::<usize>()).unwrap_or(u64::MAX)
+            };
+            progress(Progress::Count {
+                phase: Phase::Fetching,
+                done: sum(|c| c.0),
+                total: sum(|c| c.1),
+            });
+        }
+        (join(a), join(b))
     });
     // An item the time-range answer left out is not looked at. That is only safe while the
     // other side has nothing this run would create on the deferring side: such an item might
@@ -1127,7 +1187,16 @@ fn sync_collection_once(
             ..scopes[this]
         };
         let collection = [a_coll.as_ref(), b_coll.as_ref()][this];
-        prepared[this] = prepare(sides.get(side), collection, kept, &in_scope, side, &scope);
+        // Rare and after the main fetch: no progress of its own.
+        prepared[this] = prepare(
+            sides.get(side),
+            collection,
+            kept,
+            &in_scope,
+            side,
+            &scope,
+            &|_, _| {},
+        );
     }
     let [a, b] = prepared;
     report.notes.extend(limit_notes(&options.filters, [&a, &b]));
@@ -1217,11 +1286,10 @@ fn sync_collection_once(
         unfetched: Default::default(),
     };
     executor.fetch_sources(&actions);
-    let end = executor.run(
-        &actions,
-        status,
-        coll,
-        &mut |action, outcome| match outcome {
+    let total = u64::try_from(actions.len()).unwrap_or(u64::MAX);
+    let mut done = 0;
+    let end = executor.run(&actions, status, coll, &mut |action, outcome| {
+        match outcome {
             Outcome::Done => {
                 count_done(action, &options.resolution, &mut report);
                 for side in written_sides(action) {
@@ -1244,8 +1312,14 @@ fn sync_collection_once(
                 });
             }
             Outcome::Skipped => {}
-        },
-    )?;
+        }
+        done += 1;
+        progress(Progress::Count {
+            phase: Phase::Applying,
+            done,
+            total,
+        });
+    })?;
     if let Some(message) = end.flush_error {
         report.errors.push(Problem {
             ident: String::new(),

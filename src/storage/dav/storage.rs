@@ -240,6 +240,7 @@ impl DavStorage {
         if let Some(home) = self.lock_home().clone() {
             return Ok(home);
         }
+        tracing::trace!("{}: discovering the home set", self.url);
         let well_known = href::join(
             &self.url,
             match self.kind {
@@ -254,7 +255,13 @@ impl DavStorage {
                 break;
             }
         }
-        let home = found.unwrap_or_else(|| self.url.clone());
+        let home = found.unwrap_or_else(|| {
+            tracing::trace!(
+                "{}: no home set found there nor at the well-known address: the url is the home set",
+                self.url
+            );
+            self.url.clone()
+        });
         *self.lock_home() = Some(home.clone());
         Ok(home)
     }
@@ -297,10 +304,16 @@ impl DavStorage {
                 DavKind::CardDav => &first.props.addressbook_home_set,
             };
             if let Some(home) = homes.first() {
-                return Ok(Some(with_slash(&href::join(&at, home))));
+                let home = with_slash(&href::join(&at, home));
+                tracing::trace!("{at}: home set {home}");
+                return Ok(Some(home));
             }
             match &first.props.current_user_principal {
-                Some(principal) => at = href::join(&at, principal),
+                Some(principal) => {
+                    let principal = href::join(&at, principal);
+                    tracing::trace!("{at}: principal {principal}");
+                    at = principal;
+                }
                 None => return Ok(None),
             }
         }
@@ -905,6 +918,7 @@ impl Storage for DavStorage {
                 if !hinted {
                     return Err(e);
                 }
+                tracing::trace!("{home}: the remembered home set failed ({e}): discovering again");
                 let home = self.home()?;
                 let request = self
                     .propfind(&home, "1", xml::propfind_collections())
@@ -919,6 +933,15 @@ impl Storage for DavStorage {
                 continue;
             }
             let id = with_slash(&href::join(&home, &r.href));
+            tracing::trace!(
+                "{home}: collection {id} (ctag {}, sync-collection {})",
+                r.props.ctag.as_deref().unwrap_or("none"),
+                if r.props.supports_sync_collection {
+                    "offered"
+                } else {
+                    "not offered"
+                }
+            );
             self.remember(&id, &r.props);
             collections.push(CollectionInfo {
                 name: self.dialect.collection_name(&r.href),
@@ -1010,9 +1033,11 @@ impl Storage for DavStorage {
             cached.unused = false;
         }
         let since = since.map(Remembered::parse).unwrap_or_default();
+        let id = &collection.id;
         if let (Some(now), Some(then)) = (&state.ctag, &since.ctag)
             && now == then
         {
+            tracing::trace!("{id}: listing: none, the ctag did not move since the last run");
             return Ok(ChangeSet {
                 changes: Changes::Unchanged,
                 state: Some(since.to_string()),
@@ -1036,6 +1061,11 @@ impl Storage for DavStorage {
             if let Some(token) = &since.token
                 && let Some(report) = self.sync_collection_with(collection, Some(token), true)?
             {
+                tracing::trace!(
+                    "{id}: listing: sync-collection from the last run's token ({} changed, {} removed)",
+                    report.changed.len(),
+                    report.removed.len()
+                );
                 return Ok(ChangeSet {
                     changes: Changes::Delta {
                         changed: report.changed,
@@ -1046,6 +1076,15 @@ impl Storage for DavStorage {
                 });
             }
             if let Some(report) = self.sync_collection_with(collection, None, fetch_all)? {
+                tracing::trace!(
+                    "{id}: listing: sync-collection from the start{} ({} items)",
+                    if since.token.is_some() {
+                        ", the last run's token refused"
+                    } else {
+                        ""
+                    },
+                    report.changed.len()
+                );
                 return Ok(ChangeSet {
                     changes: Changes::Full(report.changed),
                     state: remember(report.token),
@@ -1054,6 +1093,15 @@ impl Storage for DavStorage {
             }
         }
         let listing = self.listing(collection)?;
+        tracing::trace!(
+            "{id}: listing: full ({}; {} items)",
+            match (state.supports_sync, self.item_types.is_empty()) {
+                (false, _) => "the server offers no sync-collection",
+                (true, false) => "sync-collection cannot filter by item_types",
+                (true, true) => "sync-collection failed",
+            },
+            listing.entries.len()
+        );
         Ok(ChangeSet {
             changes: Changes::Full(listing.entries),
             state: remember(None),
