@@ -28,6 +28,22 @@ impl Item {
         })
     }
 
+    /// An item read again whose strong version tag is the one it had when it was checked and
+    /// hashed as `hash`: the same bytes, so only UID and component type are read again. An item
+    /// without a UID (whose identity is its hash) gets its bytes back, for [`Item::parse`].
+    pub fn vouched(bytes: Vec<u8>, hash: &str) -> Result<Item, Vec<u8>> {
+        let Some(uid) = vobject::uid(&bytes) else {
+            return Err(bytes);
+        };
+        let component = vobject::component_type(&bytes);
+        Ok(Item {
+            bytes,
+            uid: Some(uid),
+            hash: hash.to_owned(),
+            component,
+        })
+    }
+
     /// The exact bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
@@ -104,5 +120,19 @@ mod tests {
         let edited = card.replace("ann@", "bob@");
         let edited = Item::parse(edited.into_bytes()).expect("parses");
         assert!(!edited.matches_recorded(&before));
+    }
+
+    #[test]
+    fn an_item_read_again_under_its_tag_is_the_item_parsed_before() {
+        let event = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:u\r\n\
+            SUMMARY:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let parsed = Item::parse(event.as_bytes().to_vec()).expect("parses");
+        let vouched = Item::vouched(event.as_bytes().to_vec(), parsed.hash()).expect("has a UID");
+        assert_eq!(vouched, parsed);
+        assert_eq!(vouched.ident(), "u");
+        // Without a UID the hash is the identity: the caller must parse and hash it.
+        let anonymous = event.replace("UID:u\r\n", "");
+        let back = Item::vouched(anonymous.clone().into_bytes(), parsed.hash());
+        assert_eq!(back, Err(anonymous.into_bytes()));
     }
 }

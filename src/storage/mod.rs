@@ -487,6 +487,14 @@ pub trait Storage: Send + Sync {
         false
     }
 
+    /// Whether reading an item again costs about as little as keeping it in memory (a local
+    /// file): a sync then reads the items it copies in bounded batches while writing them,
+    /// instead of holding every fetched item from listing to write (the whole collection, in
+    /// a first sync).
+    fn reads_cheaply(&self) -> bool {
+        false
+    }
+
     /// Creates the place the storage keeps its collections when it does not exist yet (a vdir
     /// directory, `mkdir -p` with mode 0700), for the first sync of a pair; returns what it
     /// created. Called only while the status knows no items, so a storage that vanished after

@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 use super::{Sides, conflict_message, item_location};
 use crate::config::{ConflictResolution, SyncMode};
 use crate::item::Item;
-use crate::model::{ItemVersion, Side, StatusItem};
+use crate::model::{ItemVersion, Side, StatusItem, is_weak_etag};
 use crate::plan::{Action, SkipReason, mirroring_side};
 use crate::status::{CollectionId, StatusDb, StatusError};
-use crate::storage::{CollectionInfo, ItemError, Storage, Written};
+use crate::storage::{CollectionInfo, Fetched, ItemError, Storage, Written};
 
 /// Most actions recorded in one status transaction.
 const BATCH_ACTIONS: usize = 500;
@@ -229,15 +229,45 @@ impl Recorder<'_> {
         self.status.commit_batch()
     }
 }
+/// An item read again for a write, checked against its version as listed (and planned).
+fn reread(fetched: Fetched, listed: &ItemVersion) -> Result<Item, String> {
+    const CHANGED: &str = "changed since it was listed; left for the next sync";
+    // A vdir file's tag loses its weakness marker as the file ages, between the listing and
+    // now: the rest of the tag, and the hash, must match.
+    if strong_part(&fetched.etag) != strong_part(&listed.etag) {
+        return Err(CHANGED.to_owned());
+    }
+    // The same strong tag vouches for the content, as it does in a listing: its hash is the
+    // listed one (parsing and hashing it again cost a sixth of a first sync's CPU).
+    let bytes = match fetched.etag == listed.etag && !is_weak_etag(&listed.etag) {
+        true => match Item::vouched(fetched.bytes, &listed.hash) {
+            Ok(item) => return Ok(item),
+            Err(bytes) => bytes,
+        },
+        false => fetched.bytes,
+    };
+    match Item::parse(bytes) {
+        Ok(item) if item.hash() == listed.hash || item.matches_recorded(&listed.hash) => Ok(item),
+        Ok(_) => Err(CHANGED.to_owned()),
+        Err(malformed) => Err(malformed.to_string()),
+    }
+}
+
+/// A version tag without its weakness marker (`W/`).
+fn strong_part(etag: &str) -> &str {
+    etag.strip_prefix("W/").unwrap_or(etag)
+}
+
 fn failed(message: String) -> Effect<'static> {
     Effect::Nothing(Outcome::Failed(message))
 }
 
 impl<'a> Executor<'a> {
     /// Applies `actions`, calling `done` for each one on this thread as it completes, until
-    /// they are all done or the interrupt flag is set.
+    /// they are all done or the interrupt flag is set. Sources not fetched yet are read a
+    /// batch of actions at a time, right before the batch, and let go after it.
     pub(super) fn run(
-        &self,
+        &mut self,
         actions: &'a [Action],
         status: &StatusDb,
         coll: CollectionId,
@@ -279,21 +309,33 @@ impl<'a> Executor<'a> {
             .concurrency()
             .max(self.sides.b.concurrency())
             .max(1);
-        let queue = Mutex::new(actions.iter());
-        if workers == 1 {
-            while let Some(action) = self.next_action(&queue) {
-                let effect = self.perform(action, &ancestors);
-                done(action, recorder.record(effect)?);
+        let mut batches = actions.chunks(BATCH_ACTIONS);
+        let mut left = 0;
+        for batch in batches.by_ref() {
+            let read = self.fetch_sources(batch);
+            let queue = Mutex::new(batch.iter());
+            if workers == 1 {
+                while let Some(action) = self.next_action(&queue) {
+                    let effect = self.perform(action, &ancestors);
+                    done(action, recorder.record(effect)?);
+                }
+            } else {
+                self.run_concurrently(workers, &queue, &ancestors, &mut recorder, done)?;
             }
-        } else {
-            self.run_concurrently(workers, &queue, &ancestors, &mut recorder, done)?;
+            if self.interrupted() {
+                left = queue.into_inner().map_or(0, |rest| {
+                    rest.filter(|action| !action.is_status_only()).count()
+                });
+                break;
+            }
+            for (side, href) in read {
+                self.fetched[side.index()].remove(&href);
+            }
         }
         recorder.commit()?;
         let not_done = self.interrupted().then(|| {
-            let left = queue.into_inner().map_or(0, |rest| {
-                rest.filter(|action| !action.is_status_only()).count()
-            });
-            u64::try_from(left).unwrap_or(u64::MAX)
+            let later = batches.flatten().filter(|action| !action.is_status_only());
+            u64::try_from(left + later.count()).unwrap_or(u64::MAX)
         });
         Ok(RunEnd {
             flush_error: recorder.flush_error,
@@ -375,30 +417,47 @@ impl<'a> Executor<'a> {
         })
     }
 
-    /// Reads the sources of copies that the listing took from the status without reading them:
-    /// in a one-way pair an overwrite or a restore copies a source that did not change since
-    /// the last sync. A source that cannot be read, or changed since it was listed, fails its
-    /// own action only (the next run sees the change).
-    pub(super) fn fetch_sources(&mut self, actions: &[Action]) {
+    /// Reads the items `actions` copy or record that are not in memory: those prepared
+    /// without their content ([`Storage::reads_cheaply`]), and in a one-way pair the sources
+    /// of overwrites and restores the listing took from the status without reading them. An
+    /// item that cannot be read, or changed since it was listed (its version tag or its
+    /// content hash), fails its own action only (the next run sees the change). Returns what
+    /// was read, for the caller to let go once `actions` are done.
+    pub(super) fn fetch_sources(&mut self, actions: &[Action]) -> Vec<(Side, String)> {
+        let mut read_all = Vec::new();
         for side in [Side::A, Side::B] {
             let Some(collection) = &self.collections[side.index()] else {
                 continue;
             };
-            let fetched = &self.fetched[side.index()];
-            let wanted: HashMap<&str, &str> = actions
+            let fetched = &self.fetched;
+            let held = |side: Side, version: &ItemVersion| {
+                fetched[side.index()].contains_key(&version.href)
+            };
+            let wanted: HashMap<&str, &ItemVersion> = actions
                 .iter()
-                .filter_map(|action| match action {
-                    Action::Create { from, source, .. }
-                    | Action::Update { from, source, .. }
-                    | Action::Restore { from, source, .. }
-                        if *from == side =>
-                    {
-                        Some(source)
+                .flat_map(|action| -> Vec<&ItemVersion> {
+                    match action {
+                        Action::Create { from, source, .. }
+                        | Action::Update { from, source, .. }
+                        | Action::Restore { from, source, .. }
+                            if *from == side =>
+                        {
+                            vec![source]
+                        }
+                        // Recorded with content from either side.
+                        Action::Record {
+                            a, b, status: None, ..
+                        } if side == Side::A && !held(Side::B, b) => vec![a],
+                        // A resolution copies or merges either side's item.
+                        Action::Conflict { a, b, .. } => match side {
+                            Side::A => vec![a],
+                            Side::B => vec![b],
+                        },
+                        _ => Vec::new(),
                     }
-                    _ => None,
                 })
-                .filter(|source| !fetched.contains_key(&source.href))
-                .map(|source| (source.href.as_str(), source.etag.as_str()))
+                .filter(|version| !held(side, version))
+                .map(|version| (version.href.as_str(), version))
                 .collect();
             if wanted.is_empty() {
                 continue;
@@ -406,17 +465,15 @@ impl<'a> Executor<'a> {
             let hrefs: Vec<&str> = wanted.keys().copied().collect();
             let mut read = Vec::new();
             for (href, result) in self.sides.get(side).get_many(collection, &hrefs) {
-                let reason = match result {
-                    Ok(f) if wanted.get(href.as_str()) != Some(&f.etag.as_str()) => {
-                        "changed since it was listed; left for the next sync".to_owned()
+                let Some(listed) = wanted.get(href.as_str()) else {
+                    continue;
+                };
+                let reason = match result.map(|f| reread(f, listed)) {
+                    Ok(Ok(item)) => {
+                        read.push((href, Ok(item)));
+                        continue;
                     }
-                    Ok(f) => match Item::parse(f.bytes) {
-                        Ok(item) => {
-                            read.push((href, Ok(item)));
-                            continue;
-                        }
-                        Err(malformed) => malformed.to_string(),
-                    },
+                    Ok(Err(reason)) => reason,
                     Err(e) => e.to_string(),
                 };
                 read.push((href, Err(reason)));
@@ -424,7 +481,8 @@ impl<'a> Executor<'a> {
             for (href, result) in read {
                 match result {
                     Ok(item) => {
-                        self.fetched[side.index()].insert(href, item);
+                        self.fetched[side.index()].insert(href.clone(), item);
+                        read_all.push((side, href));
                     }
                     Err(reason) => {
                         self.unfetched[side.index()].insert(href, reason);
@@ -432,6 +490,7 @@ impl<'a> Executor<'a> {
                 }
             }
         }
+        read_all
     }
 
     /// `e` as a person finds it: its href made a full path or URL (`<collection id>/<href>`)
@@ -523,18 +582,18 @@ impl<'a> Executor<'a> {
     }
 
     /// The storage half of an action: writes, and what the status must record afterwards.
-    fn perform(&'a self, action: &'a Action, ancestors: &HashMap<&str, Vec<u8>>) -> Effect<'a> {
+    fn perform<'e>(&'e self, action: &'e Action, ancestors: &HashMap<&str, Vec<u8>>) -> Effect<'e> {
         match self.try_perform(action, ancestors) {
             Ok(effect) => effect,
             Err(message) => failed(message),
         }
     }
 
-    fn try_perform(
-        &'a self,
-        action: &'a Action,
+    fn try_perform<'e>(
+        &'e self,
+        action: &'e Action,
         ancestors: &HashMap<&str, Vec<u8>>,
-    ) -> Result<Effect<'a>, String> {
+    ) -> Result<Effect<'e>, String> {
         Ok(match action {
             Action::Create {
                 ident,
@@ -560,7 +619,7 @@ impl<'a> Executor<'a> {
                 let written = self.update(from.other(), target, copy)?;
                 let new = row(ident, *from, source.clone(), written.version_of(source));
                 // A target's own item that a mirror overwrote had no row yet.
-                settled(status.as_ref(), new, Cow::Borrowed(copy.item.bytes()))
+                settled(status.as_deref(), new, Cow::Borrowed(copy.item.bytes()))
             }
             Action::Restore {
                 ident,
@@ -627,7 +686,7 @@ impl<'a> Executor<'a> {
                 a,
                 b,
                 status,
-            } => self.resolve(ident, a, b, status.as_ref(), ancestors)?,
+            } => self.resolve(ident, a, b, status.as_deref(), ancestors)?,
             Action::Skip { ident, reason } => Effect::Nothing(match reason {
                 SkipReason::DuplicateUid { side, hrefs } => {
                     let paths: Vec<String> = match self.collection(*side) {
@@ -647,14 +706,14 @@ impl<'a> Executor<'a> {
         })
     }
 
-    fn resolve(
-        &'a self,
+    fn resolve<'e>(
+        &'e self,
         ident: &str,
         a: &ItemVersion,
         b: &ItemVersion,
-        status: Option<&'a StatusItem>,
+        status: Option<&'e StatusItem>,
         ancestors: &HashMap<&str, Vec<u8>>,
-    ) -> Result<Effect<'a>, String> {
+    ) -> Result<Effect<'e>, String> {
         let winner = match self.resolution {
             ConflictResolution::Report => {
                 let collections = [self.collections[0].as_ref(), self.collections[1].as_ref()];
@@ -684,15 +743,15 @@ impl<'a> Executor<'a> {
 
     /// Runs the user's merge command on (A, B, last synced) and writes its result to both
     /// sides. A failing command leaves the conflict open.
-    fn merge(
-        &'a self,
+    fn merge<'e>(
+        &'e self,
         cmd: &[String],
         ident: &str,
         a: &ItemVersion,
         b: &ItemVersion,
-        status: Option<&'a StatusItem>,
+        status: Option<&'e StatusItem>,
         ancestor: &[u8],
-    ) -> Result<Effect<'a>, String> {
+    ) -> Result<Effect<'e>, String> {
         let merged = run_merge(
             cmd,
             self.item(Side::A, &a.href)?.bytes(),

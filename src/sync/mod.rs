@@ -207,7 +207,14 @@ struct Scope<'a> {
     /// Leave listed items `in_window` lacks unfetched ([`Prepared::deferred`]) rather than
     /// fetch them.
     defer: bool,
+    /// Keep the content of fetched items ([`Prepared::fetched`]) for the executor. Without it,
+    /// items are fetched in bounded batches and only their listing entries are kept; the
+    /// executor reads what it copies again ([`Storage::reads_cheaply`]).
+    keep_content: bool,
 }
+
+/// How many items [`prepare`] fetches at a time when it does not keep their content.
+const FETCH_BATCH: usize = 500;
 
 /// The collections of a pair as they exist now on both sides.
 pub fn pair_collections(
@@ -855,15 +862,24 @@ fn prepare<'s>(
         }
     }
     let to_fetch: Vec<&str> = to_fetch.iter().map(String::as_str).collect();
-    let mut fetched = Vec::with_capacity(to_fetch.len());
-    if !to_fetch.is_empty() {
+    // Kept content is fetched in chunks only to report progress between them; content not
+    // kept is fetched in bounded batches, each dropped once its entries are listed.
+    let batch = match scope.keep_content {
+        true => FETCH_CHUNK,
+        false => FETCH_BATCH,
+    };
+    let total = to_fetch.len();
+    if total > 0 {
         // The total first: a bar over both sides knows its length before either is done.
-        fetching(0, to_fetch.len());
+        fetching(0, total);
     }
-    for chunk in to_fetch.chunks(FETCH_CHUNK) {
-        fetched.extend(storage.get_many(collection, chunk));
-        fetching(fetched.len(), to_fetch.len());
-    }
+    let mut done = 0;
+    let fetched = to_fetch.chunks(batch).flat_map(|hrefs| {
+        let got = storage.get_many(collection, hrefs);
+        done += hrefs.len();
+        fetching(done, total);
+        got
+    });
     for (href, result) in carried.into_iter().chain(fetched) {
         let unidentified = matches!(result, Err(ItemError::Unidentified { .. }));
         let reason = match result {
@@ -905,7 +921,9 @@ fn prepare<'s>(
                             hash,
                         }),
                     });
-                    prepared.fetched.insert(href, item);
+                    if scope.keep_content {
+                        prepared.fetched.insert(href, item);
+                    }
                     continue;
                 }
                 Err(malformed) => format!("{}: {malformed}", item_location(collection, &href)),
@@ -1119,11 +1137,14 @@ fn sync_collection_once(
         window_a.as_deref().map(by_href),
         window_b.as_deref().map(by_href),
     ];
-    let scopes = answers.each_ref().map(|answer| Scope {
+    // Judging the date window needs the content of what was fetched.
+    let keep_content = [sides.a, sides.b].map(|s| !s.reads_cheaply() || !window.is_open());
+    let scopes = [0, 1].map(|side| Scope {
         allowed: &allowed,
         excluded: &excluded,
-        in_window: answer.as_ref(),
+        in_window: answers[side].as_ref(),
         defer: true,
+        keep_content: keep_content[side],
     });
     // A deferred side may have to be prepared again: keep its (content-less) listing.
     let kept = [(&changes_a, &answers[0]), (&changes_b, &answers[1])]
@@ -1285,7 +1306,6 @@ fn sync_collection_once(
         never_written: guard,
         unfetched: Default::default(),
     };
-    executor.fetch_sources(&actions);
     let total = u64::try_from(actions.len()).unwrap_or(u64::MAX);
     let mut done = 0;
     let end = executor.run(&actions, status, coll, &mut |action, outcome| {
@@ -1423,7 +1443,7 @@ fn count_planned(
         Action::Conflict { a, b, status, .. } if *resolution == ConflictResolution::Report => {
             report.conflicts.push(Problem {
                 ident: known_as(action).into_owned(),
-                message: conflict_message(collections, a, b, status.as_ref()),
+                message: conflict_message(collections, a, b, status.as_deref()),
             })
         }
         Action::Skip {
