@@ -107,6 +107,13 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE items ADD COLUMN span_first INTEGER;
     ALTER TABLE items ADD COLUMN span_last INTEGER;
     ",
+    // Version 4: when a collection last synced clean (`last_sync` is the last attempt, clean
+    // or not); a run recorded before without problems was clean.
+    "
+    ALTER TABLE collections ADD COLUMN last_clean INTEGER;
+    UPDATE collections SET last_clean = last_sync
+     WHERE NOT EXISTS (SELECT 1 FROM problems p WHERE p.collection = collections.id);
+    ",
 ];
 
 /// The schema version that added `items.component`.
@@ -252,8 +259,11 @@ pub struct CollectionStatus {
     pub name: String,
     /// Number of items in the status database.
     pub items: u64,
-    /// When the last run finished (unix seconds), if there was one.
+    /// When the last run (the last attempt, clean or not) finished (unix seconds), if there
+    /// was one.
     pub last_sync: Option<i64>,
+    /// When the last clean run finished (no conflict, no failure), if there was one.
+    pub last_clean: Option<i64>,
     /// Counts of the last run, if there was one.
     pub last_run: Option<RunCounts>,
     /// Conflicts left open by the last run, in the order they were recorded.
@@ -345,6 +355,24 @@ impl StatusDb {
         };
         db.migrate()?;
         Ok(db)
+    }
+
+    /// The collection names the database at `path` knows, ordered, without the unnamed root
+    /// collection. Opened read-only: nothing is created, migrated or locked, so it is safe
+    /// while a sync runs (shell completion calls it on every Tab).
+    pub fn collection_names(path: &Path) -> Result<Vec<String>, StatusError> {
+        let sql_err = |source| StatusError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(sql_err)?;
+        let names = || -> rusqlite::Result<Vec<String>> {
+            let mut stmt =
+                conn.prepare("SELECT name FROM collections WHERE name != '' ORDER BY name")?;
+            stmt.query_map([], |row| row.get(0))?.collect()
+        };
+        names().map_err(sql_err)
     }
 
     /// The database file.
@@ -764,7 +792,8 @@ impl StatusDb {
         let changed = tx
             .prepare_cached(
                 "UPDATE collections
-                 SET last_sync = ?2, last_created = ?3, last_updated = ?4, last_deleted = ?5
+                 SET last_sync = ?2, last_created = ?3, last_updated = ?4, last_deleted = ?5,
+                     last_clean = CASE WHEN ?6 THEN ?2 ELSE last_clean END
                  WHERE id = ?1",
             )
             .and_then(|mut stmt| {
@@ -774,6 +803,7 @@ impl StatusDb {
                     saturating_i64(run.created),
                     saturating_i64(run.updated),
                     saturating_i64(run.deleted),
+                    run.conflicts.is_empty() && run.failures.is_empty(),
                 ])
             })
             .map_err(|e| self.sql(e))?;
@@ -807,12 +837,51 @@ impl StatusDb {
         tx.commit().map_err(|e| self.sql(e))
     }
 
+    /// Records a run that refused the collection (nothing synced, `reason` says why) at
+    /// `finished_at`: the last attempt, with the reason as its only failure. The open conflicts
+    /// and the last run's counts stay as they were: nothing was looked at.
+    pub fn record_refusal(
+        &self,
+        coll: CollectionId,
+        finished_at: i64,
+        reason: &str,
+    ) -> Result<(), StatusError> {
+        let tx = self.begin()?;
+        let write = || -> rusqlite::Result<()> {
+            tx.prepare_cached("UPDATE collections SET last_sync = ?2 WHERE id = ?1")?
+                .execute(params![coll, finished_at])?;
+            tx.prepare_cached("DELETE FROM problems WHERE collection = ?1 AND kind = 'failure'")?
+                .execute([coll])?;
+            tx.prepare_cached(
+                "INSERT INTO problems (collection, kind, seq, ident, message)
+                 VALUES (?1, 'failure', 0, '', ?2)",
+            )?
+            .execute(params![coll, reason])?;
+            Ok(())
+        };
+        write().map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))
+    }
+
+    /// Records a run that refused the whole pair before looking at any collection (discovery
+    /// failed): [`StatusDb::record_refusal`] for every collection the database knows.
+    pub fn record_pair_refusal(&self, finished_at: i64, reason: &str) -> Result<(), StatusError> {
+        let ids = || -> rusqlite::Result<Vec<CollectionId>> {
+            let mut stmt = self.conn.prepare_cached("SELECT id FROM collections")?;
+            stmt.query_map([], |row| row.get(0))?.collect()
+        };
+        for coll in ids().map_err(|e| self.sql(e))? {
+            self.record_refusal(coll, finished_at, reason)?;
+        }
+        Ok(())
+    }
+
     /// Every collection with its item count, last run and open problems, ordered by name.
     pub fn collections(&self) -> Result<Vec<CollectionStatus>, StatusError> {
         let run = || -> rusqlite::Result<Vec<CollectionStatus>> {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT c.id, c.name, c.last_sync, c.last_created, c.last_updated, c.last_deleted,
-                        (SELECT count(*) FROM items i WHERE i.collection = c.id)
+                        (SELECT count(*) FROM items i WHERE i.collection = c.id), c.last_clean
                  FROM collections c ORDER BY c.name",
             )?;
             let rows = stmt.query_map([], |row| {
@@ -837,6 +906,7 @@ impl StatusDb {
                         name: row.get(1)?,
                         items: saturating_u64(row.get(6)?),
                         last_sync,
+                        last_clean: row.get(7)?,
                         last_run,
                         conflicts: Vec::new(),
                         failures: Vec::new(),
@@ -1390,6 +1460,41 @@ mod tests {
     }
 
     #[test]
+    fn version_3_database_counts_a_recorded_run_without_problems_as_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pair.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for migration in &MIGRATIONS[..3] {
+                conn.execute_batch(migration).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 3).unwrap();
+            conn.execute_batch(
+                "INSERT INTO collections (id, name, last_sync) VALUES
+                     (1, 'clean', 1700000000), (2, 'conflicted', 1700000100), (3, 'new', NULL);
+                 INSERT INTO problems VALUES (2, 'conflict', 0, 'x', 'changed on both sides');",
+            )
+            .unwrap();
+        }
+        let db = StatusDb::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let found: Vec<(String, Option<i64>, Option<i64>)> = db
+            .collections()
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.name, c.last_sync, c.last_clean))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("clean".to_owned(), Some(1_700_000_000), Some(1_700_000_000)),
+                ("conflicted".to_owned(), Some(1_700_000_100), None),
+                ("new".to_owned(), None, None),
+            ]
+        );
+    }
+
+    #[test]
     fn reset_collection_forgets_items_and_states_of_that_collection_only() {
         let (_dir, db) = open_temp();
         let cal = db.collection("cal").unwrap();
@@ -1434,6 +1539,21 @@ mod tests {
         }
         let msg = StatusDb::open(&path).unwrap_err().to_string();
         assert!(msg.contains(&path.display().to_string()), "{msg}");
+    }
+
+    #[test]
+    fn collection_names_reads_without_creating_anything() {
+        let (dir, db) = open_temp();
+        for name in ["work", "", "home"] {
+            db.collection(name).unwrap();
+        }
+        assert_eq!(
+            StatusDb::collection_names(db.path()).unwrap(),
+            ["home", "work"]
+        );
+        let missing = dir.path().join("missing.db");
+        assert!(StatusDb::collection_names(&missing).is_err());
+        assert!(!missing.exists());
     }
 
     #[test]
@@ -1667,9 +1787,28 @@ mod tests {
         db.record_run(work, &second).unwrap();
         let w = &db.collections().unwrap()[1];
         assert_eq!(w.last_sync, Some(1_700_000_100));
+        assert_eq!(w.last_clean, None, "no run was clean yet");
         assert_eq!(w.last_run, Some(RunCounts::default()));
         assert_eq!(w.conflicts, second.conflicts);
         assert!(w.failures.is_empty());
+
+        let clean = RunRecord {
+            finished_at: 1_700_000_200,
+            ..RunRecord::default()
+        };
+        db.record_run(work, &clean).unwrap();
+        let w = &db.collections().unwrap()[1];
+        assert_eq!(w.last_clean, Some(1_700_000_200));
+        assert!(w.conflicts.is_empty() && w.failures.is_empty());
+
+        // A refused run is the last attempt; the last clean sync and the counts stay.
+        db.record_refusal(work, 1_700_000_300, "not synced: connection refused")
+            .unwrap();
+        let w = &db.collections().unwrap()[1];
+        assert_eq!(w.last_sync, Some(1_700_000_300));
+        assert_eq!(w.last_clean, Some(1_700_000_200));
+        assert_eq!(w.last_run, Some(RunCounts::default()));
+        assert_eq!(w.failures, [problem("", "not synced: connection refused")]);
 
         assert!(matches!(
             db.record_run(9999, &second),

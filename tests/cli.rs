@@ -190,9 +190,12 @@ fn changed_on_both_differently_is_a_conflict_listed_by_status() {
     assert_eq!(sb.state("b"), b);
     let status = sb.run(&["status"]);
     insta::assert_snapshot!(common::redact_timestamps(&status.both()), @r"
-        cal: 1 items, last sync [TIME] UTC, 1 open conflicts, 0 failed items
+        cal: 1 items, last clean sync [TIME] UTC, 1 open conflicts, 0 failed items
+          last attempt [TIME] UTC: 1 conflicts left open
           conflict: lunch@example.org: changed on both sides: a [TMP]/a/lunch.ics, b [TMP]/b/lunch@example.org.ics; make both the same, or set the pair's conflict_resolution
-        --- exit 0
+        --- stderr
+        davsync: a conflict is open or the last run failed
+        --- exit 1
         ");
 }
 

@@ -139,7 +139,7 @@ fn failing_merge_command_leaves_the_conflict_open() {
     assert_eq!(sb.state("a"), a);
     assert_eq!(sb.state("b"), b);
     let status = sb.run(&["status"]);
-    status.success();
+    status.expect_code(1);
     status.expect_stdout("1 open conflicts");
     assert!(
         status.stdout.contains(&format!("  conflict: {LUNCH}: ")),
@@ -602,11 +602,15 @@ fn status_shows_counts_time_and_problems() {
     sb.run(&["sync"]).expect_code(1);
     let run = sb.run(&["status"]);
     insta::assert_snapshot!(common::redact_timestamps(&run.both()), @r"
-        cal/home: 0 items, last sync [TIME] UTC, 1 open conflicts, 0 failed items
+        cal/home: 0 items, last clean sync never, 1 open conflicts, 0 failed items
+          last attempt [TIME] UTC: 1 conflicts left open
           conflict: dentist@example.org: created differently on both sides: a [TMP]/a/home/dentist.ics, b [TMP]/b/home/dentist.ics; make both the same, or set the pair's conflict_resolution
-        cal/work: 1 items, last sync [TIME] UTC, 0 open conflicts, 1 failed items
+        cal/work: 1 items, last clean sync never, 0 open conflicts, 1 failed items
+          last attempt [TIME] UTC: failed: broken.ics: [TMP]/a/work/broken.ics: line 2: BEGIN:VCALENDAR is never ended
           failed: broken.ics: [TMP]/a/work/broken.ics: line 2: BEGIN:VCALENDAR is never ended
-        --- exit 0
+        --- stderr
+        davsync: a conflict is open or the last run failed
+        --- exit 1
         ");
 }
 
@@ -767,7 +771,8 @@ fn exit_status_map() {
     sb.write("a/x.ics", event("x@example.org", "On A"));
     sb.write("b/x.ics", event("x@example.org", "On B"));
     sb.run(&["sync"]).expect_code(1);
-    sb.run(&["status"]).expect_code(0);
+    // An open conflict: status says so with its exit status too.
+    sb.run(&["status"]).expect_code(1);
 }
 
 #[test]
@@ -800,8 +805,8 @@ fn a_held_lock_is_reported_with_its_pid() {
     insta::assert_snapshot!(run.both(), @"
     --- stderr
     error: cal: [TMP]/status/cal.lock: another davsync (pid 4242) is already syncing this pair
-    davsync: some items or collections were left unsynced
-    --- exit 1
+    davsync: a server could not be reached or a pair was locked; nothing needs a person, the next run tries again
+    --- exit 75
     ");
     assert!(sb.ls("b").is_empty(), "nothing synced while locked");
     lock.unlock().expect("unlock");
@@ -917,11 +922,12 @@ fn sigint_and_sigterm_finish_the_writes_under_way_and_exit_130_or_143() {
         );
 
         let status = sb.run(&["status"]);
-        status.success();
+        status.expect_code(1);
         let summary = common::redact_timestamps(&status.stdout);
         assert!(
             summary.starts_with(&format!(
-                "cal: {} items, last sync [TIME] UTC, 0 open conflicts, 1 failed items\n  \
+                "cal: {} items, last clean sync never, 0 open conflicts, 1 failed items\n  \
+                 last attempt [TIME] UTC: failed: interrupted: {left} actions not done\n  \
                  failed: interrupted: {left} actions not done\n",
                 COUNT - left
             )),
@@ -1004,4 +1010,181 @@ fn a_second_signal_stops_at_once() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
     assert_eq!(status.signal(), Some(libc::SIGINT));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exit status: 75 (retry later) apart from 1 (a person is needed)
+// ---------------------------------------------------------------------------------------------
+
+/// The usual vdir pair `cal`, plus a pair `remote` whose CalDAV server's port is closed.
+fn setup_with_unreachable_server() -> Sandbox {
+    let sb = setup("");
+    add_unreachable_pair(&sb);
+    sb
+}
+
+/// Adds the pair `remote` to the usual config: a vdir and a CalDAV server whose port is closed.
+fn add_unreachable_pair(sb: &Sandbox) {
+    sb.mkdir("c");
+    let port = common::closed_port();
+    let mut config = common::vdir_pair_config(".ics", "");
+    config.push_str(&format!(
+        r#"
+[storage.local]
+type = "vdir"
+path = "{{root}}/c"
+fileext = ".ics"
+
+[storage.server]
+type = "caldav"
+url = "http://127.0.0.1:{port}/cal/"
+timeout = 5
+
+[pair.remote]
+a = "local"
+b = "server"
+"#
+    ));
+    sb.write_config(&config);
+}
+
+#[test]
+fn a_server_that_cannot_be_reached_exits_75() {
+    let sb = setup_with_unreachable_server();
+    sb.write("a/lunch.ics", event(LUNCH, "Lunch"));
+    let run = sb.run(&["sync", "remote"]);
+    run.expect_code(75);
+    assert!(
+        run.stderr.contains("error: remote: ") && run.stderr.contains("the next run tries again"),
+        "{}",
+        run.both()
+    );
+    // The other pair syncs and leaves nothing for a person: still 75.
+    let run = sb.run(&["sync"]);
+    run.expect_code(75);
+    assert_eq!(sb.ls("b"), [LUNCH_FILE]);
+}
+
+#[test]
+fn a_conflict_exits_1() {
+    let sb = setup("");
+    conflicted(&sb);
+    sb.run(&["sync"]).expect_code(1);
+}
+
+#[test]
+fn a_conflict_and_an_unreachable_server_exit_1() {
+    let sb = setup("");
+    conflicted(&sb);
+    add_unreachable_pair(&sb);
+    let run = sb.run(&["sync"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("conflict: cal: ") && run.stderr.contains("error: remote: "),
+        "{}",
+        run.both()
+    );
+    assert!(
+        run.stderr
+            .contains("some items or collections were left unsynced"),
+        "{}",
+        run.both()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// status: the last attempt beside the last clean sync, and its exit status
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn status_shows_the_last_attempt_and_exits_1_while_a_conflict_is_open() {
+    let sb = setup("");
+    conflicted(&sb);
+    sb.run(&["status"]).success();
+    sb.run(&["sync"]).expect_code(1);
+    let run = sb.run(&["status"]);
+    insta::assert_snapshot!(common::redact_timestamps(&run.both()), @r"
+    cal: 2 items, last clean sync [TIME] UTC, 1 open conflicts, 0 failed items
+      last attempt [TIME] UTC: 1 conflicts left open
+      conflict: lunch@example.org: changed on both sides: a [TMP]/a/lunch.ics, b [TMP]/b/lunch@example.org.ics; make both the same, or set the pair's conflict_resolution
+    --- stderr
+    davsync: a conflict is open or the last run failed
+    --- exit 1
+    ");
+}
+
+#[test]
+fn status_shows_a_failed_attempt_of_an_unreachable_server_and_exits_1() {
+    let sb = setup_with_unreachable_server();
+    sb.write("c/lunch.ics", event(LUNCH, "Lunch"));
+    sb.run(&["sync", "remote"]).expect_code(75);
+    let run = sb.run(&["status", "remote"]);
+    run.expect_code(1);
+    let port_free = without_port(&run.stdout);
+    insta::assert_snapshot!(port_free, @"
+    remote: 0 items, last clean sync never, 0 open conflicts, 1 failed items
+      last attempt [TIME] UTC: failed: not synced: PROPFIND http://127.0.0.1:[PORT]/cal/: connection refused (is the server running? is the port right?)
+      failed: not synced: PROPFIND http://127.0.0.1:[PORT]/cal/: connection refused (is the server running? is the port right?)
+    ");
+    // The other pair, in sync, is fine.
+    sb.run(&["sync", "cal"]).success();
+    sb.run(&["status", "cal"]).success();
+}
+
+/// The output with timestamps and the closed port's number replaced.
+fn without_port(text: &str) -> String {
+    let text = common::redact_timestamps(text);
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("127.0.0.1:") {
+        let (head, tail) = rest.split_at(i + "127.0.0.1:".len());
+        out.push_str(head);
+        out.push_str("[PORT]");
+        rest = tail.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn status_shows_a_pair_whose_discovery_failed_as_a_failed_attempt() {
+    // Synced once between two vdirs, then side b becomes a server that cannot be reached:
+    // discovering b's collections fails before any collection is synced.
+    let sb = setup(r#"collections = "from a""#);
+    sb.write("a/home/lunch.ics", event(LUNCH, "Lunch"));
+    sb.run(&["sync"]).success();
+    sb.run(&["status"]).success();
+    let config = sb.read_string("config.toml");
+    let port = common::closed_port();
+    let vdir_b = config
+        .split("[storage.backup]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .expect("the backup storage's table");
+    sb.write(
+        "config.toml",
+        config.replace(
+            vdir_b,
+            &format!("\ntype = \"caldav\"\nurl = \"http://127.0.0.1:{port}/cal/\"\ntimeout = 5\n"),
+        ),
+    );
+    sb.run(&["sync"]).expect_code(75);
+    let run = sb.run(&["status"]);
+    run.expect_code(1);
+    let shown = common::redact_timestamps(&run.stdout);
+    assert!(
+        shown.starts_with(
+            "cal/home: 1 items, last clean sync [TIME] UTC, 0 open conflicts, 1 failed items\n  \
+             last attempt [TIME] UTC: failed: not synced: PROPFIND http://127.0.0.1:"
+        ),
+        "{}",
+        run.both()
+    );
+    // A dry run records nothing.
+    let before = sb.read("status/cal.db");
+    sb.run(&["sync", "--dry-run"]).expect_code(75);
+    assert!(
+        sb.read("status/cal.db") == before,
+        "the dry run changed the status database"
+    );
 }

@@ -377,7 +377,8 @@ fn truncated_listing() {
         FaultRule::always(Fault::Truncate(40)).method("REPORT"),
     ]);
     let run = world.sync();
-    run.expect_code(1);
+    // An answer that broke off is the connection's or the server's for now: retry later.
+    run.expect_code(75);
     let listing: Vec<Recorded> = world.proxy.requests_with_method("REPORT");
     assert!(
         !listing.is_empty()
@@ -711,7 +712,7 @@ fn sigint_during_slow_uploads_finishes_the_puts_under_way() {
     assert!(
         status
             .stdout
-            .starts_with(&format!("{}: {put} items, last sync ", world.name()))
+            .starts_with(&format!("{}: {put} items, last clean sync ", world.name()))
             && status
                 .stdout
                 .contains(&format!("failed: interrupted: {left} actions not done")),

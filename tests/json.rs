@@ -353,3 +353,44 @@ collections = "from a"
     );
     assert_eq!(client.get(&calendar).status, 404, "not created again");
 }
+
+#[test]
+fn an_unreachable_server_is_retry_later_and_status_tells_the_attempt_from_the_clean_sync() {
+    // Synced clean once between two vdirs; then side b is a server whose port is closed.
+    let sb = Sandbox::with_vdir_pair(r#"collections = "from a""#);
+    sb.write("a/home/x.ics", event("x@example.org", "X"));
+    sb.run(&["sync"]).success();
+    let config = sb.read_string("config.toml");
+    let vdir_b = config
+        .split("[storage.backup]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .expect("the backup storage's table");
+    let port = common::closed_port();
+    sb.write(
+        "config.toml",
+        config.replace(
+            vdir_b,
+            &format!("\ntype = \"caldav\"\nurl = \"http://127.0.0.1:{port}/cal/\"\ntimeout = 5\n"),
+        ),
+    );
+    let (doc, _) = json_run(&sb, &["sync"], &[]);
+    assert_eq!(doc["exit"]["code"], json!(75), "{doc:#}");
+    assert_eq!(doc["exit"]["status"], json!("retry_later"), "{doc:#}");
+
+    let (doc, _) = json_run(&sb, &["status"], &[]);
+    assert_eq!(doc["exit"]["code"], json!(1), "{doc:#}");
+    let home = &doc["pairs"][0]["collections"][0];
+    assert_eq!(home["name"], json!("home"), "{doc:#}");
+    let (attempt, clean) = (home["last_sync"].as_i64(), home["last_clean"].as_i64());
+    assert!(
+        clean.is_some() && attempt >= clean,
+        "last attempt {attempt:?}, last clean sync {clean:?}"
+    );
+    assert!(
+        home["failures"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("not synced: PROPFIND")),
+        "{doc:#}"
+    );
+}

@@ -62,8 +62,8 @@ fn a_refused_connection_says_to_check_server_and_port() {
     insta::assert_snapshot!(run(&sb, &["sync"], port).both(), @r"
     --- stderr
     error: p: PROPFIND http://127.0.0.1:PORT/cal/: connection refused (is the server running? is the port right?)
-    davsync: some items or collections were left unsynced
-    --- exit 1
+    davsync: a server could not be reached or a pair was locked; nothing needs a person, the next run tries again
+    --- exit 75
     ");
 }
 
@@ -82,8 +82,8 @@ fn a_server_that_never_answers_names_the_timeout_key() {
     insta::assert_snapshot!(run(&sb, &["sync"], port).both(), @r"
     --- stderr
     error: p: PROPFIND http://127.0.0.1:PORT/cal/: timed out after 1 s (the storage's `timeout` key)
-    davsync: some items or collections were left unsynced
-    --- exit 1
+    davsync: a server could not be reached or a pair was locked; nothing needs a person, the next run tries again
+    --- exit 75
     ");
 }
 
@@ -91,8 +91,9 @@ fn a_server_that_never_answers_names_the_timeout_key() {
 fn tls_keys_on_an_http_url_are_a_warning_that_tls_is_not_in_use() {
     let port = closed_port();
     let sb = sandbox(&format!("http://127.0.0.1:{port}/cal/"), "verify = false");
+    // The closed port: try again later (75).
     let sync = run(&sb, &["sync"], port);
-    sync.expect_code(1);
+    sync.expect_code(75);
     insta::assert_snapshot!(sync.stderr.lines().next().unwrap_or_default(), @"warning: storage server: verify = false does nothing: the url is http://, so TLS is not in use and nothing is encrypted (use https:// for TLS)");
     // `check` says the same, as a note.
     let check = run(&sb, &["check"], port);

@@ -205,11 +205,14 @@ fn one_real_change_writes_one_file_and_a_removed_item_is_deleted() {
 
 #[test]
 fn a_feed_failing_mid_body_deletes_nothing() {
-    for (failure, status) in [
-        (Failure::DroppedMidBody, "HTTP 200"),
-        (Failure::Truncated, "HTTP 200"),
-        (Failure::ServerError, "HTTP 500"),
-        (Failure::Garbage, "HTTP 200"),
+    // A connection that broke off before its Content-Length or a server error is the server's
+    // for now: retry later (75). A feed that ended as an answer may end but is not a whole
+    // calendar (cut short without a length, an HTML page) needs a person (1).
+    for (failure, status, code) in [
+        (Failure::DroppedMidBody, "HTTP 200", 75),
+        (Failure::Truncated, "HTTP 200", 1),
+        (Failure::ServerError, "HTTP 500", 75),
+        (Failure::Garbage, "HTTP 200", 1),
     ] {
         let server = FeedServer::start(&feed(&holidays()), Validators::ETag);
         let sb = sandbox(&server.url(), "");
@@ -219,7 +222,7 @@ fn a_feed_failing_mid_body_deletes_nothing() {
         server.set_feed(&feed(&holidays()[1..]));
         server.fail(Some(failure));
         let run = sync(&sb);
-        run.expect_code(1);
+        run.expect_code(code);
         assert!(
             run.both().contains(&server.url()),
             "{failure:?}: {}",

@@ -13,7 +13,7 @@ use davsync::config::ProcessEnv;
 use davsync::oauth::{self, Pkce, RedirectError};
 use davsync::storage::{StorageKind, google};
 
-use super::{Cli, CliError, load_config};
+use super::{Cli, CliError, complete, load_config};
 
 /// Authorize davsync to use a Google account (OAuth2)
 ///
@@ -23,10 +23,17 @@ use super::{Cli, CliError, load_config};
 /// 0600). On a machine without a browser, open the address elsewhere and paste the address the
 /// browser ends up at (or just the code) here. Run it again whenever a sync says the
 /// authorization was revoked or has expired.
+///
+/// Output: the address to open and the prompt on stderr, then "Authorized: the tokens of
+/// storage STORAGE are in FILE" on stdout.
+///
+/// Exit status: 0 when the tokens were stored; 1 when the flow failed (no code came back, the
+/// token endpoint refused the code or sent no refresh token, the token file could not be
+/// written); 2 for an unknown storage or one that is not a Google storage, or a config error.
 #[derive(Debug, Args)]
 pub struct AuthArgs {
     /// The storage to authorize (of type google_calendar or google_contacts)
-    #[arg(value_name = "STORAGE")]
+    #[arg(value_name = "STORAGE", add = complete::google_storages())]
     storage: String,
 }
 

@@ -10,20 +10,27 @@ use davsync::config::{CollectionsSpec, ProcessEnv};
 use davsync::storage::{self, ListingMethod};
 
 use super::json::{self, CheckDoc, CheckStorage, Exit};
-use super::{Cli, CliError, exists, load_config, select_pairs, status_db_path};
+use super::{Cli, CliError, complete, exists, load_config, select_pairs, status_db_path};
 
 /// Check the config, the connections and the collections of pairs, writing nothing
 ///
 /// For each storage of the named pairs (all pairs when none is named): what discovery found
 /// (home set, collections with their item counts), the listing method each DAV collection
 /// will use and why, the authentication scheme (never the secret), TLS settings, and each
-/// problem with the fix to try. Exit status 0 when all is well, 1 when something is wrong, 2
-/// for config errors. No status database is created and no token file written: a Google
-/// storage whose access token would need a refresh is reported and not contacted.
+/// problem with the fix to try. No status database is created and no token file written: a
+/// Google storage whose access token would need a refresh is reported and not contacted.
+///
+/// Output on stdout, per storage: "storage NAME (TYPE, pair PAIR): ok" (or PROBLEMS), then
+/// indented lines "at:", "auth:", "tls:", "home set:", "collection NAME (WHERE): N items" with
+/// "listing: METHOD (WHY)" below it, "note: ..." and "problem: ..." each with "fix: ..." below
+/// it; "all is well" at the end when nothing is wrong. With --json stdout holds one JSON
+/// document and these lines go to stderr.
+///
+/// Exit status: 0 when all is well, 1 when something is wrong, 2 for config errors.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Pairs to check (all when none is named)
-    #[arg(value_name = "PAIR")]
+    #[arg(value_name = "PAIR", add = complete::pairs())]
     pairs: Vec<String>,
     /// Print one JSON document on stdout (schema davsync/check/1, docs/schema/check.json):
     /// what the text shows, per storage, as data; the text for people goes to stderr

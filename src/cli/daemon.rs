@@ -22,7 +22,7 @@ use inotify::{Inotify, WatchMask, Watches};
 use super::interrupt;
 use super::progress::Bars;
 use super::sync::{PairRun, run_time, sync_pair};
-use super::{Cli, CliError, Selection, Verbosity, load_config};
+use super::{Cli, CliError, Selection, Verbosity, complete, load_config};
 
 /// Sync pairs (all pairs when none is named), then keep them in sync
 ///
@@ -43,7 +43,7 @@ use super::{Cli, CliError, Selection, Verbosity, load_config};
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
     /// Pairs to keep in sync
-    #[arg(value_name = "PAIR")]
+    #[arg(value_name = "PAIR", add = complete::pairs())]
     pairs: Vec<String>,
 }
 

@@ -5,13 +5,22 @@ use davsync::storage;
 use davsync::sync::pair_collections;
 
 use super::json::{self, DiscoverDoc, DiscoverPair, Exit};
-use super::{Cli, CliError, PairStorages, display_name, load_config, select_pairs};
+use super::{Cli, CliError, PairStorages, complete, display_name, load_config, select_pairs};
 
 /// Show the collections on both sides of pairs and how they pair up
+///
+/// Writes nothing. Output on stdout, per pair: "pair PAIR: a = STORAGE, b = STORAGE", then per
+/// collection an indented "PAIR/COLLECTION" line followed by "a: WHERE" and "b: WHERE" lines
+/// (the collection's URL or path, or "NAME (missing, created by the next sync)"). A pair whose
+/// collections cannot be listed is "error: PAIR: WHY" on stderr; the other pairs are still shown.
+/// With --json stdout holds one JSON document and these lines go to stderr.
+///
+/// Exit status: 0 when the collections of every pair were listed; 1 when a storage could not be
+/// opened or listed; 2 for usage or config errors (an unknown pair).
 #[derive(Debug, Args)]
 pub struct DiscoverArgs {
     /// Pairs to look at (all when none is named)
-    #[arg(value_name = "PAIR")]
+    #[arg(value_name = "PAIR", add = complete::pairs())]
     pairs: Vec<String>,
     /// Print one JSON document on stdout (schema davsync/discover/1,
     /// docs/schema/discover.json): per pair the collections on both sides and how they pair

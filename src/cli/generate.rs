@@ -5,9 +5,8 @@ use std::fs;
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory};
-use clap_complete::Shell;
 
-use super::{Cli, CliError};
+use super::{Cli, CliError, complete};
 
 /// Write man pages and shell completions generated from the CLI definition
 #[derive(Debug, Args)]
@@ -32,9 +31,9 @@ pub fn cmd_generate(args: &GenerateArgs) -> Result<(), CliError> {
     }
     if let Some(dir) = &args.completions {
         fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
-        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-            clap_complete::generate_to(shell, &mut Cli::command(), "davsync", dir)
-                .map_err(|e| failed(dir, e))?;
+        for (name, script) in complete::scripts().map_err(|e| failed(dir, e))? {
+            let path = dir.join(name);
+            fs::write(&path, script).map_err(|e| failed(&path, e))?;
         }
     }
     Ok(())

@@ -24,8 +24,12 @@ use super::CliError;
 /// ~/.config/davsync/config.toml`, then `davsync sync`. The first sync adopts the items both
 /// sides already share (the same content, by normalized hash) without writing them.
 ///
-/// Exit status: 0 when the config was written (warnings or not); 2 when the vdirsyncer config
-/// cannot be read (the error names its line) or the output file exists.
+/// Output: the davsync config on stdout (or in the file -o names); "warning: PATH: ..." lines
+/// on stderr.
+///
+/// Exit status: 0 when the config was written (warnings or not); 1 when it could not be
+/// written; 2 when the vdirsyncer config cannot be found or read (the error names its line) or
+/// the output file exists.
 #[derive(Debug, Args)]
 pub struct ImportVdirsyncerArgs {
     /// The vdirsyncer config [default: $VDIRSYNCER_CONFIG, ~/.vdirsyncer/config,

@@ -498,6 +498,9 @@ struct StatusCollection {
     /// When the last run of the collection finished (unix seconds, and as text in UTC).
     last_sync: Option<i64>,
     last_sync_utc: Option<String>,
+    /// When the last run without conflicts or failures finished (unix seconds, and as text).
+    last_clean: Option<i64>,
+    last_clean_utc: Option<String>,
     /// What the last run created, updated and deleted.
     last_run: Option<LastRun>,
     conflicts: Vec<ProblemView>,
@@ -531,6 +534,8 @@ impl StatusPair {
                     items: c.items,
                     last_sync: c.last_sync,
                     last_sync_utc: c.last_sync.map(&utc),
+                    last_clean: c.last_clean,
+                    last_clean_utc: c.last_clean.map(&utc),
                     last_run: c.last_run.map(|r| LastRun {
                         created: r.created,
                         updated: r.updated,

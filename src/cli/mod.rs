@@ -14,6 +14,7 @@ macro_rules! say {
 
 mod auth;
 mod check;
+mod complete;
 mod daemon;
 mod discover;
 mod generate;
@@ -42,12 +43,16 @@ use davsync::sync::Sides;
 /// as the pair's conflict_resolution says. Pairs are described in the config file, see
 /// davsync.toml(5).
 ///
-/// Exit status: 0 when everything synced; 1 when the run finished but some item, conflict or
-/// collection was left unsynced, or the run could not start (a pair locked by another davsync,
-/// an unusable status database); 2 for usage or config errors (an unknown pair, or a named
-/// collection found on neither side, reported after the other pairs synced); 130 or 143 when
-/// stopped by SIGINT or SIGTERM after finishing and recording the writes under way (a second
-/// signal stops at once).
+/// Exit status: 0 when everything synced; 1 when something needs a person: an item, conflict or
+/// collection was left unsynced (a refused item, an open conflict, an unreadable file, a server
+/// refusing the credentials, TLS refusing the server), or the run could not start (an unusable
+/// status database); 75 (EX_TEMPFAIL) when the run could only not reach a server (connection
+/// refused or reset, DNS, timeout, an answer broken off, a server error after the retries) or
+/// found a pair locked by another davsync, so that a timer or script simply tries again later
+/// (when both happen, 1); 2 for usage or config errors (an unknown pair, or a named collection
+/// found on neither side, reported after the other pairs synced); 130 or 143 when stopped by
+/// SIGINT or SIGTERM after finishing and recording the writes under way (a second signal stops
+/// at once).
 ///
 /// Files: $XDG_CONFIG_HOME/davsync/config.toml (the config), <status_path>/<pair>.db (status
 /// database, mode 0600), <status_path>/<pair>.lock (held while a pair syncs),
@@ -111,6 +116,10 @@ enum CliError {
     /// Problems were already reported; the run finished with something left unsynced: exit 1.
     #[error("some items or collections were left unsynced")]
     Unsynced,
+    /// The run could not reach a server or found the pair locked by another davsync, and
+    /// nothing needs a person: exit 75 (`EX_TEMPFAIL`), try again later.
+    #[error("{0}")]
+    RetryLater(String),
     /// Stopped by SIGINT or SIGTERM after finishing the writes under way: exit 128 + signal.
     #[error("interrupted by {}; the next sync does what was left", interrupt::signal_name(*.0))]
     Interrupted(libc::c_int),
@@ -123,6 +132,7 @@ impl CliError {
             CliError::Usage(_) => "usage",
             CliError::Failed(_) => "failed",
             CliError::Unsynced => "unsynced",
+            CliError::RetryLater(_) => "retry_later",
             CliError::Interrupted(_) => "interrupted",
         }
     }
@@ -131,6 +141,7 @@ impl CliError {
         match self {
             CliError::Usage(_) => 2,
             CliError::Failed(_) | CliError::Unsynced => 1,
+            CliError::RetryLater(_) => EX_TEMPFAIL,
             CliError::Interrupted(signal) => u8::try_from(128 + signal).unwrap_or(1),
         }
     }
@@ -148,20 +159,30 @@ impl From<StatusError> for CliError {
     }
 }
 
+/// The exit status of a run to try again later (sysexits.h).
+const EX_TEMPFAIL: u8 = 75;
+
 impl From<LockError> for CliError {
     fn from(e: LockError) -> Self {
-        CliError::Failed(e.to_string())
+        match e {
+            LockError::Held { .. } => CliError::RetryLater(e.to_string()),
+            _ => CliError::Failed(e.to_string()),
+        }
     }
 }
 
 impl From<StorageError> for CliError {
     fn from(e: StorageError) -> Self {
-        CliError::Failed(e.to_string())
+        match e.is_temporary() {
+            true => CliError::RetryLater(e.to_string()),
+            false => CliError::Failed(e.to_string()),
+        }
     }
 }
 
 /// Runs the command line and maps the result to the exit status.
 pub fn main() -> ExitCode {
+    complete::answer_if_asked();
     let cli = Cli::parse();
     if cli.verbose >= 2 {
         install_log(cli.verbose);

@@ -5,7 +5,7 @@ use davsync::config::{CollectionsSpec, Config, ProcessEnv};
 use davsync::repair::{Reason, location, repair_collection};
 use davsync::storage::{self, CollectionInfo, Storage};
 
-use super::{Cli, CliError, Verbosity, display_name, load_config};
+use super::{Cli, CliError, Verbosity, complete, display_name, load_config};
 
 /// Give items without a UID a new UID and split UIDs used by several items
 ///
@@ -22,7 +22,7 @@ use super::{Cli, CliError, Verbosity, display_name, load_config};
 #[derive(Debug, Args)]
 pub struct RepairArgs {
     /// The storage, or one of its collections, to repair
-    #[arg(value_name = "STORAGE[/COLLECTION]")]
+    #[arg(value_name = "STORAGE[/COLLECTION]", add = complete::storages())]
     target: String,
     /// Print what would be changed, change nothing
     #[arg(long)]

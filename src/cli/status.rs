@@ -1,16 +1,35 @@
 //! `davsync status`: what the status database remembers about pairs.
 
 use clap::Args;
-use davsync::status::StatusDb;
+use davsync::status::{Problem, StatusDb};
 
 use super::json::{self, Exit, StatusDoc, StatusPair};
-use super::{Cli, CliError, display_name, exists, load_config, select_pairs, status_db_path};
+use super::{
+    Cli, CliError, complete, display_name, exists, load_config, select_pairs, status_db_path,
+};
 
-/// Show collections, item counts, last sync time, open conflicts and failed items of pairs
+/// Show collections, item counts, last clean sync, last attempt, open conflicts and failed items
+///
+/// Reads the status databases only: no server is contacted. Output, per collection of each
+/// pair (all pairs when none is named):
+///
+///   PAIR/COLLECTION: N items, last clean sync TIME, N open conflicts, N failed items
+///
+/// where TIME is YYYY-MM-DD HH:MM:SS UTC, or "never" when no run of the collection has been
+/// free of conflicts and failures. When the last attempt was not clean, an indented line "last
+/// attempt TIME: OUTCOME" follows (its first failure, or the number of conflicts it left open),
+/// then an indented "conflict: UID: WHY" line per open conflict and "failed: ITEM: WHY" line per
+/// failed item. A pair that has never synced is "PAIR: never synced". With --json stdout holds
+/// one JSON document (last_sync: the last attempt; last_clean: the last clean sync) and these
+/// lines go to stderr.
+///
+/// Exit status: 0 when every shown collection is in sync; 1 when a conflict is open or the last
+/// attempt of a collection failed (a refused item, a server that could not be reached, an
+/// interrupted run); 2 for usage or config errors.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Pairs to show (all when none is named)
-    #[arg(value_name = "PAIR")]
+    #[arg(value_name = "PAIR", add = complete::pairs())]
     pairs: Vec<String>,
     /// Print one JSON document on stdout (schema davsync/status/1, docs/schema/status.json):
     /// per pair and collection the items, the last sync, open conflicts and failed items; the
@@ -37,6 +56,7 @@ fn show_status(
 ) -> Result<(), CliError> {
     let json = doc.is_some();
     let config = load_config(cli)?;
+    let mut troubled = false;
     for (pair, _) in select_pairs(&config, &args.pairs)? {
         let path = status_db_path(&config, &pair.name);
         if !exists(&path) {
@@ -55,28 +75,48 @@ fn show_status(
         }
         for c in collections {
             let name = display_name(&pair.name, &c.name);
-            let last = c.last_sync.map_or("never".to_owned(), format_utc);
+            let last = c.last_clean.map_or("never".to_owned(), format_utc);
             say!(
                 json,
-                "{name}: {} items, last sync {last}, {} open conflicts, {} failed items",
+                "{name}: {} items, last clean sync {last}, {} open conflicts, {} failed items",
                 c.items,
                 c.conflicts.len(),
                 c.failures.len()
             );
+            // The last attempt, when it was not clean: its time and outcome.
+            let unclean = !c.conflicts.is_empty() || !c.failures.is_empty();
+            if let Some(attempt) = c.last_sync.filter(|_| unclean) {
+                let outcome = match (c.failures.first(), c.conflicts.len()) {
+                    (Some(p), _) => failed(p),
+                    (None, n) => format!("{n} conflicts left open"),
+                };
+                say!(json, "  last attempt {}: {outcome}", format_utc(attempt));
+            }
+            troubled |= unclean;
             for p in &c.conflicts {
                 say!(json, "  conflict: {}: {}", p.ident, p.message);
             }
             for p in &c.failures {
-                // A problem of the whole run (interrupted, writes not durable) names no item.
-                if p.ident.is_empty() {
-                    say!(json, "  failed: {}", p.message);
-                } else {
-                    say!(json, "  failed: {}: {}", p.ident, p.message);
-                }
+                say!(json, "  {}", failed(p));
             }
         }
     }
-    Ok(())
+    match troubled {
+        true => Err(CliError::Failed(
+            "a conflict is open or the last run failed".to_owned(),
+        )),
+        false => Ok(()),
+    }
+}
+
+/// `failed: ITEM: WHY`; a problem of the whole run (refused, interrupted, writes not durable)
+/// names no item: `failed: WHY`.
+fn failed(p: &Problem) -> String {
+    if p.ident.is_empty() {
+        format!("failed: {}", p.message)
+    } else {
+        format!("failed: {}: {}", p.ident, p.message)
+    }
 }
 
 /// Formats unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (civil-from-days, proleptic Gregorian).

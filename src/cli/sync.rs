@@ -17,6 +17,7 @@ use davsync::sync::{
     settle_gone, sync_collection,
 };
 
+use super::complete;
 use super::interrupt::{self, INTERRUPTED};
 use super::json::{self, CollectionRecorder, Exit, GoneView, SyncDoc, SyncPair};
 use super::progress::{Bars, show_progress};
@@ -27,10 +28,27 @@ use super::{
 use davsync::config::{Config, PairConfig};
 
 /// Sync pairs (all pairs when none is named)
+///
+/// Output on stdout, one summary line per collection where something happened:
+/// "PAIR/COLLECTION: N created, N updated, N deleted, N conflicts, N errors" (the collection is
+/// left out for a pair of two single collections; with --dry-run "would be: " comes before the
+/// counts; a date window adds how many items it left alone, a one-way pair what it undid on the
+/// target). A pair where nothing happened prints one line, "PAIR: all N collections in sync"
+/// (or "PAIR/COLLECTION: in sync"); -v prints every collection's line. --dry-run prints each
+/// planned action first, -v each action applied, as "PAIR/COLLECTION: ACTION"; -q prints no
+/// summary lines; with --json stdout holds one JSON document and these lines go to stderr. Problems go to stderr, one line each: "conflict: PAIR/COLLECTION: UID: WHY",
+/// "error: PAIR/COLLECTION: WHY" (a collection refused as a whole: "error: PAIR/COLLECTION: not
+/// synced: WHY"), "note: PAIR/COLLECTION: ..." and "interrupted: ...".
+///
+/// Exit status: 0 when everything synced; 1 when something needs a person (an item, conflict or
+/// collection left unsynced, a failing hook, an unusable status database); 75 when a server
+/// could only not be reached or a pair was locked by another davsync (try again later; 1 when
+/// both happen); 2 for usage or config errors (also a PAIR/COLLECTION found on neither side,
+/// after the other pairs synced); 130 or 143 when stopped by SIGINT or SIGTERM.
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     /// Pairs to sync, as PAIR or PAIR/COLLECTION
-    #[arg(value_name = "PAIR[/COLLECTION]")]
+    #[arg(value_name = "PAIR[/COLLECTION]", add = complete::pairs_and_collections())]
     pairs: Vec<String>,
     /// Print what would be done, change nothing
     #[arg(long)]
@@ -38,7 +56,7 @@ pub struct SyncArgs {
     /// Also sync PAIR[/COLLECTION], propagating deletions from a side that lists no items at
     /// all (or forgetting the items when both sides list none); applies to the named pairs or
     /// collections only, repeat it for each
-    #[arg(long, value_name = "PAIR[/COLLECTION]")]
+    #[arg(long, value_name = "PAIR[/COLLECTION]", add = complete::pairs_and_collections())]
     force_delete: Vec<String>,
     /// Print one JSON document on stdout (schema davsync/sync/1, docs/schema/sync.json): per
     /// pair and collection the counts, every action with its source and target, conflicts,
@@ -71,7 +89,9 @@ fn sync_pairs(
     let now = run_time()?;
     // Storages of different pairs share what they can, such as one HTTP client per server.
     let shared = storage::Shared::default();
+    // What was left unsynced: needing a person (exit 1) or only a later run (exit 75).
     let mut clean = true;
+    let mut retry_later = false;
     let mut bars = Bars::new(show_progress(
         std::io::stderr().is_terminal(),
         verbosity == Verbosity::Quiet,
@@ -118,7 +138,12 @@ fn sync_pairs(
         }
         let view = doc.as_deref_mut().and_then(|d| d.pairs.last_mut());
         let outcome = sync_pair(&config, pair, &only, &shared, &run, view, &mut bars)?;
-        clean &= outcome.summary.clean;
+        // Left unsynced: for a person (exit 1), or only for a later run (exit 75).
+        match (outcome.summary.clean, outcome.needs_person) {
+            (true, _) => {}
+            (false, true) => clean = false,
+            (false, false) => retry_later = true,
+        }
         unknown.extend(outcome.unknown);
         not_started.extend(outcome.not_started);
     }
@@ -133,10 +158,16 @@ fn sync_pairs(
         Err(CliError::Interrupted(signal))
     } else if !unknown.is_empty() {
         Err(CliError::Usage(unknown.join("; ")))
-    } else if clean {
-        Ok(())
-    } else {
+    } else if !clean {
         Err(CliError::Unsynced)
+    } else if retry_later {
+        Err(CliError::RetryLater(
+            "a server could not be reached or a pair was locked; nothing needs a person, the \
+             next run tries again"
+                .to_owned(),
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -162,6 +193,9 @@ pub(super) struct PairOutcome {
     /// Counts of the pair's collections; `clean` is false when anything was left unsynced,
     /// including a pair that could not start.
     pub summary: hook::PairSummary,
+    /// Whether what was left unsynced needs a person; false when it was only a server that
+    /// could not be reached or a lock held by another davsync (a later run retries by itself).
+    pub needs_person: bool,
     /// Named collections found on neither side (a usage error once every pair ran).
     pub unknown: Vec<String>,
     /// Collections not started because of SIGINT/SIGTERM.
@@ -184,6 +218,7 @@ pub(super) fn sync_pair(
     let json = view.is_some();
     let mut outcome = PairOutcome {
         summary: hook::PairSummary::new(&pair.name),
+        needs_person: false,
         unknown: Vec::new(),
         not_started: Vec::new(),
     };
@@ -203,6 +238,7 @@ pub(super) fn sync_pair(
                 view.errors.push(message);
             }
             outcome.summary.clean = false;
+            outcome.needs_person = true;
             return Ok(outcome);
         }
         Err(e) => return Err(e),
@@ -210,9 +246,15 @@ pub(super) fn sync_pair(
     let sides = storages.sides();
     let opened = match open_status(config, &pair.name, run.dry_run) {
         Ok(opened) => opened,
+        Err(CliError::RetryLater(message)) => {
+            pair_error(&mut view, message);
+            outcome.summary.clean = false;
+            return Ok(outcome);
+        }
         Err(CliError::Failed(message)) => {
             pair_error(&mut view, message);
             outcome.summary.clean = false;
+            outcome.needs_person = true;
             return Ok(outcome);
         }
         Err(e) => return Err(e),
@@ -251,6 +293,11 @@ pub(super) fn sync_pair(
         Err(e) => {
             pair_error(&mut view, e.to_string());
             outcome.summary.clean = false;
+            outcome.needs_person = !e.is_temporary();
+            // `status` shows it as the last attempt of each collection.
+            if !run.dry_run {
+                status.record_pair_refusal(run.now, &format!("not synced: {e}"))?;
+            }
             return Ok(outcome);
         }
     };
@@ -363,6 +410,7 @@ pub(super) fn sync_pair(
                 .push(recorder.finish(name.clone(), &report));
         }
         outcome.summary.add(&report);
+        outcome.needs_person |= report.needs_person();
         synced += 1;
         changed += usize::from(!report.is_unchanged());
         last = name;
@@ -385,8 +433,10 @@ pub(super) fn sync_pair(
     {
         pair_error(&mut view, failure.to_string());
         outcome.summary.clean = false;
+        outcome.needs_person = true;
     }
     outcome.summary.clean &= !root_failed;
+    outcome.needs_person |= root_failed;
     Ok(outcome)
 }
 

@@ -136,6 +136,20 @@ pub enum HttpError {
         /// What went wrong, with every cause in the chain.
         reason: String,
     },
+    /// No answer because TLS refused the connection: the server's certificate (an issuer the
+    /// configured roots do not know, expired, another name, not the pinned one) or its TLS
+    /// itself (plain HTTP at an `https://` url, no protocol version in common). A setting or the
+    /// server to fix, which no later run fixes by itself. The client takes the server for dead
+    /// for the rest of the run, as for [`HttpError::Unreachable`].
+    #[error("{method} {url}: {reason}")]
+    TlsRefused {
+        /// The method.
+        method: &'static str,
+        /// The URL.
+        url: String,
+        /// What went wrong, with every cause in the chain.
+        reason: String,
+    },
     /// An answer that broke off or could not be read.
     #[error("{method} {url}: {reason}")]
     Transport {
@@ -339,7 +353,7 @@ pub struct HttpClient {
     max_response_size: u64,
     /// Set once a request got no answer through all its retries: later requests fail at once,
     /// so a dead server costs one request's retries, not every request's.
-    dead: OnceLock<String>,
+    dead: OnceLock<(String, bool)>,
     /// Writes in flight, fewer after the server said it is busy.
     writes: WriteLimiter,
     /// The storage's `timeout`, named in the message of a request that ran out of it.
@@ -481,6 +495,12 @@ fn causes<'e>(
     causes
 }
 
+/// True when TLS (rustls) ended the connection: a refused certificate or a protocol error, not
+/// the network.
+fn refused_by_tls(error: &(dyn std::error::Error + 'static)) -> bool {
+    causes(error).iter().any(|c| c.is::<rustls::Error>())
+}
+
 /// Makes every cause in an error chain visible: reqwest's top-level message alone ("error
 /// sending request") does not say whether TLS, DNS or the connection failed.
 fn chain(error: &dyn std::error::Error) -> String {
@@ -495,6 +515,17 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+impl HttpError {
+    /// True when the server could not answer now (no answer, or one that broke off): a later
+    /// run may succeed without anyone changing anything. TLS refusing the server is not.
+    pub fn is_temporary(&self) -> bool {
+        matches!(
+            self,
+            HttpError::Unreachable { .. } | HttpError::Transport { .. }
+        )
+    }
 }
 
 impl HttpClient {
@@ -738,15 +769,23 @@ impl HttpClient {
 
     /// Sends `request` to `url` until it gets an answer worth returning (see [`Self::send`]).
     fn send_with_retries(&self, request: &DavRequest, url: &str) -> Result<Answer, HttpError> {
-        let unreachable = |reason: String| HttpError::Unreachable {
-            method: request.method,
-            url: url.to_owned(),
-            reason,
+        let unreachable = |reason: String, tls_refused: bool| match tls_refused {
+            true => HttpError::TlsRefused {
+                method: request.method,
+                url: url.to_owned(),
+                reason,
+            },
+            false => HttpError::Unreachable {
+                method: request.method,
+                url: url.to_owned(),
+                reason,
+            },
         };
-        if let Some(reason) = self.dead.get() {
-            return Err(unreachable(format!(
-                "not sent: the server did not answer before ({reason})"
-            )));
+        if let Some((reason, tls_refused)) = self.dead.get() {
+            return Err(unreachable(
+                format!("not sent: the server did not answer before ({reason})"),
+                *tls_refused,
+            ));
         }
         let max_retries = if request.retried { MAX_RETRIES } else { 0 };
         let token_error = |source: TokenError| HttpError::Token {
@@ -829,6 +868,7 @@ impl HttpClient {
                 (Err(_), Some(delay)) if attempt < max_retries => thread::sleep(delay),
                 (Ok(response), _) => return Ok(response),
                 (Err(e), _) => {
+                    let tls_refused = refused_by_tls(&e);
                     let mut reason = unanswered(&e, self.timeout);
                     if reason.contains("certificate") && !reason.contains("pinned") {
                         reason.push_str(
@@ -839,9 +879,9 @@ impl HttpClient {
                     if max_retries > 0 {
                         // Retried and still no answer: the server is down for this run. (A
                         // request without retries is a shortcut that may fail on its own.)
-                        let _ = self.dead.set(reason.clone());
+                        let _ = self.dead.set((reason.clone(), tls_refused));
                     }
-                    return Err(unreachable(reason));
+                    return Err(unreachable(reason, tls_refused));
                 }
             }
             attempt += 1;
@@ -1140,6 +1180,22 @@ pub fn credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_refusals_are_found_inside_nested_io_errors_and_nothing_else_is() {
+        use std::io::{Error, ErrorKind};
+        let certificate =
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested = Error::other(Error::new(ErrorKind::InvalidData, certificate));
+        assert!(refused_by_tls(&nested));
+        let corrupt = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+        assert!(refused_by_tls(&Error::new(ErrorKind::InvalidData, corrupt)));
+        assert!(!refused_by_tls(&Error::from(ErrorKind::ConnectionRefused)));
+        assert!(!refused_by_tls(&Error::new(
+            ErrorKind::UnexpectedEof,
+            "end of file before message length reached"
+        )));
+    }
 
     fn between(delay: Option<Duration>, min_ms: u64, max_ms: u64) -> bool {
         delay.is_some_and(|d| {

@@ -367,9 +367,23 @@ pub enum StorageError {
         /// Why not, and where to create it instead.
         how: String,
     },
+    /// The server could not be reached or could not answer now (no answer through the
+    /// retries: connection refused or reset, DNS, timeout, an answer broken off; or a 5xx/429
+    /// status; never TLS refusing the server, which needs a person):
+    /// trying again later may well succeed, no person is needed.
+    #[error("{0}")]
+    Unreachable(String),
     /// Anything else the storage reports about itself.
     #[error("{0}")]
     Other(String),
+}
+
+impl StorageError {
+    /// True when the failure is the server's for now ([`StorageError::Unreachable`]): a later
+    /// run may succeed without anyone changing anything.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, StorageError::Unreachable(_))
+    }
 }
 
 /// How a storage will find out what changed in a collection (what `davsync check` reports).

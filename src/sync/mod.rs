@@ -132,6 +132,9 @@ pub struct CollectionReport {
     /// Things the user should know that are neither errors nor conflicts (such as a collection
     /// synced like a first sync because it is not the one the status database knew).
     pub notes: Vec<String>,
+    /// Set with `refused` when the collection was refused only because a server could not be
+    /// reached or answer now ([`StorageError::is_temporary`]): a later run may succeed.
+    pub retry_later: bool,
 }
 
 impl CollectionReport {
@@ -141,6 +144,14 @@ impl CollectionReport {
             && self.errors.is_empty()
             && self.refused.is_none()
             && self.interrupted.is_none()
+    }
+
+    /// True when what was left unsynced needs a person: anything but a collection refused only
+    /// because its server could not be reached (which a later run retries by itself).
+    pub fn needs_person(&self) -> bool {
+        let only_unreachable =
+            self.retry_later && self.conflicts.is_empty() && self.errors.is_empty();
+        !self.is_clean() && !only_unreachable
     }
 
     /// True when nothing happened: in sync, no collection created, and no item created,
@@ -946,7 +957,27 @@ pub fn item_location(collection: &CollectionInfo, href: &str) -> String {
 }
 
 /// Syncs one collection pair. Only a status database failure is returned as an error.
+///
+/// A refused collection is recorded as the last attempt (`StatusDb::record_refusal`), not in a
+/// dry run.
 pub fn sync_collection(
+    sides: &Sides<'_>,
+    pair: &CollectionPair,
+    status: &StatusDb,
+    options: &SyncOptions,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<CollectionReport, StatusError> {
+    let report = sync_collection_once(sides, pair, status, options, progress)?;
+    if let Some(reason) = &report.refused
+        && !options.dry_run
+    {
+        let coll = status.collection(&pair.name)?;
+        status.record_refusal(coll, options.now, &format!("not synced: {reason}"))?;
+    }
+    Ok(report)
+}
+
+fn sync_collection_once(
     sides: &Sides<'_>,
     pair: &CollectionPair,
     status: &StatusDb,
@@ -1011,6 +1042,7 @@ pub fn sync_collection(
         Ok(collections) => collections,
         Err(e) => {
             report.refused = Some(e.to_string());
+            report.retry_later = e.is_temporary();
             return Ok(report);
         }
     };
@@ -1092,6 +1124,7 @@ pub fn sync_collection(
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
             report.refused = Some(e.to_string());
+            report.retry_later = e.is_temporary();
             return Ok(report);
         }
     };

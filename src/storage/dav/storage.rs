@@ -133,7 +133,10 @@ pub struct DavStorage {
 }
 
 fn http_error(e: HttpError) -> StorageError {
-    StorageError::Other(e.to_string())
+    match e.is_temporary() {
+        true => StorageError::Unreachable(e.to_string()),
+        false => StorageError::Other(e.to_string()),
+    }
 }
 
 /// A collection-level failure for an unexpected HTTP status, with a hint for the statuses users
@@ -145,10 +148,15 @@ fn status_error(request: &DavRequest, response: &DavResponse) -> StorageError {
         404 => " (not found: check the URL)",
         _ => "",
     };
-    StorageError::Other(format!(
+    let message = format!(
         "{} {}: HTTP {}{hint}",
         request.method, request.url, response.status
-    ))
+    );
+    // A server error or a rate limit still there after the retries: the server's, for now.
+    match response.status {
+        429 | 500..=599 => StorageError::Unreachable(message),
+        _ => StorageError::Other(message),
+    }
 }
 
 fn parse(request: &DavRequest, response: &DavResponse) -> Result<Multistatus, StorageError> {
@@ -546,7 +554,9 @@ impl DavStorage {
             .xml(xml::multiget(self.kind, hrefs));
         let response = match self.http.send(&request) {
             Ok(response) => response,
-            Err(e @ HttpError::Unreachable { .. }) => return Err(e),
+            Err(e @ (HttpError::Unreachable { .. } | HttpError::TlsRefused { .. })) => {
+                return Err(e);
+            }
             Err(_) => return Ok(None),
         };
         if response.status != 207 {

@@ -166,16 +166,23 @@ impl WebcalStorage {
         }
         self.client
             .send(&request)
-            .map_err(|e| StorageError::Other(e.to_string()))
+            .map_err(|e| match e.is_temporary() {
+                true => StorageError::Unreachable(e.to_string()),
+                false => StorageError::Other(e.to_string()),
+            })
     }
 
     /// Reads a 200 answer into a feed and remembers it for the rest of the run.
     fn take(&self, response: &DavResponse) -> Result<Arc<Feed>, StorageError> {
         if response.status != 200 {
-            return Err(StorageError::Other(format!(
+            let message = format!(
                 "GET {}: HTTP {}: the feed was not read, nothing of it is synced",
                 self.url, response.status
-            )));
+            );
+            return Err(match response.status {
+                429 | 500..=599 => StorageError::Unreachable(message),
+                _ => StorageError::Other(message),
+            });
         }
         let feed = parse_feed(&response.body).map_err(|e| {
             StorageError::Other(format!(

@@ -1,0 +1,101 @@
+//! The Arch `packaging/arch/PKGBUILD`: its version is the crate's, and its `package()` (run by
+//! bash as makepkg would, on a copy of the binary under test standing in for the dist build)
+//! installs the binary, every man page, the completions, the user units and the README, and
+//! nothing else. (The .deb is checked by `packaging/deb/check.sh`, run by `.ci/run`.)
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+#[test]
+fn pkgbuild_version_is_the_crate_version() {
+    let pkgbuild = fs::read_to_string(Path::new(ROOT).join("packaging/arch/PKGBUILD")).unwrap();
+    let pkgver = pkgbuild
+        .lines()
+        .find_map(|l| l.strip_prefix("pkgver="))
+        .expect("a pkgver= line");
+    assert_eq!(pkgver, env!("CARGO_PKG_VERSION"));
+}
+
+/// Every regular file below `dir`, relative, with its permission bits.
+fn files(dir: &Path) -> BTreeMap<String, u32> {
+    let mut found = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(current) = todo.pop() {
+        for entry in fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = fs::metadata(&path).unwrap();
+            if meta.is_dir() {
+                todo.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap().display().to_string();
+                found.insert(rel, meta.permissions().mode() & 0o7777);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn pkgbuild_package_installs_what_a_user_needs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    fs::create_dir_all(target.join("dist")).unwrap();
+    fs::copy(env!("CARGO_BIN_EXE_davsync"), target.join("dist/davsync")).unwrap();
+    let pkgdir = tmp.path().join("pkg");
+    let run = Command::new("bash")
+        .arg("-c")
+        .arg("set -euo pipefail; source PKGBUILD; package")
+        .current_dir(Path::new(ROOT).join("packaging/arch"))
+        .env("startdir", Path::new(ROOT).join("packaging/arch"))
+        .env("pkgdir", &pkgdir)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("run bash");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    let mut expected = BTreeMap::from([
+        ("usr/bin/davsync".to_owned(), 0o755),
+        ("usr/share/man/man5/davsync.toml.5".to_owned(), 0o644),
+        (
+            "usr/share/bash-completion/completions/davsync".to_owned(),
+            0o644,
+        ),
+        ("usr/share/zsh/site-functions/_davsync".to_owned(), 0o644),
+        (
+            "usr/share/fish/vendor_completions.d/davsync.fish".to_owned(),
+            0o644,
+        ),
+        ("usr/lib/systemd/user/davsync.service".to_owned(), 0o644),
+        ("usr/lib/systemd/user/davsync.timer".to_owned(), 0o644),
+        (
+            "usr/lib/systemd/user/davsync-daemon.service".to_owned(),
+            0o644,
+        ),
+        ("usr/share/doc/davsync/README.md".to_owned(), 0o644),
+    ]);
+    for entry in fs::read_dir(Path::new(ROOT).join("man")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".1") {
+            expected.insert(format!("usr/share/man/man1/{name}"), 0o644);
+        }
+    }
+    assert_eq!(files(&pkgdir), expected);
+
+    let version = Command::new(pkgdir.join("usr/bin/davsync"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("davsync {}", env!("CARGO_PKG_VERSION"))
+    );
+}
