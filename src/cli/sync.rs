@@ -42,6 +42,9 @@ use davsync::config::{Config, PairConfig};
 /// "error: PAIR/COLLECTION: WHY" (a collection refused as a whole: "error: PAIR/COLLECTION: not
 /// synced: WHY"), "note: PAIR/COLLECTION: ..." and "interrupted: ...".
 ///
+/// Pairs that share no server and no local path run at the same time (up to 4 groups at once),
+/// and their lines may interleave; pairs that share one run one after another in config order.
+///
 /// Exit status: 0 when everything synced; 1 when something needs a person (an item, conflict or
 /// collection left unsynced, a failing hook, an unusable status database); 75 when a server
 /// could only not be reached or a pair was locked by another davsync (try again later; 1 when
