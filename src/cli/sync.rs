@@ -199,8 +199,9 @@ fn sync_pairs(
 /// per-server request limits, so at most this many times that limit requests are in flight.
 const PARALLEL_GROUPS: usize = 4;
 
-/// What became of one selected pair: not started (SIGINT/SIGTERM came first), or synced, with
-/// its part of the JSON document when one is written.
+/// What became of one selected pair: not started (SIGINT/SIGTERM came first, or an earlier
+/// pair of its group ended the run with an error), or synced, with its part of the JSON
+/// document when one is written.
 enum PairResult {
     NotStarted,
     Ran(Box<(Option<SyncPair>, Result<PairOutcome, CliError>)>),
