@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
@@ -39,6 +41,9 @@ use davsync::config::{Config, PairConfig};
 /// summary lines; with --json stdout holds one JSON document and these lines go to stderr. Problems go to stderr, one line each: "conflict: PAIR/COLLECTION: UID: WHY",
 /// "error: PAIR/COLLECTION: WHY" (a collection refused as a whole: "error: PAIR/COLLECTION: not
 /// synced: WHY"), "note: PAIR/COLLECTION: ..." and "interrupted: ...".
+///
+/// Pairs that share no server and no local path run at the same time (up to 4 groups at once),
+/// and their lines may interleave; pairs that share one run one after another in config order.
 ///
 /// Exit status: 0 when everything synced; 1 when something needs a person (an item, conflict or
 /// collection left unsynced, a failing hook, an unusable status database); 75 when a server
@@ -128,16 +133,35 @@ fn sync_pairs(
         forced: &is_forced,
         say_in_sync: true,
     };
-    for (pair, only) in select_pairs(&config, &named)? {
-        if interrupt::received().is_some() {
-            not_started.push(pair.name.clone());
-            continue;
+    let selected = select_pairs(&config, &named)?;
+    let groups = pair_groups(&config, &selected);
+    let ctx = GroupRun {
+        config: &config,
+        selected: &selected,
+        shared: &shared,
+        run: &run,
+        json,
+    };
+    // One group runs here, drawing bars; several run on threads, whose bars would draw over
+    // each other, so they draw none.
+    let mut results = if let [group] = groups.as_slice() {
+        ctx.sync_group(group, &mut bars)
+    } else {
+        sync_groups(&ctx, &groups)
+    };
+    // Reported in the order the pairs were selected, whichever finished first.
+    results.sort_by_key(|(index, _)| *index);
+    for (index, result) in results {
+        let (view, outcome) = match result {
+            PairResult::NotStarted => {
+                not_started.push(selected[index].0.name.clone());
+                continue;
+            }
+            PairResult::Ran(ran) => (ran.0, ran.1?),
+        };
+        if let (Some(doc), Some(view)) = (doc.as_deref_mut(), view) {
+            doc.pairs.push(view);
         }
-        if let Some(doc) = doc.as_deref_mut() {
-            doc.pairs.push(SyncPair::new(&pair.name));
-        }
-        let view = doc.as_deref_mut().and_then(|d| d.pairs.last_mut());
-        let outcome = sync_pair(&config, pair, &only, &shared, &run, view, &mut bars)?;
         // Left unsynced: for a person (exit 1), or only for a later run (exit 75).
         match (outcome.summary.clean, outcome.needs_person) {
             (true, _) => {}
@@ -171,6 +195,144 @@ fn sync_pairs(
     }
 }
 
+/// How many groups of pairs sync at once. Each group talks to its own servers with their own
+/// per-server request limits, so at most this many times that limit requests are in flight.
+const PARALLEL_GROUPS: usize = 4;
+
+/// What became of one selected pair: not started (SIGINT/SIGTERM came first, or an earlier
+/// pair of its group ended the run with an error), or synced, with its part of the JSON
+/// document when one is written.
+enum PairResult {
+    NotStarted,
+    Ran(Box<(Option<SyncPair>, Result<PairOutcome, CliError>)>),
+}
+
+/// The selected pairs in groups that must not run at the same time: pairs that share a
+/// server (the origin of a network storage) or a local path share a group, so that one
+/// server's requests stay under its limit and two pairs never write one vdir or file at once.
+/// Each group holds indices into `selected`, in order; groups come in the order of their first
+/// pair.
+fn pair_groups(config: &Config, selected: &[(&PairConfig, Selection)]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(Vec<Contention>, Vec<usize>)> = Vec::new();
+    for (index, (pair, _)) in selected.iter().enumerate() {
+        let keys: Vec<Contention> = [&pair.a, &pair.b]
+            .into_iter()
+            .filter_map(|name| config.storages.get(name))
+            .map(|storage| Contention::of(&storage.kind))
+            .collect();
+        let (mut joined, apart): (Vec<_>, Vec<_>) = std::mem::take(&mut groups)
+            .into_iter()
+            .partition(|(held, _)| held.iter().any(|h| keys.iter().any(|k| k.meets(h))));
+        let mut merged = (keys, vec![index]);
+        for (held, members) in joined.drain(..) {
+            merged.0.extend(held);
+            merged.1.extend(members);
+        }
+        merged.1.sort_unstable();
+        groups = apart;
+        groups.push(merged);
+    }
+    groups.sort_by_key(|(_, members)| members[0]);
+    groups.into_iter().map(|(_, members)| members).collect()
+}
+
+/// What two storages may have in common that keeps them from being worked on at the same
+/// time.
+#[derive(Debug, PartialEq, Eq)]
+enum Contention {
+    /// The origin of a network storage (its per-server limits; a Google account's too).
+    Server(String),
+    /// A local directory or file.
+    Path(std::path::PathBuf),
+}
+
+impl Contention {
+    fn of(kind: &storage::StorageKind) -> Contention {
+        if let Some(origin) = kind
+            .http()
+            .and_then(|http| davsync::http::origin(&http.url))
+        {
+            return Contention::Server(origin);
+        }
+        match kind.place() {
+            storage::Place::Path(path) | storage::Place::Account(path) => {
+                Contention::Path(path.to_path_buf())
+            }
+            storage::Place::Url(url) => Contention::Server(url.to_owned()),
+        }
+    }
+
+    /// Whether both name one server, or one path holds the other (a vdir inside a vdir).
+    fn meets(&self, other: &Contention) -> bool {
+        match (self, other) {
+            (Contention::Server(a), Contention::Server(b)) => a == b,
+            (Contention::Path(a), Contention::Path(b)) => a.starts_with(b) || b.starts_with(a),
+            _ => false,
+        }
+    }
+}
+
+/// What every group of a `davsync sync` run shares.
+struct GroupRun<'r> {
+    config: &'r Config,
+    selected: &'r [(&'r PairConfig, Selection)],
+    shared: &'r storage::Shared,
+    run: &'r PairRun<'r>,
+    json: bool,
+}
+
+impl GroupRun<'_> {
+    /// Syncs the pairs of `group` one after another; after SIGINT/SIGTERM the rest are not
+    /// started, and after an error that stops the run neither are they.
+    fn sync_group(&self, group: &[usize], bars: &mut Bars) -> Vec<(usize, PairResult)> {
+        let mut results = Vec::new();
+        let mut failed = false;
+        for &index in group {
+            let (pair, only) = &self.selected[index];
+            if interrupt::received().is_some() || failed {
+                results.push((index, PairResult::NotStarted));
+                continue;
+            }
+            let mut view = self.json.then(|| SyncPair::new(&pair.name));
+            let outcome = sync_pair(
+                self.config,
+                pair,
+                only,
+                self.shared,
+                self.run,
+                view.as_mut(),
+                bars,
+            );
+            failed = outcome.is_err();
+            results.push((index, PairResult::Ran(Box::new((view, outcome)))));
+        }
+        results
+    }
+}
+
+/// Syncs `groups` on up to [`PARALLEL_GROUPS`] threads, each taking the next group not yet
+/// taken, without progress bars.
+fn sync_groups(ctx: &GroupRun<'_>, groups: &[Vec<usize>]) -> Vec<(usize, PairResult)> {
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..groups.len().min(PARALLEL_GROUPS) {
+            scope.spawn(|| {
+                while let Some(group) = groups.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let done = ctx.sync_group(group, &mut Bars::new(false));
+                    results
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .extend(done);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// What a run asks of every pair it syncs, beyond the config: shared by `davsync sync` and
 /// `davsync daemon`.
 pub(super) struct PairRun<'r> {
@@ -181,7 +343,7 @@ pub(super) struct PairRun<'r> {
     /// How much to print.
     pub verbosity: Verbosity,
     /// Whether `--force-delete` names this pair and collection.
-    pub forced: &'r dyn Fn(&str, &str) -> bool,
+    pub forced: &'r (dyn Fn(&str, &str) -> bool + Sync),
     /// Whether a pair where nothing changed says so in one line (`davsync sync`: a timer's
     /// journal shows each run). The daemon says nothing then: it syncs again after each of
     /// its own writes and on every poll, and its `STATUS=` shows the last result.
@@ -546,4 +708,65 @@ fn mirror_summary(report: &CollectionReport, mode: SyncMode) -> String {
         report.mirror_deleted,
         plural(report.mirror_deleted)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn pairs_sharing_a_server_or_a_path_share_a_group() {
+        let mut text = String::from("status_path = \"/x/status\"\n");
+        for (name, url) in [
+            ("s1", "http://a.example/dav/"),
+            ("s2", "http://a.example/other/"),
+            ("s3", "https://b.example/"),
+        ] {
+            text.push_str(&format!(
+                "[storage.{name}]\ntype = \"caldav\"\nurl = \"{url}\"\n"
+            ));
+        }
+        for (name, path) in [
+            ("v1", "/x/one"),
+            ("v2", "/x/two"),
+            ("v3", "/x/shared"),
+            ("v4", "/x/shared/inner"),
+            ("v5", "/x/five"),
+            ("v6", "/x/six"),
+            ("v7", "/x/seven"),
+            ("v8", "/x/eight"),
+            ("v9", "/x/nine"),
+        ] {
+            text.push_str(&format!(
+                "[storage.{name}]\ntype = \"vdir\"\npath = \"{path}\"\nfileext = \".ics\"\n"
+            ));
+        }
+        for (name, a, b) in [
+            // One server: a_one and b_two.
+            ("a_one", "v1", "s1"),
+            ("b_two", "v2", "s2"),
+            // Another server, and through f_local's vdir g_bridge ties f_local to it.
+            ("c_other", "v5", "s3"),
+            // A vdir inside another's directory.
+            ("d_shared", "v3", "v6"),
+            ("e_inner", "v4", "v7"),
+            ("f_local", "v8", "v9"),
+            ("g_bridge", "v8", "s3"),
+        ] {
+            text.push_str(&format!(
+                "[pair.{name}]\na = \"{a}\"\nb = \"{b}\"\ncollections = \"from a\"\n"
+            ));
+        }
+        let env: BTreeMap<String, String> = BTreeMap::new();
+        let config = davsync::config::parse(&text, Path::new("/x/config.toml"), &env)
+            .expect("config parses");
+        let selected = select_pairs(&config, &[]).expect("all pairs");
+        assert_eq!(
+            pair_groups(&config, &selected),
+            [vec![0, 1], vec![2, 5, 6], vec![3, 4]]
+        );
+    }
 }
