@@ -116,26 +116,7 @@ echo "== writing $items events and $items cards into Radicale's storage ($data)"
 port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
 printf '%s:%s\n' "$user" "$password" >"$scratch/users"
-cat >"$scratch/radicale.conf" <<EOF
-[server]
-hosts = 127.0.0.1:$port
-max_connections = 64
-delay_on_error = 0
-[auth]
-type = htpasswd
-htpasswd_filename = $scratch/users
-htpasswd_encryption = plain
-delay = 0
-[rights]
-type = owner_only
-[storage]
-filesystem_folder = $data
-[web]
-type = none
-[logging]
-level = info
-mask_passwords = True
-EOF
+radicale_conf "$port" "$scratch/users" "$data" >"$scratch/radicale.conf"
 "$venv/bin/radicale" --config "$scratch/radicale.conf" >"$rlog" 2>&1 </dev/null &
 server_pid=$!
 for _ in $(seq 1 200); do

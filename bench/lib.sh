@@ -44,3 +44,28 @@ find_davsync() {
     ds_label=${ds_label:-davsync}
     echo "== using $ds_label ($davsync)"
 }
+
+# radicale_conf PORT USERS DATA : a Radicale config on stdout: 127.0.0.1:PORT, plain htpasswd
+# users from USERS, items under DATA, no delays, requests logged (the benches count them).
+radicale_conf() {
+    cat <<EOF
+[server]
+hosts = 127.0.0.1:$1
+max_connections = 64
+delay_on_error = 0
+[auth]
+type = htpasswd
+htpasswd_filename = $2
+htpasswd_encryption = plain
+delay = 0
+[rights]
+type = owner_only
+[storage]
+filesystem_folder = $3
+[web]
+type = none
+[logging]
+level = info
+mask_passwords = True
+EOF
+}
