@@ -78,9 +78,9 @@ impl Daemon {
                 (socket, format!("@{name}"))
             }
         };
-        notify
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("read timeout");
+        // Non-blocking: `receive` takes what is queued and returns. With a read timeout it
+        // would wait for a gap in the messages, and watchdog pings every 50 ms may leave none.
+        notify.set_nonblocking(true).expect("non-blocking socket");
         let runs = fs::read_dir(sb.root()).map_or(0, |d| d.count());
         let out = sb.path(&format!("daemon-{runs}.out"));
         let err = sb.path(&format!("daemon-{runs}.err"));
