@@ -9,10 +9,8 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, Error, SignatureScheme};
+use rustls::ClientConnection;
+use rustls::pki_types::ServerName;
 
 use super::tls::fingerprint;
 
@@ -27,49 +25,6 @@ pub struct TlsSession {
     pub not_after: Option<String>,
     /// Lower-case hex SHA-256 of the certificate (what `fingerprint` pins).
     pub fingerprint: String,
-}
-
-/// Records the server's certificate and accepts it; the handshake signatures are still checked.
-#[derive(Debug)]
-struct Recorder {
-    seen: Mutex<Option<Vec<u8>>>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Recorder {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(end_entity.to_vec());
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
 
 /// Shakes hands with the server of an `https://` URL and reports the session; the error is a
@@ -94,17 +49,14 @@ pub fn probe(url: &str, timeout: Duration) -> Result<TlsSession, String> {
         .map_err(|e| e.to_string())?;
     tcp.set_write_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let recorder = Arc::new(Recorder {
-        seen: Mutex::new(None),
-        algorithms: provider.signature_verification_algorithms,
-    });
-    let config = ClientConfig::builder_with_provider(Arc::clone(&provider) as Arc<CryptoProvider>)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::clone(&recorder) as Arc<dyn ServerCertVerifier>)
-        .with_no_client_auth();
+    // The certificate is recorded and accepted: judging it is the HTTP client's job.
+    let seen: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+    let record = Arc::clone(&seen);
+    let config = super::tls::config_judged_by(move |der| {
+        *record.lock().unwrap_or_else(|p| p.into_inner()) = Some(der.to_vec());
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?;
     let name = ServerName::try_from(host.clone()).map_err(|e| format!("{host}: {e}"))?;
     let mut conn = ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
     while conn.is_handshaking() {
@@ -125,8 +77,7 @@ pub fn probe(url: &str, timeout: Duration) -> Result<TlsSession, String> {
     let _ = conn.complete_io(&mut tcp);
     let _ = tcp.flush();
     let _ = tcp.read(&mut [0u8; 0]);
-    let der = recorder
-        .seen
+    let der = seen
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take()

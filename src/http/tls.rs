@@ -10,13 +10,6 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, Error, SignatureScheme};
 use sha2::{Digest, Sha256};
 
-/// Accepts the one certificate whose SHA-256 fingerprint is `expected` (lower-case hex).
-#[derive(Debug)]
-pub struct PinnedCertificate {
-    expected: String,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
 /// Lower-case hex SHA-256 of a DER certificate.
 pub fn fingerprint(der: &[u8]) -> String {
     use std::fmt::Write as _;
@@ -26,7 +19,21 @@ pub fn fingerprint(der: &[u8]) -> String {
     })
 }
 
-impl ServerCertVerifier for PinnedCertificate {
+/// A verifier whose only judge of the server is `check`, given the end-entity certificate's DER
+/// bytes; the handshake signatures are still checked as usual. Pinning judges by fingerprint,
+/// `davsync check`'s probe records the certificate and accepts it.
+struct EndEntityCheck<F> {
+    check: F,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl<F> std::fmt::Debug for EndEntityCheck<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndEntityCheck").finish_non_exhaustive()
+    }
+}
+
+impl<F: Fn(&[u8]) -> Result<(), Error> + Send + Sync> ServerCertVerifier for EndEntityCheck<F> {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -35,14 +42,7 @@ impl ServerCertVerifier for PinnedCertificate {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let found = fingerprint(end_entity);
-        if found == self.expected {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(Error::General(format!(
-                "the server certificate's fingerprint is sha256:{found}, not the pinned one"
-            )))
-        }
+        (self.check)(end_entity.as_ref()).map(|()| ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -68,11 +68,28 @@ impl ServerCertVerifier for PinnedCertificate {
     }
 }
 
-/// A TLS client configuration that trusts only the pinned certificate.
-pub fn pinned_config(expected: &str) -> Result<ClientConfig, Error> {
+/// Accepts the one certificate whose SHA-256 fingerprint is `expected` (hex, any case).
+fn pin(expected: &str) -> impl Fn(&[u8]) -> Result<(), Error> + Send + Sync + 'static {
+    let expected = expected.to_ascii_lowercase();
+    move |der| {
+        let found = fingerprint(der);
+        match found == expected {
+            true => Ok(()),
+            false => Err(Error::General(format!(
+                "the server certificate's fingerprint is sha256:{found}, not the pinned one"
+            ))),
+        }
+    }
+}
+
+/// A TLS client configuration whose only judge of the server certificate is `check` (see
+/// [`EndEntityCheck`]).
+pub(crate) fn config_judged_by(
+    check: impl Fn(&[u8]) -> Result<(), Error> + Send + Sync + 'static,
+) -> Result<ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = PinnedCertificate {
-        expected: expected.to_ascii_lowercase(),
+    let verifier = EndEntityCheck {
+        check,
         algorithms: provider.signature_verification_algorithms,
     };
     Ok(
@@ -82,6 +99,11 @@ pub fn pinned_config(expected: &str) -> Result<ClientConfig, Error> {
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_no_client_auth(),
     )
+}
+
+/// A TLS client configuration that trusts only the pinned certificate.
+pub fn pinned_config(expected: &str) -> Result<ClientConfig, Error> {
+    config_judged_by(pin(expected))
 }
 
 #[cfg(test)]
@@ -99,8 +121,8 @@ mod tests {
     #[test]
     fn only_the_pinned_certificate_passes() {
         let cert = CertificateDer::from(b"not really DER, only hashed".to_vec());
-        let verifier = PinnedCertificate {
-            expected: fingerprint(cert.as_ref()),
+        let verifier = EndEntityCheck {
+            check: pin(&fingerprint(cert.as_ref()).to_ascii_uppercase()),
             algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
         };
         let name = ServerName::try_from("dav.example.com").unwrap();
