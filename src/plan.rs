@@ -826,7 +826,7 @@ mod tests {
                 .iter()
                 .map(|(ident, version)| ListedItem {
                     ident: (*ident).to_owned().into(),
-                    version: std::borrow::Cow::Owned(version.clone()),
+                    version: version.clone().into(),
                 })
                 .collect(),
             unreadable: Vec::new(),
