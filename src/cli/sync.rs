@@ -42,8 +42,9 @@ use davsync::config::{Config, PairConfig};
 /// "error: PAIR/COLLECTION: WHY" (a collection refused as a whole: "error: PAIR/COLLECTION: not
 /// synced: WHY"), "note: PAIR/COLLECTION: ..." and "interrupted: ...".
 ///
-/// Pairs that share no server and no local path run at the same time (up to 4 groups at once),
-/// and their lines may interleave; pairs that share one run one after another in config order.
+/// Pairs that share no server and no local path run at the same time (up to 4 groups at once,
+/// with at most max_connections HTTP requests in flight in all), and their lines may
+/// interleave; pairs that share one run one after another in config order.
 ///
 /// Exit status: 0 when everything synced; 1 when something needs a person (an item, conflict or
 /// collection left unsynced, a failing hook, an unusable status database); 75 when a server
@@ -197,7 +198,8 @@ fn sync_pairs(
 }
 
 /// How many groups of pairs sync at once. Each group talks to its own servers with their own
-/// per-server request limits, so at most this many times that limit requests are in flight.
+/// per-server request limits; all of them together stay under `max_connections` (the
+/// `ConnectionLimit` every client of the run's `storage::Shared` counts against).
 const PARALLEL_GROUPS: usize = 4;
 
 /// What became of one selected pair: not started (SIGINT/SIGTERM came first, or an earlier

@@ -814,12 +814,14 @@ impl HttpClient {
         let mut answered_challenge = false;
         let mut refreshed = false;
         loop {
-            let builder = self.build(request, url, oauth_token.as_deref())?;
             // The server's write slot first, then the run's connection slot: a thread holding a
-            // connection slot never waits for anything but the network, so slots cannot
-            // deadlock, and a write waiting for its server holds no slot other servers need.
+            // connection slot never waits for anything but the network (and the Digest lock,
+            // held only to compute an answer), so slots cannot deadlock, and a write waiting
+            // for its server holds no slot other servers need. Built after the waits, so a
+            // Digest nonce count is sent soon after it was taken.
             let write = is_write(request.method).then(|| self.writes.acquire());
             let connection = self.connections.as_ref().map(ConnectionLimit::acquire);
+            let builder = self.build(request, url, oauth_token.as_deref())?;
             let started = Instant::now();
             let result = builder.send();
             drop(write);
@@ -861,7 +863,9 @@ impl HttpClient {
                     (status, refreshed, &self.credentials, &oauth_token)
                 {
                     // The token was revoked or expired early: one more try with a fresh one,
-                    // if there is another one; a second 401 is the answer.
+                    // if there is another one; a second 401 is the answer. (The answer keeps its
+                    // connection slot meanwhile: the token endpoint's client counts against no
+                    // limit, so the refresh never waits for a slot.)
                     refreshed = true;
                     let fresh = source.refresh_after_refusal(refused).map_err(token_error)?;
                     if fresh != *refused {
