@@ -8,15 +8,19 @@
 #   bench/pairs.sh [--keep]
 #
 # Environment:
-#   DAVSYNC_BIN  use this davsync binary instead of building one
+#   DAVSYNC_BIN      use this davsync binary instead of building one
+#   MAX_CONNECTIONS  the configs' top-level max_connections (default 16, as
+#                    davsync's): requests in flight at once across all servers
 #
 # Three runs, each a first sync into calendars of its own:
 #   slow alone - only the 5 pairs of the slow server
 #   fast alone - only the 15 pairs of the other servers
 #   all        - all 20 pairs
 # Pairs on different servers run at the same time, pairs on one server one
-# after another, so "all" should take about as long as "slow alone". Every
-# runs must exit 0. Radicale comes from bench/.venv or target/dav-venv (the
+# after another, all under one max_connections, so "all" should take about as
+# long as "slow alone" (unless max_connections is too small for the servers'
+# concurrency together: the slow server's requests then hold slots). Every
+# run must exit 0. Radicale comes from bench/.venv or target/dav-venv (the
 # test harness's venv); run bench/dav.sh or the DAV tests once to get one.
 set -euo pipefail
 
@@ -28,12 +32,13 @@ password=bench-horse-42
 servers=4
 pairs_per_server=5
 items=3
+max_connections=${MAX_CONNECTIONS:-16}
 
 die() { echo "pairs.sh: error: $*" >&2; exit 1; }
 for arg in "$@"; do
     case $arg in
         --keep) keep=1 ;;
-        -h | --help) sed -n '2,20s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,23s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) die "unknown argument $arg" ;;
     esac
 done
@@ -141,7 +146,7 @@ event() {
 # FIRST_SERVER..LAST_SERVER, each pair's vdir and calendar named after RUN.
 config() {
     local run=$1 first=$2 last=$3 file=$scratch/$1.toml
-    printf 'status_path = "%s/%s-status"\n' "$scratch" "$run" >"$file"
+    printf 'status_path = "%s/%s-status"\nmax_connections = %s\n' "$scratch" "$run" "$max_connections" >"$file"
     for s in $(seq "$first" "$last"); do
         cat >>"$file" <<EOF
 
@@ -188,7 +193,7 @@ slow_alone=$(timed slow "$(config slow "$servers" "$servers")")
 fast_alone=$(timed fast "$(config fast 1 $((servers - 1)))")
 all=$(timed all "$(config all 1 "$servers")")
 echo
-echo "pairs.sh: $((servers * pairs_per_server)) pairs on $servers servers (one adds 1 s per request), $items events each, first sync"
+echo "pairs.sh: $((servers * pairs_per_server)) pairs on $servers servers (one adds 1 s per request), $items events each, first sync, max_connections = $max_connections"
 printf '  %-34s %6s s\n' "slow server's $pairs_per_server pairs alone" "$slow_alone" \
     "the other $(((servers - 1) * pairs_per_server)) pairs alone" "$fast_alone" \
     "all $((servers * pairs_per_server)) pairs" "$all"

@@ -4,6 +4,7 @@
 //!
 //! ```toml
 //! status_path = "~/.local/share/davsync"   # optional
+//! max_connections = 16                      # optional: HTTP requests in flight at once, all servers
 //!
 //! [storage.laptop]
 //! type = "vdir"
@@ -57,7 +58,10 @@ pub use crate::storage::{Place, StorageKind};
 use crate::storage::{PLANNED_STORAGE_TYPES, STORAGE_TYPES as SUPPORTED_STORAGE_TYPES};
 
 /// Keys accepted at the top level of the file.
-pub const TOP_LEVEL_KEYS: &[&str] = &["status_path", "storage", "pair"];
+pub const TOP_LEVEL_KEYS: &[&str] = &["status_path", "max_connections", "storage", "pair"];
+
+/// The range of the top-level `max_connections` key.
+pub const MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<usize> = 1..=256;
 
 /// Keys every `[storage.<name>]` table accepts, whatever its type.
 pub const COMMON_STORAGE_KEYS: &[&str] = &[
@@ -94,6 +98,10 @@ pub struct Config {
     /// Directory holding the status databases (one per pair), expanded, absolute and
     /// lexically normalized.
     pub status_path: PathBuf,
+    /// `max_connections`: the most HTTP requests in flight at once across every server and
+    /// pair of a run (default [`crate::http::DEFAULT_MAX_CONNECTIONS`]); each storage's
+    /// `concurrency` still bounds its own server.
+    pub max_connections: usize,
     /// Storages by name (`[storage.<name>]`).
     pub storages: BTreeMap<String, StorageConfig>,
     /// Pairs by name (`[pair.<name>]`); every pair names two defined storages.
@@ -992,6 +1000,16 @@ impl Cx<'_> {
             })?,
         };
 
+        let max_connections = match root.get("max_connections") {
+            Some(value) => {
+                let (min, max) = (*MAX_CONNECTIONS_RANGE.start(), *MAX_CONNECTIONS_RANGE.end());
+                let n = self.integer_in(value, "max_connections", min as i128, max as i128)?;
+                // In range, so it fits.
+                usize::try_from(n).unwrap_or(max)
+            }
+            None => crate::http::DEFAULT_MAX_CONNECTIONS,
+        };
+
         let mut storages = BTreeMap::new();
         if let Some(value) = root.get("storage") {
             for (name, value) in self.table(value, "storage")?.iter() {
@@ -1015,6 +1033,7 @@ impl Cx<'_> {
         Ok(Config {
             path: self.path.to_path_buf(),
             status_path,
+            max_connections,
             storages,
             pairs,
         })
@@ -1970,6 +1989,7 @@ cmd = ["merge-tool"]
             Config {
                 path: PathBuf::from(FILE),
                 status_path: PathBuf::from("/var/lib/davsync"),
+                max_connections: 16,
                 storages,
                 pairs,
             }
@@ -1981,6 +2001,19 @@ cmd = ["merge-tool"]
         let config = parse_ok("", &home_env());
         assert!(config.storages.is_empty());
         assert!(config.pairs.is_empty());
+    }
+
+    #[test]
+    fn max_connections_defaults_and_is_read() {
+        assert_eq!(parse_ok("", &home_env()).max_connections, 16);
+        assert_eq!(
+            parse_ok("max_connections = 1\n", &home_env()).max_connections,
+            1
+        );
+        assert_eq!(
+            parse_ok("max_connections = 256\n", &home_env()).max_connections,
+            256
+        );
     }
 
     #[test]
@@ -2119,7 +2152,7 @@ cmd = ["merge-tool"]
             (
                 "unknown top-level key",
                 "status_path = \"/s\"\nstatus = \"x\"\n".to_string(),
-                "2: status: unknown key (expected one of: status_path, storage, pair)",
+                "2: status: unknown key (expected one of: status_path, max_connections, storage, pair)",
             ),
             (
                 "unknown storage key",
@@ -2137,6 +2170,21 @@ cmd = ["merge-tool"]
                 "wrong type for status_path",
                 "status_path = [\"/a\"]\n".to_string(),
                 "1: status_path: expected a string, found an array",
+            ),
+            (
+                "max_connections of zero",
+                "status_path = \"/s\"\nmax_connections = 0\n".to_string(),
+                "2: max_connections: must be between 1 and 256, found 0",
+            ),
+            (
+                "max_connections above the range",
+                "max_connections = 257\n".to_string(),
+                "1: max_connections: must be between 1 and 256, found 257",
+            ),
+            (
+                "max_connections not an integer",
+                "max_connections = \"8\"\n".to_string(),
+                "1: max_connections: expected an integer, found a string",
             ),
             (
                 "storage is not a table",

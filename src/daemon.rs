@@ -12,7 +12,10 @@
 //!   that long after its last full sync ended;
 //! - a pair that failed is synced again after a backoff, [`FIRST_RETRY`] doubling up to its
 //!   poll interval (or [`crate::config::DEFAULT_POLL_INTERVAL`] for a pair that is not
-//!   polled); local changes still sync it as soon as they settle.
+//!   polled); local changes still sync it as soon as they settle;
+//! - jobs of different groups run at the same time (the binary's workers), but a pair never
+//!   runs twice at once and two pairs of one group (sharing a server or a local path, see
+//!   [`pair_groups`]) never at once; a change that comes while its pair runs waits for it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -81,6 +84,11 @@ struct PairState {
     pending: Option<Pending>,
     /// Failures in a row.
     failures: u32,
+    /// The group the pair belongs to: pairs of one group never run at the same time.
+    group: usize,
+    /// Whether a job of this pair is running (handed out by [`Scheduler::next_job`], not yet
+    /// [`Scheduler::finished`]).
+    running: bool,
 }
 
 impl PairState {
@@ -94,8 +102,10 @@ impl PairState {
     }
 }
 
-/// Decides what `davsync daemon` syncs when. Pairs sync one at a time; the binary asks for the
-/// next [`Job`] whenever it is idle and sleeps until [`Scheduler::wake_at`] or an event.
+/// Decides what `davsync daemon` syncs when. The binary asks for the next [`Job`] whenever it
+/// has a worker free, runs it, reports its end with [`Scheduler::finished`], and sleeps until
+/// [`Scheduler::wake_at`] or an event. A job handed out is running until it is reported
+/// finished: meanwhile no other job of its pair, nor of any pair of its group, is handed out.
 #[derive(Debug, Clone)]
 pub struct Scheduler {
     pairs: BTreeMap<String, PairState>,
@@ -103,21 +113,64 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// A scheduler for these pairs (name and poll interval, see [`poll_interval`]), each due for
-    /// a full sync at `now`.
+    /// a full sync at `now`, each in a group of its own (see [`Scheduler::grouped`]).
     pub fn new(pairs: impl IntoIterator<Item = (String, Option<Duration>)>, now: Instant) -> Self {
         let pairs = pairs
             .into_iter()
-            .map(|(name, poll)| {
+            .enumerate()
+            .map(|(group, (name, poll))| {
                 let state = PairState {
                     poll,
                     next_full: Some(now),
                     pending: None,
                     failures: 0,
+                    group,
+                    running: false,
                 };
                 (name, state)
             })
             .collect();
         Scheduler { pairs }
+    }
+
+    /// The scheduler with the pairs of each of `groups` (names) in one group, whose pairs never
+    /// run at the same time (as [`pair_groups`] makes them); a pair named in no group keeps a
+    /// group of its own.
+    pub fn grouped<G, P>(mut self, groups: G) -> Self
+    where
+        G: IntoIterator<Item = P>,
+        P: IntoIterator<Item = String>,
+    {
+        // Numbered after every group of its own `new` gave.
+        let first = self.pairs.len();
+        for (n, group) in groups.into_iter().enumerate() {
+            for name in group {
+                if let Some(state) = self.pairs.get_mut(&name) {
+                    state.group = first + n;
+                }
+            }
+        }
+        self
+    }
+
+    /// Whether a job of `state`'s pair may start now: the pair is not running, and no pair of
+    /// its group is.
+    fn may_start(&self, state: &PairState) -> bool {
+        !state.running
+            && !self
+                .pairs
+                .values()
+                .any(|other| other.running && other.group == state.group)
+    }
+
+    /// How many jobs are running.
+    pub fn running(&self) -> usize {
+        self.pairs.values().filter(|state| state.running).count()
+    }
+
+    /// Whether a job of `pair` is running.
+    pub fn is_running(&self, pair: &str) -> bool {
+        self.pairs.get(pair).is_some_and(|state| state.running)
     }
 
     /// A local change touched `scope` of `pair` at `now`; unknown pairs are ignored.
@@ -140,27 +193,35 @@ impl Scheduler {
         }
     }
 
-    /// The job due at `now`, the one due longest first; the caller runs it and reports with
+    /// The job due at `now` that may start (its pair and its group idle), the one due longest
+    /// first; it is running from now on, until the caller reports it with
     /// [`Scheduler::finished`]. A full sync takes the pair's pending changes with it.
     pub fn next_job(&mut self, now: Instant) -> Option<Job> {
-        let (name, state) = self
+        let name = self
             .pairs
-            .iter_mut()
-            .filter_map(|(name, state)| Some((state.due()?, name, state)))
-            .filter(|(due, _, _)| *due <= now)
-            .min_by_key(|(due, _, _)| *due)
-            .map(|(_, name, state)| (name, state))?;
+            .iter()
+            .filter(|(_, state)| self.may_start(state))
+            .filter_map(|(name, state)| Some((state.due()?, name)))
+            .filter(|(due, _)| *due <= now)
+            .min_by_key(|(due, _)| *due)
+            .map(|(_, name)| name.clone())?;
+        let state = self.pairs.get_mut(&name)?;
+        state.running = true;
         let scope = if state.next_full.is_some_and(|at| at <= now) {
             state.next_full = None;
             state.pending = None;
             Scope::Pair
         } else {
-            state.pending.take().map(|p| p.scope)?
+            match state.pending.take() {
+                Some(pending) => pending.scope,
+                None => {
+                    // Not reached: a due pair has a full sync or changes due.
+                    state.running = false;
+                    return None;
+                }
+            }
         };
-        Some(Job {
-            pair: name.clone(),
-            scope,
-        })
+        Some(Job { pair: name, scope })
     }
 
     /// `job` ended at `now`, in sync (`ok`) or not (a server unreachable, a conflict left
@@ -169,6 +230,7 @@ impl Scheduler {
         let Some(state) = self.pairs.get_mut(&job.pair) else {
             return;
         };
+        state.running = false;
         if ok {
             state.failures = 0;
             if job.scope == Scope::Pair {
@@ -185,10 +247,14 @@ impl Scheduler {
         state.next_full = Some(state.next_full.map_or(retry, |at| at.min(retry)));
     }
 
-    /// When the next job is due (the caller sleeps until then, or until an event), `None` when
-    /// only a local change can start one.
+    /// When the next job that may start is due (the caller sleeps until then, or until an event
+    /// such as a job's end), `None` when only a local change or a job's end can start one.
     pub fn wake_at(&self) -> Option<Instant> {
-        self.pairs.values().filter_map(PairState::due).min()
+        self.pairs
+            .values()
+            .filter(|state| self.may_start(state))
+            .filter_map(PairState::due)
+            .min()
     }
 
     /// Failures in a row of `pair` (0 when its last sync was clean).
@@ -493,6 +559,70 @@ mod tests {
         let j = s.next_job(t).expect("due");
         s.finished(&j, false, t);
         assert_eq!(s.wake_at(), Some(t + DEFAULT_POLL_INTERVAL));
+    }
+
+    #[test]
+    fn a_pair_never_runs_twice_and_its_changes_wait_for_it() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new([("p".to_owned(), None)], t0);
+        let first = s.next_job(t0).expect("the first sync");
+        assert!(s.is_running("p"));
+        assert_eq!(s.running(), 1);
+        // A change while it runs is not handed out, and does not wake the loop up.
+        s.touched("p", Scope::collection("work"), t0 + ms(10));
+        assert_eq!(s.next_job(t0 + secs(5)), None);
+        assert_eq!(s.wake_at(), None);
+        s.finished(&first, true, t0 + secs(6));
+        assert!(!s.is_running("p"));
+        // Then it runs, already due.
+        assert_eq!(s.wake_at(), Some(t0 + ms(310)));
+        assert_eq!(
+            s.next_job(t0 + secs(6)),
+            Some(job("p", Scope::collection("work")))
+        );
+    }
+
+    #[test]
+    fn pairs_of_other_groups_run_at_once_those_of_one_group_in_turn() {
+        let t0 = Instant::now();
+        let names = ["a", "b", "c", "d"].map(|n| (n.to_owned(), None));
+        // a and b share a server; c and d are groups of their own.
+        let mut s = Scheduler::new(names, t0).grouped([vec!["a".to_owned(), "b".to_owned()]]);
+        let mut started = Vec::new();
+        while let Some(j) = s.next_job(t0) {
+            started.push(j.pair);
+        }
+        assert_eq!(started, ["a", "c", "d"]);
+        assert_eq!(s.running(), 3);
+        // b waits for a; the loop sleeps until a job ends.
+        assert_eq!(s.wake_at(), None);
+        s.finished(&job("c", Scope::Pair), true, t0 + secs(1));
+        assert_eq!(s.next_job(t0 + secs(1)), None);
+        s.finished(&job("a", Scope::Pair), false, t0 + secs(2));
+        assert_eq!(s.wake_at(), Some(t0));
+        assert_eq!(s.next_job(t0 + secs(2)), Some(job("b", Scope::Pair)));
+        // a failed: its retry waits for b as well as for its backoff.
+        assert_eq!(s.next_job(t0 + secs(40)), None);
+        s.finished(&job("b", Scope::Pair), true, t0 + secs(41));
+        assert_eq!(s.next_job(t0 + secs(41)), Some(job("a", Scope::Pair)));
+    }
+
+    #[test]
+    fn a_slow_pair_holds_up_no_other_group() {
+        let t0 = Instant::now();
+        let mut s = settled(t0);
+        // The remote pair's poll hangs on its server...
+        let poll = s.next_job(t0 + secs(60)).expect("poll");
+        assert_eq!(poll.pair, "remote");
+        // ...while the local pair's changes sync as they come.
+        for n in 0..3 {
+            let at = t0 + secs(61 + n);
+            s.touched("local", Scope::collection("work"), at);
+            let j = s.next_job(at + DEBOUNCE).expect("the local change");
+            assert_eq!(j, job("local", Scope::collection("work")));
+            s.finished(&j, true, at + DEBOUNCE + ms(50));
+        }
+        assert!(s.is_running("remote"));
     }
 
     fn config(text: &str) -> Config {

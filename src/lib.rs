@@ -10,6 +10,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod filter;
+pub mod groups;
 pub mod hook;
 pub mod http;
 pub mod import_vdirsyncer;

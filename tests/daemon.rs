@@ -1,8 +1,9 @@
 //! `davsync daemon` as a user runs it: the real binary in a sandbox, on vdir pairs and against
 //! Radicale. Changes cross within the 2 s the issue allows, a server change arrives within the
 //! storage's `interval`, SIGHUP reloads (or keeps a broken config out), SIGTERM in the middle of
-//! a large upload exits 0 and a restart converges, and systemd hears READY=1, STATUS= and
-//! WATCHDOG=1 on the socket `NOTIFY_SOCKET` names.
+//! a large upload exits 0 and a restart converges, systemd hears READY=1, STATUS= and
+//! WATCHDOG=1 on the socket `NOTIFY_SOCKET` names, and a pair stuck on a server that never
+//! answers holds up no other pair.
 
 mod common;
 mod dav_support;
@@ -464,4 +465,138 @@ fn sigterm_during_a_large_sync_exits_0_and_a_restart_converges() {
     again.success();
     assert_eq!(totals(&again), (0, 0, 0), "{}", again.both());
     sb.run(&["status"]).success();
+}
+
+/// A mock server that accepts connections and never answers, until [`BlackHole::close`]: then
+/// every connection is shut down and no new one accepted, so a client waiting on it fails at
+/// once instead of at its timeout.
+struct BlackHole {
+    url: String,
+    accepted: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    addr: std::net::SocketAddr,
+}
+
+impl BlackHole {
+    fn start() -> BlackHole {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (kept, stopped) = (accepted.clone(), stop.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                if let Ok(stream) = stream {
+                    kept.lock().expect("streams").push(stream);
+                }
+            }
+        });
+        BlackHole {
+            url: format!("http://{addr}/dav/"),
+            accepted,
+            stop,
+            addr,
+        }
+    }
+
+    /// Connections accepted so far.
+    fn connections(&self) -> usize {
+        self.accepted.lock().expect("streams").len()
+    }
+
+    fn close(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept loop, which then ends and drops the listener.
+        let _ = std::net::TcpStream::connect(self.addr);
+        for stream in self.accepted.lock().expect("streams").drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+#[test]
+fn a_pair_stuck_on_a_silent_server_holds_up_no_other_pair() {
+    let hole = BlackHole::start();
+    let sb = sandbox();
+    // `slow` waits on a server that never answers (for a minute per request, its timeout);
+    // `p` is two vdirs.
+    let slow = format!(
+        r#"
+[storage.phone]
+type = "vdir"
+path = "{{root}}/phone"
+fileext = ".ics"
+
+[storage.silent]
+type = "caldav"
+url = "{url}"
+timeout = 60
+
+[pair.slow]
+a = "phone"
+b = "silent"
+collections = "from b"
+"#,
+        url = hole.url
+    );
+    sb.write_config(&(status_path() + &vdir_pair("p", "a", "b") + &slow));
+    sb.write("a/work/one.ics", event("one", "First"));
+    sb.mkdir("b");
+    sb.mkdir("phone");
+    let mut daemon = Daemon::start(&sb, &[], &[], Socket::Path);
+    assert!(
+        within(Duration::from_secs(30), || sb.exists("b/work/one.ics")
+            && hole.connections() > 0),
+        "{}",
+        daemon.output()
+    );
+    // While `slow` waits for its answer, `p`'s changes cross as quickly as ever.
+    sb.write("a/work/two.ics", event("two", "Second"));
+    assert!(
+        within(LOCAL_LATENCY, || sb.exists("b/work/two.ics")),
+        "{}",
+        daemon.output()
+    );
+    sb.write("b/work/three.ics", event("three", "Third"));
+    assert!(
+        within(LOCAL_LATENCY, || sb.exists("a/work/three.ics")),
+        "{}",
+        daemon.output()
+    );
+    daemon.receive();
+    // `slow` never finished its first sync: no READY=1 yet.
+    assert!(
+        !daemon.messages.iter().any(|m| m == "READY=1"),
+        "{:?}",
+        daemon.messages
+    );
+    // A reload waits for the stuck job: the new scheduler knows nothing of the jobs under
+    // way. Once the server goes away, the job fails and the reload goes through.
+    daemon.signal(libc::SIGHUP);
+    thread::sleep(Duration::from_millis(500));
+    assert!(
+        !daemon.stderr().contains("davsync: reloaded"),
+        "{}",
+        daemon.output()
+    );
+    hole.close();
+    assert!(
+        within(Duration::from_secs(30), || daemon
+            .stderr()
+            .contains("davsync: reloaded")),
+        "{}",
+        daemon.output()
+    );
+    // SIGTERM waits for the jobs under way (`slow` again, failing at once now) and exits 0.
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.child.wait().expect("wait for the daemon");
+    assert_eq!(status.code(), Some(0), "{}", daemon.output());
+    assert!(
+        daemon.stderr().contains("davsync: stopped by SIGTERM"),
+        "{}",
+        daemon.output()
+    );
 }

@@ -1,7 +1,8 @@
 //! Several pairs in one `davsync sync`: pairs on different servers run at the same time, pairs
 //! on one server one after another. Each pair syncs a vdir calendar to a Radicale behind a
 //! fault proxy; a proxy on its own port is a server of its own (another origin), so two proxies
-//! in front of one Radicale make two servers.
+//! in front of one Radicale make two servers. However many pairs run at once, the requests in
+//! flight across all servers stay under `max_connections`.
 
 mod common;
 mod dav_support;
@@ -10,7 +11,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use common::Sandbox;
-use dav_support::{DavServer, FaultProxy, Radicale, Release};
+use dav_support::{DavServer, Fault, FaultProxy, FaultRule, Gauge, Radicale, Release};
 
 /// Longest wait for the other pair's first request while one pair is held.
 const OVERLAP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -135,4 +136,68 @@ fn pairs_on_one_server_run_one_after_another() {
     let mut runs = about.clone();
     runs.dedup();
     assert_eq!(runs, ["one", "two"], "requests interleaved: {about:?}");
+}
+
+#[test]
+fn requests_in_flight_across_servers_stay_under_max_connections() {
+    let server = Radicale::start();
+    // Three servers (proxies) sharing one gauge, each answer held 30 ms so requests overlap.
+    let gauge = std::sync::Arc::new(Gauge::default());
+    let proxies: Vec<FaultProxy> = (0..3)
+        .map(|_| {
+            let proxy = FaultProxy::start_gauged(&server.url(), &gauge);
+            proxy.set_faults(vec![FaultRule::always(Fault::Delay(30))]);
+            proxy
+        })
+        .collect();
+    let sb = Sandbox::new();
+    // Each storage may have 8 requests in flight: three pairs uploading at once would have
+    // up to 24 without the cap.
+    let mut config = String::from("status_path = \"{root}/status\"\nmax_connections = 2\n");
+    for (n, proxy) in proxies.iter().enumerate() {
+        for i in 0..10 {
+            sb.write(
+                &format!("local{n}/cal{n}/e{i}.ics"),
+                event(&format!("cal{n}-{i}")),
+            );
+        }
+        config.push_str(&format!(
+            r#"
+[storage.local{n}]
+type = "vdir"
+path = "{{root}}/local{n}"
+fileext = ".ics"
+
+[storage.server{n}]
+type = "caldav"
+url = "{url}"
+username = "{user}"
+password = {{ env = "DAVSYNC_TEST_PW" }}
+concurrency = 8
+
+[pair.p{n}]
+a = "local{n}"
+b = "server{n}"
+collections = "from a"
+"#,
+            url = proxy.url(),
+            user = server.user(),
+        ));
+    }
+    sb.write_config(&config);
+    sb.run_env(&["sync"], &[("DAVSYNC_TEST_PW", server.password())])
+        .success();
+    for proxy in &proxies {
+        assert_eq!(
+            proxy.requests_with_method("PUT").len(),
+            10,
+            "{}",
+            proxy.log_text()
+        );
+    }
+    let most = gauge.most();
+    assert!(
+        (1..=2).contains(&most),
+        "{most} requests were in flight at once; max_connections = 2"
+    );
 }

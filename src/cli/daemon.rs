@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use davsync::config::Config;
 use davsync::daemon::{Job, Scheduler, Scope, WatchSpec, poll_interval, touched_by, watch_specs};
+use davsync::http::ConnectionLimit;
 use davsync::storage;
 use inotify::{Inotify, WatchMask, Watches};
 
@@ -30,10 +31,12 @@ use super::{Cli, CliError, Selection, Verbosity, complete, load_config};
 /// through inotify, syncs the touched collection 300 ms after the last change of a burst (the
 /// whole pair for a single file or a pair without `collections`); network storages are polled
 /// every `interval` seconds (a storage key, default 300). A pair that fails is tried again
-/// after 30 s, then 60 s, doubling up to its interval; the others go on meanwhile.
+/// after 30 s, then 60 s, doubling up to its interval; the others go on meanwhile. Pairs that
+/// share no server and no local path sync at the same time (up to 4 at once), so a slow or
+/// unreachable server holds up only its own pairs.
 ///
-/// SIGHUP reloads the config (a broken one is reported and the previous one kept); SIGTERM or
-/// SIGINT finishes and records the writes under way and exits 0. Under systemd (Type=notify) it
+/// SIGHUP reloads the config once the syncs under way ended (a broken one is reported and the
+/// previous one kept); SIGTERM or SIGINT finishes and records the writes under way and exits 0. Under systemd (Type=notify) it
 /// sends READY=1 once every pair synced once, STATUS= with the last result, and WATCHDOG=1
 /// every half of WatchdogSec.
 ///
@@ -47,12 +50,18 @@ pub struct DaemonArgs {
     pairs: Vec<String>,
 }
 
+/// How many jobs run at once, each on a worker thread of its own (as many as `davsync sync`
+/// runs groups at once).
+const WORKERS: usize = 4;
+
 /// What the loop hears about while it waits.
 enum Event {
     /// A file or directory changed in a watched directory.
     Changed(PathBuf),
     /// A signal came (its flag says which).
     Signal,
+    /// A worker ran a job, in sync (`true`) or not.
+    Finished(Job, bool),
 }
 
 pub fn cmd_daemon(cli: &Cli, args: &DaemonArgs, verbosity: Verbosity) -> Result<(), CliError> {
@@ -61,14 +70,14 @@ pub fn cmd_daemon(cli: &Cli, args: &DaemonArgs, verbosity: Verbosity) -> Result<
             "{name}: the daemon keeps whole pairs in sync; name the pair alone"
         )));
     }
-    let mut config = load_daemon_config(cli, &args.pairs)?;
+    let mut config = Arc::new(load_daemon_config(cli, &args.pairs)?);
     // Read (and dropped from the environment) before any thread starts, so that hooks do not
     // inherit them.
     let notifier = Notifier::from_env().map(Arc::new);
     let watchdog = watchdog_period();
     let (events, received) = mpsc::channel();
     install_signals(events.clone())?;
-    let mut watcher = Watcher::start(events)
+    let mut watcher = Watcher::start(events.clone())
         .map_err(|e| CliError::Failed(format!("cannot watch local storages (inotify): {e}")))?;
     if let (Some(notifier), Some(period)) = (&notifier, watchdog) {
         let notifier = Arc::clone(notifier);
@@ -87,23 +96,38 @@ pub fn cmd_daemon(cli: &Cli, args: &DaemonArgs, verbosity: Verbosity) -> Result<
     };
     watcher.refresh(&config.watches());
     let mut scheduler = config.scheduler(Instant::now());
+    // One cap on requests in flight for every job, whichever runs at the same time as which.
+    let connections = ConnectionLimit::new(config.config.max_connections);
     // The pairs that have not run yet: READY=1 once none is left.
     let mut first_round: BTreeSet<String> = config.pairs.iter().cloned().collect();
     if first_round.is_empty() {
         // A config without pairs: nothing to wait for (a reload may bring some).
         notify("READY=1");
     }
+    // A SIGHUP waits for the jobs under way: the new scheduler knows nothing of them, and a
+    // pair must never run twice at once.
+    let mut reload_pending = false;
+    let mut stopping = false;
     loop {
         if let Some(signal) = interrupt::received() {
-            notify("STOPPING=1");
-            eprintln!("davsync: stopped by {}", interrupt::signal_name(signal));
-            return Ok(());
+            if !stopping {
+                // Jobs under way stop after their writes in flight are recorded.
+                stopping = true;
+                notify("STOPPING=1");
+            }
+            if scheduler.running() == 0 {
+                eprintln!("davsync: stopped by {}", interrupt::signal_name(signal));
+                return Ok(());
+            }
         }
-        if interrupt::reload_requested() {
+        reload_pending |= interrupt::reload_requested();
+        if reload_pending && !stopping && scheduler.running() == 0 {
+            reload_pending = false;
             match load_daemon_config(cli, &args.pairs) {
                 Ok(reloaded) => {
-                    config = reloaded;
+                    config = Arc::new(reloaded);
                     watcher.refresh(&config.watches());
+                    connections.set_limit(config.config.max_connections);
                     // Every pair syncs once with what the new config says.
                     scheduler = config.scheduler(Instant::now());
                     first_round.retain(|pair| config.pairs.contains(pair));
@@ -113,22 +137,31 @@ pub fn cmd_daemon(cli: &Cli, args: &DaemonArgs, verbosity: Verbosity) -> Result<
             }
         }
         let now = Instant::now();
-        if let Some(job) = scheduler.next_job(now) {
-            let ok = run_job(&config, &job, verbosity);
-            scheduler.finished(&job, ok, Instant::now());
-            notify(&status_line(&job, ok, &scheduler, Instant::now()));
-            // A job cut short by SIGTERM does not count: the daemon is stopping, not ready.
-            if interrupt::received().is_none()
-                && first_round.remove(&job.pair)
-                && first_round.is_empty()
+        // Nothing new starts while stopping or waiting to reload.
+        let starting = !stopping && !reload_pending;
+        while starting && scheduler.running() < WORKERS {
+            let Some(job) = scheduler.next_job(now) else {
+                break;
+            };
+            let worker = Worker {
+                config: Arc::clone(&config),
+                connections: Arc::clone(&connections),
+                verbosity,
+                report: Report {
+                    job: Some(job),
+                    events: events.clone(),
+                },
+            };
+            if let Err(e) = thread::Builder::new()
+                .name("davsync-job".into())
+                .spawn(move || worker.run())
             {
-                notify("READY=1");
+                // The job comes back as failed (its report dropped) and is retried later.
+                eprintln!("error: cannot start a sync thread: {e}");
             }
-            // Collections the job created are watched from now on.
-            watcher.refresh(&config.watches());
-            continue;
         }
-        let event = match scheduler.wake_at() {
+        let wake_at = if starting { scheduler.wake_at() } else { None };
+        let event = match wake_at {
             Some(at) => match received.recv_timeout(at.saturating_duration_since(now)) {
                 Ok(event) => Some(event),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -138,12 +171,63 @@ pub fn cmd_daemon(cli: &Cli, args: &DaemonArgs, verbosity: Verbosity) -> Result<
         };
         // Take every event already there, so that a burst is one sync.
         for event in event.into_iter().chain(received.try_iter()) {
-            if let Event::Changed(path) = event {
-                let pairs = config.selected();
-                for (pair, scope) in touched_by(&config.config, pairs, &path) {
-                    scheduler.touched(&pair, scope, Instant::now());
+            match event {
+                Event::Changed(path) => {
+                    let pairs = config.selected();
+                    for (pair, scope) in touched_by(&config.config, pairs, &path) {
+                        scheduler.touched(&pair, scope, Instant::now());
+                    }
+                }
+                Event::Signal => {}
+                Event::Finished(job, ok) => {
+                    scheduler.finished(&job, ok, Instant::now());
+                    if !stopping {
+                        notify(&status_line(&job, ok, &scheduler, Instant::now()));
+                    }
+                    // A job cut short by SIGTERM does not count: the daemon is stopping, not
+                    // ready.
+                    if interrupt::received().is_none()
+                        && first_round.remove(&job.pair)
+                        && first_round.is_empty()
+                    {
+                        notify("READY=1");
+                    }
+                    // Collections the job created are watched from now on.
+                    watcher.refresh(&config.watches());
                 }
             }
+        }
+    }
+}
+
+/// One job on its worker thread.
+struct Worker {
+    config: Arc<DaemonConfig>,
+    connections: Arc<ConnectionLimit>,
+    verbosity: Verbosity,
+    report: Report,
+}
+
+impl Worker {
+    fn run(mut self) {
+        if let Some(job) = self.report.job.take() {
+            let ok = run_job(&self.config, &job, &self.connections, self.verbosity);
+            let _ = self.report.events.send(Event::Finished(job, ok));
+        }
+    }
+}
+
+/// Tells the loop a job ended: sent by [`Worker::run`], or as a failure when the job never ran
+/// or its thread panicked, so the scheduler never takes its pair for running forever.
+struct Report {
+    job: Option<Job>,
+    events: Sender<Event>,
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            let _ = self.events.send(Event::Finished(job, false));
         }
     }
 }
@@ -170,11 +254,22 @@ impl DaemonConfig {
         watch_specs(&self.config, self.selected())
     }
 
+    /// A scheduler of the selected pairs, grouped as `davsync sync` groups them: pairs sharing
+    /// a server or a local path never run at the same time.
     fn scheduler(&self, now: Instant) -> Scheduler {
         let pairs = self
             .selected()
             .map(|pair| (pair.name.clone(), poll_interval(&self.config, pair)));
-        Scheduler::new(pairs, now)
+        let selected: Vec<_> = self.selected().collect();
+        let groups = davsync::groups::pair_groups(&self.config, selected.iter().copied())
+            .into_iter()
+            .map(|group| {
+                group
+                    .into_iter()
+                    .map(|index| selected[index].name.clone())
+                    .collect::<Vec<_>>()
+            });
+        Scheduler::new(pairs, now).grouped(groups)
     }
 }
 
@@ -187,8 +282,14 @@ fn load_daemon_config(cli: &Cli, names: &[String]) -> Result<DaemonConfig, CliEr
     Ok(DaemonConfig { config, pairs })
 }
 
-/// Runs one job as `davsync sync PAIR[/COLLECTION...]` would; whether all of it is in sync.
-fn run_job(config: &DaemonConfig, job: &Job, verbosity: Verbosity) -> bool {
+/// Runs one job as `davsync sync PAIR[/COLLECTION...]` would, its requests counted against
+/// `connections`; whether all of it is in sync.
+fn run_job(
+    config: &DaemonConfig,
+    job: &Job,
+    connections: &Arc<ConnectionLimit>,
+    verbosity: Verbosity,
+) -> bool {
     let Some(pair) = config.config.pairs.get(&job.pair) else {
         return false;
     };
@@ -211,8 +312,9 @@ fn run_job(config: &DaemonConfig, job: &Job, verbosity: Verbosity) -> bool {
         say_in_sync: false,
     };
     // A fresh set of clients per job: what one run keeps (discovery answers) must not
-    // outlive it, or a poll would not see the server change.
-    let shared = storage::Shared::default();
+    // outlive it, or a poll would not see the server change. The cap on requests in flight
+    // is the daemon's, shared with the jobs running at the same time.
+    let shared = storage::Shared::new(Arc::clone(connections));
     // No progress bars: a daemon's stderr is a journal, not a person.
     match sync_pair(
         &config.config,

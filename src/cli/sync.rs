@@ -42,8 +42,9 @@ use davsync::config::{Config, PairConfig};
 /// "error: PAIR/COLLECTION: WHY" (a collection refused as a whole: "error: PAIR/COLLECTION: not
 /// synced: WHY"), "note: PAIR/COLLECTION: ..." and "interrupted: ...".
 ///
-/// Pairs that share no server and no local path run at the same time (up to 4 groups at once),
-/// and their lines may interleave; pairs that share one run one after another in config order.
+/// Pairs that share no server and no local path run at the same time (up to 4 groups at once,
+/// with at most max_connections HTTP requests in flight in all), and their lines may
+/// interleave; pairs that share one run one after another in config order.
 ///
 /// Exit status: 0 when everything synced; 1 when something needs a person (an item, conflict or
 /// collection left unsynced, a failing hook, an unusable status database); 75 when a server
@@ -93,7 +94,7 @@ fn sync_pairs(
         .map_err(|e| CliError::Failed(format!("cannot install the signal handler: {e}")))?;
     let now = run_time()?;
     // Storages of different pairs share what they can, such as one HTTP client per server.
-    let shared = storage::Shared::default();
+    let shared = storage::Shared::new(davsync::http::ConnectionLimit::new(config.max_connections));
     // What was left unsynced: needing a person (exit 1) or only a later run (exit 75).
     let mut clean = true;
     let mut retry_later = false;
@@ -134,7 +135,8 @@ fn sync_pairs(
         say_in_sync: true,
     };
     let selected = select_pairs(&config, &named)?;
-    let groups = pair_groups(&config, &selected);
+    // Pairs sharing a server or a local path run one after another, in one group.
+    let groups = davsync::groups::pair_groups(&config, selected.iter().map(|(pair, _)| *pair));
     let ctx = GroupRun {
         config: &config,
         selected: &selected,
@@ -196,7 +198,8 @@ fn sync_pairs(
 }
 
 /// How many groups of pairs sync at once. Each group talks to its own servers with their own
-/// per-server request limits, so at most this many times that limit requests are in flight.
+/// per-server request limits; all of them together stay under `max_connections` (the
+/// `ConnectionLimit` every client of the run's `storage::Shared` counts against).
 const PARALLEL_GROUPS: usize = 4;
 
 /// What became of one selected pair: not started (SIGINT/SIGTERM came first, or an earlier
@@ -205,71 +208,6 @@ const PARALLEL_GROUPS: usize = 4;
 enum PairResult {
     NotStarted,
     Ran(Box<(Option<SyncPair>, Result<PairOutcome, CliError>)>),
-}
-
-/// The selected pairs in groups that must not run at the same time: pairs that share a
-/// server (the origin of a network storage) or a local path share a group, so that one
-/// server's requests stay under its limit and two pairs never write one vdir or file at once.
-/// Each group holds indices into `selected`, in order; groups come in the order of their first
-/// pair.
-fn pair_groups(config: &Config, selected: &[(&PairConfig, Selection)]) -> Vec<Vec<usize>> {
-    let mut groups: Vec<(Vec<Contention>, Vec<usize>)> = Vec::new();
-    for (index, (pair, _)) in selected.iter().enumerate() {
-        let keys: Vec<Contention> = [&pair.a, &pair.b]
-            .into_iter()
-            .filter_map(|name| config.storages.get(name))
-            .map(|storage| Contention::of(&storage.kind))
-            .collect();
-        let (mut joined, apart): (Vec<_>, Vec<_>) = std::mem::take(&mut groups)
-            .into_iter()
-            .partition(|(held, _)| held.iter().any(|h| keys.iter().any(|k| k.meets(h))));
-        let mut merged = (keys, vec![index]);
-        for (held, members) in joined.drain(..) {
-            merged.0.extend(held);
-            merged.1.extend(members);
-        }
-        merged.1.sort_unstable();
-        groups = apart;
-        groups.push(merged);
-    }
-    groups.sort_by_key(|(_, members)| members[0]);
-    groups.into_iter().map(|(_, members)| members).collect()
-}
-
-/// What two storages may have in common that keeps them from being worked on at the same
-/// time.
-#[derive(Debug, PartialEq, Eq)]
-enum Contention {
-    /// The origin of a network storage (its per-server limits; a Google account's too).
-    Server(String),
-    /// A local directory or file.
-    Path(std::path::PathBuf),
-}
-
-impl Contention {
-    fn of(kind: &storage::StorageKind) -> Contention {
-        if let Some(origin) = kind
-            .http()
-            .and_then(|http| davsync::http::origin(&http.url))
-        {
-            return Contention::Server(origin);
-        }
-        match kind.place() {
-            storage::Place::Path(path) | storage::Place::Account(path) => {
-                Contention::Path(path.to_path_buf())
-            }
-            storage::Place::Url(url) => Contention::Server(url.to_owned()),
-        }
-    }
-
-    /// Whether both name one server, or one path holds the other (a vdir inside a vdir).
-    fn meets(&self, other: &Contention) -> bool {
-        match (self, other) {
-            (Contention::Server(a), Contention::Server(b)) => a == b,
-            (Contention::Path(a), Contention::Path(b)) => a.starts_with(b) || b.starts_with(a),
-            _ => false,
-        }
-    }
 }
 
 /// What every group of a `davsync sync` run shares.
@@ -708,65 +646,4 @@ fn mirror_summary(report: &CollectionReport, mode: SyncMode) -> String {
         report.mirror_deleted,
         plural(report.mirror_deleted)
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-    use std::path::Path;
-
-    use super::*;
-
-    #[test]
-    fn pairs_sharing_a_server_or_a_path_share_a_group() {
-        let mut text = String::from("status_path = \"/x/status\"\n");
-        for (name, url) in [
-            ("s1", "http://a.example/dav/"),
-            ("s2", "http://a.example/other/"),
-            ("s3", "https://b.example/"),
-        ] {
-            text.push_str(&format!(
-                "[storage.{name}]\ntype = \"caldav\"\nurl = \"{url}\"\n"
-            ));
-        }
-        for (name, path) in [
-            ("v1", "/x/one"),
-            ("v2", "/x/two"),
-            ("v3", "/x/shared"),
-            ("v4", "/x/shared/inner"),
-            ("v5", "/x/five"),
-            ("v6", "/x/six"),
-            ("v7", "/x/seven"),
-            ("v8", "/x/eight"),
-            ("v9", "/x/nine"),
-        ] {
-            text.push_str(&format!(
-                "[storage.{name}]\ntype = \"vdir\"\npath = \"{path}\"\nfileext = \".ics\"\n"
-            ));
-        }
-        for (name, a, b) in [
-            // One server: a_one and b_two.
-            ("a_one", "v1", "s1"),
-            ("b_two", "v2", "s2"),
-            // Another server, and through f_local's vdir g_bridge ties f_local to it.
-            ("c_other", "v5", "s3"),
-            // A vdir inside another's directory.
-            ("d_shared", "v3", "v6"),
-            ("e_inner", "v4", "v7"),
-            ("f_local", "v8", "v9"),
-            ("g_bridge", "v8", "s3"),
-        ] {
-            text.push_str(&format!(
-                "[pair.{name}]\na = \"{a}\"\nb = \"{b}\"\ncollections = \"from a\"\n"
-            ));
-        }
-        let env: BTreeMap<String, String> = BTreeMap::new();
-        let config = davsync::config::parse(&text, Path::new("/x/config.toml"), &env)
-            .expect("config parses");
-        let selected = select_pairs(&config, &[]).expect("all pairs");
-        assert_eq!(
-            pair_groups(&config, &selected),
-            [vec![0, 1], vec![2, 5, 6], vec![3, 4]]
-        );
-    }
 }

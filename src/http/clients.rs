@@ -5,17 +5,19 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Credentials, HttpClient, HttpError};
+use super::{ConnectionLimit, Credentials, HttpClient, HttpError};
 use super::{HttpOptions, TlsVerify};
 
 /// The HTTP clients of the DAV storages opened for one run, one per connection setup (TLS
 /// settings, timeout, user agent, credentials). Storages with the same setup share a client,
 /// and with it its connections, its Digest session and the answers to discovery requests
 /// ([`HttpClient::send`]): a calendar pair and an address-book pair on one server learn
-/// what changed from one PROPFIND.
+/// what changed from one PROPFIND. Every client counts its requests against one
+/// [`ConnectionLimit`], the run's `max_connections`.
 #[derive(Debug, Default)]
 pub struct Clients {
     by_setup: Mutex<HashMap<ClientSetup, Arc<HttpClient>>>,
+    connections: Arc<ConnectionLimit>,
 }
 
 /// Everything [`HttpClient::new`] builds a client from.
@@ -34,6 +36,19 @@ struct ClientSetup {
 }
 
 impl Clients {
+    /// No clients yet; those made will share `connections`, the cap on requests in flight.
+    pub fn new(connections: Arc<ConnectionLimit>) -> Clients {
+        Clients {
+            by_setup: Mutex::default(),
+            connections,
+        }
+    }
+
+    /// The cap on requests in flight every client of these counts against.
+    pub fn connections(&self) -> &Arc<ConnectionLimit> {
+        &self.connections
+    }
+
     /// The client for `config` with `credentials` and up to `concurrency` requests in flight:
     /// the one already made for the same setup, else a new one.
     pub fn get(
@@ -60,11 +75,10 @@ impl Clients {
         if let Some(client) = clients.get(&setup) {
             return Ok(Arc::clone(client));
         }
-        let client = Arc::new(HttpClient::new(
-            config,
-            concurrency,
-            setup.credentials.clone(),
-        )?);
+        let client = Arc::new(
+            HttpClient::new(config, concurrency, setup.credentials.clone())?
+                .limited(Arc::clone(&self.connections)),
+        );
         clients.insert(setup, Arc::clone(&client));
         Ok(client)
     }

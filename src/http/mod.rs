@@ -22,11 +22,13 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use thiserror::Error;
 
 mod clients;
+pub mod limit;
 pub mod options;
 pub mod probe;
 pub mod tls;
 
 pub use clients::Clients;
+pub use limit::{ConnectionLimit, ConnectionPermit, DEFAULT_MAX_CONNECTIONS};
 pub use options::{AuthScheme, HttpOptions, TlsVerify};
 
 /// How often a request that is safe to repeat is retried after a connection error, a 5xx or a
@@ -358,6 +360,9 @@ pub struct HttpClient {
     writes: WriteLimiter,
     /// The storage's `timeout`, named in the message of a request that ran out of it.
     timeout: Duration,
+    /// The cap on requests in flight shared by every client of the run (`max_connections`);
+    /// `None` for a client of its own (a token endpoint's).
+    connections: Option<Arc<ConnectionLimit>>,
 }
 
 /// The origin of `url` (`scheme://host[:port]`), the unit credentials are tied to; `None` for
@@ -597,7 +602,15 @@ impl HttpClient {
             dead: OnceLock::new(),
             writes: WriteLimiter::new(concurrency),
             timeout: config.timeout,
+            connections: None,
         })
+    }
+
+    /// The client with its requests counted against `limit`, the cap on requests in flight
+    /// that every client of a run shares ([`Clients`] gives it to each client it makes).
+    pub fn limited(mut self, limit: Arc<ConnectionLimit>) -> HttpClient {
+        self.connections = Some(limit);
+        self
     }
 
     /// Builds `request` for `url` (the request's own, or where a redirect led).
@@ -727,9 +740,9 @@ impl HttpClient {
                     origin: self.origin.clone(),
                 });
             }
-            let (response, started) = match self.send_with_retries(request, &url)? {
+            let (response, started, permit) = match self.send_with_retries(request, &url)? {
                 Answer::Read(read) => return Ok(read),
-                Answer::Pending(response, started) => (response, started),
+                Answer::Pending(response, started, permit) => (response, started, permit),
             };
             let status = response.status().as_u16();
             let location = response
@@ -745,7 +758,7 @@ impl HttpClient {
                         url: url.clone(),
                         reason: format!("HTTP {status} to a bad Location {location:?}: {e}"),
                     })?,
-                _ => return self.read(request, &url, response, started),
+                _ => return self.read(request, &url, response, started, permit),
             };
             log_request(request.method, &url, started, Ok((status, None)));
             if is_write(request.method) {
@@ -801,17 +814,27 @@ impl HttpClient {
         let mut answered_challenge = false;
         let mut refreshed = false;
         loop {
-            let permit = is_write(request.method).then(|| self.writes.acquire());
+            // The server's write slot first, then the run's connection slot: a thread holding a
+            // connection slot never waits for anything but the network (and the Digest lock,
+            // held only to compute an answer), so slots cannot deadlock, and a write waiting
+            // for its server holds no slot other servers need. Built after the waits, so a
+            // Digest nonce count is sent soon after it was taken.
+            let write = is_write(request.method).then(|| self.writes.acquire());
+            let connection = self.connections.as_ref().map(ConnectionLimit::acquire);
+            let builder = self.build(request, url, oauth_token.as_deref())?;
             let started = Instant::now();
-            let result = self.build(request, url, oauth_token.as_deref())?.send();
-            drop(permit);
+            let result = builder.send();
+            drop(write);
             let result = match result {
                 // A 403 is a refusal, or (Google's) a rate limit only its body tells apart.
-                Ok(response) if response.status().as_u16() == 403 => {
-                    Ok(Answer::Read(self.read(request, url, response, started)?))
-                }
-                Ok(response) => Ok(Answer::Pending(response, started)),
+                Ok(response) if response.status().as_u16() == 403 => Ok(Answer::Read(
+                    self.read(request, url, response, started, connection)?,
+                )),
+                // The connection slot stays with the answer until its body is read.
+                Ok(response) => Ok(Answer::Pending(response, started, connection)),
                 Err(e) => {
+                    // No answer: the slot is free before any backoff.
+                    drop(connection);
                     log_request(
                         request.method,
                         url,
@@ -826,7 +849,7 @@ impl HttpClient {
                 if says_busy(request.method, status) {
                     self.writes.back_off();
                 }
-                if let Answer::Pending(response, started) = answer
+                if let Answer::Pending(response, started, _) = answer
                     && status == 401
                     && !answered_challenge
                     && self.accept_challenge(response)
@@ -840,7 +863,9 @@ impl HttpClient {
                     (status, refreshed, &self.credentials, &oauth_token)
                 {
                     // The token was revoked or expired early: one more try with a fresh one,
-                    // if there is another one; a second 401 is the answer.
+                    // if there is another one; a second 401 is the answer. (The answer keeps its
+                    // connection slot meanwhile: the token endpoint's client counts against no
+                    // limit, so the refresh never waits for a slot.)
                     refreshed = true;
                     let fresh = source.refresh_after_refusal(refused).map_err(token_error)?;
                     if fresh != *refused {
@@ -889,13 +914,14 @@ impl HttpClient {
     }
 
     /// Reads the body, decompressed, up to `max_response_size`, of the answer to a request
-    /// sent at `started`.
+    /// sent at `started`, then gives back the request's connection slot (`permit`).
     fn read(
         &self,
         request: &DavRequest,
         url: &str,
         response: reqwest::blocking::Response,
         started: Instant,
+        permit: Option<ConnectionPermit>,
     ) -> Result<DavResponse, HttpError> {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -909,6 +935,8 @@ impl HttpClient {
                     unanswered(&e, self.timeout)
                 )
             });
+        // The answer is read and its connection back in the pool: the slot is free.
+        drop(permit);
         log_request(
             request.method,
             url,
@@ -940,10 +968,14 @@ impl HttpClient {
 }
 
 /// An answer from [`HttpClient::send_with_retries`]: its body still to be read (with the time
-/// the request was sent), or already read (a 403, whose body tells a rate limit from a
-/// refusal).
+/// the request was sent and its connection slot, given back once the body is read or the
+/// answer dropped), or already read (a 403, whose body tells a rate limit from a refusal).
 enum Answer {
-    Pending(reqwest::blocking::Response, Instant),
+    Pending(
+        reqwest::blocking::Response,
+        Instant,
+        Option<ConnectionPermit>,
+    ),
     Read(DavResponse),
 }
 
@@ -951,7 +983,7 @@ impl Answer {
     /// Logs an answer that is not passed on (a retried one); one already read was logged when
     /// read.
     fn log_unread(&self, method: &str, url: &str) {
-        if let Answer::Pending(response, started) = self {
+        if let Answer::Pending(response, started, _) = self {
             log_request(
                 method,
                 url,
@@ -964,7 +996,7 @@ impl Answer {
     /// The status, with a 403 that says it is a rate limit taken for the 429 it means.
     fn status(&self) -> u16 {
         match self {
-            Answer::Pending(response, _) => response.status().as_u16(),
+            Answer::Pending(response, ..) => response.status().as_u16(),
             Answer::Read(read) if read.status == 403 && is_rate_limit(&read.body) => 429,
             Answer::Read(read) => read.status,
         }
@@ -972,7 +1004,7 @@ impl Answer {
 
     fn headers(&self) -> &HeaderMap {
         match self {
-            Answer::Pending(response, _) => response.headers(),
+            Answer::Pending(response, ..) => response.headers(),
             Answer::Read(read) => &read.headers,
         }
     }
@@ -1489,5 +1521,159 @@ mod tests {
         };
         assert!(!format!("{basic:?}").contains("hunter2"));
         assert!(!format!("{:?}", Credentials::Bearer("tok".into())).contains("tok"));
+    }
+
+    /// Requests being worked on by the mock servers that share it, and the most at once.
+    type Gauge = Arc<(AtomicUsize, AtomicUsize)>;
+
+    /// A mock server whose every answer takes `delay`; counts on `gauge` the requests it is
+    /// working on (from the end of the request head to the start of the answer, so a client
+    /// that read its answer is never counted). `GET /forbidden` is answered 403, `GET /moved`
+    /// redirects to `/`, anything else 200 with a small body.
+    fn counting_server(delay: Duration, gauge: &Gauge) -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let counted = Arc::clone(gauge);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let gauge = Arc::clone(&counted);
+                thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    loop {
+                        let mut first = String::new();
+                        if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        loop {
+                            let mut line = String::new();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0
+                                || line.trim().is_empty()
+                            {
+                                break;
+                            }
+                        }
+                        let now = gauge.0.fetch_add(1, Ordering::SeqCst) + 1;
+                        gauge.1.fetch_max(now, Ordering::SeqCst);
+                        thread::sleep(delay);
+                        gauge.0.fetch_sub(1, Ordering::SeqCst);
+                        let head = if first.contains("/forbidden") {
+                            "403 Forbidden\r\nContent-Length: 2"
+                        } else if first.contains("/moved") {
+                            "302 Found\r\nLocation: /\r\nContent-Length: 2"
+                        } else {
+                            "200 OK\r\nContent-Length: 2"
+                        };
+                        if write!(stream, "HTTP/1.1 {head}\r\n\r\nok").is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    fn plain_options(url: &str) -> HttpOptions {
+        HttpOptions {
+            url: url.to_owned(),
+            username: None,
+            password: None,
+            auth: AuthScheme::Basic,
+            verify: TlsVerify::System,
+            fingerprint: None,
+            client_cert: None,
+            timeout: Duration::from_secs(10),
+            user_agent: None,
+            max_response_size: 1 << 20,
+        }
+    }
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn clients_of_one_run_share_the_cap_on_requests_in_flight() {
+        // Two servers, each client allowed 8 at once: without the shared cap, 16 requests
+        // would be in flight together.
+        let gauge = Gauge::default();
+        let servers = [
+            counting_server(Duration::from_millis(40), &gauge),
+            counting_server(Duration::from_millis(40), &gauge),
+        ];
+        let clients = Clients::new(ConnectionLimit::new(3));
+        let handles: Vec<Arc<HttpClient>> = servers
+            .iter()
+            .map(|url| {
+                clients
+                    .get(&plain_options(url), 8, Credentials::None)
+                    .unwrap()
+            })
+            .collect();
+        thread::scope(|scope| {
+            for (client, url) in handles.iter().zip(&servers) {
+                for n in 0..8 {
+                    scope.spawn(move || {
+                        for _ in 0..3 {
+                            let answer = client
+                                .send(&DavRequest::new("GET", format!("{url}item-{n}")))
+                                .unwrap();
+                            assert_eq!(answer.status, 200);
+                        }
+                    });
+                }
+            }
+        });
+        let most = gauge.1.load(Ordering::SeqCst);
+        assert!(most <= 3, "{most} requests in flight at once, the cap is 3");
+        assert_eq!(clients.connections().peak(), 3);
+        assert_eq!(clients.connections().in_flight(), 0);
+    }
+
+    #[test]
+    fn every_kind_of_answer_gives_its_connection_slot_back() {
+        let url = counting_server(Duration::ZERO, &Gauge::default());
+        let limit = ConnectionLimit::new(1);
+        let client = HttpClient::new(&plain_options(&url), 4, Credentials::None)
+            .unwrap()
+            .limited(Arc::clone(&limit));
+        // With one slot, a request whose slot was kept would make the next one wait forever:
+        // the requests run on a thread and must all be done in time.
+        let (done, finished) = std::sync::mpsc::channel();
+        let worker = {
+            let refused = {
+                // A port nothing listens on (bound, then let go).
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                format!("http://{}/", listener.local_addr().unwrap())
+            };
+            let dead = HttpClient::new(&plain_options(&refused), 4, Credentials::None)
+                .unwrap()
+                .limited(Arc::clone(&limit));
+            thread::spawn(move || {
+                let statuses: Vec<u16> = ["", "forbidden", "moved", "put"]
+                    .iter()
+                    .map(|path| {
+                        let method = if *path == "put" { "PUT" } else { "GET" };
+                        client
+                            .send(&DavRequest::new(method, format!("{url}{path}")))
+                            .unwrap()
+                            .status
+                    })
+                    .collect();
+                // No answer at all: the slot is free again too.
+                let failed = dead.send(&DavRequest::new("GET", refused).without_retries());
+                let again = client.send(&DavRequest::new("GET", url)).unwrap().status;
+                let _ = done.send((statuses, failed.is_err(), again));
+            })
+        };
+        let (statuses, failed, again) = finished
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a connection slot was not given back");
+        worker.join().unwrap();
+        // The redirect was followed to `/`.
+        assert_eq!(statuses, [200, 403, 200, 200]);
+        assert!(failed);
+        assert_eq!(again, 200);
+        assert_eq!(limit.in_flight(), 0);
     }
 }

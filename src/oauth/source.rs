@@ -116,7 +116,8 @@ impl TokenSource for FileTokenSource {
 }
 
 /// A client for the token endpoint `token_url` with the TLS settings, timeout and user agent
-/// of a storage's HTTP options.
+/// of a storage's HTTP options. It counts against no `max_connections` limit: a refresh is
+/// asked for while a request of the storage may hold a slot, and must not wait for another.
 pub fn token_endpoint_client(
     http: &HttpOptions,
     token_url: &str,

@@ -122,13 +122,26 @@ pub fn item_file_name(hint: &str, ext: &str) -> String {
 }
 
 /// What the storages opened for one run share: network storages with the same connection setup
-/// share an HTTP client ([`crate::http::Clients`]).
+/// share an HTTP client ([`crate::http::Clients`]), and every HTTP client the cap on requests
+/// in flight ([`crate::http::ConnectionLimit`], `max_connections`).
 #[derive(Debug, Default)]
 pub struct Shared {
     http: crate::http::Clients,
     /// The token source of each OAuth2 token file: a storage in several pairs refreshes once,
     /// and its pairs share one HTTP client.
     tokens: google::TokenSources,
+}
+
+impl Shared {
+    /// Nothing shared yet but `connections`, the cap on requests in flight that every HTTP
+    /// client opened through this counts against. (`Shared::default()` has a cap of its own of
+    /// [`crate::http::DEFAULT_MAX_CONNECTIONS`].)
+    pub fn new(connections: std::sync::Arc<crate::http::ConnectionLimit>) -> Shared {
+        Shared {
+            http: crate::http::Clients::new(connections),
+            tokens: google::TokenSources::default(),
+        }
+    }
 }
 
 /// Opens the storage a config section describes. Secrets are resolved now, from `env` and

@@ -25,7 +25,7 @@ pub mod xml;
 
 pub use http::{DavClient, HttpResponse, basic_auth, http, try_http};
 pub use proxy::{Fault, FaultProxy, FaultRule, Recorded, drop_responses};
-pub use proxy::{Hold, Release};
+pub use proxy::{Gauge, Hold, Release};
 pub use servers::{DavServer, Radicale, Xandikos, free_port};
 pub use venv::{REQUIREMENTS, tool_output, venv, venv_bin};
 pub use xml::{elements, xml_text};

@@ -249,6 +249,8 @@ struct Shared {
     busy: Mutex<Vec<String>>,
     /// Requests being handled (read, not yet answered or dropped).
     in_flight: AtomicU64,
+    /// Requests being worked on, counted with those of other proxies sharing the gauge.
+    gauge: Arc<Gauge>,
     /// See [`FaultProxy::hold`].
     hold: Mutex<HoldState>,
     /// Signalled when a request is held and when the test releases it.
@@ -383,6 +385,52 @@ impl Shared {
     }
 }
 
+/// Counts the requests that proxies sharing it are working on: from the moment a request was
+/// read whole until its answer starts (or it is dropped unanswered), so a client that already
+/// read its answer is never counted; and the most at once ([`Gauge::most`]).
+#[derive(Debug, Default)]
+pub struct Gauge {
+    now: AtomicU64,
+    most: AtomicU64,
+}
+
+impl Gauge {
+    /// The most requests that were being worked on at once.
+    pub fn most(&self) -> u64 {
+        self.most.load(Ordering::SeqCst)
+    }
+
+    fn enter(&self) -> Counted<'_> {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        Counted {
+            gauge: self,
+            done: std::cell::Cell::new(false),
+        }
+    }
+}
+
+/// One request counted on a [`Gauge`] until [`Counted::answering`] or drop.
+struct Counted<'g> {
+    gauge: &'g Gauge,
+    done: std::cell::Cell<bool>,
+}
+
+impl Counted<'_> {
+    /// The answer starts: the request no longer counts.
+    fn answering(&self) {
+        if !self.done.replace(true) {
+            self.gauge.now.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.answering();
+    }
+}
+
 /// See the module documentation.
 pub struct FaultProxy {
     addr: SocketAddr,
@@ -394,6 +442,12 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts a proxy for the server at `upstream_url` (only its `host:port` is used).
     pub fn start(upstream_url: &str) -> FaultProxy {
+        FaultProxy::start_gauged(upstream_url, &Arc::default())
+    }
+
+    /// Starts a proxy that counts the requests it works on on `gauge`, which other proxies may
+    /// share: several servers' requests in flight at once.
+    pub fn start_gauged(upstream_url: &str, gauge: &Arc<Gauge>) -> FaultProxy {
         let (upstream, _) = split_url(upstream_url);
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind proxy port");
         let addr = listener.local_addr().expect("proxy address");
@@ -407,6 +461,7 @@ impl FaultProxy {
             plain: AtomicBool::new(false),
             busy: Mutex::new(Vec::new()),
             in_flight: AtomicU64::new(0),
+            gauge: Arc::clone(gauge),
             hold: Mutex::new(HoldState::default()),
             hold_changed: Condvar::new(),
         });
@@ -639,7 +694,9 @@ fn serve_client(shared: &Shared, upstream: &str, client: TcpStream) {
                 break;
             };
             shared.in_flight.fetch_add(1, Ordering::SeqCst);
-            let outcome = handle(shared, upstream, req, &mut writer);
+            let counted = shared.gauge.enter();
+            let outcome = handle(shared, upstream, req, &mut writer, &counted);
+            drop(counted);
             shared.in_flight.fetch_sub(1, Ordering::SeqCst);
             match outcome {
                 Ok(true) => continue,
@@ -693,6 +750,7 @@ fn handle(
     upstream: &str,
     mut req: Request,
     client: &mut TcpStream,
+    counted: &Counted<'_>,
 ) -> io::Result<bool> {
     let faults = shared.take_faults(&req.method, &req.target, &req.body);
     let mut record = Recorded {
@@ -729,6 +787,7 @@ fn handle(
                 };
                 record.status = Some(*code);
                 shared.record(record);
+                counted.answering();
                 write_response(client, &req.method, &resp, req.keep_alive, None)?;
                 return Ok(req.keep_alive);
             }
@@ -756,6 +815,7 @@ fn handle(
             };
             record.status = Some(423);
             shared.record(record);
+            counted.answering();
             write_response(client, &req.method, &resp, req.keep_alive, None)?;
             return Ok(req.keep_alive);
         }
@@ -853,6 +913,7 @@ fn handle(
     record.status = Some(resp.status);
     record.answer = resp.body.clone();
     shared.record(record);
+    counted.answering();
     write_response(client, &req.method, &resp, req.keep_alive, truncate)?;
     if truncate.is_some() {
         let _ = client.shutdown(Shutdown::Both);
