@@ -10,8 +10,10 @@ use std::time::SystemTime;
 use crate::config::{Env, StorageConfig};
 use crate::http::probe::{TlsSession, probe};
 use crate::http::{AuthScheme, HttpOptions, TlsVerify};
+use crate::model::is_weak_etag;
+use crate::storage::dav::DavKind;
 use crate::storage::{
-    self, Changes, CollectionInfo, ListingPlan, Place, Shared, Storage, StorageKind,
+    self, Changes, CollectionInfo, ListEntry, ListingPlan, Place, Shared, Storage, StorageKind,
 };
 
 /// How bad a finding is.
@@ -80,6 +82,9 @@ pub struct StorageCheck {
     pub collections: Vec<CollectionCheck>,
     /// What went wrong or is worth knowing.
     pub findings: Vec<Finding>,
+    /// How this server departs from what davsync assumes first, and what davsync does about
+    /// it (weak ETags, a Google account's limits); nothing to fix.
+    pub quirks: Vec<String>,
 }
 
 impl StorageCheck {
@@ -104,7 +109,6 @@ pub struct Usage {
 
 /// The type name of a storage kind, as `type = "..."` spells it.
 pub fn type_name(kind: &StorageKind) -> &'static str {
-    use crate::storage::dav::DavKind;
     match kind {
         StorageKind::Vdir(_) => "vdir",
         StorageKind::Singlefile(_) => "singlefile",
@@ -141,7 +145,11 @@ pub fn check_storage(
         tls: None,
         collections: Vec::new(),
         findings: Vec::new(),
+        quirks: Vec::new(),
     };
+    if let StorageKind::Google(google) = &config.kind {
+        report.quirks.extend(google_quirks(google.dav.kind));
+    }
     if let Some(http) = config.kind.http() {
         report.auth = Some(auth_text(&config.kind, http));
         report.tls = tls_check(http);
@@ -222,11 +230,18 @@ fn check_collection(
     }
     match storage.list_changes(collection, None, false) {
         Ok(set) => {
-            checked.items = match set.changes {
-                Changes::Full(entries) => Some(entries.len()),
-                Changes::Delta { changed, .. } => Some(changed.len()),
+            let entries = match &set.changes {
+                Changes::Full(entries) => Some(entries.as_slice()),
+                Changes::Delta { changed, .. } => Some(changed.as_slice()),
                 Changes::Unchanged => None,
             };
+            checked.items = entries.map(<[_]>::len);
+            // A vdir's weak tags are files written in the last seconds, not a quirk.
+            if config.kind.http().is_some() {
+                report
+                    .quirks
+                    .extend(entries.and_then(|e| weak_etag_quirk(&collection.id, e)));
+            }
             checked.unreadable = set.unreadable.len();
             if let Some(first) = set.unreadable.first() {
                 report.findings.push(Finding {
@@ -247,6 +262,38 @@ fn check_collection(
         }
     }
     checked
+}
+
+/// The quirk of a collection whose server tags items with weak ETags (`W/...`), if any do:
+/// such a tag never proves an item unchanged, so every sync fetches those items to compare
+/// their content.
+fn weak_etag_quirk(collection: &str, entries: &[ListEntry]) -> Option<String> {
+    let weak = entries.iter().filter(|e| is_weak_etag(&e.etag)).count();
+    (weak > 0).then(|| {
+        format!(
+            "{weak} of {} items in {collection} have weak ETags (W/...), which never prove an \
+             item unchanged: each sync fetches them to compare content",
+            entries.len()
+        )
+    })
+}
+
+/// What a Google account does differently from a CalDAV/CardDAV server, and what davsync does
+/// about it (see `storage::dav::Dialect::Google`).
+fn google_quirks(kind: DavKind) -> Vec<String> {
+    let mut quirks = vec![
+        "Google answers If-None-Match: * with an error: a new item is checked with a GET \
+         before it is written"
+            .to_owned(),
+    ];
+    if kind == DavKind::CalDav {
+        quirks.push(
+            "Google calendars hold events only (VEVENT): tasks and journals stay on the other \
+             side, never sent and never deleted; no calendar can be created (MKCALENDAR)"
+                .to_owned(),
+        );
+    }
+    quirks
 }
 
 /// A local storage's path: `false` (stop here) when it does not exist.
@@ -426,4 +473,41 @@ pub fn fix_for(message: &str, config: &StorageConfig) -> Option<String> {
         return None;
     };
     Some(fix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(href: &str, etag: &str) -> ListEntry {
+        ListEntry {
+            href: href.to_owned(),
+            etag: etag.to_owned(),
+            content: None,
+        }
+    }
+
+    #[test]
+    fn weak_etags_are_a_quirk_counted_per_collection() {
+        let entries = [entry("a.ics", "W/\"1\""), entry("b.ics", "\"2\"")];
+        assert_eq!(
+            weak_etag_quirk("https://dav.example/cal/", &entries).as_deref(),
+            Some(
+                "1 of 2 items in https://dav.example/cal/ have weak ETags (W/...), which never \
+                 prove an item unchanged: each sync fetches them to compare content"
+            )
+        );
+        assert_eq!(weak_etag_quirk("c", &entries[1..]), None);
+        assert_eq!(weak_etag_quirk("c", &[]), None);
+    }
+
+    #[test]
+    fn a_google_calendar_has_more_quirks_than_google_contacts() {
+        let calendar = google_quirks(DavKind::CalDav);
+        let contacts = google_quirks(DavKind::CardDav);
+        assert_eq!(calendar.len(), 2);
+        assert_eq!(contacts.len(), 1);
+        assert!(calendar[1].contains("events only"), "{calendar:?}");
+        assert!(contacts[0].contains("If-None-Match"), "{contacts:?}");
+    }
 }

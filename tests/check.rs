@@ -7,6 +7,7 @@ mod common;
 mod dav_support;
 
 use common::{Run, Sandbox, event};
+use dav_support::proxy::{Fault, FaultProxy, FaultRule};
 use dav_support::{DavServer, Radicale, Xandikos, free_port};
 
 const SECRET: &str = "secret-horse-42";
@@ -166,6 +167,31 @@ fn radicale_discovery_counts_and_listing_method() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn weak_etags_are_reported_as_a_server_quirk() {
+    let server = Radicale::start();
+    let upload = sandbox(&server.url(), &alice(SECRET), 2);
+    upload.run(&["sync"]).success();
+    // A server that tags its items weakly (a fault proxy making Radicale's tags `W/"..."`).
+    let proxy = FaultProxy::start(&server.url());
+    proxy.set_faults(vec![FaultRule::always(Fault::ReplaceInBody(
+        "getetag>\"".into(),
+        "getetag>W/\"".into(),
+    ))]);
+    let sb = sandbox(&proxy.url(), &alice(SECRET), 0);
+    let run = check(&sb, SECRET);
+    run.success();
+    assert!(
+        run.stdout.contains("quirk: 2 of 2 items in ")
+            && run.stdout.contains("have weak ETags (W/...)"),
+        "{}",
+        run.stdout
+    );
+    // Radicale itself has no quirk to report.
+    let plain = check(&sandbox(&server.url(), &alice(SECRET), 0), SECRET);
+    assert!(!plain.stdout.contains("quirk:"), "{}", plain.stdout);
 }
 
 #[test]

@@ -22,8 +22,10 @@ use super::{Cli, CliError, complete, exists, load_config, select_pairs, status_d
 ///
 /// Output on stdout, per storage: "storage NAME (TYPE, pair PAIR): ok" (or PROBLEMS), then
 /// indented lines "at:", "auth:", "tls:", "home set:", "collection NAME (WHERE): N items" with
-/// "listing: METHOD (WHY)" below it, "note: ..." and "problem: ..." each with "fix: ..." below
-/// it; "all is well" at the end when nothing is wrong. With --json stdout holds one JSON
+/// "listing: METHOD (WHY)" below it, "quirk: ..." for each way the server departs from what
+/// davsync assumes first (weak ETags, a Google account's limits) and what davsync does about
+/// it, "note: ..." and "problem: ..." each with "fix: ..." below it; "all is well" at the end
+/// when nothing is wrong. With --json stdout holds one JSON
 /// document and these lines go to stderr.
 ///
 /// Exit status: 0 when all is well, 1 when something is wrong, 2 for config errors.
@@ -169,6 +171,9 @@ fn print_report(report: &StorageCheck, pairs: &[&str], json: bool) {
             };
             say!(json, "    listing: {method} ({})", plan.why);
         }
+    }
+    for quirk in &report.quirks {
+        say!(json, "  quirk: {quirk}");
     }
     for finding in &report.findings {
         let tag = match finding.severity {

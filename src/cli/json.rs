@@ -684,6 +684,8 @@ pub struct CheckStorage {
     tls: Option<CheckTls>,
     collections: Vec<CheckCollection>,
     findings: Vec<CheckFinding>,
+    /// How the server departs from what davsync assumes first, and what davsync does.
+    quirks: Vec<String>,
 }
 
 /// TLS settings and what a handshake showed.
@@ -798,6 +800,7 @@ impl CheckStorage {
                     fix: f.fix.clone(),
                 })
                 .collect(),
+            quirks: report.quirks.clone(),
         }
     }
 }
