@@ -2,7 +2,9 @@
 //! bash as makepkg would, on a copy of the binary under test standing in for the dist build)
 //! installs the binary, every man page, the completions, the user units, the README and the MIT
 //! license text, and nothing else. The license: the crate's `license`, the two license files
-//! and the Debian copyright file cargo-deb ships agree. (The .deb itself is checked by
+//! and the Debian copyright file cargo-deb ships agree. The PKGBUILD has what makepkg reads
+//! (makepkg and namcap are not needed), and the systemd user units pass
+//! `systemd-analyze verify --user` where systemd is installed. (The .deb itself is checked by
 //! `packaging/deb/check.sh`, run by `.ci/run`.)
 
 use std::collections::BTreeMap;
@@ -166,4 +168,59 @@ fn the_license_is_mit_or_apache_and_ships_with_the_packages() {
     );
     assert!(copyright.contains("\nLicense: Apache-2.0\n"));
     assert!(copyright.contains("/usr/share/common-licenses/Apache-2.0"));
+}
+
+/// `systemd-analyze verify --user` on the three user units (with man pages not looked up:
+/// they are installed only with a package). It exits 0 even for a unit it ignores lines of
+/// ("Unknown key", "Failed to parse"), so any output fails the test. Where systemd-analyze is
+/// missing (a machine without systemd) the test says so and checks nothing.
+#[test]
+fn systemd_user_units_verify() {
+    let units: Vec<_> = ["davsync.service", "davsync.timer", "davsync-daemon.service"]
+        .iter()
+        .map(|unit| Path::new(ROOT).join("packaging/systemd").join(unit))
+        .collect();
+    // `--user` wants a runtime directory; a test may run without a login session.
+    let runtime = tempfile::tempdir().unwrap();
+    let run = Command::new("systemd-analyze")
+        .args(["verify", "--user", "--man=no"])
+        .args(&units)
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .output();
+    let run = match run {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("systemd-analyze not found: the user units were not verified");
+            return;
+        }
+        run => run.expect("run systemd-analyze"),
+    };
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(run.status.success() && output.is_empty(), "{output}");
+}
+
+/// What makepkg would read of the PKGBUILD, without makepkg: bash parses it, it sets the
+/// variables makepkg needs and defines the functions it runs.
+#[test]
+fn pkgbuild_has_what_makepkg_reads() {
+    let run = Command::new("bash")
+        .arg("-c")
+        .arg(
+            "set -euo pipefail; bash -n PKGBUILD; source PKGBUILD
+             for v in pkgname pkgver pkgrel pkgdesc; do [[ -n ${!v} ]] || { echo \"no $v\"; exit 1; }; done
+             (( ${#arch[@]} && ${#license[@]} && ${#makedepends[@]} )) || { echo 'empty array'; exit 1; }
+             for f in prepare build check package; do declare -F \"$f\" >/dev/null || { echo \"no $f()\"; exit 1; }; done",
+        )
+        .current_dir(Path::new(ROOT).join("packaging/arch"))
+        .output()
+        .expect("run bash");
+    assert!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
 }
