@@ -461,7 +461,10 @@ pub fn fix_for(message: &str, config: &StorageConfig) -> Option<String> {
         "set verify = \"ca.pem\" (the CA that signed the server's certificate) or \
          fingerprint = \"sha256:...\" to pin it"
             .to_owned()
-    } else if lower.contains("dns") || lower.contains("lookup") {
+    } else if lower.contains("could not resolve")
+        || lower.contains("dns")
+        || lower.contains("lookup")
+    {
         "check the host name in url".to_owned()
     } else if lower.contains("timed out") || lower.contains("timeout") {
         "is the server reachable? a slow one needs a larger timeout".to_owned()

@@ -272,6 +272,20 @@ pub struct CollectionStatus {
     pub failures: Vec<Problem>,
 }
 
+/// A run that refused the whole pair before it looked at any collection, as
+/// [`StatusDb::pair_refusal`] remembers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairRefusal {
+    /// When the run finished (unix seconds).
+    pub finished_at: i64,
+    /// Why nothing was synced.
+    pub reason: String,
+}
+
+/// The pair-wide `meta` keys of the last [`PairRefusal`]: its time and its reason.
+const REFUSED_AT_KEY: &str = "pair_refused_at";
+const REFUSED_KEY: &str = "pair_refused";
+
 /// A write transaction of one call, or the surrounding batch's.
 enum WriteTx<'c> {
     Own(Transaction<'c>),
@@ -872,8 +886,11 @@ impl StatusDb {
         tx.commit().map_err(|e| self.sql(e))
     }
 
-    /// Records a run that refused the whole pair before looking at any collection (discovery
-    /// failed): [`StatusDb::record_refusal`] for every collection the database knows.
+    /// Records a run that refused the whole pair before looking at any collection (a storage
+    /// that could not be opened, a secret not found, discovery failed):
+    /// [`StatusDb::record_refusal`] for every collection the database knows, and the pair-wide
+    /// attempt ([`StatusDb::pair_refusal`]), which is all a pair that never got to its
+    /// collections has to show.
     pub fn record_pair_refusal(&self, finished_at: i64, reason: &str) -> Result<(), StatusError> {
         let ids = || -> rusqlite::Result<Vec<CollectionId>> {
             let mut stmt = self.conn.prepare_cached("SELECT id FROM collections")?;
@@ -882,6 +899,40 @@ impl StatusDb {
         for coll in ids().map_err(|e| self.sql(e))? {
             self.record_refusal(coll, finished_at, reason)?;
         }
+        let tx = self.begin()?;
+        let write = || -> rusqlite::Result<()> {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?;
+            stmt.execute([REFUSED_AT_KEY, &finished_at.to_string()])?;
+            stmt.execute([REFUSED_KEY, reason])?;
+            Ok(())
+        };
+        write().map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))
+    }
+
+    /// The last run that refused the whole pair, unless a later run got past that point
+    /// ([`StatusDb::clear_pair_refusal`]).
+    pub fn pair_refusal(&self) -> Result<Option<PairRefusal>, StatusError> {
+        let at = self.meta(REFUSED_AT_KEY)?.and_then(|at| at.parse().ok());
+        Ok(match (at, self.meta(REFUSED_KEY)?) {
+            (Some(finished_at), Some(reason)) => Some(PairRefusal {
+                finished_at,
+                reason,
+            }),
+            _ => None,
+        })
+    }
+
+    /// Forgets the pair-wide refusal: a run got to the pair's collections, which from then on
+    /// record their own attempts.
+    pub fn clear_pair_refusal(&self) -> Result<(), StatusError> {
+        self.conn
+            .prepare_cached("DELETE FROM meta WHERE key IN (?1, ?2)")
+            .and_then(|mut stmt| stmt.execute([REFUSED_AT_KEY, REFUSED_KEY]))
+            .map_err(|e| self.sql(e))?;
         Ok(())
     }
 
@@ -1737,6 +1788,38 @@ mod tests {
             db.synced_content(coll, "u1"),
             Err(StatusError::CorruptContent { .. })
         ));
+    }
+
+    #[test]
+    fn a_pair_refusal_is_remembered_until_a_run_gets_to_the_collections() {
+        let (_dir, db) = open_temp();
+        assert_eq!(db.pair_refusal().unwrap(), None);
+        // A pair that never got to a collection keeps only the pair-wide attempt.
+        db.record_pair_refusal(
+            1_700_000_000,
+            "not synced: storage b: password command failed",
+        )
+        .unwrap();
+        db.record_pair_refusal(1_700_000_060, "not synced: server down")
+            .unwrap();
+        assert_eq!(
+            db.pair_refusal().unwrap(),
+            Some(PairRefusal {
+                finished_at: 1_700_000_060,
+                reason: "not synced: server down".into(),
+            })
+        );
+        assert!(db.collections().unwrap().is_empty());
+        // Known collections get the attempt too.
+        let work = db.collection("work").unwrap();
+        db.record_pair_refusal(1_700_000_120, "not synced: again")
+            .unwrap();
+        let work_status = &db.collections().unwrap()[0];
+        assert_eq!(work_status.last_sync, Some(1_700_000_120));
+        assert_eq!(work_status.failures[0].message, "not synced: again");
+        db.record_refusal(work, 1_700_000_180, "x").unwrap();
+        db.clear_pair_refusal().unwrap();
+        assert_eq!(db.pair_refusal().unwrap(), None);
     }
 
     #[test]

@@ -1131,6 +1131,118 @@ fn status_shows_a_failed_attempt_of_an_unreachable_server_and_exits_1() {
     sb.run(&["status", "cal"]).success();
 }
 
+/// The pair `remote` of the usual config, whose server storage's password command fails
+/// (`false`), so that the run stops before any request or collection.
+fn add_pair_with_failing_password(sb: &Sandbox) {
+    sb.mkdir("c");
+    let port = common::closed_port();
+    let mut config = common::vdir_pair_config(".ics", "");
+    config.push_str(&format!(
+        r#"
+[storage.local]
+type = "vdir"
+path = "{{root}}/c"
+fileext = ".ics"
+
+[storage.server]
+type = "caldav"
+url = "http://127.0.0.1:{port}/cal/"
+username = "me"
+password = {{ cmd = ["false"] }}
+
+[pair.remote]
+a = "local"
+b = "server"
+"#
+    ));
+    sb.write_config(&config);
+}
+
+#[test]
+fn status_shows_a_run_whose_password_command_failed_as_a_failed_attempt() {
+    let sb = setup("");
+    add_pair_with_failing_password(&sb);
+    sb.write("c/lunch.ics", event(LUNCH, "Lunch"));
+    // A dry run records nothing: the pair has still never synced.
+    sb.run(&["sync", "--dry-run", "remote"]).expect_code(1);
+    sb.run(&["status", "remote"]).success();
+    let run = sb.run(&["sync", "remote"]);
+    run.expect_code(1);
+    let run = sb.run(&["status", "remote"]);
+    insta::assert_snapshot!(without_port(&run.both()), @r#"
+    remote: no collection synced yet
+      last attempt [TIME] UTC: failed: not synced: storage server: http://127.0.0.1:[PORT]/cal/: password command "false" failed (exit status: 1)
+    --- stderr
+    davsync: a conflict is open or the last run failed
+    --- exit 1
+    "#);
+    // Once a run gets to the collections, they speak for themselves: with the password
+    // command fixed the server still cannot be reached, and that is the attempt shown.
+    let config = sb.read_string("config.toml");
+    sb.write(
+        "config.toml",
+        config.replace(r#"cmd = ["false"]"#, r#"cmd = ["echo", "secret"]"#),
+    );
+    sb.run(&["sync", "remote"]).expect_code(75);
+    let run = sb.run(&["status", "remote"]);
+    run.expect_code(1);
+    assert!(!run.stdout.contains("password"), "{}", run.both());
+}
+
+#[test]
+fn status_shows_a_failed_password_command_of_a_pair_that_synced_before() {
+    // Synced once between two vdirs, then side b becomes a server whose password command
+    // fails: the run stops before the status database was opened until now.
+    let sb = setup("");
+    sb.write("a/lunch.ics", event(LUNCH, "Lunch"));
+    sb.run(&["sync"]).success();
+    let config = sb.read_string("config.toml");
+    let vdir_b = config
+        .split("[storage.backup]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .expect("the backup storage's table");
+    sb.write(
+        "config.toml",
+        config.replace(
+            vdir_b,
+            "\ntype = \"caldav\"\nurl = \"http://127.0.0.1:9/cal/\"\nusername = \"me\"\n\
+             password = { cmd = [\"false\"] }\n",
+        ),
+    );
+    sb.run(&["sync"]).expect_code(1);
+    let run = sb.run(&["status"]);
+    insta::assert_snapshot!(common::redact_timestamps(&run.both()), @r#"
+    cal: 1 items, last clean sync [TIME] UTC, 0 open conflicts, 1 failed items
+      last attempt [TIME] UTC: failed: not synced: storage backup: http://127.0.0.1:9/cal/: password command "false" failed (exit status: 1)
+      failed: not synced: storage backup: http://127.0.0.1:9/cal/: password command "false" failed (exit status: 1)
+    --- stderr
+    davsync: a conflict is open or the last run failed
+    --- exit 1
+    "#);
+}
+
+#[test]
+fn a_held_lock_records_no_attempt_even_when_the_password_command_fails() {
+    let sb = setup("");
+    add_pair_with_failing_password(&sb);
+    sb.mkdir("status");
+    let lock = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(sb.path("status/remote.lock"))
+        .expect("open lock file");
+    lock.try_lock().expect("take the lock");
+    // The holder records its own run: this one only says it is locked.
+    let run = sb.run(&["sync", "remote"]);
+    run.expect_code(75);
+    assert!(!run.stderr.contains("password"), "{}", run.both());
+    assert!(!sb.exists("status/remote.db"), "{}", run.both());
+    sb.run(&["status", "remote"]).success();
+}
+
 /// The output with timestamps and the closed port's number replaced.
 fn without_port(text: &str) -> String {
     let text = common::redact_timestamps(text);

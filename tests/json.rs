@@ -394,3 +394,46 @@ fn an_unreachable_server_is_retry_later_and_status_tells_the_attempt_from_the_cl
         "{doc:#}"
     );
 }
+
+#[test]
+fn status_shows_a_pair_refused_before_any_collection() {
+    // The pair never got to a collection: its server's password command fails.
+    let sb = Sandbox::with_vdir_pair("");
+    let config = sb.read_string("config.toml");
+    let vdir_b = config
+        .split("[storage.backup]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .expect("the backup storage's table");
+    sb.write(
+        "config.toml",
+        config.replace(
+            vdir_b,
+            "\ntype = \"caldav\"\nurl = \"http://127.0.0.1:9/cal/\"\nusername = \"me\"\n\
+             password = { cmd = [\"false\"] }\n",
+        ),
+    );
+    let (doc, _) = json_run(&sb, &["status"], &[]);
+    assert_eq!(doc["pairs"][0]["refused"], Value::Null, "{doc:#}");
+    let (doc, _) = json_run(&sb, &["sync"], &[]);
+    assert_eq!(doc["exit"]["code"], json!(1), "{doc:#}");
+
+    let (doc, _) = json_run(&sb, &["status"], &[]);
+    assert_eq!(doc["exit"]["code"], json!(1), "{doc:#}");
+    let refused = &doc["pairs"][0]["refused"];
+    assert_eq!(
+        refused["reason"],
+        json!(
+            "not synced: storage backup: http://127.0.0.1:9/cal/: password command \"false\" \
+             failed (exit status: 1)"
+        ),
+        "{doc:#}"
+    );
+    assert!(refused["finished_at"].is_i64(), "{doc:#}");
+    assert!(
+        refused["finished_at_utc"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(" UTC")),
+        "{doc:#}"
+    );
+}

@@ -1,5 +1,6 @@
 //! Network errors through the binary say what to change: a refused connection, a server that
-//! never answers (naming the `timeout` key and its value), and TLS keys on an `http://` url
+//! never answers (naming the `timeout` key and its value), a host name that does not resolve
+//! (naming the `url` key), and TLS keys on an `http://` url
 //! (a warning that TLS is not in use). `https://` against a plain-HTTP port is tested against
 //! Radicale in `tests/dav_faults.rs` (`tls_to_plain_http`).
 
@@ -114,4 +115,33 @@ fn tls_keys_on_an_http_url_are_a_warning_that_tls_is_not_in_use() {
     );
     let sync = run(&sb, &["sync"], port);
     insta::assert_snapshot!(sync.stderr.lines().next().unwrap_or_default(), @"warning: storage server: verify, fingerprint do nothing: the url is http://, so TLS is not in use and nothing is encrypted (use https:// for TLS)");
+}
+
+#[test]
+fn a_host_name_that_does_not_resolve_says_to_check_the_url_key() {
+    // RFC 6761: names under .invalid never resolve, so no network is needed.
+    let sb = sandbox("https://dav.example.invalid/cal/", "");
+    let mut run = sb.run(&["sync"]);
+    // What the resolver says in the parentheses depends on the system (a name that does not
+    // exist, or no DNS server at all): only its place is pinned.
+    let (head, rest) = run.stderr.split_once(" (").expect("the resolver's words");
+    let (_, tail) = rest
+        .split_once("): ")
+        .expect("the end of the resolver's words");
+    run.stderr = format!("{head} (RESOLVER): {tail}");
+    insta::assert_snapshot!(run.both(), @r"
+    --- stderr
+    error: p: PROPFIND https://dav.example.invalid/cal/: could not resolve host dav.example.invalid (RESOLVER): check the `url` key, or the network
+    davsync: a server could not be reached or a pair was locked; nothing needs a person, the next run tries again
+    --- exit 75
+    ");
+    // `check` names the fix too.
+    let check = sb.run(&["check"]);
+    assert!(
+        check
+            .stdout
+            .contains("could not resolve host dav.example.invalid ("),
+        "{}",
+        check.both()
+    );
 }

@@ -1,7 +1,11 @@
 //! The Arch `packaging/arch/PKGBUILD`: its version is the crate's, and its `package()` (run by
 //! bash as makepkg would, on a copy of the binary under test standing in for the dist build)
-//! installs the binary, every man page, the completions, the user units and the README, and
-//! nothing else. (The .deb is checked by `packaging/deb/check.sh`, run by `.ci/run`.)
+//! installs the binary, every man page, the completions, the user units, the README and the MIT
+//! license text, and nothing else. The license: the crate's `license`, the two license files
+//! and the Debian copyright file cargo-deb ships agree. The PKGBUILD has what makepkg reads
+//! (makepkg and namcap are not needed), and the systemd user units pass
+//! `systemd-analyze verify --user` where systemd is installed. (The .deb itself is checked by
+//! `packaging/deb/check.sh`, run by `.ci/run`.)
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -81,6 +85,7 @@ fn pkgbuild_package_installs_what_a_user_needs() {
             0o644,
         ),
         ("usr/share/doc/davsync/README.md".to_owned(), 0o644),
+        ("usr/share/licenses/davsync/LICENSE-MIT".to_owned(), 0o644),
     ]);
     for entry in fs::read_dir(Path::new(ROOT).join("man")).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
@@ -89,6 +94,10 @@ fn pkgbuild_package_installs_what_a_user_needs() {
         }
     }
     assert_eq!(files(&pkgdir), expected);
+    assert_eq!(
+        fs::read(pkgdir.join("usr/share/licenses/davsync/LICENSE-MIT")).unwrap(),
+        fs::read(Path::new(ROOT).join("LICENSE-MIT")).unwrap()
+    );
 
     let version = Command::new(pkgdir.join("usr/bin/davsync"))
         .arg("--version")
@@ -97,5 +106,121 @@ fn pkgbuild_package_installs_what_a_user_needs() {
     assert_eq!(
         String::from_utf8_lossy(&version.stdout).trim(),
         format!("davsync {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+fn read(path: &str) -> String {
+    fs::read_to_string(Path::new(ROOT).join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn the_license_is_mit_or_apache_and_ships_with_the_packages() {
+    assert_eq!(env!("CARGO_PKG_LICENSE"), "MIT OR Apache-2.0");
+    let mit = read("LICENSE-MIT");
+    assert!(mit.starts_with("MIT License\n\nCopyright (c) The davsync developers\n"));
+    let apache = read("LICENSE-APACHE");
+    assert!(
+        apache.contains("Apache License\n                           Version 2.0, January 2004")
+    );
+    assert!(apache.contains("END OF TERMS AND CONDITIONS"));
+
+    // makepkg joins the license array's entries with AND: the dual license is one expression.
+    let pkgbuild = read("packaging/arch/PKGBUILD");
+    assert!(pkgbuild.contains("\nlicense=('MIT OR Apache-2.0')\n"));
+
+    // cargo-deb ships packaging/deb/copyright as /usr/share/doc/davsync/copyright (as it is,
+    // since it is in Debian's machine-readable format), with a real maintainer.
+    let manifest: toml::Table = read("Cargo.toml").parse().unwrap();
+    let deb = &manifest["package"]["metadata"]["deb"];
+    assert_eq!(
+        deb["license-file"],
+        toml::Value::Array(vec!["packaging/deb/copyright".into(), "0".into()])
+    );
+    let maintainer = deb["maintainer"].as_str().unwrap();
+    assert!(
+        maintainer.starts_with("The davsync developers <") && maintainer.ends_with('>'),
+        "{maintainer}"
+    );
+    let copyright = read("packaging/deb/copyright");
+    assert!(copyright.starts_with(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
+    ));
+    assert!(
+        copyright.contains(
+            "\nFiles: *\nCopyright: The davsync developers\nLicense: MIT or Apache-2.0\n"
+        )
+    );
+    // The MIT text in full, as a DEP-5 paragraph: each line indented, empty lines a dot.
+    let mit_body: String = mit
+        .lines()
+        .skip_while(|l| !l.starts_with("Permission"))
+        .map(|l| {
+            if l.is_empty() {
+                " .\n".to_owned()
+            } else {
+                format!(" {l}\n")
+            }
+        })
+        .collect();
+    assert!(
+        copyright.contains(&format!("\nLicense: MIT\n{mit_body}")),
+        "{copyright}"
+    );
+    assert!(copyright.contains("\nLicense: Apache-2.0\n"));
+    assert!(copyright.contains("/usr/share/common-licenses/Apache-2.0"));
+}
+
+/// `systemd-analyze verify --user` on the three user units (with man pages not looked up:
+/// they are installed only with a package). It exits 0 even for a unit it ignores lines of
+/// ("Unknown key", "Failed to parse"), so any output fails the test. Where systemd-analyze is
+/// missing (a machine without systemd) the test says so and checks nothing.
+#[test]
+fn systemd_user_units_verify() {
+    let units: Vec<_> = ["davsync.service", "davsync.timer", "davsync-daemon.service"]
+        .iter()
+        .map(|unit| Path::new(ROOT).join("packaging/systemd").join(unit))
+        .collect();
+    // `--user` wants a runtime directory; a test may run without a login session.
+    let runtime = tempfile::tempdir().unwrap();
+    let run = Command::new("systemd-analyze")
+        .args(["verify", "--user", "--man=no"])
+        .args(&units)
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .output();
+    let run = match run {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("systemd-analyze not found: the user units were not verified");
+            return;
+        }
+        run => run.expect("run systemd-analyze"),
+    };
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(run.status.success() && output.is_empty(), "{output}");
+}
+
+/// What makepkg would read of the PKGBUILD, without makepkg: bash parses it, it sets the
+/// variables makepkg needs and defines the functions it runs.
+#[test]
+fn pkgbuild_has_what_makepkg_reads() {
+    let run = Command::new("bash")
+        .arg("-c")
+        .arg(
+            "set -euo pipefail; bash -n PKGBUILD; source PKGBUILD
+             for v in pkgname pkgver pkgrel pkgdesc; do [[ -n ${!v} ]] || { echo \"no $v\"; exit 1; }; done
+             (( ${#arch[@]} && ${#license[@]} && ${#makedepends[@]} )) || { echo 'empty array'; exit 1; }
+             for f in prepare build check package; do declare -F \"$f\" >/dev/null || { echo \"no $f()\"; exit 1; }; done",
+        )
+        .current_dir(Path::new(ROOT).join("packaging/arch"))
+        .output()
+        .expect("run bash");
+    assert!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
     );
 }

@@ -11,7 +11,7 @@ use davsync::config::ConflictResolution;
 use davsync::model::{ItemVersion, Side};
 use davsync::pairing::CollectionPair;
 use davsync::plan::Action;
-use davsync::status::{CollectionStatus, Problem};
+use davsync::status::{CollectionStatus, PairRefusal, Problem};
 use davsync::storage::{CollectionInfo, ListingMethod};
 use davsync::sync::{CollectionReport, GoneCollection, item_location, known_as};
 use serde::Serialize;
@@ -486,6 +486,19 @@ pub struct StatusPair {
     /// Whether the pair ever synced (its status database exists).
     synced: bool,
     collections: Vec<StatusCollection>,
+    /// The last run that refused the pair before it got to any collection, when the database
+    /// knows no collection (else each collection shows that attempt).
+    refused: Option<Refused>,
+}
+
+/// A run that refused a whole pair (a storage not opened, a secret not found, discovery failed).
+#[derive(Debug, Serialize)]
+struct Refused {
+    /// When it finished (unix seconds, and as text in UTC).
+    finished_at: i64,
+    finished_at_utc: String,
+    /// Why nothing was synced.
+    reason: String,
 }
 
 /// One collection in a pair's status.
@@ -516,15 +529,22 @@ struct LastRun {
 }
 
 impl StatusPair {
-    /// The view of pair `name`'s collections (`None`: never synced); `utc` formats times.
+    /// The view of pair `name`'s collections (`None`: never synced) and of the last run that
+    /// refused the whole pair, if it is to be shown; `utc` formats times.
     pub fn new(
         name: &str,
         collections: Option<&[CollectionStatus]>,
+        refused: Option<&PairRefusal>,
         utc: impl Fn(i64) -> String,
     ) -> StatusPair {
         StatusPair {
             name: name.to_owned(),
             synced: collections.is_some(),
+            refused: refused.map(|r| Refused {
+                finished_at: r.finished_at,
+                finished_at_utc: utc(r.finished_at),
+                reason: r.reason.clone(),
+            }),
             collections: collections
                 .unwrap_or_default()
                 .iter()

@@ -19,13 +19,15 @@ use super::{
 /// free of conflicts and failures. When the last attempt was not clean, an indented line "last
 /// attempt TIME: OUTCOME" follows (its first failure, or the number of conflicts it left open),
 /// then an indented "conflict: UID: WHY" line per open conflict and "failed: ITEM: WHY" line per
-/// failed item. A pair that has never synced is "PAIR: never synced". With --json stdout holds
+/// failed item. A pair that has never synced is "PAIR: never synced"; one whose runs never got
+/// to a collection (a storage that could not be opened, a password command that failed) is
+/// "PAIR: no collection synced yet" and its last attempt. With --json stdout holds
 /// one JSON document (last_sync: the last attempt; last_clean: the last clean sync) and these
 /// lines go to stderr.
 ///
 /// Exit status: 0 when every shown collection is in sync; 1 when a conflict is open or the last
-/// attempt of a collection failed (a refused item, a server that could not be reached, an
-/// interrupted run); 2 for usage or config errors.
+/// attempt of a collection or pair failed (a refused item, a server that could not be reached,
+/// an interrupted run); 2 for usage or config errors.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Pairs to show (all when none is named)
@@ -63,15 +65,35 @@ fn show_status(
             say!(json, "{}: never synced", pair.name);
             if let Some(doc) = doc.as_deref_mut() {
                 doc.pairs
-                    .push(StatusPair::new(&pair.name, None, format_utc));
+                    .push(StatusPair::new(&pair.name, None, None, format_utc));
             }
             continue;
         }
         let db = StatusDb::open(&path)?;
         let collections = db.collections()?;
+        // A run refused before it got to any collection (a password command that failed, say)
+        // is the pair's only attempt when no collection is known; known ones show it anyway.
+        let refused = match collections.is_empty() {
+            true => db.pair_refusal()?,
+            false => None,
+        };
         if let Some(doc) = doc.as_deref_mut() {
-            doc.pairs
-                .push(StatusPair::new(&pair.name, Some(&collections), format_utc));
+            doc.pairs.push(StatusPair::new(
+                &pair.name,
+                Some(&collections),
+                refused.as_ref(),
+                format_utc,
+            ));
+        }
+        if let Some(refused) = &refused {
+            say!(json, "{}: no collection synced yet", pair.name);
+            say!(
+                json,
+                "  last attempt {}: failed: {}",
+                format_utc(refused.finished_at),
+                refused.reason
+            );
+            troubled = true;
         }
         for c in collections {
             let name = display_name(&pair.name, &c.name);

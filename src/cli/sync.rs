@@ -329,21 +329,9 @@ pub(super) fn sync_pair(
             view.errors.push(message);
         }
     };
-    let storages = match PairStorages::open(config, pair, shared) {
-        Ok(storages) => storages,
-        // The message names the storage (and so the pair) already.
-        Err(CliError::Failed(message)) => {
-            eprintln!("error: {message}");
-            if let Some(view) = view.as_deref_mut() {
-                view.errors.push(message);
-            }
-            outcome.summary.clean = false;
-            outcome.needs_person = true;
-            return Ok(outcome);
-        }
-        Err(e) => return Err(e),
-    };
-    let sides = storages.sides();
+    // The status database is opened before the storages, so that a storage that cannot be
+    // opened (a password command that fails, say) is recorded as this pair's last attempt for
+    // `status`. A pair locked by another run records nothing: that run records its own.
     let opened = match open_status(config, &pair.name, run.dry_run) {
         Ok(opened) => opened,
         Err(CliError::RetryLater(message)) => {
@@ -360,6 +348,27 @@ pub(super) fn sync_pair(
         Err(e) => return Err(e),
     };
     let status = &opened.db;
+    let storages = match PairStorages::open(config, pair, shared) {
+        Ok(storages) => storages,
+        // The message names the storage (and so the pair) already.
+        Err(CliError::Failed(message)) => {
+            eprintln!("error: {message}");
+            if !run.dry_run {
+                // `status` names the pair on its own line: the reason need not repeat it.
+                let prefix = format!("pair {}: ", pair.name);
+                let reason = message.strip_prefix(&prefix).unwrap_or(&message);
+                status.record_pair_refusal(run.now, &format!("not synced: {reason}"))?;
+            }
+            if let Some(view) = view.as_deref_mut() {
+                view.errors.push(message);
+            }
+            outcome.summary.clean = false;
+            outcome.needs_person = true;
+            return Ok(outcome);
+        }
+        Err(e) => return Err(e),
+    };
+    let sides = storages.sides();
     let mode = pair.mode;
     let read_only =
         [&pair.a, &pair.b].map(|name| config.storages.get(name).is_some_and(|s| s.read_only));
@@ -389,7 +398,13 @@ pub(super) fn sync_pair(
         }
     }
     let collections = match discover_with_hints(&pair.collections, &sides, status)? {
-        Ok(collections) => collections,
+        Ok(collections) => {
+            // From here on each collection records its own attempt.
+            if !run.dry_run {
+                status.clear_pair_refusal()?;
+            }
+            collections
+        }
         Err(e) => {
             pair_error(&mut view, e.to_string());
             outcome.summary.clean = false;

@@ -436,10 +436,16 @@ fn is_write(method: &str) -> bool {
 }
 
 /// Why a request got no (whole) answer, said so that the user knows what to change: a
-/// timeout names the `timeout` key and its value, a refused connection and a plain-HTTP answer
-/// to a TLS handshake say what to check; anything else shows every cause in the chain.
+/// timeout names the `timeout` key and its value, a host name that does not resolve names the
+/// `url` key, a refused connection and a plain-HTTP answer to a TLS handshake say what to
+/// check; anything else shows every cause in the chain.
 pub(crate) fn unanswered(error: &(dyn std::error::Error + 'static), timeout: Duration) -> String {
     let causes = causes(error);
+    let reqwest_errors = || {
+        causes
+            .iter()
+            .filter_map(|c| c.downcast_ref::<reqwest::Error>())
+    };
     let io_kind = |kinds: &[std::io::ErrorKind]| {
         causes.iter().any(|c| {
             c.downcast_ref::<std::io::Error>()
@@ -459,24 +465,40 @@ pub(crate) fn unanswered(error: &(dyn std::error::Error + 'static), timeout: Dur
             ))
         )
     });
+    // reqwest tags what its resolver returns (hyper-util's connector error, which says only
+    // "dns error", is private), so `is_dns` finds it by type in the chain.
+    let unresolved = reqwest_errors().any(reqwest::Error::is_dns);
     if timed_out {
         format!(
             "timed out after {} s (the storage's `timeout` key)",
             timeout.as_secs()
         )
+    } else if unresolved {
+        let host = reqwest_errors()
+            .find_map(|e| e.url()?.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "of the url".to_owned());
+        // The resolver's own words, the innermost cause: they tell a name that does not exist
+        // from a network without DNS, which getaddrinfo's errors do not by type (every EAI_*
+        // code is one uncategorized `io::Error`).
+        let reason = causes.last().map_or_else(String::new, ToString::to_string);
+        unresolved_host(&host, &reason)
     } else if io_kind(&[std::io::ErrorKind::ConnectionRefused]) {
         "connection refused (is the server running? is the port right?)".to_owned()
     } else if plain_http {
         "the server answered in plain HTTP: use http:// or the TLS port".to_owned()
     } else {
         // reqwest repeats the URL the message already starts with.
-        causes
-            .iter()
-            .filter_map(|c| c.downcast_ref::<reqwest::Error>()?.url())
+        reqwest_errors()
+            .filter_map(reqwest::Error::url)
             .fold(chain(error), |text, url| {
                 text.replace(&format!(" for url ({url})"), "")
             })
     }
+}
+
+/// A host name that did not resolve to an address; `reason` is what the resolver said.
+pub(crate) fn unresolved_host(host: &str, reason: &str) -> String {
+    format!("could not resolve host {host} ({reason}): check the `url` key, or the network")
 }
 
 /// An error and its causes, outermost first. `io::Error::source` skips the error an

@@ -40,7 +40,7 @@ pub fn probe(url: &str, timeout: Duration) -> Result<TlsSession, String> {
     let port = parsed.port_or_known_default().unwrap_or(443);
     let addr = (host.as_str(), port)
         .to_socket_addrs()
-        .map_err(|e| format!("{host}: {e}"))?
+        .map_err(|e| super::unresolved_host(&host, &e.to_string()))?
         .next()
         .ok_or_else(|| format!("{host}: no address"))?;
     let mut tcp = TcpStream::connect_timeout(&addr, timeout)
