@@ -568,8 +568,10 @@ fn last_rule_start(rule: &str, start: Moment) -> Option<Moment> {
 /// last day). An item without dates (a todo without DTSTART and DUE, a vCard) is [`Span::ALL`],
 /// and so is one whose dates cannot be read: a filter never leaves out what it cannot place.
 pub fn item_span(bytes: &[u8]) -> Span {
+    /// What [`Occurrence::of`] and the loop below read.
+    const DATE_PROPERTIES: &[&str] = &["DTSTART", "DTEND", "DUE", "DURATION", "RRULE", "RDATE"];
     let mut span: Option<Span> = None;
-    for component in vobject::calendar_components(bytes) {
+    for component in vobject::calendar_components(bytes, DATE_PROPERTIES) {
         if !matches!(component.name.as_str(), "VEVENT" | "VTODO" | "VJOURNAL") {
             continue;
         }

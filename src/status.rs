@@ -31,6 +31,28 @@ use crate::filter::{Span, Window, item_span};
 use crate::model::{ItemVersion, StatusItem};
 use crate::vobject::component_type;
 
+/// An item's content as the status database keeps it: LZ4-compressed, with what is read from
+/// it for queries (its component type and the days it spans). Made apart from the database
+/// call ([`StoredContent::of`]) so that the executor's worker threads do the compressing and
+/// parsing while the one thread that owns the database only writes rows.
+#[derive(Debug, Clone)]
+pub struct StoredContent {
+    data: Vec<u8>,
+    component: Option<String>,
+    span: Span,
+}
+
+impl StoredContent {
+    /// Compresses `content` and reads its component type and span.
+    pub fn of(content: &[u8]) -> StoredContent {
+        StoredContent {
+            data: lz4_flex::compress_prepend_size(content),
+            component: component_type(content),
+            span: item_span(content),
+        }
+    }
+}
+
 /// Identifier of a collection within one status database, as returned by
 /// [`StatusDb::collection`]. Only meaningful for the database that returned it.
 pub type CollectionId = i64;
@@ -321,7 +343,7 @@ pub struct StatusDb {
 }
 
 /// An item's row id and its stored content, decompressed (`None` when it cannot be).
-type StoredContent = (i64, Option<Vec<u8>>);
+type RowContent = (i64, Option<Vec<u8>>);
 
 impl StatusDb {
     /// Opens (creating if needed) the status database at `path` and brings its schema up to date.
@@ -440,7 +462,7 @@ impl StatusDb {
 
     /// Every stored content with its item's row id, decompressed (`None` when it cannot be),
     /// for the migrations that fill a new column from it.
-    fn stored_contents(&self, tx: &Connection) -> Result<Vec<StoredContent>, StatusError> {
+    fn stored_contents(&self, tx: &Connection) -> Result<Vec<RowContent>, StatusError> {
         let rows = tx
             .prepare("SELECT item, data FROM contents")
             .and_then(|mut stmt| {
@@ -637,10 +659,8 @@ impl StatusDb {
         &self,
         coll: CollectionId,
         item: &StatusItem,
-        content: &[u8],
+        content: &StoredContent,
     ) -> Result<(), StatusError> {
-        let data = lz4_flex::compress_prepend_size(content);
-        let span = item_span(content);
         let tx = self.begin()?;
         let id = tx
             .prepare_cached(
@@ -662,9 +682,9 @@ impl StatusDb {
                         item.b.href,
                         item.b.etag,
                         item.b.hash,
-                        component_type(content),
-                        span.first,
-                        span.last,
+                        content.component,
+                        content.span.first,
+                        content.span.last,
                     ],
                     |row| row.get::<_, i64>(0),
                 )
@@ -673,7 +693,7 @@ impl StatusDb {
             .map_err(|e| self.sql(e))?
             .ok_or_else(|| self.row_changed(coll, &item.ident))?;
         tx.prepare_cached("INSERT INTO contents (item, data) VALUES (?1, ?2)")
-            .and_then(|mut stmt| stmt.execute(params![id, data]))
+            .and_then(|mut stmt| stmt.execute(params![id, content.data]))
             .map_err(|e| self.sql(e))?;
         tx.commit().map_err(|e| self.sql(e))
     }
@@ -687,7 +707,7 @@ impl StatusDb {
         coll: CollectionId,
         expected: &StatusItem,
         new: &StatusItem,
-        content: Option<&[u8]>,
+        content: Option<&StoredContent>,
     ) -> Result<(), StatusError> {
         if expected.ident != new.ident {
             return Err(StatusError::IdentMismatch {
@@ -696,7 +716,6 @@ impl StatusDb {
                 new: new.ident.clone(),
             });
         }
-        let data = content.map(lz4_flex::compress_prepend_size);
         let tx = self.begin()?;
         let id = tx
             .prepare_cached(
@@ -732,16 +751,20 @@ impl StatusDb {
             })
             .map_err(|e| self.sql(e))?
             .ok_or_else(|| self.row_changed(coll, &expected.ident))?;
-        if let (Some(data), Some(content)) = (data, content) {
+        if let Some(content) = content {
             tx.prepare_cached("UPDATE contents SET data = ?2 WHERE item = ?1")
-                .and_then(|mut stmt| stmt.execute(params![id, data]))
+                .and_then(|mut stmt| stmt.execute(params![id, content.data]))
                 .map_err(|e| self.sql(e))?;
-            let span = item_span(content);
             tx.prepare_cached(
                 "UPDATE items SET component = ?2, span_first = ?3, span_last = ?4 WHERE id = ?1",
             )
             .and_then(|mut stmt| {
-                stmt.execute(params![id, component_type(content), span.first, span.last])
+                stmt.execute(params![
+                    id,
+                    content.component,
+                    content.span.first,
+                    content.span.last
+                ])
             })
             .map_err(|e| self.sql(e))?;
         }
@@ -1265,6 +1288,10 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    fn stored_content(content: &[u8]) -> StoredContent {
+        StoredContent::of(content)
+    }
+
     fn version(side: &str, n: u32) -> ItemVersion {
         ItemVersion {
             href: format!("{side}-{n}.ics"),
@@ -1333,7 +1360,8 @@ mod tests {
         let db = StatusDb::open(&path).unwrap();
         assert_eq!(db.schema_version().unwrap(), MIGRATIONS.len() as i64);
         let coll = db.collection("cal").unwrap();
-        db.insert(coll, &item("u1", 1), b"BEGIN:VCALENDAR").unwrap();
+        db.insert(coll, &item("u1", 1), &stored_content(b"BEGIN:VCALENDAR"))
+            .unwrap();
         db.set_meta("k", "v").unwrap();
         drop(db);
 
@@ -1404,7 +1432,8 @@ mod tests {
     fn component_type_follows_the_stored_content() {
         let (_dir, db) = open_temp();
         let coll = db.collection("cal").unwrap();
-        db.insert(coll, &item("u1", 1), &calendar("VTODO")).unwrap();
+        db.insert(coll, &item("u1", 1), &stored_content(&calendar("VTODO")))
+            .unwrap();
         let events = ["VEVENT".to_owned()];
         assert_eq!(db.idents_outside(coll, &events).unwrap(), ["u1"]);
         // Keeping the content keeps the type; new content brings its own.
@@ -1415,7 +1444,7 @@ mod tests {
             coll,
             &item("u1", 2),
             &item("u1", 3),
-            Some(&calendar("VEVENT")),
+            Some(&stored_content(&calendar("VEVENT"))),
         )
         .unwrap();
         assert!(db.idents_outside(coll, &events).unwrap().is_empty());
@@ -1446,9 +1475,10 @@ mod tests {
         let (_dir, db) = open_temp();
         let coll = db.collection("cal").unwrap();
         let january = window((2026, 1, 1), (2026, 1, 31));
-        db.insert(coll, &item("u1", 1), &event_on("20260110"))
+        db.insert(coll, &item("u1", 1), &stored_content(&event_on("20260110")))
             .unwrap();
-        db.insert(coll, &item("u2", 1), &calendar("VTODO")).unwrap();
+        db.insert(coll, &item("u2", 1), &stored_content(&calendar("VTODO")))
+            .unwrap();
         assert!(db.idents_out_of_window(coll, january).unwrap().is_empty());
         assert_eq!(
             db.idents_out_of_window(coll, window((2026, 2, 1), (2026, 2, 28)))
@@ -1468,7 +1498,7 @@ mod tests {
             coll,
             &item("u1", 2),
             &item("u1", 3),
-            Some(&event_on("20260301")),
+            Some(&stored_content(&event_on("20260301"))),
         )
         .unwrap();
         assert_eq!(db.idents_out_of_window(coll, january).unwrap(), ["u1"]);
@@ -1560,7 +1590,8 @@ mod tests {
         let cal = db.collection("cal").unwrap();
         let other = db.collection("other").unwrap();
         for coll in [cal, other] {
-            db.insert(coll, &item("u1", 1), b"x").unwrap();
+            db.insert(coll, &item("u1", 1), &stored_content(b"x"))
+                .unwrap();
             db.set_collection_meta(coll, "a:state", "token").unwrap();
         }
         db.reset_collection(cal).unwrap();
@@ -1632,9 +1663,11 @@ mod tests {
         let other = db.collection("other").unwrap();
         let v1 = item("u1", 1);
 
-        db.insert(coll, &v1, b"one").unwrap();
+        db.insert(coll, &v1, &stored_content(b"one")).unwrap();
         // Same ident again: refused, the existing row is untouched.
-        let err = db.insert(coll, &item("u1", 9), b"nine").unwrap_err();
+        let err = db
+            .insert(coll, &item("u1", 9), &stored_content(b"nine"))
+            .unwrap_err();
         assert!(
             matches!(&err, StatusError::RowChanged { ident, .. } if ident == "u1"),
             "{err:?}"
@@ -1643,14 +1676,15 @@ mod tests {
         assert_eq!(db.items(coll).unwrap(), vec![v1.clone()]);
         assert_eq!(db.synced_content(coll, "u1").unwrap().unwrap(), b"one");
         // The same ident in another collection is a different row.
-        db.insert(other, &v1, b"elsewhere").unwrap();
+        db.insert(other, &v1, &stored_content(b"elsewhere"))
+            .unwrap();
 
         // Replace with a stale expectation fails and changes nothing.
         let v2 = item("u1", 2);
         let mut stale = v1.clone();
         stale.b.etag = "\"old\"".into();
         assert!(matches!(
-            db.replace(coll, &stale, &v2, Some(b"two")),
+            db.replace(coll, &stale, &v2, Some(&stored_content(b"two"))),
             Err(StatusError::RowChanged { .. })
         ));
         assert_eq!(db.item(coll, "u1").unwrap(), Some(v1.clone()));
@@ -1662,7 +1696,8 @@ mod tests {
         assert_eq!(db.synced_content(coll, "u1").unwrap().unwrap(), b"one");
         // Replace with content.
         let v3 = item("u1", 3);
-        db.replace(coll, &v2, &v3, Some(b"three")).unwrap();
+        db.replace(coll, &v2, &v3, Some(&stored_content(b"three")))
+            .unwrap();
         assert_eq!(db.items(coll).unwrap(), vec![v3.clone()]);
         assert_eq!(db.synced_content(coll, "u1").unwrap().unwrap(), b"three");
         // The other collection was not touched.
@@ -1709,7 +1744,7 @@ mod tests {
             .unwrap();
         assert_eq!(orphans, 0);
         // Re-inserting after removal works.
-        db.insert(coll, &v1, b"again").unwrap();
+        db.insert(coll, &v1, &stored_content(b"again")).unwrap();
         assert_eq!(db.synced_content(coll, "u1").unwrap().unwrap(), b"again");
     }
 
@@ -1719,7 +1754,8 @@ mod tests {
         let coll = db.collection("cal").unwrap();
         let other = db.collection("other").unwrap();
         assert!(!db.has_items(coll).unwrap());
-        db.insert(coll, &item("a", 1), b"x").unwrap();
+        db.insert(coll, &item("a", 1), &stored_content(b"x"))
+            .unwrap();
         assert!(db.has_items(coll).unwrap());
         assert!(!db.has_items(other).unwrap());
     }
@@ -1729,7 +1765,8 @@ mod tests {
         let (_dir, db) = open_temp();
         let coll = db.collection("cal").unwrap();
         for ident in ["c", "a", "b"] {
-            db.insert(coll, &item(ident, 1), b"x").unwrap();
+            db.insert(coll, &item(ident, 1), &stored_content(b"x"))
+                .unwrap();
         }
         let idents: Vec<_> = db
             .items(coll)
@@ -1745,8 +1782,10 @@ mod tests {
         let (_dir, db) = open_temp();
         let coll = db.collection("cal").unwrap();
         let content = "BEGIN:VCALENDAR\r\nSUMMARY:ünïcödé\r\nEND:VCALENDAR\r\n".repeat(200);
-        db.insert(coll, &item("u1", 1), content.as_bytes()).unwrap();
-        db.insert(coll, &item("empty", 1), b"").unwrap();
+        db.insert(coll, &item("u1", 1), &stored_content(content.as_bytes()))
+            .unwrap();
+        db.insert(coll, &item("empty", 1), &stored_content(b""))
+            .unwrap();
         assert_eq!(
             db.synced_content(coll, "u1").unwrap().unwrap(),
             content.as_bytes()
@@ -1771,10 +1810,16 @@ mod tests {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
             noise.push((x >> 16) as u8);
         }
-        db.insert(coll, &item("noise", 1), &noise).unwrap();
-        assert_eq!(db.synced_content(coll, "noise").unwrap().unwrap(), noise);
-        db.replace(coll, &item("noise", 1), &item("noise", 2), Some(b"small"))
+        db.insert(coll, &item("noise", 1), &stored_content(&noise))
             .unwrap();
+        assert_eq!(db.synced_content(coll, "noise").unwrap().unwrap(), noise);
+        db.replace(
+            coll,
+            &item("noise", 1),
+            &item("noise", 2),
+            Some(&stored_content(b"small")),
+        )
+        .unwrap();
         assert_eq!(db.synced_content(coll, "noise").unwrap().unwrap(), b"small");
         assert_eq!(
             db.synced_content(coll, "u1").unwrap().unwrap(),
@@ -1828,9 +1873,11 @@ mod tests {
         let work = db.collection("work").unwrap();
         let home = db.collection("home").unwrap();
         for n in 0..3 {
-            db.insert(work, &item(&format!("w{n}"), n), b"x").unwrap();
+            db.insert(work, &item(&format!("w{n}"), n), &stored_content(b"x"))
+                .unwrap();
         }
-        db.insert(home, &item("h", 0), b"x").unwrap();
+        db.insert(home, &item("h", 0), &stored_content(b"x"))
+            .unwrap();
 
         let before = db.collections().unwrap();
         assert_eq!(before.len(), 2);

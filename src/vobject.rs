@@ -585,8 +585,9 @@ impl Component {
 }
 
 /// The components directly inside the VCALENDAR of an iCalendar object (empty for anything
-/// else), for reading dates (see `crate::filter`).
-pub fn calendar_components(bytes: &[u8]) -> Vec<Component> {
+/// else), for reading dates (see `crate::filter`), with only the properties named in `wanted`
+/// (upper-case): the others are skipped before anything is copied or unfolded.
+pub fn calendar_components(bytes: &[u8], wanted: &[&str]) -> Vec<Component> {
     let mut components = Vec::new();
     let mut depth = 0usize;
     let mut in_calendar = false;
@@ -605,6 +606,9 @@ pub fn calendar_components(bytes: &[u8]) -> Vec<Component> {
             }
             Kind::End(_) => depth = depth.saturating_sub(1),
             Kind::Prop if depth == 2 && in_calendar => {
+                if !wanted.iter().any(|name| l.is(name.as_bytes())) {
+                    continue;
+                }
                 if let (Some(component), Some(value)) = (components.last_mut(), l.value()) {
                     component.properties.push(Property {
                         name: lossy(l.name()).to_ascii_uppercase(),

@@ -4,8 +4,11 @@
 //! Each action is split in two: [`Executor::perform`] does the storage writes and says what the
 //! status database must now hold (an [`Effect`]); [`Recorder::record`] writes that, with a
 //! compare-and-swap on the row. Storage writes of different items run concurrently (bounded by
-//! the storages' [`Storage::concurrency`]) on worker threads; the status database is only
-//! touched from the calling thread.
+//! the storages' [`Storage::concurrency`]) on worker threads, which also compress the content
+//! to record ([`StoredContent`]); the status database is only touched from the calling thread,
+//! which records effects while the workers go on writing. Actions go in batches of
+//! [`BATCH_ACTIONS`]; the sources of the next batch that are not in memory are read while one
+//! batch is written, and let go with their batch.
 //!
 //! Recording is a group commit: at most [`BATCH_ACTIONS`] actions (unless a storage's flush
 //! rewrites everything: [`Storage::flush_rewrites_everything`]) or [`BATCH_TIME`] share one
@@ -27,11 +30,19 @@ use crate::config::{ConflictResolution, SyncMode};
 use crate::item::Item;
 use crate::model::{ItemVersion, Side, StatusItem, is_weak_etag};
 use crate::plan::{Action, SkipReason, mirroring_side};
-use crate::status::{CollectionId, StatusDb, StatusError};
+use crate::status::{CollectionId, StatusDb, StatusError, StoredContent};
 use crate::storage::{CollectionInfo, Fetched, ItemError, Storage, Written};
 
 /// Most actions recorded in one status transaction.
 const BATCH_ACTIONS: usize = 500;
+
+/// How many effects a worker sends to the recording thread at once: waking that thread for
+/// every one cost more than recording some. A slower storage's effects go sooner
+/// ([`EFFECTS_WAIT`]).
+const EFFECTS_SENT_TOGETHER: usize = 16;
+
+/// Longest time an effect waits on its worker for others to be sent with.
+const EFFECTS_WAIT: Duration = Duration::from_millis(20);
 
 /// Longest time a recorded action waits for its batch to commit.
 const BATCH_TIME: Duration = Duration::from_millis(500);
@@ -115,18 +126,20 @@ struct Source<'h, 'i> {
     item: &'i Item,
 }
 
-/// What the status database must hold after an action's storage writes.
+/// What the status database must hold after an action's storage writes. The content comes
+/// compressed and read ([`StoredContent::of`], on the worker thread), so the recording thread
+/// only writes rows.
 enum Effect<'a> {
     /// A new row.
     Insert {
         row: StatusItem,
-        content: Cow<'a, [u8]>,
+        content: StoredContent,
     },
     /// A row replaced; `None` content keeps the stored one.
     Replace {
         old: &'a StatusItem,
         row: StatusItem,
-        content: Option<Cow<'a, [u8]>>,
+        content: Option<StoredContent>,
     },
     /// A row dropped.
     Remove(&'a StatusItem),
@@ -139,14 +152,26 @@ pub(super) struct Executor<'a> {
     pub(super) sides: &'a Sides<'a>,
     pub(super) collections: [Option<CollectionInfo>; 2],
     pub(super) fetched: [HashMap<String, Item>; 2],
+    /// Per side, the sources read again for the batch of actions under way
+    /// ([`Executor::read_sources`]), let go with the batch.
+    pub(super) batch_sources: [HashMap<String, Item>; 2],
     pub(super) resolution: &'a ConflictResolution,
     /// Once set, no further action is started; the ones under way finish and are recorded.
     pub(super) interrupt: Option<&'a AtomicBool>,
     /// Per side, why it must never be written (read-only, or the source of a one-way pair).
     /// The planner plans no such write; one that comes anyway is refused here, not performed.
     pub(super) never_written: [Option<String>; 2],
-    /// Per side, sources [`Executor::fetch_sources`] could not read, with the reason.
+    /// Per side, sources [`Executor::read_sources`] could not read, with the reason.
     pub(super) unfetched: [HashMap<String, String>; 2],
+}
+
+/// What [`Executor::read_sources`] read for a batch of actions.
+#[derive(Default)]
+struct SourcesRead {
+    /// Per side, the items read, by href.
+    items: [HashMap<String, Item>; 2],
+    /// The ones that could not be read (or changed since listed): side, href, why.
+    unreadable: Vec<(Side, String, String)>,
 }
 
 /// How a run of the executor ended, besides the outcomes of the actions it applied.
@@ -197,7 +222,7 @@ impl Recorder<'_> {
         match effect {
             Effect::Insert { row, content } => status.insert(coll, &row, &content)?,
             Effect::Replace { old, row, content } => {
-                status.replace(coll, old, &row, content.as_deref())?
+                status.replace(coll, old, &row, content.as_ref())?
             }
             Effect::Remove(old) => status.remove(coll, old)?,
             Effect::Nothing(_) => {}
@@ -264,8 +289,13 @@ fn failed(message: String) -> Effect<'static> {
 
 impl<'a> Executor<'a> {
     /// Applies `actions`, calling `done` for each one on this thread as it completes, until
-    /// they are all done or the interrupt flag is set. Sources not fetched yet are read a
-    /// batch of actions at a time, right before the batch, and let go after it.
+    /// they are all done or the interrupt flag is set.
+    ///
+    /// Two stages overlap: a storage thread ([`Executor::apply`]) reads the sources of a batch
+    /// of actions and performs them, and this thread records each effect as it arrives. Even
+    /// with one write at a time (a vdir) the file writes and the database writes then run side
+    /// by side. A database error stops the storage thread from starting more actions; the
+    /// writes it already made stay unrecorded, which the next run resolves without writes.
     pub(super) fn run(
         &mut self,
         actions: &'a [Action],
@@ -303,44 +333,104 @@ impl<'a> Executor<'a> {
             opened: None,
             flush_error: None,
         };
+        let abandoned = AtomicBool::new(false);
+        // Bounded, so the storage thread runs at most a batch ahead of the records.
+        let (sender, receiver) = mpsc::sync_channel(BATCH_ACTIONS / EFFECTS_SENT_TOGETHER);
+        let storage_stage = &mut *self;
+        let (recorded, left) = thread::scope(|scope| {
+            let (ancestors, abandoned) = (&ancestors, &abandoned);
+            let storage_thread =
+                scope.spawn(move || storage_stage.apply(actions, ancestors, abandoned, sender));
+            let mut recorded = Ok(());
+            'received: for effects in receiver {
+                for (action, effect) in effects {
+                    match recorder.record(effect) {
+                        Ok(outcome) => done(action, outcome),
+                        Err(e) => {
+                            abandoned.store(true, Ordering::SeqCst);
+                            recorded = Err(e);
+                            break 'received;
+                        }
+                    }
+                }
+            }
+            (recorded, storage_thread.join())
+        });
+        recorded?;
+        let left = left.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        recorder.commit()?;
+        Ok(RunEnd {
+            flush_error: recorder.flush_error,
+            not_done: self
+                .interrupted()
+                .then(|| u64::try_from(left).unwrap_or(u64::MAX)),
+        })
+    }
+
+    /// The storage stage of [`Executor::run`]: for each batch of actions, reads the sources not
+    /// fetched yet, performs the actions (on up to the storages' [`Storage::concurrency`]
+    /// threads) and sends each effect to the recording thread, then lets the sources go.
+    /// Returns how many storage-writing actions were not started (after an interrupt).
+    fn apply(
+        &mut self,
+        actions: &'a [Action],
+        ancestors: &HashMap<&str, Vec<u8>>,
+        abandoned: &AtomicBool,
+        sender: mpsc::SyncSender<Vec<(&'a Action, Effect<'a>)>>,
+    ) -> usize {
         let workers = self
             .sides
             .a
             .concurrency()
             .max(self.sides.b.concurrency())
             .max(1);
-        let mut batches = actions.chunks(BATCH_ACTIONS);
-        let mut left = 0;
-        for batch in batches.by_ref() {
-            let read = self.fetch_sources(batch);
+        let mut batches = actions.chunks(BATCH_ACTIONS).peekable();
+        let mut read_ahead = batches.peek().map(|batch| self.read_sources(batch));
+        while let Some(batch) = batches.next() {
+            let SourcesRead { items, unreadable } = read_ahead.take().unwrap_or_default();
+            self.batch_sources = items;
+            for (side, href, reason) in unreadable {
+                self.unfetched[side.index()].insert(href, reason);
+            }
             let queue = Mutex::new(batch.iter());
-            if workers == 1 {
-                while let Some(action) = self.next_action(&queue) {
-                    let effect = self.perform(action, &ancestors);
-                    done(action, recorder.record(effect)?);
+            let this = &*self;
+            let upcoming = batches.peek().copied();
+            thread::scope(|scope| {
+                for _ in 0..workers {
+                    scope.spawn(|| {
+                        let mut effects = Vec::with_capacity(EFFECTS_SENT_TOGETHER);
+                        let mut first_unsent = Instant::now();
+                        while let Some(action) = this.next_action(&queue, abandoned) {
+                            if effects.is_empty() {
+                                first_unsent = Instant::now();
+                            }
+                            effects.push((action, this.perform(action, ancestors)));
+                            let due = effects.len() == EFFECTS_SENT_TOGETHER
+                                || first_unsent.elapsed() >= EFFECTS_WAIT;
+                            if due && sender.send(std::mem::take(&mut effects)).is_err() {
+                                return;
+                            }
+                        }
+                        if !effects.is_empty() {
+                            let _ = sender.send(effects);
+                        }
+                    });
                 }
-            } else {
-                self.run_concurrently(workers, &queue, &ancestors, &mut recorder, done)?;
+                // The next batch's sources are read while this one is written.
+                read_ahead = upcoming.map(|batch| this.read_sources(batch));
+            });
+            if abandoned.load(Ordering::SeqCst) {
+                return 0;
             }
             if self.interrupted() {
-                left = queue.into_inner().map_or(0, |rest| {
-                    rest.filter(|action| !action.is_status_only()).count()
-                });
-                break;
-            }
-            for (side, href) in read {
-                self.fetched[side.index()].remove(&href);
+                let not_started = |action: &&Action| !action.is_status_only();
+                let left = queue
+                    .into_inner()
+                    .map_or(0, |rest| rest.filter(not_started).count());
+                return left + batches.flatten().filter(not_started).count();
             }
         }
-        recorder.commit()?;
-        let not_done = self.interrupted().then(|| {
-            let later = batches.flatten().filter(|action| !action.is_status_only());
-            u64::try_from(left + later.count()).unwrap_or(u64::MAX)
-        });
-        Ok(RunEnd {
-            flush_error: recorder.flush_error,
-            not_done,
-        })
+        0
     }
 
     fn interrupted(&self) -> bool {
@@ -348,53 +438,17 @@ impl<'a> Executor<'a> {
             .is_some_and(|flag| flag.load(Ordering::SeqCst))
     }
 
-    /// The next action to start, or `None` when all are handed out or the run is interrupted
-    /// (the ones left stay in the queue, to be counted).
-    fn next_action(&self, queue: &Mutex<std::slice::Iter<'a, Action>>) -> Option<&'a Action> {
-        if self.interrupted() {
+    /// The next action to start, or `None` when all are handed out, the run is interrupted
+    /// (the ones left stay in the queue, to be counted) or its records were abandoned.
+    fn next_action(
+        &self,
+        queue: &Mutex<std::slice::Iter<'a, Action>>,
+        abandoned: &AtomicBool,
+    ) -> Option<&'a Action> {
+        if self.interrupted() || abandoned.load(Ordering::SeqCst) {
             return None;
         }
         queue.lock().map(|mut q| q.next()).unwrap_or(None)
-    }
-
-    /// Performs actions on `workers` threads, recording each result on this thread.
-    fn run_concurrently(
-        &self,
-        workers: usize,
-        queue: &Mutex<std::slice::Iter<'a, Action>>,
-        ancestors: &HashMap<&str, Vec<u8>>,
-        recorder: &mut Recorder<'_>,
-        done: &mut dyn FnMut(&'a Action, Outcome),
-    ) -> Result<(), StatusError> {
-        let (sender, receiver) = mpsc::channel();
-        thread::scope(|scope| {
-            for _ in 0..workers {
-                let sender = sender.clone();
-                scope.spawn(move || {
-                    while let Some(action) = self.next_action(queue) {
-                        let effect = self.perform(action, ancestors);
-                        if sender.send((action, effect)).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-            drop(sender);
-            for (action, effect) in receiver {
-                match recorder.record(effect) {
-                    Ok(outcome) => done(action, outcome),
-                    Err(e) => {
-                        // Stop handing out work; the writes already under way finish, and
-                        // the status lags them, which the next run resolves.
-                        if let Ok(mut q) = queue.lock() {
-                            q.by_ref().for_each(drop);
-                        }
-                        return Err(e);
-                    }
-                }
-            }
-            Ok(())
-        })
     }
 
     fn collection(&self, side: Side) -> Result<&CollectionInfo, String> {
@@ -404,7 +458,7 @@ impl<'a> Executor<'a> {
     }
 
     fn item(&self, side: Side, href: &str) -> Result<&'_ Item, String> {
-        if let Some(item) = self.fetched[side.index()].get(href) {
+        if let Some(item) = self.held(side, href) {
             return Ok(item);
         }
         let location = match &self.collections[side.index()] {
@@ -417,21 +471,31 @@ impl<'a> Executor<'a> {
         })
     }
 
+    /// The item at `href` on `side` if it is in memory: kept from the listing, or read for the
+    /// batch under way.
+    fn held(&self, side: Side, href: &str) -> Option<&Item> {
+        let i = side.index();
+        self.fetched[i]
+            .get(href)
+            .or_else(|| self.batch_sources[i].get(href))
+    }
+
     /// Reads the items `actions` copy or record that are not in memory: those prepared
     /// without their content ([`Storage::reads_cheaply`]), and in a one-way pair the sources
     /// of overwrites and restores the listing took from the status without reading them. An
     /// item that cannot be read, or changed since it was listed (its version tag or its
-    /// content hash), fails its own action only (the next run sees the change). Returns what
-    /// was read, for the caller to let go once `actions` are done.
-    pub(super) fn fetch_sources(&mut self, actions: &[Action]) -> Vec<(Side, String)> {
-        let mut read_all = Vec::new();
+    /// content hash), fails its own action only (the next run sees the change). Takes `&self`
+    /// so that it runs while the batch before is being written.
+    fn read_sources(&self, actions: &[Action]) -> SourcesRead {
+        let mut sources = SourcesRead::default();
         for side in [Side::A, Side::B] {
             let Some(collection) = &self.collections[side.index()] else {
                 continue;
             };
-            let fetched = &self.fetched;
+            // Only what the listing kept counts as held: the batch under way lets its own
+            // sources go before these actions start.
             let held = |side: Side, version: &ItemVersion| {
-                fetched[side.index()].contains_key(&version.href)
+                self.fetched[side.index()].contains_key(&version.href)
             };
             let wanted: HashMap<&str, &ItemVersion> = actions
                 .iter()
@@ -463,34 +527,22 @@ impl<'a> Executor<'a> {
                 continue;
             }
             let hrefs: Vec<&str> = wanted.keys().copied().collect();
-            let mut read = Vec::new();
             for (href, result) in self.sides.get(side).get_many(collection, &hrefs) {
                 let Some(listed) = wanted.get(href.as_str()) else {
                     continue;
                 };
-                let reason = match result.map(|f| reread(f, listed)) {
-                    Ok(Ok(item)) => {
-                        read.push((href, Ok(item)));
-                        continue;
-                    }
-                    Ok(Err(reason)) => reason,
-                    Err(e) => e.to_string(),
-                };
-                read.push((href, Err(reason)));
-            }
-            for (href, result) in read {
-                match result {
+                match result
+                    .map_err(|e| e.to_string())
+                    .and_then(|f| reread(f, listed))
+                {
                     Ok(item) => {
-                        self.fetched[side.index()].insert(href.clone(), item);
-                        read_all.push((side, href));
+                        sources.items[side.index()].insert(href, item);
                     }
-                    Err(reason) => {
-                        self.unfetched[side.index()].insert(href, reason);
-                    }
+                    Err(reason) => sources.unreadable.push((side, href, reason)),
                 }
             }
         }
-        read_all
+        sources
     }
 
     /// `e` as a person finds it: its href made a full path or URL (`<collection id>/<href>`)
@@ -582,18 +634,18 @@ impl<'a> Executor<'a> {
     }
 
     /// The storage half of an action: writes, and what the status must record afterwards.
-    fn perform<'e>(&'e self, action: &'e Action, ancestors: &HashMap<&str, Vec<u8>>) -> Effect<'e> {
+    fn perform(&self, action: &'a Action, ancestors: &HashMap<&str, Vec<u8>>) -> Effect<'a> {
         match self.try_perform(action, ancestors) {
             Ok(effect) => effect,
             Err(message) => failed(message),
         }
     }
 
-    fn try_perform<'e>(
-        &'e self,
-        action: &'e Action,
+    fn try_perform(
+        &self,
+        action: &'a Action,
         ancestors: &HashMap<&str, Vec<u8>>,
-    ) -> Result<Effect<'e>, String> {
+    ) -> Result<Effect<'a>, String> {
         Ok(match action {
             Action::Create {
                 ident,
@@ -604,7 +656,7 @@ impl<'a> Executor<'a> {
                 let written = self.create(from.other(), copy)?;
                 Effect::Insert {
                     row: row(ident, *from, source.clone(), written.version_of(source)),
-                    content: Cow::Borrowed(copy.item.bytes()),
+                    content: StoredContent::of(copy.item.bytes()),
                 }
             }
             Action::Update {
@@ -619,7 +671,7 @@ impl<'a> Executor<'a> {
                 let written = self.update(from.other(), target, copy)?;
                 let new = row(ident, *from, source.clone(), written.version_of(source));
                 // A target's own item that a mirror overwrote had no row yet.
-                settled(status.as_deref(), new, Cow::Borrowed(copy.item.bytes()))
+                settled(status.as_deref(), new, StoredContent::of(copy.item.bytes()))
             }
             Action::Restore {
                 ident,
@@ -633,7 +685,7 @@ impl<'a> Executor<'a> {
                 Effect::Replace {
                     old: status,
                     row: row(ident, *from, source.clone(), written.version_of(source)),
-                    content: Some(Cow::Borrowed(copy.item.bytes())),
+                    content: Some(StoredContent::of(copy.item.bytes())),
                 }
             }
             Action::Delete {
@@ -662,10 +714,10 @@ impl<'a> Executor<'a> {
                 status,
             } => {
                 let new = row(ident, Side::A, a.clone(), b.clone());
-                let content = self.fetched[0]
-                    .get(&a.href)
-                    .or_else(|| self.fetched[1].get(&b.href))
-                    .map(|item| Cow::Borrowed(item.bytes()));
+                let content = self
+                    .held(Side::A, &a.href)
+                    .or_else(|| self.held(Side::B, &b.href))
+                    .map(|item| StoredContent::of(item.bytes()));
                 match (status, content) {
                     (Some(old), content) => Effect::Replace {
                         old,
@@ -706,14 +758,14 @@ impl<'a> Executor<'a> {
         })
     }
 
-    fn resolve<'e>(
-        &'e self,
+    fn resolve(
+        &self,
         ident: &str,
         a: &ItemVersion,
         b: &ItemVersion,
-        status: Option<&'e StatusItem>,
+        status: Option<&'a StatusItem>,
         ancestors: &HashMap<&str, Vec<u8>>,
-    ) -> Result<Effect<'e>, String> {
+    ) -> Result<Effect<'a>, String> {
         let winner = match self.resolution {
             ConflictResolution::Report => {
                 let collections = [self.collections[0].as_ref(), self.collections[1].as_ref()];
@@ -738,20 +790,20 @@ impl<'a> Executor<'a> {
         let copy = self.source(winner, &win.href)?;
         let written = self.update(winner.other(), lose, copy)?;
         let new = row(ident, winner, win.clone(), written.version_of(win));
-        Ok(settled(status, new, Cow::Borrowed(copy.item.bytes())))
+        Ok(settled(status, new, StoredContent::of(copy.item.bytes())))
     }
 
     /// Runs the user's merge command on (A, B, last synced) and writes its result to both
     /// sides. A failing command leaves the conflict open.
-    fn merge<'e>(
-        &'e self,
+    fn merge(
+        &self,
         cmd: &[String],
         ident: &str,
         a: &ItemVersion,
         b: &ItemVersion,
-        status: Option<&'e StatusItem>,
+        status: Option<&'a StatusItem>,
         ancestor: &[u8],
-    ) -> Result<Effect<'e>, String> {
+    ) -> Result<Effect<'a>, String> {
         let merged = run_merge(
             cmd,
             self.item(Side::A, &a.href)?.bytes(),
@@ -792,12 +844,12 @@ impl<'a> Executor<'a> {
             hash: hash.clone(),
         };
         let new = row(ident, Side::A, version(wa), version(wb));
-        Ok(settled(status, new, Cow::Owned(item.into_bytes())))
+        Ok(settled(status, new, StoredContent::of(item.bytes())))
     }
 }
 
 /// The effect of a resolved conflict: a new row, or a replaced one.
-fn settled<'a>(old: Option<&'a StatusItem>, row: StatusItem, content: Cow<'a, [u8]>) -> Effect<'a> {
+fn settled(old: Option<&StatusItem>, row: StatusItem, content: StoredContent) -> Effect<'_> {
     match old {
         Some(old) => Effect::Replace {
             old,

@@ -876,72 +876,89 @@ fn prepare<'s>(
         // The total first: a bar over both sides knows its length before either is done.
         fetching(0, total);
     }
-    let mut done = 0;
-    let fetched = to_fetch.chunks(batch).flat_map(|hrefs| {
-        let got = storage.get_many(collection, hrefs);
-        done += hrefs.len();
-        fetching(done, total);
-        got
-    });
-    for (href, result) in carried.into_iter().chain(fetched) {
-        let unidentified = matches!(result, Err(ItemError::Unidentified { .. }));
-        let reason = match result {
-            Ok(fetched) => match Item::parse(fetched.bytes) {
-                Ok(item) if !allowed.is_empty() && !is_allowed(&item, allowed) => {
-                    // An item synced as an allowed type that now is of another one would look
-                    // deleted on this side: it cannot be synced, but must not be deleted.
-                    if !known.contains_key(href.as_str()) {
-                        let component = item.component().unwrap_or("item without component");
-                        *prepared
-                            .left_out_types
-                            .entry(component.to_owned())
-                            .or_default() += 1;
+    // The storage reads the next chunk on a thread of its own while this one parses the last:
+    // reading and parsing take about as long as each other.
+    std::thread::scope(|threads| {
+        let (sender, chunks) = std::sync::mpsc::sync_channel(1);
+        match total {
+            0 => drop(sender),
+            _ => {
+                threads.spawn(move || {
+                    for hrefs in to_fetch.chunks(batch) {
+                        let got = storage.get_many(collection, hrefs);
+                        if sender.send((hrefs.len(), got)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+        let mut done = 0;
+        let fetched = chunks.into_iter().flat_map(|(asked, got)| {
+            done += asked;
+            fetching(done, total);
+            got
+        });
+        for (href, result) in carried.into_iter().chain(fetched) {
+            let unidentified = matches!(result, Err(ItemError::Unidentified { .. }));
+            let reason = match result {
+                Ok(fetched) => match Item::parse(fetched.bytes) {
+                    Ok(item) if !allowed.is_empty() && !is_allowed(&item, allowed) => {
+                        // An item synced as an allowed type that now is of another one would look
+                        // deleted on this side: it cannot be synced, but must not be deleted.
+                        if !known.contains_key(href.as_str()) {
+                            let component = item.component().unwrap_or("item without component");
+                            *prepared
+                                .left_out_types
+                                .entry(component.to_owned())
+                                .or_default() += 1;
+                            continue;
+                        }
+                        format!(
+                            "{}: now a {}, which item_types leaves out; left alone on both sides",
+                            item_location(collection, &href),
+                            item.component().unwrap_or("item without component")
+                        )
+                    }
+                    Ok(item) => {
+                        // A status written before the hash recognized default values holds hashes
+                        // of the older definition: content that still matches its row is unchanged
+                        // and keeps the row's ident and hash, so an upgrade edits nothing.
+                        let recorded = known
+                            .get(href.as_str())
+                            .filter(|s| item.hash() != s.side(side).hash)
+                            .filter(|s| item.matches_recorded(&s.side(side).hash));
+                        let (ident, hash) = match recorded {
+                            Some(s) => (Cow::Borrowed(s.ident.as_str()), s.side(side).hash.clone()),
+                            None => (Cow::Owned(item.ident()), item.hash().to_owned()),
+                        };
+                        prepared.listing.items.push(ListedItem {
+                            ident,
+                            version: ItemVersion {
+                                href: href.clone(),
+                                etag: fetched.etag,
+                                hash,
+                            }
+                            .into(),
+                        });
+                        if scope.keep_content {
+                            prepared.fetched.insert(href, item);
+                        }
                         continue;
                     }
-                    format!(
-                        "{}: now a {}, which item_types leaves out; left alone on both sides",
-                        item_location(collection, &href),
-                        item.component().unwrap_or("item without component")
-                    )
-                }
-                Ok(item) => {
-                    // A status written before the hash recognized default values holds hashes
-                    // of the older definition: content that still matches its row is unchanged
-                    // and keeps the row's ident and hash, so an upgrade edits nothing.
-                    let recorded = known
-                        .get(href.as_str())
-                        .filter(|s| item.hash() != s.side(side).hash)
-                        .filter(|s| item.matches_recorded(&s.side(side).hash));
-                    let (ident, hash) = match recorded {
-                        Some(s) => (Cow::Borrowed(s.ident.as_str()), s.side(side).hash.clone()),
-                        None => (Cow::Owned(item.ident()), item.hash().to_owned()),
-                    };
-                    prepared.listing.items.push(ListedItem {
-                        ident,
-                        version: ItemVersion {
-                            href: href.clone(),
-                            etag: fetched.etag,
-                            hash,
-                        }
-                        .into(),
-                    });
-                    if scope.keep_content {
-                        prepared.fetched.insert(href, item);
-                    }
-                    continue;
-                }
-                Err(malformed) => format!("{}: {malformed}", item_location(collection, &href)),
-            },
-            // Deleted between listing and fetching: it is simply not there.
-            Err(ItemError::NotFound { .. }) => continue,
-            Err(e) => format!("{}: {e}", collection.id),
-        };
-        prepared.listing.unreadable.push(UnreadableItem {
-            href,
-            reason,
-            unidentified,
-        });
-    }
+                    Err(malformed) => format!("{}: {malformed}", item_location(collection, &href)),
+                },
+                // Deleted between listing and fetching: it is simply not there.
+                Err(ItemError::NotFound { .. }) => continue,
+                Err(e) => format!("{}: {e}", collection.id),
+            };
+            prepared.listing.unreadable.push(UnreadableItem {
+                href,
+                reason,
+                unidentified,
+            });
+        }
+    });
     prepared
 }
 
@@ -1307,6 +1324,7 @@ fn sync_collection_once(
         sides,
         collections: [a_coll, b_coll],
         fetched: [a.fetched, b.fetched],
+        batch_sources: Default::default(),
         resolution: &options.resolution,
         interrupt: options.interrupt,
         never_written: guard,

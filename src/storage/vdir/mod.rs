@@ -684,6 +684,13 @@ impl Storage for VdirStorage {
         }
     }
 
+    fn concurrency(&self) -> usize {
+        // Two writers keep both halves of a write (the file, then its rename under the
+        // directory's lock) busy: a first sync of 10,000 items took a fifth less time than
+        // with one; three or four took longer again (measured on 2 cores, tmpfs).
+        2
+    }
+
     fn reads_cheaply(&self) -> bool {
         // A file is read again from the page cache: holding a first sync's 100,000 items
         // until written took more memory than all the rest of the run.
