@@ -28,7 +28,7 @@ use rusqlite::{
 };
 
 use crate::filter::{Span, Window, item_span};
-use crate::model::{ItemVersion, StatusItem};
+use crate::model::{ItemVersion, Side, StatusItem};
 use crate::vobject::component_type;
 
 /// An item's content as the status database keeps it: LZ4-compressed, with what is read from
@@ -630,6 +630,34 @@ impl StatusDb {
                 items.push(row?);
             }
             Ok(items)
+        };
+        run().map_err(|e| self.sql(e))
+    }
+
+    /// Offers `side`'s href and version tag of every entry of a collection to `matches`, in no
+    /// particular order and without loading the entries, until it says no. Returns how many
+    /// entries there are when it said yes to all, `None` at the first no.
+    pub fn versions_all_match(
+        &self,
+        coll: CollectionId,
+        side: Side,
+        mut matches: impl FnMut(&str, &str) -> bool,
+    ) -> Result<Option<usize>, StatusError> {
+        let sql = match side {
+            Side::A => "SELECT a_href, a_etag FROM items WHERE collection = ?1",
+            Side::B => "SELECT b_href, b_etag FROM items WHERE collection = ?1",
+        };
+        let mut run = || -> rusqlite::Result<Option<usize>> {
+            let mut stmt = self.conn.prepare_cached(sql)?;
+            let mut rows = stmt.query([coll])?;
+            let mut count = 0;
+            while let Some(row) = rows.next()? {
+                if !matches(row.get_ref(0)?.as_str()?, row.get_ref(1)?.as_str()?) {
+                    return Ok(None);
+                }
+                count += 1;
+            }
+            Ok(Some(count))
         };
         run().map_err(|e| self.sql(e))
     }

@@ -17,7 +17,7 @@
 //! storages are then ahead of the status, which the planner resolves without writes.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -341,9 +341,16 @@ impl<'a> Executor<'a> {
             let (ancestors, abandoned) = (&ancestors, &abandoned);
             let storage_thread =
                 scope.spawn(move || storage_stage.apply(actions, ancestors, abandoned, sender));
+            // Effects are recorded (and `done` hears of them) in the plan's order, whichever
+            // worker finished first: the actions are handed out in that order and every one
+            // handed out sends its effect, so the ones held back wait only for those under way.
+            let mut next = 0;
+            let mut held_back = BTreeMap::new();
             let mut recorded = Ok(());
             'received: for effects in receiver {
-                for (action, effect) in effects {
+                held_back.extend(effects);
+                while let Some((action, effect)) = held_back.remove(&next) {
+                    next += 1;
                     match recorder.record(effect) {
                         Ok(outcome) => done(action, outcome),
                         Err(e) => {
@@ -376,7 +383,7 @@ impl<'a> Executor<'a> {
         actions: &'a [Action],
         ancestors: &HashMap<&str, Vec<u8>>,
         abandoned: &AtomicBool,
-        sender: mpsc::SyncSender<Vec<(&'a Action, Effect<'a>)>>,
+        sender: mpsc::SyncSender<Vec<(usize, (&'a Action, Effect<'a>))>>,
     ) -> usize {
         let workers = self
             .sides
@@ -386,13 +393,14 @@ impl<'a> Executor<'a> {
             .max(1);
         let mut batches = actions.chunks(BATCH_ACTIONS).peekable();
         let mut read_ahead = batches.peek().map(|batch| self.read_sources(batch));
+        let mut first_of_batch = 0;
         while let Some(batch) = batches.next() {
             let SourcesRead { items, unreadable } = read_ahead.take().unwrap_or_default();
             self.batch_sources = items;
             for (side, href, reason) in unreadable {
                 self.unfetched[side.index()].insert(href, reason);
             }
-            let queue = Mutex::new(batch.iter());
+            let queue = Mutex::new(batch.iter().enumerate());
             let this = &*self;
             let upcoming = batches.peek().copied();
             thread::scope(|scope| {
@@ -400,11 +408,12 @@ impl<'a> Executor<'a> {
                     scope.spawn(|| {
                         let mut effects = Vec::with_capacity(EFFECTS_SENT_TOGETHER);
                         let mut first_unsent = Instant::now();
-                        while let Some(action) = this.next_action(&queue, abandoned) {
+                        while let Some((i, action)) = this.next_action(&queue, abandoned) {
                             if effects.is_empty() {
                                 first_unsent = Instant::now();
                             }
-                            effects.push((action, this.perform(action, ancestors)));
+                            let effect = this.perform(action, ancestors);
+                            effects.push((first_of_batch + i, (action, effect)));
                             let due = effects.len() == EFFECTS_SENT_TOGETHER
                                 || first_unsent.elapsed() >= EFFECTS_WAIT;
                             if due && sender.send(std::mem::take(&mut effects)).is_err() {
@@ -424,11 +433,12 @@ impl<'a> Executor<'a> {
             }
             if self.interrupted() {
                 let not_started = |action: &&Action| !action.is_status_only();
-                let left = queue
-                    .into_inner()
-                    .map_or(0, |rest| rest.filter(not_started).count());
+                let left = queue.into_inner().map_or(0, |rest| {
+                    rest.map(|(_, action)| action).filter(not_started).count()
+                });
                 return left + batches.flatten().filter(not_started).count();
             }
+            first_of_batch += batch.len();
         }
         0
     }
@@ -442,9 +452,9 @@ impl<'a> Executor<'a> {
     /// (the ones left stay in the queue, to be counted) or its records were abandoned.
     fn next_action(
         &self,
-        queue: &Mutex<std::slice::Iter<'a, Action>>,
+        queue: &Mutex<std::iter::Enumerate<std::slice::Iter<'a, Action>>>,
         abandoned: &AtomicBool,
-    ) -> Option<&'a Action> {
+    ) -> Option<(usize, &'a Action)> {
         if self.interrupted() || abandoned.load(Ordering::SeqCst) {
             return None;
         }

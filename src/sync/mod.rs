@@ -208,13 +208,25 @@ struct Scope<'a> {
     /// fetch them.
     defer: bool,
     /// Keep the content of fetched items ([`Prepared::fetched`]) for the executor. Without it,
-    /// items are fetched in bounded batches and only their listing entries are kept; the
-    /// executor reads what it copies again ([`Storage::reads_cheaply`]).
+    /// items are fetched in bounded batches and their content is kept only when there are few
+    /// ([`KEPT_ITEMS_MAX`]) and all of it fits in [`KEPT_CONTENT_BUDGET`]; else only their
+    /// listing entries are kept and the executor reads what it copies again
+    /// ([`Storage::reads_cheaply`]).
     keep_content: bool,
 }
 
 /// How many items [`prepare`] fetches at a time when it does not keep their content.
 const FETCH_BATCH: usize = 500;
+
+/// Most items whose content [`prepare`] holds for the executor from a storage that reads
+/// cheaply: 10,000 typical events (10 MB) are written without being read twice, while
+/// 100,000 are read again rather than held, so a large collection's peak memory stays what it
+/// was.
+const KEPT_ITEMS_MAX: usize = 20_000;
+
+/// Most bytes of content [`prepare`] holds for the executor from a storage that reads
+/// cheaply, when there are few enough items: past it, none is kept (items with large photos).
+const KEPT_CONTENT_BUDGET: usize = 64 * 1024 * 1024;
 
 /// The collections of a pair as they exist now on both sides.
 pub fn pair_collections(
@@ -872,6 +884,11 @@ fn prepare<'s>(
         false => FETCH_BATCH,
     };
     let total = to_fetch.len();
+    let mut budget = match scope.keep_content {
+        true => Some(usize::MAX),
+        false if total <= KEPT_ITEMS_MAX => Some(KEPT_CONTENT_BUDGET),
+        false => None,
+    };
     if total > 0 {
         // The total first: a bar over both sides knows its length before either is done.
         fetching(0, total);
@@ -941,8 +958,13 @@ fn prepare<'s>(
                             }
                             .into(),
                         });
-                        if scope.keep_content {
-                            prepared.fetched.insert(href, item);
+                        // Once over the budget, nothing is kept (see KEPT_CONTENT_BUDGET).
+                        budget = budget.and_then(|left| left.checked_sub(item.bytes().len()));
+                        match budget {
+                            Some(_) => {
+                                prepared.fetched.insert(href, item);
+                            }
+                            None => prepared.fetched = HashMap::new(),
                         }
                         continue;
                     }
@@ -965,6 +987,37 @@ fn prepare<'s>(
 fn is_allowed(item: &Item, allowed: &[String]) -> bool {
     item.component()
         .is_some_and(|c| allowed.iter().any(|a| a.eq_ignore_ascii_case(c)))
+}
+
+/// Whether `side` is as the status left it: its storage says nothing changed, or it listed
+/// in full exactly the hrefs the status knows for it, each with the same strong version tag
+/// (a weak tag vouches for nothing, so such an item is read). Then that side's plan would hold
+/// nothing.
+fn unchanged_since_status(
+    status: &StatusDb,
+    coll: CollectionId,
+    side: Side,
+    listed: &ChangeSet,
+) -> Result<bool, StatusError> {
+    if !listed.unreadable.is_empty() {
+        return Ok(false);
+    }
+    let entries = match &listed.changes {
+        Changes::Unchanged => return Ok(true),
+        Changes::Delta { changed, removed } => return Ok(changed.is_empty() && removed.is_empty()),
+        Changes::Full(entries) => entries,
+    };
+    let mut tags: FxHashMap<&str, &str> = FxHashMap::default();
+    tags.reserve(entries.len());
+    for entry in entries {
+        if is_weak_etag(&entry.etag) || tags.insert(&entry.href, &entry.etag).is_some() {
+            return Ok(false);
+        }
+    }
+    // Each row takes its entry away, so two rows cannot both match one entry.
+    let known =
+        status.versions_all_match(coll, side, |href, etag| tags.remove(href) == Some(etag))?;
+    Ok(known == Some(entries.len()))
 }
 
 /// Where a person finds an item: a vdir file's full path, or a server item's full URL. A
@@ -1113,194 +1166,212 @@ fn sync_collection_once(
             })
             .transpose()
     };
-    let (known, changes_a, changes_b) = std::thread::scope(|scope| {
+    let (changes_a, changes_b) = std::thread::scope(|scope| {
         let a = scope.spawn(|| list(sides.a, a_coll.as_ref(), since_a.as_deref()));
         let b = scope.spawn(|| list(sides.b, b_coll.as_ref(), since_b.as_deref()));
-        let known = match forget {
-            true => Ok(Vec::new()),
-            false => status.items(coll),
-        };
-        (known, join(a), join(b))
-    });
-    let known = known?;
-    // Status entries of component types outside `item_types` are out of scope on both sides:
-    // neither listed nor planned, so they are never taken for deleted items.
-    let outside: FxHashSet<String> = match allowed.is_empty() || known.is_empty() {
-        true => FxHashSet::default(),
-        false => status.idents_outside(coll, &allowed)?.into_iter().collect(),
-    };
-    let in_scope: Cow<'_, [StatusItem]> = match outside.is_empty() {
-        true => Cow::Borrowed(&known),
-        false => known
-            .iter()
-            .filter(|s| !outside.contains(&s.ident))
-            .cloned()
-            .collect(),
-    };
-    let excluded: Vec<&StatusItem> = known
-        .iter()
-        .filter(|s| outside.contains(&s.ident))
-        .collect();
-    let (listed_a, listed_b) = match (changes_a, changes_b) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => {
-            report.refused = Some(e.to_string());
-            report.retry_later = e.is_temporary();
-            return Ok(report);
-        }
-    };
-    let split = |listed: Option<(ChangeSet, Option<Vec<ListEntry>>)>| match listed {
-        Some((changes, in_window)) => (Some(changes), in_window),
-        None => (None, None),
-    };
-    let ((changes_a, window_a), (changes_b, window_b)) = (split(listed_a), split(listed_b));
-    let answers = [
-        window_a.as_deref().map(by_href),
-        window_b.as_deref().map(by_href),
-    ];
-    // Judging the date window needs the content of what was fetched.
-    let keep_content = [sides.a, sides.b].map(|s| !s.reads_cheaply() || !window.is_open());
-    let scopes = [0, 1].map(|side| Scope {
-        allowed: &allowed,
-        excluded: &excluded,
-        in_window: answers[side].as_ref(),
-        defer: true,
-        keep_content: keep_content[side],
-    });
-    // A deferred side may have to be prepared again: keep its (content-less) listing. Only a
-    // side with a time-range answer can defer; cloning every listing (as `Option::and` did,
-    // eagerly) cost a no-op sync of 10,000 items a fifth of its time.
-    let kept = [(&changes_a, &answers[0]), (&changes_b, &answers[1])]
-        .map(|(changes, answer)| answer.as_ref().and_then(|_| changes.clone()));
-    // Both sides fetch on threads of their own; this thread passes on how far they got, as
-    // `progress` may only be called here.
-    let (counts, counted) = std::sync::mpsc::channel::<(Side, usize, usize)>();
-    let in_scope_ref: &[StatusItem] = &in_scope;
-    let (a, b) = std::thread::scope(|scope| {
-        let fetch = |side: Side, changes: Option<ChangeSet>| {
-            let counts = counts.clone();
-            let collection = [a_coll.as_ref(), b_coll.as_ref()][side.index()];
-            let scope_of_side = &scopes[side.index()];
-            scope.spawn(move || {
-                let fetching = |done: usize, total: usize| {
-                    let _ = counts.send((side, done, total));
-                };
-                prepare(
-                    sides.get(side),
-                    collection,
-                    changes,
-                    in_scope_ref,
-                    side,
-                    scope_of_side,
-                    &fetching,
-                )
-            })
-        };
-        let b = fetch(Side::B, changes_b);
-        let a = fetch(Side::A, changes_a);
-        drop(counts);
-        let mut sofar = [(0, 0); 2];
-        for (side, done, total) in counted {
-            sofar[side.index()] = (done, total);
-            let sum = |pick: fn(&(usize, usize)) -> usize| {
-                u64::try_from(sofar.iter().map(pick).sum::<usize>()).unwrap_or(u64::MAX)
-            };
-            progress(Progress::Count {
-                phase: Phase::Fetching,
-                done: sum(|c| c.0),
-                total: sum(|c| c.1),
-            });
-        }
         (join(a), join(b))
     });
-    // An item the time-range answer left out is not looked at. That is only safe while the
-    // other side has nothing this run would create on the deferring side: such an item might
-    // be one of those left out (the server and davsync may disagree about an instance at the
-    // window's edge). Then the deferring side is prepared again, fetching what it deferred.
-    let [kept_a, kept_b] = kept;
-    let mut prepared = [a, b];
-    for (side, kept) in [(Side::A, kept_a), (Side::B, kept_b)] {
-        let (this, other) = (side.index(), side.other().index());
-        if prepared[this].deferred.is_empty()
-            || !would_create(&prepared[other], &prepared[this], &in_scope, window)
+    // The common case of a timer's run: both sides as the status left them. Then nothing is
+    // fetched or planned, and the status rows are compared where they are, never loaded (at
+    // 100,000 items loading them was most of a no-op sync's memory and a third of its time).
+    // Only without item filters, which make the plan leave items out rather than compare them.
+    let unchanged = match (&changes_a, &changes_b) {
+        (Ok(Some((a, None))), Ok(Some((b, None))))
+            if !forget && allowed.is_empty() && window.is_open() =>
         {
-            continue;
+            unchanged_since_status(status, coll, Side::A, a)?
+                && unchanged_since_status(status, coll, Side::B, b)?
         }
-        let scope = Scope {
-            defer: false,
-            ..scopes[this]
-        };
-        let collection = [a_coll.as_ref(), b_coll.as_ref()][this];
-        // Rare and after the main fetch: no progress of its own.
-        prepared[this] = prepare(
-            sides.get(side),
-            collection,
-            kept,
-            &in_scope,
-            side,
-            &scope,
-            &|_, _| {},
-        );
-    }
-    let [a, b] = prepared;
-    report.notes.extend(limit_notes(&options.filters, [&a, &b]));
-    // Out of the date window: left out of the plan on both sides (and the status rows with
-    // them), so nothing is copied and nothing deleted; the rows stay for when it comes back.
-    let (mut a, mut b) = (a, b);
-    // A side whose items are all outside the window lists nothing to the planner, yet it is
-    // not emptied (an unmounted disk, a wiped server): the planner's refusal is for a side
-    // that lists nothing at all.
-    let holds_items = [&a, &b].map(|p| !p.listing.is_empty() || !p.deferred.is_empty());
-    let outside = match window.is_open() {
-        true => FxHashSet::default(),
-        false => {
-            let status_outside = match in_scope.is_empty() {
-                true => FxHashSet::default(),
-                false => status
-                    .idents_out_of_window(coll, window)?
-                    .into_iter()
-                    .collect(),
-            };
-            out_of_window(window, [&a, &b], &in_scope, &status_outside)
-        }
+        _ => false,
     };
-    let planned: Cow<'_, [StatusItem]> = match outside.is_empty() {
-        true => Cow::Borrowed(&in_scope),
-        false => {
-            for prepared in [&mut a, &mut b] {
-                prepared
-                    .listing
-                    .items
-                    .retain(|item| !outside.contains(item.ident.as_ref()));
-            }
-            in_scope
+    let (actions, [a_state, b_state], fetched) = if unchanged {
+        let states = [changes_a, changes_b]
+            .map(|listed| listed.ok().flatten().and_then(|(changes, _)| changes.state));
+        (Vec::new(), states, Default::default())
+    } else {
+        let known = match forget {
+            true => Vec::new(),
+            false => status.items(coll)?,
+        };
+        // Status entries of component types outside `item_types` are out of scope on both sides:
+        // neither listed nor planned, so they are never taken for deleted items.
+        let outside: FxHashSet<String> = match allowed.is_empty() || known.is_empty() {
+            true => FxHashSet::default(),
+            false => status.idents_outside(coll, &allowed)?.into_iter().collect(),
+        };
+        let in_scope: Cow<'_, [StatusItem]> = match outside.is_empty() {
+            true => Cow::Borrowed(&known),
+            false => known
                 .iter()
                 .filter(|s| !outside.contains(&s.ident))
                 .cloned()
-                .collect()
-        }
-    };
-    let deferred = a.deferred.len() + b.deferred.len();
-    report.out_of_scope = u64::try_from(outside.len() + deferred).unwrap_or(u64::MAX);
-    for unreadable in a.listing.unreadable.iter().chain(&b.listing.unreadable) {
-        report.errors.push(Problem {
-            ident: unreadable.href.clone(),
-            message: unreadable.reason.clone(),
+                .collect(),
+        };
+        let excluded: Vec<&StatusItem> = known
+            .iter()
+            .filter(|s| outside.contains(&s.ident))
+            .collect();
+        let (listed_a, listed_b) = match (changes_a, changes_b) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => {
+                report.refused = Some(e.to_string());
+                report.retry_later = e.is_temporary();
+                return Ok(report);
+            }
+        };
+        let split = |listed: Option<(ChangeSet, Option<Vec<ListEntry>>)>| match listed {
+            Some((changes, in_window)) => (Some(changes), in_window),
+            None => (None, None),
+        };
+        let ((changes_a, window_a), (changes_b, window_b)) = (split(listed_a), split(listed_b));
+        let answers = [
+            window_a.as_deref().map(by_href),
+            window_b.as_deref().map(by_href),
+        ];
+        // Judging the date window needs the content of what was fetched.
+        let keep_content = [sides.a, sides.b].map(|s| !s.reads_cheaply() || !window.is_open());
+        let scopes = [0, 1].map(|side| Scope {
+            allowed: &allowed,
+            excluded: &excluded,
+            in_window: answers[side].as_ref(),
+            defer: true,
+            keep_content: keep_content[side],
         });
-    }
-    let plan_options = PlanOptions {
-        force_delete: options.force_delete || holds_items == [true, true],
-        mode: options.mode,
-    };
-    let actions = match plan(&a.listing, &b.listing, &planned, plan_options) {
-        Ok(actions) => actions,
-        Err(refusal) => {
-            report.refused = Some(refusal.to_string());
-            return Ok(report);
+        // A deferred side may have to be prepared again: keep its (content-less) listing. Only a
+        // side with a time-range answer can defer; cloning every listing (as `Option::and` did,
+        // eagerly) cost a no-op sync of 10,000 items a fifth of its time.
+        let kept = [(&changes_a, &answers[0]), (&changes_b, &answers[1])]
+            .map(|(changes, answer)| answer.as_ref().and_then(|_| changes.clone()));
+        // Both sides fetch on threads of their own; this thread passes on how far they got, as
+        // `progress` may only be called here.
+        let (counts, counted) = std::sync::mpsc::channel::<(Side, usize, usize)>();
+        let in_scope_ref: &[StatusItem] = &in_scope;
+        let (a, b) = std::thread::scope(|scope| {
+            let fetch = |side: Side, changes: Option<ChangeSet>| {
+                let counts = counts.clone();
+                let collection = [a_coll.as_ref(), b_coll.as_ref()][side.index()];
+                let scope_of_side = &scopes[side.index()];
+                scope.spawn(move || {
+                    let fetching = |done: usize, total: usize| {
+                        let _ = counts.send((side, done, total));
+                    };
+                    prepare(
+                        sides.get(side),
+                        collection,
+                        changes,
+                        in_scope_ref,
+                        side,
+                        scope_of_side,
+                        &fetching,
+                    )
+                })
+            };
+            let b = fetch(Side::B, changes_b);
+            let a = fetch(Side::A, changes_a);
+            drop(counts);
+            let mut sofar = [(0, 0); 2];
+            for (side, done, total) in counted {
+                sofar[side.index()] = (done, total);
+                let sum = |pick: fn(&(usize, usize)) -> usize| {
+                    u64::try_from(sofar.iter().map(pick).sum::<usize>()).unwrap_or(u64::MAX)
+                };
+                progress(Progress::Count {
+                    phase: Phase::Fetching,
+                    done: sum(|c| c.0),
+                    total: sum(|c| c.1),
+                });
+            }
+            (join(a), join(b))
+        });
+        // An item the time-range answer left out is not looked at. That is only safe while the
+        // other side has nothing this run would create on the deferring side: such an item might
+        // be one of those left out (the server and davsync may disagree about an instance at the
+        // window's edge). Then the deferring side is prepared again, fetching what it deferred.
+        let [kept_a, kept_b] = kept;
+        let mut prepared = [a, b];
+        for (side, kept) in [(Side::A, kept_a), (Side::B, kept_b)] {
+            let (this, other) = (side.index(), side.other().index());
+            if prepared[this].deferred.is_empty()
+                || !would_create(&prepared[other], &prepared[this], &in_scope, window)
+            {
+                continue;
+            }
+            let scope = Scope {
+                defer: false,
+                ..scopes[this]
+            };
+            let collection = [a_coll.as_ref(), b_coll.as_ref()][this];
+            // Rare and after the main fetch: no progress of its own.
+            prepared[this] = prepare(
+                sides.get(side),
+                collection,
+                kept,
+                &in_scope,
+                side,
+                &scope,
+                &|_, _| {},
+            );
         }
+        let [a, b] = prepared;
+        report.notes.extend(limit_notes(&options.filters, [&a, &b]));
+        // Out of the date window: left out of the plan on both sides (and the status rows with
+        // them), so nothing is copied and nothing deleted; the rows stay for when it comes back.
+        let (mut a, mut b) = (a, b);
+        // A side whose items are all outside the window lists nothing to the planner, yet it is
+        // not emptied (an unmounted disk, a wiped server): the planner's refusal is for a side
+        // that lists nothing at all.
+        let holds_items = [&a, &b].map(|p| !p.listing.is_empty() || !p.deferred.is_empty());
+        let outside = match window.is_open() {
+            true => FxHashSet::default(),
+            false => {
+                let status_outside = match in_scope.is_empty() {
+                    true => FxHashSet::default(),
+                    false => status
+                        .idents_out_of_window(coll, window)?
+                        .into_iter()
+                        .collect(),
+                };
+                out_of_window(window, [&a, &b], &in_scope, &status_outside)
+            }
+        };
+        let planned: Cow<'_, [StatusItem]> = match outside.is_empty() {
+            true => Cow::Borrowed(&in_scope),
+            false => {
+                for prepared in [&mut a, &mut b] {
+                    prepared
+                        .listing
+                        .items
+                        .retain(|item| !outside.contains(item.ident.as_ref()));
+                }
+                in_scope
+                    .iter()
+                    .filter(|s| !outside.contains(&s.ident))
+                    .cloned()
+                    .collect()
+            }
+        };
+        let deferred = a.deferred.len() + b.deferred.len();
+        report.out_of_scope = u64::try_from(outside.len() + deferred).unwrap_or(u64::MAX);
+        for unreadable in a.listing.unreadable.iter().chain(&b.listing.unreadable) {
+            report.errors.push(Problem {
+                ident: unreadable.href.clone(),
+                message: unreadable.reason.clone(),
+            });
+        }
+        let plan_options = PlanOptions {
+            force_delete: options.force_delete || holds_items == [true, true],
+            mode: options.mode,
+        };
+        let actions = match plan(&a.listing, &b.listing, &planned, plan_options) {
+            Ok(actions) => actions,
+            Err(refusal) => {
+                report.refused = Some(refusal.to_string());
+                return Ok(report);
+            }
+        };
+        (actions, [a.state, b.state], [a.fetched, b.fetched])
     };
 
-    let (a_state, b_state) = (a.state, b.state);
     let mut written = sync_metadata(
         sides,
         &current,
@@ -1323,7 +1394,7 @@ fn sync_collection_once(
     let mut executor = Executor {
         sides,
         collections: [a_coll, b_coll],
-        fetched: [a.fetched, b.fetched],
+        fetched,
         batch_sources: Default::default(),
         resolution: &options.resolution,
         interrupt: options.interrupt,
@@ -1563,6 +1634,113 @@ mod tests {
         assert!(check_item_types(&status, coll, &[], false).unwrap());
         assert_eq!(states(), [None, None]);
         assert!(!check_item_types(&status, coll, &[], false).unwrap());
+    }
+
+    #[test]
+    fn a_side_is_unchanged_only_when_its_listing_is_exactly_the_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let status = StatusDb::open(&dir.path().join("p.db")).unwrap();
+        let coll = status.collection("cal").unwrap();
+        let version = |href: &str, etag: &str| ItemVersion {
+            href: href.into(),
+            etag: etag.into(),
+            hash: "h".into(),
+        };
+        for (ident, href, etag) in [("u1", "1.ics", "e1"), ("u2", "2.ics", "e2")] {
+            let row = StatusItem {
+                ident: ident.into(),
+                a: version(href, etag),
+                b: version(&format!("b-{href}"), "b-etag"),
+            };
+            status
+                .insert(coll, &row, &crate::status::StoredContent::of(b"x"))
+                .unwrap();
+        }
+        let entry = |href: &str, etag: &str| ListEntry {
+            href: href.into(),
+            etag: etag.into(),
+            content: None,
+        };
+        let full = |entries: &[(&str, &str)]| ChangeSet {
+            changes: Changes::Full(entries.iter().map(|(h, e)| entry(h, e)).collect()),
+            state: None,
+            unreadable: Vec::new(),
+        };
+        let changes = |changes: Changes| ChangeSet {
+            changes,
+            state: None,
+            unreadable: Vec::new(),
+        };
+        let cases: Vec<(&str, ChangeSet, bool)> = vec![
+            (
+                "the same entries",
+                full(&[("2.ics", "e2"), ("1.ics", "e1")]),
+                true,
+            ),
+            ("a storage that says so", changes(Changes::Unchanged), true),
+            (
+                "an empty delta",
+                changes(Changes::Delta {
+                    changed: Vec::new(),
+                    removed: Vec::new(),
+                }),
+                true,
+            ),
+            (
+                "a changed tag",
+                full(&[("1.ics", "e1"), ("2.ics", "e3")]),
+                false,
+            ),
+            (
+                "a weak tag",
+                full(&[("1.ics", "e1"), ("2.ics", "W/e2")]),
+                false,
+            ),
+            (
+                "a new entry",
+                full(&[("1.ics", "e1"), ("2.ics", "e2"), ("3.ics", "e")]),
+                false,
+            ),
+            ("a missing entry", full(&[("1.ics", "e1")]), false),
+            (
+                "a renamed entry",
+                full(&[("1.ics", "e1"), ("3.ics", "e2")]),
+                false,
+            ),
+            (
+                "one entry twice",
+                full(&[("1.ics", "e1"), ("1.ics", "e1")]),
+                false,
+            ),
+            (
+                "a delta with a removal",
+                changes(Changes::Delta {
+                    changed: Vec::new(),
+                    removed: vec!["1.ics".into()],
+                }),
+                false,
+            ),
+            (
+                "an entry that cannot be read",
+                ChangeSet {
+                    unreadable: vec![UnreadableItem {
+                        href: "4.ics".into(),
+                        reason: "broken".into(),
+                        unidentified: false,
+                    }],
+                    ..full(&[("1.ics", "e1"), ("2.ics", "e2")])
+                },
+                false,
+            ),
+        ];
+        for (case, listed, expected) in cases {
+            let got = unchanged_since_status(&status, coll, Side::A, &listed).unwrap();
+            assert_eq!(got, expected, "{case}");
+        }
+        // Side B's own hrefs and tags count for side B.
+        let b_side = full(&[("b-1.ics", "b-etag"), ("b-2.ics", "b-etag")]);
+        assert!(unchanged_since_status(&status, coll, Side::B, &b_side).unwrap());
+        assert!(!unchanged_since_status(&status, coll, Side::A, &b_side).unwrap());
     }
 
     /// An all-day event `uid` on `day` (`YYYYMMDD`).
