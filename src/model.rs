@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 /// One of the two sides of a pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,8 +82,9 @@ pub struct ListedItem<'s> {
 pub enum SeenVersion<'s> {
     /// The status row's version, which an unchanged strong version tag vouched for.
     Vouched(&'s ItemVersion),
-    /// Read (or derived) in this run.
-    Read(Box<ItemVersion>),
+    /// Read (or derived) in this run; shared with the actions planned for it
+    /// ([`SeenVersion::shared`]).
+    Read(Arc<ItemVersion>),
 }
 
 impl SeenVersion<'_> {
@@ -90,14 +92,24 @@ impl SeenVersion<'_> {
     pub fn into_owned(self) -> ItemVersion {
         match self {
             SeenVersion::Vouched(version) => version.clone(),
-            SeenVersion::Read(version) => *version,
+            SeenVersion::Read(version) => Arc::unwrap_or_clone(version),
+        }
+    }
+
+    /// The version for an action: one read in this run is shared, not copied (a first sync of
+    /// 100,000 items planned 100,000 copies of every href, tag and hash, a third of its peak
+    /// memory).
+    pub fn shared(&self) -> Arc<ItemVersion> {
+        match self {
+            SeenVersion::Vouched(version) => Arc::new((*version).clone()),
+            SeenVersion::Read(version) => Arc::clone(version),
         }
     }
 }
 
 impl From<ItemVersion> for SeenVersion<'_> {
     fn from(version: ItemVersion) -> Self {
-        SeenVersion::Read(Box::new(version))
+        SeenVersion::Read(Arc::new(version))
     }
 }
 

@@ -12,6 +12,7 @@
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::hash_map::Entry;
 use std::fmt;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -81,7 +82,7 @@ pub enum Action {
         /// The side it appeared on.
         from: Side,
         /// Its version there.
-        source: ItemVersion,
+        source: Arc<ItemVersion>,
     },
     /// The item changed on `from` only: overwrite the other side's unchanged version. In a
     /// one-way pair (`mirror`), `from` is the source and the target's own version (changed, or
@@ -92,9 +93,9 @@ pub enum Action {
         /// The side it changed on, or the source of a one-way pair.
         from: Side,
         /// The version to copy.
-        source: ItemVersion,
+        source: Arc<ItemVersion>,
         /// The other side's version as listed in this run (its ETag guards the write).
-        target: ItemVersion,
+        target: Arc<ItemVersion>,
         /// The status row this replaces; `None` for a target's own item a mirror overwrites.
         status: Option<Box<StatusItem>>,
         /// Set when this overwrites the target's own change in a one-way pair.
@@ -108,7 +109,7 @@ pub enum Action {
         /// The side that changed it.
         from: Side,
         /// The changed version.
-        source: ItemVersion,
+        source: Arc<ItemVersion>,
         /// The status row this replaces.
         status: Box<StatusItem>,
         /// Set when this undoes the target's deletion in a one-way pair (`from` is the source).
@@ -123,7 +124,7 @@ pub enum Action {
         /// The side to delete it on.
         on: Side,
         /// The version to delete, as listed in this run.
-        target: ItemVersion,
+        target: Arc<ItemVersion>,
         /// The status row this removes; `None` for an item only ever on the target.
         status: Option<Box<StatusItem>>,
         /// Set when this deletes the target's own item or change in a one-way pair.
@@ -136,9 +137,9 @@ pub enum Action {
         /// The item's identity.
         ident: Ident,
         /// Version on A.
-        a: ItemVersion,
+        a: Arc<ItemVersion>,
         /// Version on B.
-        b: ItemVersion,
+        b: Arc<ItemVersion>,
         /// The status row this replaces, if any.
         status: Option<Box<StatusItem>>,
     },
@@ -152,9 +153,9 @@ pub enum Action {
         /// The item's identity.
         ident: Ident,
         /// Version on A.
-        a: ItemVersion,
+        a: Arc<ItemVersion>,
         /// Version on B.
-        b: ItemVersion,
+        b: Arc<ItemVersion>,
         /// The last synced state, if any.
         status: Option<Box<StatusItem>>,
     },
@@ -605,7 +606,7 @@ fn decide(
     use Presence::{Absent, Present};
     let unchanged = |item: &ListedItem, known: &ItemVersion| item.version.hash == known.hash;
     let mirrors = |side: Side| mirroring == Some(side);
-    let owned = |item: &ListedItem| item.version.clone().into_owned();
+    let owned = |item: &ListedItem| item.version.shared();
     // The source of a one-way pair overwrites the target's version.
     let overwrite =
         |from: Side, source: &ListedItem, target: &ListedItem, s: Option<&StatusItem>| {

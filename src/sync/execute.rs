@@ -665,7 +665,12 @@ impl<'a> Executor<'a> {
                 let copy = self.source(*from, &source.href)?;
                 let written = self.create(from.other(), copy)?;
                 Effect::Insert {
-                    row: row(ident, *from, source.clone(), written.version_of(source)),
+                    row: row(
+                        ident,
+                        *from,
+                        ItemVersion::clone(source),
+                        written.version_of(source),
+                    ),
                     content: StoredContent::of(copy.item.bytes()),
                 }
             }
@@ -679,7 +684,12 @@ impl<'a> Executor<'a> {
             } => {
                 let copy = self.source(*from, &source.href)?;
                 let written = self.update(from.other(), target, copy)?;
-                let new = row(ident, *from, source.clone(), written.version_of(source));
+                let new = row(
+                    ident,
+                    *from,
+                    ItemVersion::clone(source),
+                    written.version_of(source),
+                );
                 // A target's own item that a mirror overwrote had no row yet.
                 settled(status.as_deref(), new, StoredContent::of(copy.item.bytes()))
             }
@@ -694,7 +704,12 @@ impl<'a> Executor<'a> {
                 let written = self.create(from.other(), copy)?;
                 Effect::Replace {
                     old: status,
-                    row: row(ident, *from, source.clone(), written.version_of(source)),
+                    row: row(
+                        ident,
+                        *from,
+                        ItemVersion::clone(source),
+                        written.version_of(source),
+                    ),
                     content: Some(StoredContent::of(copy.item.bytes())),
                 }
             }
@@ -723,7 +738,7 @@ impl<'a> Executor<'a> {
                 b,
                 status,
             } => {
-                let new = row(ident, Side::A, a.clone(), b.clone());
+                let new = row(ident, Side::A, ItemVersion::clone(a), ItemVersion::clone(b));
                 let content = self
                     .held(Side::A, &a.href)
                     .or_else(|| self.held(Side::B, &b.href))
