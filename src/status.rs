@@ -28,6 +28,7 @@ use rusqlite::{
 };
 
 use crate::filter::{Span, Window, item_span};
+use crate::item::Item;
 use crate::model::{ItemVersion, Side, StatusItem};
 use crate::vobject::component_type;
 
@@ -43,11 +44,20 @@ pub struct StoredContent {
 }
 
 impl StoredContent {
-    /// Compresses `content` and reads its component type and span.
-    pub fn of(content: &[u8]) -> StoredContent {
+    /// An item's content, with the component type its parse found.
+    pub fn of(item: &Item) -> StoredContent {
+        StoredContent::with_component(item.bytes(), item.component().map(str::to_owned))
+    }
+
+    /// Any bytes (a status written by hand, a test), their component type read here.
+    pub fn of_bytes(content: &[u8]) -> StoredContent {
+        StoredContent::with_component(content, component_type(content))
+    }
+
+    fn with_component(content: &[u8], component: Option<String>) -> StoredContent {
         StoredContent {
             data: lz4_flex::compress_prepend_size(content),
-            component: component_type(content),
+            component,
             span: item_span(content),
         }
     }
@@ -1317,7 +1327,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn stored_content(content: &[u8]) -> StoredContent {
-        StoredContent::of(content)
+        StoredContent::of_bytes(content)
     }
 
     fn version(side: &str, n: u32) -> ItemVersion {

@@ -671,7 +671,7 @@ impl<'a> Executor<'a> {
                         ItemVersion::clone(source),
                         written.version_of(source),
                     ),
-                    content: StoredContent::of(copy.item.bytes()),
+                    content: StoredContent::of(copy.item),
                 }
             }
             Action::Update {
@@ -691,7 +691,7 @@ impl<'a> Executor<'a> {
                     written.version_of(source),
                 );
                 // A target's own item that a mirror overwrote had no row yet.
-                settled(status.as_deref(), new, StoredContent::of(copy.item.bytes()))
+                settled(status.as_deref(), new, StoredContent::of(copy.item))
             }
             Action::Restore {
                 ident,
@@ -710,7 +710,7 @@ impl<'a> Executor<'a> {
                         ItemVersion::clone(source),
                         written.version_of(source),
                     ),
-                    content: Some(StoredContent::of(copy.item.bytes())),
+                    content: Some(StoredContent::of(copy.item)),
                 }
             }
             Action::Delete {
@@ -742,7 +742,7 @@ impl<'a> Executor<'a> {
                 let content = self
                     .held(Side::A, &a.href)
                     .or_else(|| self.held(Side::B, &b.href))
-                    .map(|item| StoredContent::of(item.bytes()));
+                    .map(StoredContent::of);
                 match (status, content) {
                     (Some(old), content) => Effect::Replace {
                         old,
@@ -815,7 +815,7 @@ impl<'a> Executor<'a> {
         let copy = self.source(winner, &win.href)?;
         let written = self.update(winner.other(), lose, copy)?;
         let new = row(ident, winner, win.clone(), written.version_of(win));
-        Ok(settled(status, new, StoredContent::of(copy.item.bytes())))
+        Ok(settled(status, new, StoredContent::of(copy.item)))
     }
 
     /// Runs the user's merge command on (A, B, last synced) and writes its result to both
@@ -869,7 +869,7 @@ impl<'a> Executor<'a> {
             hash: hash.clone(),
         };
         let new = row(ident, Side::A, version(wa), version(wb));
-        Ok(settled(status, new, StoredContent::of(item.bytes())))
+        Ok(settled(status, new, StoredContent::of(&item)))
     }
 }
 

@@ -1653,7 +1653,7 @@ mod tests {
                 b: version(&format!("b-{href}"), "b-etag"),
             };
             status
-                .insert(coll, &row, &crate::status::StoredContent::of(b"x"))
+                .insert(coll, &row, &crate::status::StoredContent::of_bytes(b"x"))
                 .unwrap();
         }
         let entry = |href: &str, etag: &str| ListEntry {
