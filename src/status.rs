@@ -40,25 +40,35 @@ use crate::vobject::component_type;
 pub struct StoredContent {
     data: Vec<u8>,
     component: Option<String>,
-    span: Span,
+    /// `None`: not read (no date window needs it yet; see [`StatusDb::fill_spans`]).
+    span: Option<Span>,
 }
 
 impl StoredContent {
-    /// An item's content, with the component type its parse found.
-    pub fn of(item: &Item) -> StoredContent {
-        StoredContent::with_component(item.bytes(), item.component().map(str::to_owned))
+    /// An item's content, with the component type its parse found, and the days it spans
+    /// when `with_span` (a date window is in use).
+    pub fn of(item: &Item, with_span: bool) -> StoredContent {
+        StoredContent {
+            data: lz4_flex::compress_prepend_size(item.bytes()),
+            component: item.component().map(str::to_owned),
+            span: with_span.then(|| item_span(item.bytes())),
+        }
     }
 
-    /// Any bytes (a status written by hand, a test), their component type read here.
+    /// Any bytes (a status written by hand, a test), their component type and span read here.
     pub fn of_bytes(content: &[u8]) -> StoredContent {
-        StoredContent::with_component(content, component_type(content))
-    }
-
-    fn with_component(content: &[u8], component: Option<String>) -> StoredContent {
         StoredContent {
             data: lz4_flex::compress_prepend_size(content),
-            component,
-            span: item_span(content),
+            component: component_type(content),
+            span: Some(item_span(content)),
+        }
+    }
+
+    /// The span columns: first day, last day, whether they were read.
+    fn span_columns(&self) -> (Option<i64>, Option<i64>, bool) {
+        match self.span {
+            Some(span) => (span.first, span.last, true),
+            None => (None, None, false),
         }
     }
 }
@@ -145,6 +155,12 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE collections ADD COLUMN last_clean INTEGER;
     UPDATE collections SET last_clean = last_sync
      WHERE NOT EXISTS (SELECT 1 FROM problems p WHERE p.collection = collections.id);
+    ",
+    // Version 5: whether `span_first`/`span_last` were read from the content (every row so
+    // far was). A sync without a date window no longer reads them (a twentieth of a first
+    // sync's CPU); `fill_spans` reads them once a window needs them.
+    "
+    ALTER TABLE items ADD COLUMN span_known INTEGER NOT NULL DEFAULT 1;
     ",
 ];
 
@@ -529,7 +545,7 @@ impl StatusDb {
     ) -> Result<Vec<String>, StatusError> {
         let run = || -> rusqlite::Result<Vec<String>> {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT ident FROM items WHERE collection = ?1
+                "SELECT ident FROM items WHERE collection = ?1 AND span_known
                  AND ((span_last IS NOT NULL AND span_last < ?2)
                    OR (span_first IS NOT NULL AND span_first > ?3))",
             )?;
@@ -543,7 +559,70 @@ impl StatusDb {
             )?;
             rows.collect()
         };
-        run().map_err(|e| self.sql(e))
+        let mut outside = run().map_err(|e| self.sql(e))?;
+        // Rows whose span was not read yet (a dry run does not fill them): read here.
+        for (_, ident, span) in self.unread_spans(coll)? {
+            if !window.admits(span) {
+                outside.push(ident);
+            }
+        }
+        Ok(outside)
+    }
+
+    /// Reads and records the span of every row of a collection that was stored without one
+    /// (synced while no date window asked for it), so that a window can put rows out of scope
+    /// without reading their content again.
+    pub fn fill_spans(&self, coll: CollectionId) -> Result<(), StatusError> {
+        let unread = self.unread_spans(coll)?;
+        if unread.is_empty() {
+            return Ok(());
+        }
+        let tx = self.begin()?;
+        {
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE items SET span_first = ?2, span_last = ?3, span_known = 1
+                     WHERE id = ?1",
+                )
+                .map_err(|e| self.sql(e))?;
+            for (id, _, span) in unread {
+                update
+                    .execute(params![id, span.first, span.last])
+                    .map_err(|e| self.sql(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.sql(e))
+    }
+
+    /// Row id, ident and span (read from the stored content; unreadable content: no bounds) of
+    /// each row of a collection stored without its span.
+    fn unread_spans(&self, coll: CollectionId) -> Result<Vec<(i64, String, Span)>, StatusError> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT items.id, items.ident, contents.data FROM items
+                 JOIN contents ON contents.item = items.id
+                 WHERE items.collection = ?1 AND NOT items.span_known",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([coll], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, Vec<u8>>(2)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(|e| self.sql(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, ident, data)| {
+                let span = lz4_flex::decompress_size_prepended(&data)
+                    .map_or(Span::ALL, |content| item_span(&content));
+                (id, ident, span)
+            })
+            .collect())
     }
 
     /// The idents of a collection's items whose recorded component type is not one of
@@ -699,13 +778,14 @@ impl StatusDb {
         item: &StatusItem,
         content: &StoredContent,
     ) -> Result<(), StatusError> {
+        let (span_first, span_last, span_known) = content.span_columns();
         let tx = self.begin()?;
         let id = tx
             .prepare_cached(
                 "INSERT INTO items
                  (collection, ident, a_href, a_etag, a_hash, b_href, b_etag, b_hash, component,
-                  span_first, span_last)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                  span_first, span_last, span_known)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT (collection, ident) DO NOTHING
                  RETURNING id",
             )
@@ -721,8 +801,9 @@ impl StatusDb {
                         item.b.etag,
                         item.b.hash,
                         content.component,
-                        content.span.first,
-                        content.span.last,
+                        span_first,
+                        span_last,
+                        span_known,
                     ],
                     |row| row.get::<_, i64>(0),
                 )
@@ -793,15 +874,18 @@ impl StatusDb {
             tx.prepare_cached("UPDATE contents SET data = ?2 WHERE item = ?1")
                 .and_then(|mut stmt| stmt.execute(params![id, content.data]))
                 .map_err(|e| self.sql(e))?;
+            let (span_first, span_last, span_known) = content.span_columns();
             tx.prepare_cached(
-                "UPDATE items SET component = ?2, span_first = ?3, span_last = ?4 WHERE id = ?1",
+                "UPDATE items SET component = ?2, span_first = ?3, span_last = ?4, span_known = ?5
+                 WHERE id = ?1",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
                     id,
                     content.component,
-                    content.span.first,
-                    content.span.last
+                    span_first,
+                    span_last,
+                    span_known
                 ])
             })
             .map_err(|e| self.sql(e))?;
@@ -1506,6 +1590,43 @@ mod tests {
             start: day(start),
             end: day(end),
         }
+    }
+
+    #[test]
+    fn spans_not_read_at_insert_are_read_where_a_window_needs_them() {
+        let (_dir, db) = open_temp();
+        let coll = db.collection("cal").unwrap();
+        let unread = || -> i64 {
+            db.conn
+                .query_row("SELECT COUNT(*) FROM items WHERE NOT span_known", [], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        let event = Item::parse(event_on("20260110")).unwrap();
+        db.insert(coll, &item("u1", 1), &StoredContent::of(&event, false))
+            .unwrap();
+        assert_eq!(unread(), 1);
+        let january = window((2026, 1, 1), (2026, 1, 31));
+        let february = window((2026, 2, 1), (2026, 2, 28));
+        // Read from the content without writing (a dry run)...
+        assert!(db.idents_out_of_window(coll, january).unwrap().is_empty());
+        assert_eq!(db.idents_out_of_window(coll, february).unwrap(), ["u1"]);
+        assert_eq!(unread(), 1);
+        // ...or recorded once, with the same answers.
+        db.fill_spans(coll).unwrap();
+        assert_eq!(unread(), 0);
+        assert!(db.idents_out_of_window(coll, january).unwrap().is_empty());
+        assert_eq!(db.idents_out_of_window(coll, february).unwrap(), ["u1"]);
+        // New content without its span makes the row unread again.
+        db.replace(
+            coll,
+            &item("u1", 1),
+            &item("u1", 2),
+            Some(&StoredContent::of(&event, false)),
+        )
+        .unwrap();
+        assert_eq!(unread(), 1);
     }
 
     #[test]

@@ -16,7 +16,13 @@ fn setup(a_extra: &str, b_extra: &str) -> Sandbox {
     let sb = Sandbox::new();
     sb.mkdir("a");
     sb.mkdir("b");
-    sb.write_config(&format!(
+    sb.write_config(&config(a_extra, b_extra));
+    sb
+}
+
+/// The config text of [`setup`].
+fn config(a_extra: &str, b_extra: &str) -> String {
+    format!(
         r#"status_path = "{{root}}/status"
 
 [storage.laptop]
@@ -35,8 +41,7 @@ fileext = ".ics"
 a = "laptop"
 b = "backup"
 "#
-    ));
-    sb
+    )
 }
 
 /// An all-day event on `day` (`YYYYMMDD`) with more `lines` (RRULE, say).
@@ -162,6 +167,36 @@ fn an_item_leaving_the_window_stays_and_its_changes_sync_when_it_comes_back() {
         .success()
         .expect_stdout("cal: 0 created, 1 updated, 0 deleted, 0 conflicts, 0 errors\n");
     assert_eq!(sb.read_string("b/trip.ics"), back);
+}
+
+#[test]
+fn a_window_set_after_syncing_without_one_knows_the_days_of_what_was_synced() {
+    // Synced without a window, the status does not read the items' days...
+    let sb = setup("", "");
+    sb.write("a/in.ics", event_on("in", "In", "20260601", &[]));
+    sb.write("a/old.ics", event_on("old", "Old", "20250601", &[]));
+    // Old files: their version tags vouch for them, so A's items are not read again and only
+    // the status can tell on which days they fall.
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for name in ["in.ics", "old.ics"] {
+        common::set_mtime(&sb.path(&format!("a/{name}")), an_hour_ago);
+    }
+    sb.run(&["sync"]).success();
+    assert_eq!(sb.ls("b"), ["in.ics", "old.ics"]);
+    // ...yet once a window is set, the copy deleted outside it is not a deletion to copy,
+    // in a dry run (which reads them) as in a sync (which records them).
+    sb.write_config(&config(WINDOW_2026, ""));
+    sb.remove("b/old.ics");
+    for args in [&["sync", "--dry-run", "-v"][..], &["sync", "-v"]] {
+        let run = sb.run(args);
+        run.success();
+        assert!(
+            run.stdout.contains("0 deleted") && run.stdout.contains("1 outside"),
+            "{args:?}: {}",
+            run.stdout
+        );
+        assert_eq!(sb.ls("a"), ["in.ics", "old.ics"], "{args:?}");
+    }
 }
 
 #[test]

@@ -161,6 +161,9 @@ pub(super) struct Executor<'a> {
     /// Per side, why it must never be written (read-only, or the source of a one-way pair).
     /// The planner plans no such write; one that comes anyway is refused here, not performed.
     pub(super) never_written: [Option<String>; 2],
+    /// Whether the content recorded gets its span read: only while a date window needs it
+    /// (see [`StatusDb::fill_spans`]).
+    pub(super) spans: bool,
     /// Per side, sources [`Executor::read_sources`] could not read, with the reason.
     pub(super) unfetched: [HashMap<String, String>; 2],
 }
@@ -481,6 +484,11 @@ impl<'a> Executor<'a> {
         })
     }
 
+    /// What the status database keeps of `item`'s content.
+    fn stored(&self, item: &Item) -> StoredContent {
+        StoredContent::of(item, self.spans)
+    }
+
     /// The item at `href` on `side` if it is in memory: kept from the listing, or read for the
     /// batch under way.
     fn held(&self, side: Side, href: &str) -> Option<&Item> {
@@ -671,7 +679,7 @@ impl<'a> Executor<'a> {
                         ItemVersion::clone(source),
                         written.version_of(source),
                     ),
-                    content: StoredContent::of(copy.item),
+                    content: self.stored(copy.item),
                 }
             }
             Action::Update {
@@ -691,7 +699,7 @@ impl<'a> Executor<'a> {
                     written.version_of(source),
                 );
                 // A target's own item that a mirror overwrote had no row yet.
-                settled(status.as_deref(), new, StoredContent::of(copy.item))
+                settled(status.as_deref(), new, self.stored(copy.item))
             }
             Action::Restore {
                 ident,
@@ -710,7 +718,7 @@ impl<'a> Executor<'a> {
                         ItemVersion::clone(source),
                         written.version_of(source),
                     ),
-                    content: Some(StoredContent::of(copy.item)),
+                    content: Some(self.stored(copy.item)),
                 }
             }
             Action::Delete {
@@ -742,7 +750,7 @@ impl<'a> Executor<'a> {
                 let content = self
                     .held(Side::A, &a.href)
                     .or_else(|| self.held(Side::B, &b.href))
-                    .map(StoredContent::of);
+                    .map(|item| self.stored(item));
                 match (status, content) {
                     (Some(old), content) => Effect::Replace {
                         old,
@@ -815,7 +823,7 @@ impl<'a> Executor<'a> {
         let copy = self.source(winner, &win.href)?;
         let written = self.update(winner.other(), lose, copy)?;
         let new = row(ident, winner, win.clone(), written.version_of(win));
-        Ok(settled(status, new, StoredContent::of(copy.item)))
+        Ok(settled(status, new, self.stored(copy.item)))
     }
 
     /// Runs the user's merge command on (A, B, last synced) and writes its result to both
@@ -869,7 +877,7 @@ impl<'a> Executor<'a> {
             hash: hash.clone(),
         };
         let new = row(ident, Side::A, version(wa), version(wb));
-        Ok(settled(status, new, StoredContent::of(&item)))
+        Ok(settled(status, new, self.stored(&item)))
     }
 }
 

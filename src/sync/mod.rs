@@ -1135,6 +1135,11 @@ fn sync_collection_once(
     report.notes.extend(first_sync);
     let types_changed = check_item_types(status, coll, &allowed, options.dry_run)?;
     let window_changed = check_window(status, coll, window, options.dry_run)?;
+    // Rows synced while no window needed their days get them once one does (a dry run writes
+    // nothing: `idents_out_of_window` reads them where it needs them).
+    if !window.is_open() && !options.dry_run {
+        status.fill_spans(coll)?;
+    }
     let since = |side: Side| -> Result<Option<String>, StatusError> {
         if forget || types_changed || window_changed {
             return Ok(None);
@@ -1396,6 +1401,7 @@ fn sync_collection_once(
         collections: [a_coll, b_coll],
         fetched,
         batch_sources: Default::default(),
+        spans: !window.is_open(),
         resolution: &options.resolution,
         interrupt: options.interrupt,
         never_written: guard,
