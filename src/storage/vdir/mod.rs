@@ -856,6 +856,48 @@ mod tests {
     }
 
     #[test]
+    fn a_staged_file_of_either_kind_never_replaces_and_leaves_nothing_behind() {
+        let (_dir, _storage, coll) = setup();
+        let dir = Path::new(&coll.id);
+        let target = dir.join("x.ics");
+        let named = write_temp(&target, b"named").map(Staged::Named).unwrap();
+        // An unnamed file where the file system has O_TMPFILE (tmpfs, ext4, xfs, btrfs).
+        let unnamed = Staged::write(dir, &target, b"unnamed").unwrap();
+        // Whichever comes first takes the name; the other is refused, not written over it.
+        named.place(&target).unwrap();
+        let refused = unnamed.place(&target).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&target).unwrap(), b"named");
+        unnamed.discard();
+        let other = dir.join("y.ics");
+        let unnamed = Staged::write(dir, &other, b"unnamed").unwrap();
+        let tag = unnamed.etag().to_owned();
+        unnamed.place(&other).unwrap();
+        assert_eq!(fs::read(&other).unwrap(), b"unnamed");
+        // The tag is the placed file's, as a listing sees it.
+        let meta = fs::metadata(&other).unwrap();
+        assert_eq!(
+            strong_part(&tag),
+            strong_part(&etag(&meta, SystemTime::now()))
+        );
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["x.ics", "y.ics"]);
+        let named = write_temp(&dir.join("z.ics"), b"dropped")
+            .map(Staged::Named)
+            .unwrap();
+        named.discard();
+        assert_eq!(
+            fs::read_dir(dir).unwrap().count(),
+            2,
+            "a discarded file is gone"
+        );
+    }
+
+    #[test]
     fn conditional_update_and_delete() {
         let (_dir, storage, coll) = setup();
         let w = storage.create(&coll, "u", b"one").unwrap();
