@@ -1179,10 +1179,11 @@ fn sync_collection_once(
     // The common case of a timer's run: both sides as the status left them. Then nothing is
     // fetched or planned, and the status rows are compared where they are, never loaded (at
     // 100,000 items loading them was most of a no-op sync's memory and a third of its time).
-    // Only without item filters, which make the plan leave items out rather than compare them.
+    // Only without item filters, which make the plan leave items out rather than compare them,
+    // and not when the status knows nothing of the collection (a first sync: nothing to match).
     let unchanged = match (&changes_a, &changes_b) {
         (Ok(Some((a, None))), Ok(Some((b, None))))
-            if !forget && allowed.is_empty() && window.is_open() =>
+            if !fetch_all && allowed.is_empty() && window.is_open() =>
         {
             unchanged_since_status(status, coll, Side::A, a)?
                 && unchanged_since_status(status, coll, Side::B, b)?
