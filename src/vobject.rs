@@ -82,7 +82,8 @@ const VOLATILE: [&[u8]; 7] = [
 /// for two would turn every following fold into the continuation of an empty line.
 fn line_end(bytes: &[u8], from: usize) -> (usize, usize) {
     let rest = bytes.get(from..).unwrap_or_default();
-    let Some(i) = rest.iter().position(|&b| b == b'\r' || b == b'\n') else {
+    // memchr scans a word at a time: this search was a third of parsing an item.
+    let Some(i) = memchr::memchr2(b'\r', b'\n', rest) else {
         return (bytes.len(), bytes.len());
     };
     let end = from + i;
