@@ -39,11 +39,11 @@ pub use config::{VdirConfig, parse_config};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::config::MetadataKey;
@@ -86,6 +86,9 @@ pub struct VdirStorage {
     writes_done: AtomicU64,
     /// How many of `writes_done` the last successful [`Storage::flush`] covered.
     writes_flushed: AtomicU64,
+    /// The collection directory new items were last written to, held open until the next
+    /// listing or [`Storage::flush`], so that a directory replaced since is opened afresh.
+    write_dir: Mutex<Option<Arc<OpenDir>>>,
     /// Called in the middle of every write, to let tests run a flush while a write is in flight.
     #[cfg(test)]
     mid_write: Option<fn(&VdirStorage)>,
@@ -102,6 +105,7 @@ impl VdirStorage {
             hook_failures: Mutex::new(Vec::new()),
             writes_done: AtomicU64::new(0),
             writes_flushed: AtomicU64::new(0),
+            write_dir: Mutex::new(None),
             #[cfg(test)]
             mid_write: None,
         }
@@ -208,6 +212,96 @@ impl VdirStorage {
         }
         Ok(Path::new(&collection.id).join(href))
     }
+
+    /// The directory of `collection`, open for writing new items into.
+    fn write_dir(&self, collection: &CollectionInfo) -> io::Result<Arc<OpenDir>> {
+        let mut held = self.held_write_dir();
+        match held.as_ref() {
+            Some(dir) if dir.id == collection.id => Ok(Arc::clone(dir)),
+            _ => {
+                let dir = Arc::new(OpenDir::open(&collection.id)?);
+                *held = Some(Arc::clone(&dir));
+                Ok(dir)
+            }
+        }
+    }
+
+    /// The held [`VdirStorage::write_dir`]; a panic while another thread held the lock left
+    /// at worst a directory that is opened again.
+    fn held_write_dir(&self) -> std::sync::MutexGuard<'_, Option<Arc<OpenDir>>> {
+        self.write_dir.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A collection directory held open, so that its items are opened and linked by name relative
+/// to it: a full path costs the kernel a lookup of every component each time (about a
+/// twentieth of a first sync's CPU, measured on tmpfs).
+#[derive(Debug)]
+struct OpenDir {
+    /// The collection's id (its path).
+    id: String,
+    fd: OwnedFd,
+}
+
+impl OpenDir {
+    fn open(id: &str) -> io::Result<OpenDir> {
+        let path = c_path(Path::new(id))?;
+        // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        Ok(OpenDir {
+            id: id.to_owned(),
+            fd: owned(fd)?,
+        })
+    }
+
+    /// Opens the item `name` for reading (following a symlink, as `File::open` does).
+    fn open_item(&self, name: &str) -> io::Result<File> {
+        let name = c_path(Path::new(name))?;
+        // SAFETY: `name` is a valid NUL-terminated string that outlives the call; `self.fd`
+        // is an open directory.
+        let fd = unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        owned(fd).map(File::from)
+    }
+
+    /// A new unnamed file in the directory (`O_TMPFILE`), open for writing.
+    fn unnamed_file(&self) -> io::Result<File> {
+        // SAFETY: the path is a NUL-terminated literal; `self.fd` is an open directory.
+        let fd = unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                c".".as_ptr(),
+                libc::O_WRONLY | libc::O_TMPFILE | libc::O_CLOEXEC,
+                0o666 as libc::c_uint,
+            )
+        };
+        owned(fd).map(File::from)
+    }
+}
+
+/// `path` for a system call.
+fn c_path(path: &Path) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)
+}
+
+/// The descriptor a system call returned, or its error.
+fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor the call just opened, owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn io_item(path: &Path, source: io::Error) -> ItemError {
@@ -231,11 +325,20 @@ fn unusable(path: &Path, kind: io::ErrorKind, why: String) -> ItemError {
     }
 }
 
-/// Opens and reads one item file, at most [`MAX_ITEM_SIZE`] bytes. Only an entry that is not
-/// there is [`ItemError::NotFound`]: a symlink whose target is missing (a disk not mounted)
-/// is an entry that cannot be read.
-fn read_item(path: &Path) -> Result<(fs::Metadata, Vec<u8>), ItemError> {
-    let mut file = File::open(path).map_err(|e| {
+/// Opens and reads one item file, at most [`MAX_ITEM_SIZE`] bytes: `name` in `dir` where that
+/// is open, else `path` (the same file). Only an entry that is not there is
+/// [`ItemError::NotFound`]: a symlink whose target is missing (a disk not mounted) is an entry
+/// that cannot be read.
+fn read_item(
+    dir: Option<&OpenDir>,
+    path: &Path,
+    name: &str,
+) -> Result<(fs::Metadata, Vec<u8>), ItemError> {
+    let opened = match dir {
+        Some(dir) => dir.open_item(name),
+        None => File::open(path),
+    };
+    let mut file = opened.map_err(|e| {
         if e.kind() != io::ErrorKind::NotFound {
             return io_item(path, e);
         }
@@ -270,12 +373,24 @@ fn read_item(path: &Path) -> Result<(fs::Metadata, Vec<u8>), ItemError> {
     if meta.len() > MAX_ITEM_SIZE {
         return Err(too_big());
     }
-    // The file may grow after the stat: never read more than the limit allows.
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    (&mut file)
-        .take(MAX_ITEM_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| io_item(path, e))?;
+    // One read(2) asks for a byte more than the stat's size: getting exactly that size means
+    // the whole file, so one system call reads it instead of two (the second only to see the
+    // end). A file that grew since the stat, or a short read, is read on, never past the limit.
+    let size = usize::try_from(meta.len()).unwrap_or(0);
+    let mut bytes = vec![0; size + 1];
+    let got = loop {
+        match file.read(&mut bytes) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            got => break got.map_err(|e| io_item(path, e))?,
+        }
+    };
+    bytes.truncate(got);
+    if got != size {
+        (&mut file)
+            .take(MAX_ITEM_SIZE + 1 - got as u64)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_item(path, e))?;
+    }
     if bytes.len() as u64 > MAX_ITEM_SIZE {
         return Err(too_big());
     }
@@ -367,21 +482,16 @@ enum Staged {
 }
 
 impl Staged {
-    /// Writes `bytes` into a new file in `dir` (named after `target` while it is a temporary
-    /// one), its mtime set back by [`WEAK_WINDOW`].
-    fn write(dir: &Path, target: &Path, bytes: &[u8]) -> io::Result<Staged> {
-        use std::os::unix::fs::OpenOptionsExt;
+    /// Writes `bytes` into a new file in `dir` (named after `target`, a path in `dir`, while
+    /// it is a temporary one), its mtime set back by [`WEAK_WINDOW`].
+    fn write(dir: &OpenDir, target: &Path, bytes: &[u8]) -> io::Result<Staged> {
         // Linking an unnamed file needs /proc (see `link_unnamed`).
         static PROC_FDS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         let unnamed = match PROC_FDS.get_or_init(|| Path::new("/proc/self/fd").is_dir()) {
-            true => OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_TMPFILE)
-                .open(dir)
-                .and_then(|mut file| {
-                    let etag = write_aged(&mut file, bytes)?;
-                    Ok(Staged::Unnamed { file, etag })
-                }),
+            true => dir.unnamed_file().and_then(|mut file| {
+                let etag = write_aged(&mut file, bytes)?;
+                Ok(Staged::Unnamed { file, etag })
+            }),
             false => Err(io::ErrorKind::Unsupported.into()),
         };
         match unnamed {
@@ -400,10 +510,11 @@ impl Staged {
         }
     }
 
-    /// Puts the file at `target` unless something is there already (then `AlreadyExists`).
-    fn place(&self, target: &Path) -> io::Result<()> {
+    /// Puts the file at `name` in `dir` (whose path that is: `target`) unless something is
+    /// there already (then `AlreadyExists`).
+    fn place(&self, dir: &OpenDir, name: &str, target: &Path) -> io::Result<()> {
         match self {
-            Staged::Unnamed { file, .. } => link_unnamed(file, target),
+            Staged::Unnamed { file, .. } => link_unnamed(file, dir, name),
             Staged::Named(temp) => rename_noreplace(&temp.path, target),
         }
     }
@@ -424,34 +535,42 @@ fn write_aged(file: &mut File, bytes: &[u8]) -> io::Result<String> {
     Ok(etag(&file.metadata()?, now))
 }
 
-/// Gives the unnamed `file` the name `target`, failing with `AlreadyExists` when it is taken
-/// (`linkat` never replaces). The descriptor itself is linked (`AT_EMPTY_PATH`) where the
-/// kernel lets its opener do that (Linux 6.10 on; always with `CAP_DAC_READ_SEARCH`); else
-/// through `/proc/self/fd`, whose lookup cost a tenth of a first sync's CPU. Which one works
-/// is learnt once per process.
-fn link_unnamed(file: &File, target: &Path) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
+/// Gives the unnamed `file` the name `name` in `dir`, failing with `AlreadyExists` when it is
+/// taken (`linkat` never replaces). The descriptor itself is linked (`AT_EMPTY_PATH`) where
+/// the kernel lets its opener do that (Linux 6.10 on; always with `CAP_DAC_READ_SEARCH`);
+/// else through `/proc/self/fd`, whose lookup cost a tenth of a first sync's CPU. Which one
+/// works is learnt once per process.
+fn link_unnamed(file: &File, dir: &OpenDir, name: &str) -> io::Result<()> {
+    use std::ffi::CStr;
     use std::sync::atomic::AtomicBool;
     static NO_EMPTY_PATH: AtomicBool = AtomicBool::new(false);
-    let c = |bytes: &[u8]| CString::new(bytes).map_err(io::Error::other);
-    let to = c(target.as_os_str().as_bytes())?;
-    let link = |from_dir: libc::c_int, from: &CString, flags: libc::c_int| {
-        // SAFETY: both strings are valid NUL-terminated paths that outlive the call, and
-        // `from_dir` is a descriptor `file` keeps open (or AT_FDCWD).
-        match unsafe { libc::linkat(from_dir, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), flags) } {
+    let to = c_path(Path::new(name))?;
+    let link = |from_dir: libc::c_int, from: &CStr, flags: libc::c_int| {
+        // SAFETY: both strings are valid NUL-terminated paths that outlive the call, `dir`
+        // keeps its descriptor open, and `from_dir` is a descriptor `file` keeps open (or
+        // AT_FDCWD).
+        let linked = unsafe {
+            libc::linkat(
+                from_dir,
+                from.as_ptr(),
+                dir.fd.as_raw_fd(),
+                to.as_ptr(),
+                flags,
+            )
+        };
+        match linked {
             0 => Ok(()),
             _ => Err(io::Error::last_os_error()),
         }
     };
     let via_proc = || {
-        let from = c(format!("/proc/self/fd/{}", file.as_raw_fd()).as_bytes())?;
+        let from = c_path(Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd())))?;
         link(libc::AT_FDCWD, &from, libc::AT_SYMLINK_FOLLOW)
     };
     if NO_EMPTY_PATH.load(Ordering::Relaxed) {
         return via_proc();
     }
-    match link(file.as_raw_fd(), &c(b"")?, libc::AT_EMPTY_PATH) {
+    match link(file.as_raw_fd(), c"", libc::AT_EMPTY_PATH) {
         // Refused (older kernels say ENOENT, newer EPERM): through /proc, and if that works,
         // through /proc from now on. (A missing directory fails that way too.)
         Err(e)
@@ -473,10 +592,7 @@ fn link_unnamed(file: &File, target: &Path) -> io::Result<()> {
 /// Moves `from` to `to` unless `to` exists, atomically: `renameat2(RENAME_NOREPLACE)`, or
 /// where the file system lacks it, a hard link (which never replaces either) and an unlink.
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
-    let (from_c, to_c) = (c(from)?, c(to)?);
+    let (from_c, to_c) = (c_path(from)?, c_path(to)?);
     // SAFETY: both strings are valid NUL-terminated paths that outlive the call.
     let result = unsafe {
         libc::renameat2(
@@ -567,6 +683,7 @@ impl Storage for VdirStorage {
     }
 
     fn list(&self, collection: &CollectionInfo) -> Result<Vec<ListEntry>, StorageError> {
+        *self.held_write_dir() = None;
         let dir = Path::new(&collection.id);
         let entries = fs::read_dir(dir).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound if dir == self.path.as_path() || !self.path.exists() => {
@@ -624,13 +741,15 @@ impl Storage for VdirStorage {
         hrefs: &[&str],
     ) -> Vec<(String, Result<Fetched, ItemError>)> {
         let now = SystemTime::now();
+        // Without the directory open, each item is read by its path and fails on its own.
+        let dir = OpenDir::open(&collection.id).ok();
         hrefs
             .iter()
             .map(|href| {
                 let result = self.item_path(collection, href).and_then(|path| {
                     // Tag and bytes come from the same open file, so they belong together
                     // even if the file is replaced meanwhile.
-                    let (meta, bytes) = read_item(&path)?;
+                    let (meta, bytes) = read_item(dir.as_ref(), &path, href)?;
                     Ok(Fetched {
                         bytes,
                         etag: etag(&meta, now),
@@ -650,8 +769,11 @@ impl Storage for VdirStorage {
         let preferred = item_file_name(name_hint, &self.fileext);
         let dir = Path::new(&collection.id);
         let first_choice = dir.join(&preferred);
-        let staged =
-            Staged::write(dir, &first_choice, bytes).map_err(|e| io_item(&first_choice, e))?;
+        let open_dir = self
+            .write_dir(collection)
+            .map_err(|e| io_item(&first_choice, e))?;
+        let staged = Staged::write(&open_dir, &first_choice, bytes)
+            .map_err(|e| io_item(&first_choice, e))?;
         self.in_flight();
         // A taken name falls back to hashed names with a counter.
         let stem = preferred.trim_end_matches(&self.fileext).to_owned();
@@ -666,7 +788,7 @@ impl Storage for VdirStorage {
                 n => item_file_name(&format!("{stem}\0{n}"), &self.fileext),
             };
             let target = dir.join(&name);
-            match staged.place(&target) {
+            match staged.place(&open_dir, &name, &target) {
                 Ok(()) => {
                     result = Ok(Written {
                         href: name,
@@ -778,6 +900,7 @@ impl Storage for VdirStorage {
     }
 
     fn flush(&self) -> Result<(), StorageError> {
+        *self.held_write_dir() = None;
         if !self.has_unflushed() {
             return Ok(());
         }
@@ -881,20 +1004,21 @@ mod tests {
     fn a_staged_file_of_either_kind_never_replaces_and_leaves_nothing_behind() {
         let (_dir, _storage, coll) = setup();
         let dir = Path::new(&coll.id);
+        let open_dir = OpenDir::open(&coll.id).unwrap();
         let target = dir.join("x.ics");
         let named = write_temp(&target, b"named").map(Staged::Named).unwrap();
         // An unnamed file where the file system has O_TMPFILE (tmpfs, ext4, xfs, btrfs).
-        let unnamed = Staged::write(dir, &target, b"unnamed").unwrap();
+        let unnamed = Staged::write(&open_dir, &target, b"unnamed").unwrap();
         // Whichever comes first takes the name; the other is refused, not written over it.
-        named.place(&target).unwrap();
-        let refused = unnamed.place(&target).unwrap_err();
+        named.place(&open_dir, "x.ics", &target).unwrap();
+        let refused = unnamed.place(&open_dir, "x.ics", &target).unwrap_err();
         assert_eq!(refused.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(fs::read(&target).unwrap(), b"named");
         unnamed.discard();
         let other = dir.join("y.ics");
-        let unnamed = Staged::write(dir, &other, b"unnamed").unwrap();
+        let unnamed = Staged::write(&open_dir, &other, b"unnamed").unwrap();
         let tag = unnamed.etag().to_owned();
-        unnamed.place(&other).unwrap();
+        unnamed.place(&open_dir, "y.ics", &other).unwrap();
         assert_eq!(fs::read(&other).unwrap(), b"unnamed");
         // The tag is the placed file's, as a listing sees it.
         let meta = fs::metadata(&other).unwrap();
@@ -917,6 +1041,20 @@ mod tests {
             2,
             "a discarded file is gone"
         );
+    }
+
+    #[test]
+    fn a_collection_directory_replaced_between_runs_gets_the_new_items() {
+        let (dir, storage, coll) = setup();
+        storage.create(&coll, "one", b"1").unwrap();
+        storage.flush().unwrap();
+        // Moved away and made again (a restore from a backup, say) while a daemon waits.
+        fs::rename(dir.path().join("cal"), dir.path().join("old")).unwrap();
+        fs::create_dir(dir.path().join("cal")).unwrap();
+        assert!(storage.list(&coll).unwrap().is_empty());
+        storage.create(&coll, "two", b"2").unwrap();
+        assert_eq!(fs::read(dir.path().join("cal/two.ics")).unwrap(), b"2");
+        assert!(!dir.path().join("old/two.ics").exists());
     }
 
     #[test]
