@@ -780,37 +780,37 @@ impl StatusDb {
     ) -> Result<(), StatusError> {
         let (span_first, span_last, span_known) = content.span_columns();
         let tx = self.begin()?;
-        let id = tx
+        // Without RETURNING, which SQLite runs like a trigger and so guards with a statement
+        // journal: a copy of every page the insert touches, in memory, for every item.
+        let inserted = tx
             .prepare_cached(
                 "INSERT INTO items
                  (collection, ident, a_href, a_etag, a_hash, b_href, b_etag, b_hash, component,
                   span_first, span_last, span_known)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                 ON CONFLICT (collection, ident) DO NOTHING
-                 RETURNING id",
+                 ON CONFLICT (collection, ident) DO NOTHING",
             )
             .and_then(|mut stmt| {
-                stmt.query_row(
-                    params![
-                        coll,
-                        item.ident,
-                        item.a.href,
-                        item.a.etag,
-                        item.a.hash,
-                        item.b.href,
-                        item.b.etag,
-                        item.b.hash,
-                        content.component,
-                        span_first,
-                        span_last,
-                        span_known,
-                    ],
-                    |row| row.get::<_, i64>(0),
-                )
-                .optional()
+                stmt.execute(params![
+                    coll,
+                    item.ident,
+                    item.a.href,
+                    item.a.etag,
+                    item.a.hash,
+                    item.b.href,
+                    item.b.etag,
+                    item.b.hash,
+                    content.component,
+                    span_first,
+                    span_last,
+                    span_known,
+                ])
             })
-            .map_err(|e| self.sql(e))?
-            .ok_or_else(|| self.row_changed(coll, &item.ident))?;
+            .map_err(|e| self.sql(e))?;
+        if inserted == 0 {
+            return Err(self.row_changed(coll, &item.ident));
+        }
+        let id = tx.last_insert_rowid();
         tx.prepare_cached("INSERT INTO contents (item, data) VALUES (?1, ?2)")
             .and_then(|mut stmt| stmt.execute(params![id, content.data]))
             .map_err(|e| self.sql(e))?;
