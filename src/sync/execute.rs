@@ -25,6 +25,8 @@ use std::sync::{Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
+
 use super::{Sides, conflict_message, item_location};
 use crate::config::{ConflictResolution, SyncMode};
 use crate::item::Item;
@@ -151,10 +153,10 @@ enum Effect<'a> {
 pub(super) struct Executor<'a> {
     pub(super) sides: &'a Sides<'a>,
     pub(super) collections: [Option<CollectionInfo>; 2],
-    pub(super) fetched: [HashMap<String, Item>; 2],
+    pub(super) fetched: [FxHashMap<String, Item>; 2],
     /// Per side, the sources read again for the batch of actions under way
     /// ([`Executor::read_sources`]), let go with the batch.
-    pub(super) batch_sources: [HashMap<String, Item>; 2],
+    pub(super) batch_sources: [FxHashMap<String, Item>; 2],
     pub(super) resolution: &'a ConflictResolution,
     /// Once set, no further action is started; the ones under way finish and are recorded.
     pub(super) interrupt: Option<&'a AtomicBool>,
@@ -172,7 +174,7 @@ pub(super) struct Executor<'a> {
 #[derive(Default)]
 struct SourcesRead {
     /// Per side, the items read, by href.
-    items: [HashMap<String, Item>; 2],
+    items: [FxHashMap<String, Item>; 2],
     /// The ones that could not be read (or changed since listed): side, href, why.
     unreadable: Vec<(Side, String, String)>,
 }

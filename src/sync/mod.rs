@@ -10,7 +10,7 @@
 mod execute;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -186,7 +186,7 @@ impl Sides<'_> {
 /// A listing plus the items fetched to build it, keyed by href.
 struct Prepared<'s> {
     listing: Listing<'s>,
-    fetched: HashMap<String, Item>,
+    fetched: FxHashMap<String, Item>,
     /// The storage's state to remember after a clean sync.
     state: Option<String>,
     /// Listed items a time-range answer left out, not fetched: outside the window.
@@ -782,7 +782,7 @@ fn prepare<'s>(
     let allowed = scope.allowed;
     let mut prepared = Prepared {
         listing: Listing::default(),
-        fetched: HashMap::new(),
+        fetched: FxHashMap::default(),
         state: None,
         deferred: Vec::new(),
         left_out_types: BTreeMap::new(),
@@ -964,7 +964,7 @@ fn prepare<'s>(
                             Some(_) => {
                                 prepared.fetched.insert(href, item);
                             }
-                            None => prepared.fetched = HashMap::new(),
+                            None => prepared.fetched = FxHashMap::default(),
                         }
                         continue;
                     }
@@ -1772,7 +1772,7 @@ mod tests {
     fn side(items: &[(&str, Option<&str>)]) -> Prepared<'static> {
         let mut prepared = Prepared {
             listing: Listing::default(),
-            fetched: HashMap::new(),
+            fetched: FxHashMap::default(),
             state: None,
             deferred: Vec::new(),
             left_out_types: BTreeMap::new(),
