@@ -633,6 +633,8 @@ struct DigestCheck {
     renew_after: std::sync::atomic::AtomicUsize,
     /// When the last `stale=true` answer went out.
     last_stale: Mutex<Instant>,
+    /// How many requests were refused for a stale nonce.
+    stale_refused: std::sync::atomic::AtomicUsize,
 }
 
 impl DigestCheck {
@@ -709,11 +711,18 @@ impl DigestCheck {
     }
 
     /// The challenge for a refused request. Answers with `stale=true` are held back: the first
-    /// one 100 ms after the renewal, so that every concurrent request meets the old nonce, and
-    /// the others 50 ms apart, so each learns about the new nonce after the previous one already
-    /// answered it: a client that starts its nonce count again on every challenge then reuses a
-    /// count, which is refused as a replay.
+    /// one until a second request met the old nonce (5 s at most: on a loaded machine a fixed
+    /// delay was sometimes too short for the client's next request to arrive), so that
+    /// concurrent requests meet it, and the others 50 ms apart, so each learns about the new
+    /// nonce after the previous one already answered it: a client that starts its nonce count
+    /// again on every challenge then reuses a count, which is refused as a replay.
     fn stale_challenge(&self, stale: bool) -> String {
+        if stale && self.stale_refused.fetch_add(1, Ordering::SeqCst) == 0 {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.stale_refused.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
         if stale {
             let mut last = self.last_stale.lock().unwrap();
             let next = *last + Duration::from_millis(50);
@@ -766,6 +775,7 @@ impl DigestMockServer {
             nonce: Mutex::new(("abc".to_owned(), HashSet::new())),
             renew_after: 0.into(),
             last_stale: Mutex::new(Instant::now()),
+            stale_refused: 0.into(),
         });
         let accept = {
             let (seen, stop, check) = (Arc::clone(&seen), Arc::clone(&stop), Arc::clone(&check));
