@@ -57,6 +57,59 @@ struct Daemon {
     err: std::path::PathBuf,
 }
 
+/// SIGTERM while a request waits on a server that never answers: the request runs out its
+/// `timeout` and is not tried again, so the daemon stops within one timeout, not within the
+/// four of a request and its retries (which outlast systemd's stop timeout with a long one).
+#[test]
+fn sigterm_tries_no_request_again() {
+    let hole = BlackHole::start();
+    let sb = sandbox();
+    let timeout = 3;
+    sb.write_config(&format!(
+        r#"{status}
+[storage.phone]
+type = "vdir"
+path = "{{root}}/phone"
+fileext = ".ics"
+
+[storage.silent]
+type = "caldav"
+url = "{url}"
+timeout = {timeout}
+
+[pair.slow]
+a = "phone"
+b = "silent"
+collections = "from b"
+"#,
+        status = status_path(),
+        url = hole.url
+    ));
+    sb.mkdir("phone");
+    let mut daemon = Daemon::start(&sb, &[], &[], Socket::Path);
+    assert!(
+        within(Duration::from_secs(30), || hole.connections() > 0),
+        "{}",
+        daemon.output()
+    );
+    let asked = hole.connections();
+    let signalled = Instant::now();
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.child.wait().expect("wait for the daemon");
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", daemon.output());
+    assert_eq!(
+        hole.connections(),
+        asked,
+        "a request was tried again after SIGTERM"
+    );
+    assert!(
+        took < Duration::from_secs(timeout + 2),
+        "stopping took {took:?}\n{}",
+        daemon.output()
+    );
+}
+
 /// Where the daemon is told to notify.
 enum Socket {
     Path,

@@ -71,7 +71,10 @@ fn check(cli: &Cli, args: &CheckArgs, mut doc: Option<&mut CheckDoc>) -> Result<
             pairs.push(pair.name.as_str());
         }
     }
-    let shared = storage::Shared::new(davsync::http::ConnectionLimit::new(config.max_connections));
+    let shared = storage::Shared::new(
+        davsync::http::ConnectionLimit::new(config.max_connections),
+        None,
+    );
     let now = SystemTime::now();
     let mut problems = 0;
     for (name, (usage, pairs)) in &used {

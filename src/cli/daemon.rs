@@ -36,7 +36,8 @@ use super::{Cli, CliError, Selection, Verbosity, complete, load_config};
 /// unreachable server holds up only its own pairs.
 ///
 /// SIGHUP reloads the config once the syncs under way ended (a broken one is reported and the
-/// previous one kept); SIGTERM or SIGINT finishes and records the writes under way and exits 0. Under systemd (Type=notify) it
+/// previous one kept); SIGTERM or SIGINT finishes and records the writes under way (a request
+/// a server leaves unanswered is not tried again) and exits 0. Under systemd (Type=notify) it
 /// sends READY=1 once every pair synced once, STATUS= with the last result, and WATCHDOG=1
 /// every half of WatchdogSec.
 ///
@@ -314,7 +315,7 @@ fn run_job(
     // A fresh set of clients per job: what one run keeps (discovery answers) must not
     // outlive it, or a poll would not see the server change. The cap on requests in flight
     // is the daemon's, shared with the jobs running at the same time.
-    let shared = storage::Shared::new(Arc::clone(connections));
+    let shared = storage::Shared::new(Arc::clone(connections), Some(&interrupt::INTERRUPTED));
     // No progress bars: a daemon's stderr is a journal, not a person.
     match sync_pair(
         &config.config,

@@ -47,7 +47,10 @@ fn discover(
 ) -> Result<(), CliError> {
     let json = doc.is_some();
     let config = load_config(cli)?;
-    let shared = storage::Shared::new(davsync::http::ConnectionLimit::new(config.max_connections));
+    let shared = storage::Shared::new(
+        davsync::http::ConnectionLimit::new(config.max_connections),
+        None,
+    );
     let mut clean = true;
     for (pair, _) in select_pairs(&config, &args.pairs)? {
         let storages = PairStorages::open(&config, pair, &shared)?;

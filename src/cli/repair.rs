@@ -50,7 +50,10 @@ pub fn cmd_repair(cli: &Cli, args: &RepairArgs, verbosity: Verbosity) -> Result<
             config.path.display()
         )));
     }
-    let shared = storage::Shared::new(davsync::http::ConnectionLimit::new(config.max_connections));
+    let shared = storage::Shared::new(
+        davsync::http::ConnectionLimit::new(config.max_connections),
+        None,
+    );
     let storage = storage::open(section, &ProcessEnv, &shared)
         .map_err(|e| CliError::Failed(format!("storage {name}: {e}")))?;
     let collections = collections(&config, name, storage.as_ref(), only)?;

@@ -94,7 +94,10 @@ fn sync_pairs(
         .map_err(|e| CliError::Failed(format!("cannot install the signal handler: {e}")))?;
     let now = run_time()?;
     // Storages of different pairs share what they can, such as one HTTP client per server.
-    let shared = storage::Shared::new(davsync::http::ConnectionLimit::new(config.max_connections));
+    let shared = storage::Shared::new(
+        davsync::http::ConnectionLimit::new(config.max_connections),
+        Some(&INTERRUPTED),
+    );
     // What was left unsynced: needing a person (exit 1) or only a later run (exit 75).
     let mut clean = true;
     let mut retry_later = false;

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ use super::{HttpOptions, TlsVerify};
 pub struct Clients {
     by_setup: Mutex<HashMap<ClientSetup, Arc<HttpClient>>>,
     connections: Arc<ConnectionLimit>,
+    /// Set when the run is asked to stop; see [`HttpClient::interrupted_by`].
+    interrupt: Option<&'static AtomicBool>,
 }
 
 /// Everything [`HttpClient::new`] builds a client from.
@@ -36,11 +39,16 @@ struct ClientSetup {
 }
 
 impl Clients {
-    /// No clients yet; those made will share `connections`, the cap on requests in flight.
-    pub fn new(connections: Arc<ConnectionLimit>) -> Clients {
+    /// No clients yet; those made will share `connections`, the cap on requests in flight,
+    /// and try no request again once `interrupt` is set.
+    pub fn new(
+        connections: Arc<ConnectionLimit>,
+        interrupt: Option<&'static AtomicBool>,
+    ) -> Clients {
         Clients {
             by_setup: Mutex::default(),
             connections,
+            interrupt,
         }
     }
 
@@ -77,7 +85,8 @@ impl Clients {
         }
         let client = Arc::new(
             HttpClient::new(config, concurrency, setup.credentials.clone())?
-                .limited(Arc::clone(&self.connections)),
+                .limited(Arc::clone(&self.connections))
+                .interrupted_by(self.interrupt),
         );
         clients.insert(setup, Arc::clone(&client));
         Ok(client)

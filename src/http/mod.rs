@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -363,6 +364,8 @@ pub struct HttpClient {
     /// The cap on requests in flight shared by every client of the run (`max_connections`);
     /// `None` for a client of its own (a token endpoint's).
     connections: Option<Arc<ConnectionLimit>>,
+    /// Set when the run is asked to stop (SIGTERM): from then on no request is tried again.
+    interrupt: Option<&'static AtomicBool>,
 }
 
 /// The origin of `url` (`scheme://host[:port]`), the unit credentials are tied to; `None` for
@@ -625,6 +628,7 @@ impl HttpClient {
             writes: WriteLimiter::new(concurrency),
             timeout: config.timeout,
             connections: None,
+            interrupt: None,
         })
     }
 
@@ -632,6 +636,14 @@ impl HttpClient {
     /// that every client of a run shares ([`Clients`] gives it to each client it makes).
     pub fn limited(mut self, limit: Arc<ConnectionLimit>) -> HttpClient {
         self.connections = Some(limit);
+        self
+    }
+
+    /// The client with no more retries once `interrupt` is set: a run asked to stop finishes
+    /// the requests under way, and a server that does not answer would otherwise hold the stop
+    /// up for every retry's `timeout` (four of them, past systemd's stop timeout).
+    pub fn interrupted_by(mut self, interrupt: Option<&'static AtomicBool>) -> HttpClient {
+        self.interrupt = interrupt;
         self
     }
 
@@ -906,13 +918,17 @@ impl HttpClient {
                 ),
                 Err(_) => Some(backoff(attempt)),
             };
+            let retries_left = attempt < max_retries
+                && !self
+                    .interrupt
+                    .is_some_and(|stop| stop.load(Ordering::SeqCst));
             match (result, retry_in) {
-                (Ok(answer), Some(delay)) if attempt < max_retries && delay <= MAX_RETRY_AFTER => {
+                (Ok(answer), Some(delay)) if retries_left && delay <= MAX_RETRY_AFTER => {
                     answer.log_unread(request.method, url);
                     drop(answer);
                     thread::sleep(delay);
                 }
-                (Err(_), Some(delay)) if attempt < max_retries => thread::sleep(delay),
+                (Err(_), Some(delay)) if retries_left => thread::sleep(delay),
                 (Ok(response), _) => return Ok(response),
                 (Err(e), _) => {
                     let tls_refused = refused_by_tls(&e);
@@ -1623,7 +1639,7 @@ mod tests {
             counting_server(Duration::from_millis(40), &gauge),
             counting_server(Duration::from_millis(40), &gauge),
         ];
-        let clients = Clients::new(ConnectionLimit::new(3));
+        let clients = Clients::new(ConnectionLimit::new(3), None);
         let handles: Vec<Arc<HttpClient>> = servers
             .iter()
             .map(|url| {

@@ -134,11 +134,15 @@ pub struct Shared {
 
 impl Shared {
     /// Nothing shared yet but `connections`, the cap on requests in flight that every HTTP
-    /// client opened through this counts against. (`Shared::default()` has a cap of its own of
-    /// [`crate::http::DEFAULT_MAX_CONNECTIONS`].)
-    pub fn new(connections: std::sync::Arc<crate::http::ConnectionLimit>) -> Shared {
+    /// client opened through this counts against, and `interrupt`, set when the run is asked
+    /// to stop (no request is tried again then). (`Shared::default()` has a cap of its own of
+    /// [`crate::http::DEFAULT_MAX_CONNECTIONS`] and no interrupt.)
+    pub fn new(
+        connections: std::sync::Arc<crate::http::ConnectionLimit>,
+        interrupt: Option<&'static std::sync::atomic::AtomicBool>,
+    ) -> Shared {
         Shared {
-            http: crate::http::Clients::new(connections),
+            http: crate::http::Clients::new(connections, interrupt),
             tokens: google::TokenSources::default(),
         }
     }
