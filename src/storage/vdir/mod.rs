@@ -244,13 +244,15 @@ struct OpenDir {
 }
 
 impl OpenDir {
+    /// Opens the directory `id` as a place only (`O_PATH`): what it needs is the search
+    /// permission every use of a path needs, not the right to read its entries.
     fn open(id: &str) -> io::Result<OpenDir> {
         let path = c_path(Path::new(id))?;
         // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
         let fd = unsafe {
             libc::open(
                 path.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
             )
         };
         Ok(OpenDir {
