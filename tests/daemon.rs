@@ -57,59 +57,6 @@ struct Daemon {
     err: std::path::PathBuf,
 }
 
-/// SIGTERM while a request waits on a server that never answers: the request runs out its
-/// `timeout` and is not tried again, so the daemon stops within one timeout, not within the
-/// four of a request and its retries (which outlast systemd's stop timeout with a long one).
-#[test]
-fn sigterm_tries_no_request_again() {
-    let hole = BlackHole::start();
-    let sb = sandbox();
-    let timeout = 3;
-    sb.write_config(&format!(
-        r#"{status}
-[storage.phone]
-type = "vdir"
-path = "{{root}}/phone"
-fileext = ".ics"
-
-[storage.silent]
-type = "caldav"
-url = "{url}"
-timeout = {timeout}
-
-[pair.slow]
-a = "phone"
-b = "silent"
-collections = "from b"
-"#,
-        status = status_path(),
-        url = hole.url
-    ));
-    sb.mkdir("phone");
-    let mut daemon = Daemon::start(&sb, &[], &[], Socket::Path);
-    assert!(
-        within(Duration::from_secs(30), || hole.connections() > 0),
-        "{}",
-        daemon.output()
-    );
-    let asked = hole.connections();
-    let signalled = Instant::now();
-    daemon.signal(libc::SIGTERM);
-    let status = daemon.child.wait().expect("wait for the daemon");
-    let took = signalled.elapsed();
-    assert_eq!(status.code(), Some(0), "{}", daemon.output());
-    assert_eq!(
-        hole.connections(),
-        asked,
-        "a request was tried again after SIGTERM"
-    );
-    assert!(
-        took < Duration::from_secs(timeout + 2),
-        "stopping took {took:?}\n{}",
-        daemon.output()
-    );
-}
-
 /// Where the daemon is told to notify.
 enum Socket {
     Path,
@@ -570,13 +517,10 @@ impl BlackHole {
     }
 }
 
-#[test]
-fn a_pair_stuck_on_a_silent_server_holds_up_no_other_pair() {
-    let hole = BlackHole::start();
-    let sb = sandbox();
-    // `slow` waits on a server that never answers (for a minute per request, its timeout);
-    // `p` is two vdirs.
-    let slow = format!(
+/// The config of pair `slow`: the vdir `{root}/phone` and the CalDAV server at `url`, with
+/// `timeout` seconds per request.
+fn silent_pair(url: &str, timeout: u64) -> String {
+    format!(
         r#"
 [storage.phone]
 type = "vdir"
@@ -586,15 +530,23 @@ fileext = ".ics"
 [storage.silent]
 type = "caldav"
 url = "{url}"
-timeout = 60
+timeout = {timeout}
 
 [pair.slow]
 a = "phone"
 b = "silent"
 collections = "from b"
-"#,
-        url = hole.url
-    );
+"#
+    )
+}
+
+#[test]
+fn a_pair_stuck_on_a_silent_server_holds_up_no_other_pair() {
+    let hole = BlackHole::start();
+    let sb = sandbox();
+    // `slow` waits on a server that never answers (for a minute per request, its timeout);
+    // `p` is two vdirs.
+    let slow = silent_pair(&hole.url, 60);
     sb.write_config(&(status_path() + &vdir_pair("p", "a", "b") + &slow));
     sb.write("a/work/one.ics", event("one", "First"));
     sb.mkdir("b");
@@ -650,6 +602,40 @@ collections = "from b"
     assert!(
         daemon.stderr().contains("davsync: stopped by SIGTERM"),
         "{}",
+        daemon.output()
+    );
+}
+
+/// SIGTERM while a request waits on a server that never answers: the request runs out its
+/// `timeout` and is not tried again, so the daemon stops within one timeout, not within the
+/// four of a request and its retries (which outlast systemd's stop timeout with a long one).
+#[test]
+fn sigterm_tries_no_request_again() {
+    let hole = BlackHole::start();
+    let sb = sandbox();
+    let timeout = 3;
+    sb.write_config(&(status_path() + &silent_pair(&hole.url, timeout)));
+    sb.mkdir("phone");
+    let mut daemon = Daemon::start(&sb, &[], &[], Socket::Path);
+    assert!(
+        within(Duration::from_secs(30), || hole.connections() > 0),
+        "{}",
+        daemon.output()
+    );
+    let asked = hole.connections();
+    let signalled = Instant::now();
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.child.wait().expect("wait for the daemon");
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", daemon.output());
+    assert_eq!(
+        hole.connections(),
+        asked,
+        "a request was tried again after SIGTERM"
+    );
+    assert!(
+        took < Duration::from_secs(timeout + 2),
+        "stopping took {took:?}\n{}",
         daemon.output()
     );
 }
