@@ -234,9 +234,9 @@ for tool in $tools; do
     if [ "$tool" = davsync ]; then
         # The floors, on the same files and the same page cache as davsync's own runs: copying
         # side A is what a first sync must at least do, stat'ing both sides what a no-op must.
-        # Three first syncs, each beside its floor (the machine's other load moves both), with
-        # side B and the status emptied between them; medians reported.
-        for run in 1 2 3; do
+        # Five first syncs, each beside its floor (the machine's other load moves both by 15%
+        # from run to run), with side B and the status emptied between them; medians reported.
+        for run in 1 2 3 4 5; do
             floor first cp -r "$dir/A/cal" "$scratch/cp-floor"
             rm -rf "$scratch/cp-floor"
             if [ "$run" -gt 1 ]; then
@@ -338,7 +338,7 @@ if frows:
 EOF
 echo
 echo "speed-up = vdirsyncer s / davsync s. Targets: first sync >=5x faster, no-op sync >=20x faster."
-echo "no-op: median of 5 runs per tool (and of the stat floor); davsync's first sync: median of 3 (and of cp -r)."
+echo "no-op: median of 5 runs per tool (and of the stat floor); davsync's first sync: median of 5 (and of cp -r)."
 echo "floor targets: first <=2x cp -r; no-op <=1.1x the stat floor (at 100,000 items: no-op <=1.5x and 60 MB, first sync 100 MB)."
 [ "${TMPDIR:-}" = /dev/shm ] || echo "note: TMPDIR is not /dev/shm: the disk's noise is in these figures"
 echo "measured with: $meter"
