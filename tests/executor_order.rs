@@ -7,12 +7,11 @@ mod common;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use davsync::config::{CollectionsSpec, MetadataKey};
+use common::intercept::{Intercept, Intercepted};
+use davsync::config::CollectionsSpec;
 use davsync::status::StatusDb;
 use davsync::storage::vdir::VdirStorage;
-use davsync::storage::{
-    CollectionInfo, Fetched, ItemError, ListEntry, Storage, StorageError, Written,
-};
+use davsync::storage::{CollectionInfo, ItemError, Storage, Written};
 use davsync::sync::{Progress, Sides, SyncOptions, pair_collections, sync_collection};
 
 /// A vdir taking two writes at once, whose create of the item hinted `held` waits (10 s at
@@ -24,54 +23,15 @@ struct FirstWriteFinishesLast {
     other_done: Condvar,
 }
 
-impl Storage for FirstWriteFinishesLast {
-    fn list_collections(&self) -> Result<Vec<CollectionInfo>, StorageError> {
-        self.inner.list_collections()
-    }
+impl Intercept for FirstWriteFinishesLast {
+    type Inner = VdirStorage;
 
-    fn root_collection(&self) -> CollectionInfo {
-        self.inner.root_collection()
-    }
-
-    fn create_collection(&self, name: &str) -> Result<CollectionInfo, StorageError> {
-        self.inner.create_collection(name)
-    }
-
-    fn list(&self, collection: &CollectionInfo) -> Result<Vec<ListEntry>, StorageError> {
-        self.inner.list(collection)
-    }
-
-    fn metadata(
-        &self,
-        collection: &CollectionInfo,
-        key: MetadataKey,
-    ) -> Result<Option<String>, StorageError> {
-        self.inner.metadata(collection, key)
-    }
-
-    fn set_metadata(
-        &self,
-        collection: &CollectionInfo,
-        key: MetadataKey,
-        value: Option<&str>,
-    ) -> Result<(), StorageError> {
-        self.inner.set_metadata(collection, key, value)
-    }
-
-    fn flush(&self) -> Result<(), StorageError> {
-        self.inner.flush()
+    fn inner(&self) -> &VdirStorage {
+        &self.inner
     }
 
     fn concurrency(&self) -> usize {
         2
-    }
-
-    fn get_many(
-        &self,
-        collection: &CollectionInfo,
-        hrefs: &[&str],
-    ) -> Vec<(String, Result<Fetched, ItemError>)> {
-        self.inner.get_many(collection, hrefs)
     }
 
     fn create(
@@ -95,25 +55,6 @@ impl Storage for FirstWriteFinishesLast {
         self.other_done.notify_all();
         written
     }
-
-    fn update(
-        &self,
-        collection: &CollectionInfo,
-        href: &str,
-        expected_etag: &str,
-        bytes: &[u8],
-    ) -> Result<Written, ItemError> {
-        self.inner.update(collection, href, expected_etag, bytes)
-    }
-
-    fn delete(
-        &self,
-        collection: &CollectionInfo,
-        href: &str,
-        expected_etag: &str,
-    ) -> Result<(), ItemError> {
-        self.inner.delete(collection, href, expected_etag)
-    }
 }
 
 #[test]
@@ -125,12 +66,12 @@ fn actions_are_reported_in_the_plans_order_whichever_write_finishes_first() {
         sb.write(&format!("a/{uid}.ics"), common::event(uid, uid));
     }
     let a = VdirStorage::new(sb.path("a"), ".ics".into());
-    let b = FirstWriteFinishesLast {
+    let b = Intercepted(FirstWriteFinishesLast {
         inner: VdirStorage::new(sb.path("b"), ".ics".into()),
         held: "u1",
         others_done: Mutex::new(0),
         other_done: Condvar::new(),
-    };
+    });
     let sides = Sides { a: &a, b: &b };
     let pairs = pair_collections(&CollectionsSpec::Root, &sides).unwrap();
     let status = StatusDb::open(&sb.path("status.db")).unwrap();

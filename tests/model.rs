@@ -64,6 +64,8 @@
 //!
 //! `PROPTEST_CASES` overrides the number of cases (64).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs;
@@ -72,14 +74,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use davsync::config::{CollectionsSpec, ConflictResolution, MetadataKey};
+use common::intercept::{Intercept, Intercepted};
+use davsync::config::{CollectionsSpec, ConflictResolution};
 use davsync::model::Side;
 use davsync::plan::Action;
 use davsync::status::StatusDb;
 use davsync::storage::vdir::VdirStorage;
-use davsync::storage::{
-    ChangeSet, CollectionInfo, Fetched, ItemError, ListEntry, Storage, StorageError, Written,
-};
+use davsync::storage::{CollectionInfo, ItemError, Storage, StorageError, Written};
 use davsync::sync::{
     CollectionReport, Progress, Sides, SyncOptions, pair_collections, sync_collection,
 };
@@ -234,12 +235,12 @@ struct FaultInjectingStorage<S: Storage> {
 }
 
 impl<S: Storage> FaultInjectingStorage<S> {
-    fn new(inner: S, side: Side, script: Arc<Mutex<FaultScript>>) -> Self {
-        FaultInjectingStorage {
+    fn new(inner: S, side: Side, script: Arc<Mutex<FaultScript>>) -> Intercepted<Self> {
+        Intercepted(FaultInjectingStorage {
             inner,
             side,
             script,
-        }
+        })
     }
 
     fn injected(href: &str, fault: Fault) -> ItemError {
@@ -290,47 +291,11 @@ impl<S: Storage> FaultInjectingStorage<S> {
     }
 }
 
-impl<S: Storage> Storage for FaultInjectingStorage<S> {
-    fn list_collections(&self) -> Result<Vec<CollectionInfo>, StorageError> {
-        self.inner.list_collections()
-    }
+impl<S: Storage> Intercept for FaultInjectingStorage<S> {
+    type Inner = S;
 
-    fn root_collection(&self) -> CollectionInfo {
-        self.inner.root_collection()
-    }
-
-    fn create_collection(&self, name: &str) -> Result<CollectionInfo, StorageError> {
-        self.inner.create_collection(name)
-    }
-
-    fn list(&self, collection: &CollectionInfo) -> Result<Vec<ListEntry>, StorageError> {
-        self.inner.list(collection)
-    }
-
-    fn list_changes(
-        &self,
-        collection: &CollectionInfo,
-        since: Option<&str>,
-        fetch_all: bool,
-    ) -> Result<ChangeSet, StorageError> {
-        self.inner.list_changes(collection, since, fetch_all)
-    }
-
-    fn metadata(
-        &self,
-        collection: &CollectionInfo,
-        key: MetadataKey,
-    ) -> Result<Option<String>, StorageError> {
-        self.inner.metadata(collection, key)
-    }
-
-    fn set_metadata(
-        &self,
-        collection: &CollectionInfo,
-        key: MetadataKey,
-        value: Option<&str>,
-    ) -> Result<(), StorageError> {
-        self.inner.set_metadata(collection, key, value)
+    fn inner(&self) -> &S {
+        &self.inner
     }
 
     fn flush(&self) -> Result<(), StorageError> {
@@ -346,14 +311,6 @@ impl<S: Storage> Storage for FaultInjectingStorage<S> {
 
     fn concurrency(&self) -> usize {
         1
-    }
-
-    fn get_many(
-        &self,
-        collection: &CollectionInfo,
-        hrefs: &[&str],
-    ) -> Vec<(String, Result<Fetched, ItemError>)> {
-        self.inner.get_many(collection, hrefs)
     }
 
     fn create(

@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use assert_cmd::Command;
 
+pub mod intercept;
+
 /// A temporary directory that is the whole world of one test: `home/` is `$HOME`,
 /// `home/.config`, `home/.local/share`, `home/.cache` and `home/.local/state` are the XDG
 /// directories, and `config.toml` at the root is `$DAVSYNC_CONFIG`. Removed on drop.
