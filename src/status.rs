@@ -55,8 +55,9 @@ impl StoredContent {
         }
     }
 
-    /// Any bytes (a status written by hand, a test), their component type and span read here.
-    pub fn of_bytes(content: &[u8]) -> StoredContent {
+    /// Any bytes, their component type and span read here: a test's rows.
+    #[cfg(test)]
+    pub(crate) fn of_bytes(content: &[u8]) -> StoredContent {
         StoredContent {
             data: lz4_flex::compress_prepend_size(content),
             component: component_type(content),
@@ -1410,10 +1411,6 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn stored_content(content: &[u8]) -> StoredContent {
-        StoredContent::of_bytes(content)
-    }
-
     fn version(side: &str, n: u32) -> ItemVersion {
         ItemVersion {
             href: format!("{side}-{n}.ics"),
@@ -1482,8 +1479,12 @@ mod tests {
         let db = StatusDb::open(&path).unwrap();
         assert_eq!(db.schema_version().unwrap(), MIGRATIONS.len() as i64);
         let coll = db.collection("cal").unwrap();
-        db.insert(coll, &item("u1", 1), &stored_content(b"BEGIN:VCALENDAR"))
-            .unwrap();
+        db.insert(
+            coll,
+            &item("u1", 1),
+            &StoredContent::of_bytes(b"BEGIN:VCALENDAR"),
+        )
+        .unwrap();
         db.set_meta("k", "v").unwrap();
         drop(db);
 
@@ -1554,8 +1555,12 @@ mod tests {
     fn component_type_follows_the_stored_content() {
         let (_dir, db) = open_temp();
         let coll = db.collection("cal").unwrap();
-        db.insert(coll, &item("u1", 1), &stored_content(&calendar("VTODO")))
-            .unwrap();
+        db.insert(
+            coll,
+            &item("u1", 1),
+            &StoredContent::of_bytes(&calendar("VTODO")),
+        )
+        .unwrap();
         let events = ["VEVENT".to_owned()];
         assert_eq!(db.idents_outside(coll, &events).unwrap(), ["u1"]);
         // Keeping the content keeps the type; new content brings its own.
@@ -1566,7 +1571,7 @@ mod tests {
             coll,
             &item("u1", 2),
             &item("u1", 3),
-            Some(&stored_content(&calendar("VEVENT"))),
+            Some(&StoredContent::of_bytes(&calendar("VEVENT"))),
         )
         .unwrap();
         assert!(db.idents_outside(coll, &events).unwrap().is_empty());
@@ -1634,10 +1639,18 @@ mod tests {
         let (_dir, db) = open_temp();
         let coll = db.collection("cal").unwrap();
         let january = window((2026, 1, 1), (2026, 1, 31));
-        db.insert(coll, &item("u1", 1), &stored_content(&event_on("20260110")))
-            .unwrap();
-        db.insert(coll, &item("u2", 1), &stored_content(&calendar("VTODO")))
-            .unwrap();
+        db.insert(
+            coll,
+            &item("u1", 1),
+            &StoredContent::of_bytes(&event_on("20260110")),
+        )
+        .unwrap();
+        db.insert(
+            coll,
+            &item("u2", 1),
+            &StoredContent::of_bytes(&calendar("VTODO")),
+        )
+        .unwrap();
         assert!(db.idents_out_of_window(coll, january).unwrap().is_empty());
         assert_eq!(
             db.idents_out_of_window(coll, window((2026, 2, 1), (2026, 2, 28)))
@@ -1657,7 +1670,7 @@ mod tests {
             coll,
             &item("u1", 2),
             &item("u1", 3),
-            Some(&stored_content(&event_on("20260301"))),
+            Some(&StoredContent::of_bytes(&event_on("20260301"))),
         )
         .unwrap();
         assert_eq!(db.idents_out_of_window(coll, january).unwrap(), ["u1"]);
@@ -1749,7 +1762,7 @@ mod tests {
         let cal = db.collection("cal").unwrap();
         let other = db.collection("other").unwrap();
         for coll in [cal, other] {
-            db.insert(coll, &item("u1", 1), &stored_content(b"x"))
+            db.insert(coll, &item("u1", 1), &StoredContent::of_bytes(b"x"))
                 .unwrap();
             db.set_collection_meta(coll, "a:state", "token").unwrap();
         }
@@ -1822,10 +1835,11 @@ mod tests {
         let other = db.collection("other").unwrap();
         let v1 = item("u1", 1);
 
-        db.insert(coll, &v1, &stored_content(b"one")).unwrap();
+        db.insert(coll, &v1, &StoredContent::of_bytes(b"one"))
+            .unwrap();
         // Same ident again: refused, the existing row is untouched.
         let err = db
-            .insert(coll, &item("u1", 9), &stored_content(b"nine"))
+            .insert(coll, &item("u1", 9), &StoredContent::of_bytes(b"nine"))
             .unwrap_err();
         assert!(
             matches!(&err, StatusError::RowChanged { ident, .. } if ident == "u1"),
@@ -1835,7 +1849,7 @@ mod tests {
         assert_eq!(db.items(coll).unwrap(), vec![v1.clone()]);
         assert_eq!(db.synced_content(coll, "u1").unwrap().unwrap(), b"one");
         // The same ident in another collection is a different row.
-        db.insert(other, &v1, &stored_content(b"elsewhere"))
+        db.insert(other, &v1, &StoredContent::of_bytes(b"elsewhere"))
             .unwrap();
 
         // Replace with a stale expectation fails and changes nothing.
@@ -1843,7 +1857,7 @@ mod tests {
         let mut stale = v1.clone();
         stale.b.etag = "\"old\"".into();
         assert!(matches!(
-            db.replace(coll, &stale, &v2, Some(&stored_content(b"two"))),
+            db.replace(coll, &stale, &v2, Some(&StoredContent::of_bytes(b"two"))),
             Err(StatusError::RowChanged { .. })
         ));
         assert_eq!(db.item(coll, "u1").unwrap(), Some(v1.clone()));
@@ -1855,7 +1869,7 @@ mod tests {
         assert_eq!(db.synced_content(coll, "u1").unwrap().unwrap(), b"one");
         // Replace with content.
         let v3 = item("u1", 3);
-        db.replace(coll, &v2, &v3, Some(&stored_content(b"three")))
+        db.replace(coll, &v2, &v3, Some(&StoredContent::of_bytes(b"three")))
             .unwrap();
         assert_eq!(db.items(coll).unwrap(), vec![v3.clone()]);
         assert_eq!(db.synced_content(coll, "u1").unwrap().unwrap(), b"three");
@@ -1903,7 +1917,8 @@ mod tests {
             .unwrap();
         assert_eq!(orphans, 0);
         // Re-inserting after removal works.
-        db.insert(coll, &v1, &stored_content(b"again")).unwrap();
+        db.insert(coll, &v1, &StoredContent::of_bytes(b"again"))
+            .unwrap();
         assert_eq!(db.synced_content(coll, "u1").unwrap().unwrap(), b"again");
     }
 
@@ -1913,7 +1928,7 @@ mod tests {
         let coll = db.collection("cal").unwrap();
         let other = db.collection("other").unwrap();
         assert!(!db.has_items(coll).unwrap());
-        db.insert(coll, &item("a", 1), &stored_content(b"x"))
+        db.insert(coll, &item("a", 1), &StoredContent::of_bytes(b"x"))
             .unwrap();
         assert!(db.has_items(coll).unwrap());
         assert!(!db.has_items(other).unwrap());
@@ -1924,7 +1939,7 @@ mod tests {
         let (_dir, db) = open_temp();
         let coll = db.collection("cal").unwrap();
         for ident in ["c", "a", "b"] {
-            db.insert(coll, &item(ident, 1), &stored_content(b"x"))
+            db.insert(coll, &item(ident, 1), &StoredContent::of_bytes(b"x"))
                 .unwrap();
         }
         let idents: Vec<_> = db
@@ -1941,9 +1956,13 @@ mod tests {
         let (_dir, db) = open_temp();
         let coll = db.collection("cal").unwrap();
         let content = "BEGIN:VCALENDAR\r\nSUMMARY:ünïcödé\r\nEND:VCALENDAR\r\n".repeat(200);
-        db.insert(coll, &item("u1", 1), &stored_content(content.as_bytes()))
-            .unwrap();
-        db.insert(coll, &item("empty", 1), &stored_content(b""))
+        db.insert(
+            coll,
+            &item("u1", 1),
+            &StoredContent::of_bytes(content.as_bytes()),
+        )
+        .unwrap();
+        db.insert(coll, &item("empty", 1), &StoredContent::of_bytes(b""))
             .unwrap();
         assert_eq!(
             db.synced_content(coll, "u1").unwrap().unwrap(),
@@ -1969,14 +1988,14 @@ mod tests {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
             noise.push((x >> 16) as u8);
         }
-        db.insert(coll, &item("noise", 1), &stored_content(&noise))
+        db.insert(coll, &item("noise", 1), &StoredContent::of_bytes(&noise))
             .unwrap();
         assert_eq!(db.synced_content(coll, "noise").unwrap().unwrap(), noise);
         db.replace(
             coll,
             &item("noise", 1),
             &item("noise", 2),
-            Some(&stored_content(b"small")),
+            Some(&StoredContent::of_bytes(b"small")),
         )
         .unwrap();
         assert_eq!(db.synced_content(coll, "noise").unwrap().unwrap(), b"small");
@@ -2032,10 +2051,14 @@ mod tests {
         let work = db.collection("work").unwrap();
         let home = db.collection("home").unwrap();
         for n in 0..3 {
-            db.insert(work, &item(&format!("w{n}"), n), &stored_content(b"x"))
-                .unwrap();
+            db.insert(
+                work,
+                &item(&format!("w{n}"), n),
+                &StoredContent::of_bytes(b"x"),
+            )
+            .unwrap();
         }
-        db.insert(home, &item("h", 0), &stored_content(b"x"))
+        db.insert(home, &item("h", 0), &StoredContent::of_bytes(b"x"))
             .unwrap();
 
         let before = db.collections().unwrap();
